@@ -1,0 +1,161 @@
+/* Private state of a back-end: the protocol state machine's data. */
+#ifndef VHU_BACKEND_INTERNAL_H
+#define VHU_BACKEND_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vhu/backend.h>
+
+#include "../common/internal.h"
+#include "../wire/wire.h"
+
+/* Most memory regions held at once (GET_MAX_MEM_SLOTS). */
+#define VHU_MAX_MEM_SLOTS 509u
+
+/* ---- memory.c: guest memory regions ---- */
+
+struct vhu_region {
+    uint64_t gpa, size, uva, mmap_offset;
+    uint8_t *host;   /* host address of gpa */
+    void *map;       /* what mmap returned */
+    size_t map_len;
+};
+
+struct vhu_mem {
+    unsigned n, cap;
+    struct vhu_region *r;
+};
+
+/* Checks that need no fd: non-zero size, no wrap of GPA, user address or
+ * mmap_offset + size.  0 or -EINVAL with why. */
+int vhu_mem_region_check(const struct vhu_mem_region *d, char *why, size_t n);
+/* Does d overlap any of mem's regions, in guest-physical or front-end
+ * virtual address space?  0, or -EINVAL with why. */
+int vhu_mem_check_overlap(const struct vhu_mem *mem, const struct vhu_mem_region *d,
+                          char *why, size_t n);
+/* Map d from fd (which stays open; the caller closes it).  Checks with
+ * fstat that mmap_offset + size lies within the fd. */
+int vhu_mem_map(const struct vhu_mem_region *d, int fd, struct vhu_region *out,
+                char *why, size_t n);
+void vhu_mem_unmap(struct vhu_region *r);
+/* Append a mapped region (mem takes it over); -ENOMEM. */
+int vhu_mem_append(struct vhu_mem *mem, const struct vhu_region *r);
+/* Unmap every region and free the table's array. */
+void vhu_mem_clear(struct vhu_mem *mem);
+/* Host pointer for [addr, addr+len) when it lies inside one region; NULL
+ * otherwise.  gpa: guest-physical; uva: front-end virtual. */
+void *vhu_mem_gpa(const struct vhu_mem *mem, uint64_t gpa, uint64_t len);
+void *vhu_mem_uva(const struct vhu_mem *mem, uint64_t uva, uint64_t len);
+
+/* ---- vring.c: per-ring state ---- */
+
+struct vhu_queue {
+    struct vhu_backend *b;
+    unsigned index;
+    unsigned num;             /* ring size, 0 until SET_VRING_NUM */
+    uint16_t last_avail;      /* SET_VRING_BASE / advanced by the device */
+    bool addr_set;
+    struct vhu_vring_addr addr;
+    void *desc, *avail, *used;/* host pointers, valid while started */
+    int kick_fd;
+    pthread_mutex_t sig_lock; /* call_fd/err_fd may be swapped while running */
+    int call_fd, err_fd;
+    atomic_bool enabled;
+    bool started;
+    uint64_t features;
+};
+
+void vhu_vring_init(struct vhu_queue *q, struct vhu_backend *b, unsigned index);
+void vhu_vring_destroy(struct vhu_queue *q);
+/* Back to the state after init, keeping call/err fds when keep_signals. */
+void vhu_vring_reset(struct vhu_queue *q, bool keep_signals);
+/* Compute the ring's host pointers from its addresses against mem, size and
+ * features.  0, or -EFAULT/-EINVAL with why; q is changed only on success
+ * when `apply` is true. */
+int vhu_vring_translate(struct vhu_queue *q, const struct vhu_mem *mem,
+                        const struct vhu_vring_addr *addr, unsigned num,
+                        uint64_t features, bool apply, char *why, size_t n);
+/* Start (translate + device start_queue) / stop (device stop_queue). */
+int vhu_vring_start(struct vhu_queue *q, char *why, size_t n);
+void vhu_vring_stop(struct vhu_queue *q);
+/* Replace a signalling fd (takes ownership of fd; -1 = none). */
+void vhu_vring_set_call(struct vhu_queue *q, int fd);
+void vhu_vring_set_err(struct vhu_queue *q, int fd);
+
+/* ---- the back-end ---- */
+
+struct vhu_backend {
+    const struct vhu_device_ops *ops;
+    void *dev;
+    int sock;
+    int timeout_ms;
+
+    bool owned;
+    uint64_t features_offered, pf_offered;
+    uint64_t acked_features, acked_pf;
+    uint8_t status;
+
+    struct vhu_mem mem;
+    struct vhu_queue *queues;
+    unsigned nqueues;
+    unsigned max_queue_size;
+
+    pthread_mutex_t chan_lock; /* back-end channel, used from any thread */
+    int chan_fd;
+
+    struct vhu_wire_msg msg;   /* the request being handled */
+};
+
+static inline bool vhu_pf_acked(const struct vhu_backend *b, unsigned bit)
+{
+    return b->acked_pf & VHU_BIT(bit);
+}
+
+/* Stop every started ring, remembering which ones ran; restart them.  Used
+ * to change what a running ring depends on (memory table, addresses). */
+void vhu_backend_pause(struct vhu_backend *b, bool *was_started);
+int vhu_backend_resume(struct vhu_backend *b, const bool *was_started);
+/* Stop every ring, reset the device and the per-session state; keeps the
+ * socket, owner and protocol features (RESET_DEVICE). */
+void vhu_backend_reset_device(struct vhu_backend *b);
+
+/* ---- requests.c: one function per request ---- */
+
+struct vhu_reply {
+    uint32_t size;
+    union {
+        uint64_t u64;
+        struct vhu_vring_state state;
+        struct vhu_config config;
+        struct vhu_inflight inflight;
+        uint8_t bytes[VHU_WIRE_MAX_PAYLOAD];
+    } p;
+    int fds[VHU_MAX_FDS];
+    unsigned nfds;
+};
+
+struct vhu_req {
+    struct vhu_backend *b;
+    struct vhu_wire_msg *m;  /* handlers take fds they keep: m->fds[i] = -1 */
+    struct vhu_reply *rep;   /* DATA replies: payload and size */
+    char why[256];           /* reason for a refusal */
+};
+
+typedef int (*vhu_req_fn)(struct vhu_req *r);
+
+struct vhu_req_handler {
+    vhu_req_fn fn;
+    bool needs_owner;
+};
+
+/* Handler for a front-end request code (fn NULL: not implemented). */
+const struct vhu_req_handler *vhu_req_handler(uint32_t code);
+
+/* Fill r->why and return err: `return vhu_refuse(r, -EINVAL, "...", ...)`. */
+int vhu_refuse(struct vhu_req *r, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

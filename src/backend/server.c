@@ -1,0 +1,271 @@
+/* The server: a libev loop around one backend.  Server mode listens and
+ * serves one front-end at a time; client mode connects and reconnects with
+ * back-off.  Either way, a front-end that goes away leaves a reset device
+ * behind, ready for the next one. */
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "backend_internal.h"
+
+struct vhu_server {
+    struct vhu_backend *b;
+    struct ev_loop *loop;
+    char *path;
+    bool client;
+    bool own_socket_file;
+    int listen_fd;
+    unsigned backoff_ms, backoff_min, backoff_max;
+    unsigned long sessions;
+    ev_io listen_w;
+    ev_io conn_w;
+    ev_timer retry_w;
+    ev_async stop_w;
+    ev_signal sigint_w, sigterm_w;
+    bool signals;
+};
+
+static int make_addr(const char *path, struct sockaddr_un *sa)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa->sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa->sun_path, path);
+    return 0;
+}
+
+/* Is somebody listening on path?  Used to tell a stale socket file from a
+ * live one before replacing it. */
+static bool socket_is_live(const struct sockaddr_un *sa)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool live = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+    close(fd);
+    return live;
+}
+
+static int open_listener(struct vhu_server *s)
+{
+    struct sockaddr_un sa;
+    int r = make_addr(s->path, &sa);
+    if (r < 0) {
+        vhu_err("socket path too long: %s", s->path);
+        return r;
+    }
+    struct stat st;
+    if (lstat(s->path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            vhu_err("%s exists and is not a socket", s->path);
+            return -EEXIST;
+        }
+        if (socket_is_live(&sa)) {
+            vhu_err("%s: another back-end is listening there", s->path);
+            return -EADDRINUSE;
+        }
+        unlink(s->path); /* stale, left by a process that died */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+        r = -errno;
+        vhu_err("listening on %s: %s", s->path, vhu_strerror(r));
+        close(fd);
+        return r;
+    }
+    s->listen_fd = fd;
+    s->own_socket_file = true;
+    return 0;
+}
+
+static void start_session(struct vhu_server *s, int fd)
+{
+    vhu_backend_attach(s->b, fd);
+    s->sessions++;
+    ev_io_set(&s->conn_w, fd, EV_READ);
+    ev_io_start(s->loop, &s->conn_w);
+}
+
+static void try_connect(struct vhu_server *s);
+
+static void end_session(struct vhu_server *s)
+{
+    ev_io_stop(s->loop, &s->conn_w);
+    vhu_backend_detach(s->b);
+    if (s->client) {
+        s->backoff_ms = s->backoff_min;
+        try_connect(s);
+    } else {
+        ev_io_start(s->loop, &s->listen_w);
+    }
+}
+
+static void on_conn(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct vhu_server *s = w->data;
+    if (vhu_backend_process(s->b) < 0)
+        end_session(s);
+}
+
+static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct vhu_server *s = w->data;
+    int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            vhu_err("accept on %s: %s", s->path, vhu_strerror(-errno));
+        return;
+    }
+    vhu_info("front-end connected on %s", s->path);
+    /* One front-end at a time: stop accepting until this one is gone. */
+    ev_io_stop(loop, &s->listen_w);
+    start_session(s, fd);
+}
+
+static void try_connect(struct vhu_server *s)
+{
+    struct sockaddr_un sa;
+    make_addr(s->path, &sa);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        vhu_info("connected to front-end at %s", s->path);
+        start_session(s, fd);
+        return;
+    }
+    if (fd >= 0)
+        close(fd);
+    vhu_debug("connecting to %s failed; retrying in %u ms", s->path, s->backoff_ms);
+    ev_timer_set(&s->retry_w, s->backoff_ms / 1000.0, 0.);
+    ev_timer_start(s->loop, &s->retry_w);
+    s->backoff_ms = s->backoff_ms * 2 > s->backoff_max ? s->backoff_max : s->backoff_ms * 2;
+}
+
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    try_connect(w->data);
+}
+
+static void on_stop(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    vhu_info("signal %d: shutting down", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+int vhu_server_new(struct vhu_server **out, struct vhu_backend *b,
+                   const struct vhu_server_config *cfg)
+{
+    *out = NULL;
+    if (!b || !cfg || !cfg->socket_path || !cfg->socket_path[0]) {
+        vhu_err("vhu_server_new: a backend and a socket path are required");
+        return -EINVAL;
+    }
+    struct vhu_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->b = b;
+    s->listen_fd = -1;
+    s->client = cfg->client;
+    s->signals = cfg->handle_signals;
+    s->backoff_min = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 100;
+    s->backoff_max = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 5000;
+    if (s->backoff_max < s->backoff_min)
+        s->backoff_max = s->backoff_min;
+    s->backoff_ms = s->backoff_min;
+    s->path = strdup(cfg->socket_path);
+    s->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (!s->path || !s->loop) {
+        vhu_server_free(s);
+        return -ENOMEM;
+    }
+    if (!s->client) {
+        int r = open_listener(s);
+        if (r < 0) {
+            vhu_server_free(s);
+            return r;
+        }
+    }
+    ev_io_init(&s->listen_w, on_listen, s->listen_fd, EV_READ);
+    ev_io_init(&s->conn_w, on_conn, -1, EV_READ);
+    ev_timer_init(&s->retry_w, on_retry, 0., 0.);
+    ev_async_init(&s->stop_w, on_stop);
+    ev_signal_init(&s->sigint_w, on_signal, SIGINT);
+    ev_signal_init(&s->sigterm_w, on_signal, SIGTERM);
+    s->listen_w.data = s->conn_w.data = s->retry_w.data = s;
+    ev_async_start(s->loop, &s->stop_w);
+    *out = s;
+    return 0;
+}
+
+int vhu_server_run(struct vhu_server *s)
+{
+    if (s->signals) {
+        ev_signal_start(s->loop, &s->sigint_w);
+        ev_signal_start(s->loop, &s->sigterm_w);
+    }
+    if (vhu_backend_fd(s->b) < 0) {
+        if (s->client)
+            try_connect(s);
+        else
+            ev_io_start(s->loop, &s->listen_w);
+    }
+    ev_run(s->loop, 0);
+    ev_io_stop(s->loop, &s->listen_w);
+    ev_timer_stop(s->loop, &s->retry_w);
+    if (s->signals) {
+        ev_signal_stop(s->loop, &s->sigint_w);
+        ev_signal_stop(s->loop, &s->sigterm_w);
+    }
+    return 0;
+}
+
+void vhu_server_stop(struct vhu_server *s)
+{
+    ev_async_send(s->loop, &s->stop_w);
+}
+
+unsigned long vhu_server_sessions(const struct vhu_server *s)
+{
+    return s->sessions;
+}
+
+void vhu_server_free(struct vhu_server *s)
+{
+    if (!s)
+        return;
+    if (s->loop) {
+        ev_io_stop(s->loop, &s->conn_w);
+        ev_async_stop(s->loop, &s->stop_w);
+    }
+    if (s->b && vhu_backend_fd(s->b) >= 0)
+        vhu_backend_detach(s->b);
+    vhu_close_fd(&s->listen_fd);
+    if (s->own_socket_file)
+        unlink(s->path);
+    if (s->loop)
+        ev_loop_destroy(s->loop);
+    free(s->path);
+    free(s);
+}

@@ -1,0 +1,165 @@
+/* Per-ring state: addresses, size, base, eventfds, started/enabled, and the
+ * accessors a device uses while the ring runs. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "backend_internal.h"
+
+void vhu_vring_init(struct vhu_queue *q, struct vhu_backend *b, unsigned index)
+{
+    memset(q, 0, sizeof(*q));
+    q->b = b;
+    q->index = index;
+    q->kick_fd = q->call_fd = q->err_fd = -1;
+    pthread_mutex_init(&q->sig_lock, NULL);
+    atomic_init(&q->enabled, false);
+}
+
+void vhu_vring_destroy(struct vhu_queue *q)
+{
+    vhu_vring_reset(q, false);
+    pthread_mutex_destroy(&q->sig_lock);
+}
+
+void vhu_vring_reset(struct vhu_queue *q, bool keep_signals)
+{
+    /* Callers stop the ring first. */
+    q->num = 0;
+    q->last_avail = 0;
+    q->addr_set = false;
+    memset(&q->addr, 0, sizeof(q->addr));
+    q->desc = q->avail = q->used = NULL;
+    vhu_close_fd(&q->kick_fd);
+    atomic_store(&q->enabled, false);
+    q->features = 0;
+    if (!keep_signals) {
+        vhu_vring_set_call(q, -1);
+        vhu_vring_set_err(q, -1);
+    }
+}
+
+int vhu_vring_translate(struct vhu_queue *q, const struct vhu_mem *mem,
+                        const struct vhu_vring_addr *a, unsigned num, uint64_t features,
+                        bool apply, char *why, size_t n)
+{
+    /* Sizes from the virtio split-ring layout; the event-index words exist
+     * only with EVENT_IDX. */
+    uint64_t ev = (features & VHU_BIT(VHU_F_RING_EVENT_IDX)) ? 2 : 0;
+    uint64_t desc_len = 16ull * num;
+    uint64_t avail_len = 4 + 2ull * num + ev;
+    uint64_t used_len = 4 + 8ull * num + ev;
+    void *desc = vhu_mem_uva(mem, a->desc_user_addr, desc_len);
+    void *avail = vhu_mem_uva(mem, a->avail_user_addr, avail_len);
+    void *used = vhu_mem_uva(mem, a->used_user_addr, used_len);
+    const char *bad = !desc ? "descriptor table" : !avail ? "avail ring" : !used ? "used ring" : NULL;
+    if (bad) {
+        uint64_t addr = !desc ? a->desc_user_addr : !avail ? a->avail_user_addr : a->used_user_addr;
+        uint64_t len = !desc ? desc_len : !avail ? avail_len : used_len;
+        snprintf(why, n, "ring %u: %s at user address 0x%llx (+%llu bytes for size %u) is not "
+                 "inside one memory region", q->index, bad, (unsigned long long)addr,
+                 (unsigned long long)len, num);
+        return -EFAULT;
+    }
+    if (((uintptr_t)desc & 15) || ((uintptr_t)avail & 1) || ((uintptr_t)used & 3)) {
+        snprintf(why, n, "ring %u: misaligned ring (descriptor table 0x%llx, avail 0x%llx, "
+                 "used 0x%llx)", q->index, (unsigned long long)a->desc_user_addr,
+                 (unsigned long long)a->avail_user_addr, (unsigned long long)a->used_user_addr);
+        return -EINVAL;
+    }
+    if (apply) {
+        q->desc = desc;
+        q->avail = avail;
+        q->used = used;
+    }
+    return 0;
+}
+
+int vhu_vring_start(struct vhu_queue *q, char *why, size_t n)
+{
+    struct vhu_backend *b = q->b;
+    if (q->started)
+        return 0;
+    if (!q->num || !q->addr_set || b->mem.n == 0 || q->kick_fd < 0) {
+        snprintf(why, n, "ring %u cannot start without %s", q->index,
+                 !q->num ? "SET_VRING_NUM" : !q->addr_set ? "SET_VRING_ADDR"
+                 : b->mem.n == 0 ? "a memory table" : "a kick fd");
+        return -EINVAL;
+    }
+    int r = vhu_vring_translate(q, &b->mem, &q->addr, q->num, b->acked_features, true, why, n);
+    if (r < 0)
+        return r;
+    q->features = b->acked_features;
+    r = b->ops->start_queue(b->dev, q);
+    if (r < 0) {
+        snprintf(why, n, "ring %u: the device refused to start it: %s", q->index,
+                 vhu_strerror(r));
+        q->desc = q->avail = q->used = NULL;
+        return r;
+    }
+    q->started = true;
+    return 0;
+}
+
+void vhu_vring_stop(struct vhu_queue *q)
+{
+    if (!q->started)
+        return;
+    q->b->ops->stop_queue(q->b->dev, q);
+    q->started = false;
+    q->desc = q->avail = q->used = NULL;
+}
+
+static void swap_fd(struct vhu_queue *q, int *slot, int fd)
+{
+    pthread_mutex_lock(&q->sig_lock);
+    int old = *slot;
+    *slot = fd;
+    pthread_mutex_unlock(&q->sig_lock);
+    vhu_close_fd(&old);
+}
+
+void vhu_vring_set_call(struct vhu_queue *q, int fd)
+{
+    swap_fd(q, &q->call_fd, fd);
+}
+
+void vhu_vring_set_err(struct vhu_queue *q, int fd)
+{
+    swap_fd(q, &q->err_fd, fd);
+}
+
+static int signal_fd(struct vhu_queue *q, int *slot)
+{
+    int r = 0;
+    pthread_mutex_lock(&q->sig_lock);
+    if (*slot >= 0) {
+        uint64_t one = 1;
+        if (write(*slot, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            r = -errno;
+    }
+    pthread_mutex_unlock(&q->sig_lock);
+    return r;
+}
+
+/* ---- public accessors ---- */
+
+unsigned vhu_queue_index(const struct vhu_queue *q) { return q->index; }
+unsigned vhu_queue_size(const struct vhu_queue *q) { return q->num; }
+uint64_t vhu_queue_features(const struct vhu_queue *q) { return q->features; }
+int vhu_queue_kick_fd(const struct vhu_queue *q) { return q->kick_fd; }
+void *vhu_queue_desc(const struct vhu_queue *q) { return q->desc; }
+void *vhu_queue_avail(const struct vhu_queue *q) { return q->avail; }
+void *vhu_queue_used(const struct vhu_queue *q) { return q->used; }
+uint16_t vhu_queue_last_avail(const struct vhu_queue *q) { return q->last_avail; }
+void vhu_queue_set_last_avail(struct vhu_queue *q, uint16_t idx) { q->last_avail = idx; }
+bool vhu_queue_enabled(const struct vhu_queue *q) { return atomic_load(&q->enabled); }
+int vhu_queue_notify(struct vhu_queue *q) { return signal_fd(q, &q->call_fd); }
+int vhu_queue_signal_error(struct vhu_queue *q) { return signal_fd(q, &q->err_fd); }
+
+void *vhu_queue_gpa_to_host(const struct vhu_queue *q, uint64_t gpa, uint64_t len)
+{
+    return vhu_mem_gpa(&q->b->mem, gpa, len);
+}

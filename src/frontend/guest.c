@@ -1,0 +1,136 @@
+/* Guest memory (a memfd shared with the back-end) and split rings laid out
+ * in it, as a driver would: what the tests and benchmarks run devices on. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <vhu/frontend.h>
+
+#include "../common/internal.h"
+
+int vhu_guest_mem_new(struct vhu_guest_mem *m, uint64_t gpa, uint64_t size)
+{
+    memset(m, 0, sizeof(*m));
+    m->fd = -1;
+    uint64_t end;
+    if (size == 0 || size > SIZE_MAX || !vhu_range_end(gpa, size, &end))
+        return -EINVAL;
+    int fd = memfd_create("vhu-guest", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)size) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    m->fd = fd;
+    m->host = p;
+    m->gpa = gpa;
+    m->size = size;
+    return 0;
+}
+
+void vhu_guest_mem_free(struct vhu_guest_mem *m)
+{
+    if (m->host)
+        munmap(m->host, (size_t)m->size);
+    vhu_close_fd(&m->fd);
+    m->host = NULL;
+}
+
+struct vhu_mem_region vhu_guest_mem_region(const struct vhu_guest_mem *m)
+{
+    struct vhu_mem_region r = {.guest_phys_addr = m->gpa, .memory_size = m->size,
+                               .userspace_addr = (uint64_t)(uintptr_t)m->host, .mmap_offset = 0};
+    return r;
+}
+
+void *vhu_guest_mem_ptr(const struct vhu_guest_mem *m, uint64_t gpa, uint64_t len)
+{
+    if (!vhu_range_within(gpa, len, m->gpa, m->size) || gpa - m->gpa >= m->size)
+        return NULL;
+    return m->host + (gpa - m->gpa);
+}
+
+/* Split-ring layout (virtio 1.x, 2.7): descriptors 16 bytes each; avail =
+ * flags, idx, ring[size], used_event; used = flags, idx, {id, len}[size],
+ * avail_event. */
+struct ring_desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
+#define AVAIL_BYTES(n) (6ull + 2ull * (n))
+#define USED_BYTES(n) (6ull + 8ull * (n))
+
+static uint64_t used_offset(unsigned size)
+{
+    return (16ull * size + AVAIL_BYTES(size) + 4095) & ~4095ull;
+}
+
+uint64_t vhu_fe_ring_bytes(unsigned size)
+{
+    return used_offset(size) + USED_BYTES(size);
+}
+
+int vhu_fe_ring_init(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsigned index,
+                     unsigned size, uint64_t gpa)
+{
+    memset(r, 0, sizeof(*r));
+    if (!vhu_is_pow2(size) || size > VHU_MAX_QUEUE_SIZE || (gpa & 15))
+        return -EINVAL;
+    void *p = vhu_guest_mem_ptr(m, gpa, vhu_fe_ring_bytes(size));
+    if (!p)
+        return -EFAULT;
+    memset(p, 0, vhu_fe_ring_bytes(size));
+    r->index = index;
+    r->size = size;
+    r->mem = m;
+    r->desc_gpa = gpa;
+    r->avail_gpa = gpa + 16ull * size;
+    r->used_gpa = gpa + used_offset(size);
+    return 0;
+}
+
+static uint64_t gpa_to_uva(const struct vhu_guest_mem *m, uint64_t gpa)
+{
+    return (uint64_t)(uintptr_t)m->host + (gpa - m->gpa);
+}
+
+int vhu_fe_ring_set_addr(struct vhu_fe *fe, const struct vhu_fe_ring *r, uint32_t flags)
+{
+    struct vhu_vring_addr a = {
+        .index = r->index,
+        .flags = flags,
+        .desc_user_addr = gpa_to_uva(r->mem, r->desc_gpa),
+        .used_user_addr = gpa_to_uva(r->mem, r->used_gpa),
+        .avail_user_addr = gpa_to_uva(r->mem, r->avail_gpa),
+        .log_guest_addr = r->used_gpa,
+    };
+    return vhu_fe_set_vring_addr(fe, &a);
+}
+
+int vhu_fe_ring_push(struct vhu_fe_ring *r, uint16_t head, uint64_t addr, uint32_t len,
+                     uint16_t flags)
+{
+    if (head >= r->size)
+        return -EINVAL;
+    struct ring_desc *d = vhu_guest_mem_ptr(r->mem, r->desc_gpa, 16ull * r->size);
+    uint16_t *avail = vhu_guest_mem_ptr(r->mem, r->avail_gpa, AVAIL_BYTES(r->size));
+    d[head] = (struct ring_desc){.addr = addr, .len = len, .flags = flags, .next = 0};
+    avail[2 + (r->avail_idx & (r->size - 1))] = head;
+    r->avail_idx++;
+    /* Publish the entry before the index the device polls. */
+    __atomic_store_n(&avail[1], r->avail_idx, __ATOMIC_RELEASE);
+    return 0;
+}
+
+uint16_t vhu_fe_ring_used_idx(const struct vhu_fe_ring *r)
+{
+    uint16_t *used = vhu_guest_mem_ptr(r->mem, r->used_gpa, USED_BYTES(r->size));
+    return __atomic_load_n(&used[1], __ATOMIC_ACQUIRE);
+}

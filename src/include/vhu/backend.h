@@ -1,0 +1,90 @@
+/* vhu/backend.h - the back-end: a device behind a vhost-user socket.
+ *
+ * Two levels:
+ *  - struct vhu_backend runs the protocol over one connected socket.  Use it
+ *    directly to embed vhu in an event loop of your own (watch
+ *    vhu_backend_fd() for input, call vhu_backend_process()).
+ *  - struct vhu_server owns a libev loop and the socket: it listens (or
+ *    connects), serves one front-end at a time, resets the device when the
+ *    front-end goes away and waits for the next one.
+ *
+ * Threading: a backend and its server are driven from one thread.  The only
+ * calls allowed from other threads are vhu_server_stop() and
+ * vhu_backend_send_config_change(). */
+#ifndef VHU_BACKEND_H
+#define VHU_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vhu/common.h>
+#include <vhu/device.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vhu_backend;
+
+/* Create a back-end for a device.  ops must stay valid for the backend's
+ * life.  Returns 0 or -EINVAL (ops incomplete or out of range, logged). */
+VHU_API int vhu_backend_new(struct vhu_backend **out,
+                            const struct vhu_device_ops *ops, void *dev);
+/* Stops running rings, resets the device, closes every fd it holds. */
+VHU_API void vhu_backend_free(struct vhu_backend *b);
+
+/* Give the backend a connected socket; it owns it from now on.  -EBUSY if
+ * one is already attached. */
+VHU_API int vhu_backend_attach(struct vhu_backend *b, int sock);
+/* The attached socket, or -1. */
+VHU_API int vhu_backend_fd(const struct vhu_backend *b);
+/* Read and handle one request (blocks until a whole message is read or the
+ * receive timeout expires).  Returns 0 to keep going, or a negative code
+ * when the connection must end (peer closed, or a message that cannot be
+ * answered); the caller then calls vhu_backend_detach(). */
+VHU_API int vhu_backend_process(struct vhu_backend *b);
+/* End the session: stop rings, reset the device and the protocol state,
+ * unmap memory, close the socket and every fd received on it. */
+VHU_API void vhu_backend_detach(struct vhu_backend *b);
+/* How long a partly received message may take to arrive (default 5000). */
+VHU_API void vhu_backend_set_timeout(struct vhu_backend *b, int ms);
+
+/* Features negotiated so far on this connection. */
+VHU_API uint64_t vhu_backend_acked_features(const struct vhu_backend *b);
+VHU_API uint64_t vhu_backend_acked_protocol_features(const struct vhu_backend *b);
+
+/* Tell the front-end the config space changed (BACKEND_CONFIG_CHANGE_MSG on
+ * the back-end channel; waits for the front-end's ack when REPLY_ACK was
+ * negotiated).  -ENOTCONN without a back-end channel. */
+VHU_API int vhu_backend_send_config_change(struct vhu_backend *b);
+
+/* --- Server --- */
+
+struct vhu_server;
+
+struct vhu_server_config {
+    const char *socket_path;   /* required */
+    bool client;               /* connect to socket_path instead of listening */
+    bool handle_signals;       /* stop cleanly on SIGINT/SIGTERM */
+    unsigned reconnect_min_ms; /* client mode back-off: first delay (100) */
+    unsigned reconnect_max_ms; /* ... doubling up to this (5000) */
+};
+
+/* Create a server for a backend (the server does not own the backend).
+ * In server mode the socket is created here: a stale socket file left by a
+ * dead process is replaced, a live one is an error (-EADDRINUSE). */
+VHU_API int vhu_server_new(struct vhu_server **out, struct vhu_backend *b,
+                           const struct vhu_server_config *cfg);
+/* Run until vhu_server_stop() or a handled signal.  Returns 0. */
+VHU_API int vhu_server_run(struct vhu_server *s);
+/* Make vhu_server_run() return soon; safe from any thread. */
+VHU_API void vhu_server_stop(struct vhu_server *s);
+/* Detaches any front-end and removes the socket file it created. */
+VHU_API void vhu_server_free(struct vhu_server *s);
+/* Front-end sessions served so far (connections accepted or made). */
+VHU_API unsigned long vhu_server_sessions(const struct vhu_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

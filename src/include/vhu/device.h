@@ -1,0 +1,126 @@
+/* vhu/device.h - what a device implements, and what it gets from the
+ * library while its rings run.
+ *
+ * A device is a struct vhu_device_ops plus an opaque pointer handed back to
+ * every callback.  The library runs the vhost-user protocol; the device only
+ * sees well-formed, validated requests, in order, on the back-end's thread.
+ *
+ * Ring life cycle, as seen by the device:
+ *   start_queue(q)  the ring's memory, size, base and kick fd are set and
+ *                   checked; the device may process it from any thread
+ *                   until stop_queue returns.
+ *   stop_queue(q)   must return only once the device no longer reads or
+ *                   writes the ring or buffers it took from it, with
+ *                   vhu_queue_last_avail() naming the next avail entry it
+ *                   would have taken.  It cannot fail.
+ * The library may stop and restart a running ring on its own (for example
+ * to swap the memory table under it): devices must not assume that
+ * start/stop only follow the front-end's kick/GET_VRING_BASE. */
+#ifndef VHU_DEVICE_H
+#define VHU_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vhu/common.h>
+#include <vhu/protocol.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vhu_queue;
+struct vhu_state_writer; /* device-state transfer: see the save/load hooks */
+struct vhu_state_reader;
+
+struct vhu_device_ops {
+    /* Short device name used in log lines ("blk", "testdev"). */
+    const char *name;
+    /* Number of queues the device has (GET_QUEUE_NUM); 1..256. */
+    unsigned num_queues;
+    /* Largest ring size accepted; a power of two <= 32768. 0 means 32768. */
+    unsigned max_queue_size;
+    /* Size of the virtio config space in bytes (<= 256).  0 means the
+     * device has none and PROTOCOL_F_CONFIG is not offered. */
+    unsigned config_size;
+
+    /* Virtio feature bits offered by the device (device-specific bits plus
+     * transport bits such as VERSION_1 and EVENT_IDX).  The library adds the
+     * vhost-user bits it implements (PROTOCOL_FEATURES). Required. */
+    uint64_t (*features)(void *dev);
+    /* Protocol features the device wants offered; the library offers the
+     * intersection with what it implements.  NULL: all it implements. */
+    uint64_t (*protocol_features)(void *dev);
+    /* The front-end acked `features` (a subset of what was offered).
+     * Return <0 to refuse them.  Optional. */
+    int (*ack_features)(void *dev, uint64_t features);
+
+    /* Read/write config space.  The library has checked that
+     * [offset, offset+len) lies within config_size.  flags is
+     * VHU_CONFIG_FLAG_WRITABLE (driver write) or VHU_CONFIG_FLAG_MIGRATION.
+     * Return <0 to refuse. Required when config_size > 0 (set_config may be
+     * NULL: writes are then refused). */
+    int (*get_config)(void *dev, uint32_t offset, void *buf, uint32_t len);
+    int (*set_config)(void *dev, uint32_t offset, const void *buf, uint32_t len,
+                      uint32_t flags);
+
+    /* Start processing queue q (see the life cycle above).  Return <0 to
+     * refuse; the ring then stays stopped.  Required. */
+    int (*start_queue)(void *dev, struct vhu_queue *q);
+    /* Stop processing q; returns once the device no longer touches it. */
+    void (*stop_queue)(void *dev, struct vhu_queue *q);
+    /* Every ring is now stopped: the device must not write guest memory,
+     * signal the front-end or use the back-end channel until a ring starts
+     * again.  Optional. */
+    void (*suspend)(void *dev);
+    /* Back to the state after creation: RESET_DEVICE, RESET_OWNER, or the
+     * front-end disconnected.  Rings are already stopped.  Optional. */
+    void (*reset)(void *dev);
+    /* SET_STATUS with the virtio status byte.  Optional. */
+    int (*set_status)(void *dev, uint8_t status);
+
+    /* Device-state transfer (SET_DEVICE_STATE_FD).  Not used yet by this
+     * version of the library: PROTOCOL_F_DEVICE_STATE is not offered. */
+    int (*save)(void *dev, struct vhu_state_writer *w);
+    int (*load)(void *dev, struct vhu_state_reader *r, void **staged);
+    void (*commit)(void *dev, void *staged);
+    void (*discard)(void *dev, void *staged);
+};
+
+/* --- What a running ring offers the device.  Valid between start_queue and
+ * the return of stop_queue. --- */
+
+VHU_API unsigned vhu_queue_index(const struct vhu_queue *q);
+/* Ring size (number of descriptors). */
+VHU_API unsigned vhu_queue_size(const struct vhu_queue *q);
+/* Virtio features acked when the ring started. */
+VHU_API uint64_t vhu_queue_features(const struct vhu_queue *q);
+/* The kick eventfd the device waits on. */
+VHU_API int vhu_queue_kick_fd(const struct vhu_queue *q);
+/* Host pointers to the descriptor table, avail ring and used ring.  The
+ * library has checked that each lies entirely inside one mapped region and
+ * is suitably aligned; their contents are guest-controlled. */
+VHU_API void *vhu_queue_desc(const struct vhu_queue *q);
+VHU_API void *vhu_queue_avail(const struct vhu_queue *q);
+VHU_API void *vhu_queue_used(const struct vhu_queue *q);
+/* Next avail-ring index the device will take (free-running 16 bits).  Set
+ * from SET_VRING_BASE; the device advances it; GET_VRING_BASE returns it. */
+VHU_API uint16_t vhu_queue_last_avail(const struct vhu_queue *q);
+VHU_API void vhu_queue_set_last_avail(struct vhu_queue *q, uint16_t idx);
+/* SET_VRING_ENABLE state: a started but disabled ring is processed
+ * without side effects.  May change while the ring runs. */
+VHU_API bool vhu_queue_enabled(const struct vhu_queue *q);
+/* Signal the guest through the call eventfd (if the front-end gave one). */
+VHU_API int vhu_queue_notify(struct vhu_queue *q);
+/* Signal a ring error through the err eventfd (if the front-end gave one). */
+VHU_API int vhu_queue_signal_error(struct vhu_queue *q);
+/* Translate a guest-physical range to a host pointer; NULL unless the whole
+ * range [gpa, gpa+len) lies inside one memory region. */
+VHU_API void *vhu_queue_gpa_to_host(const struct vhu_queue *q, uint64_t gpa,
+                                    uint64_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,165 @@
+/* vhu/frontend.h - the front-end side of a vhost-user socket.
+ *
+ * What a VMM does to a back-end, as a library: connect, negotiate, share
+ * guest memory, set up rings, read config, stop rings.  Used by vhu's tests,
+ * benchmarks and the vhu-state tool; also able to send raw, even malformed,
+ * messages so tests can attack a back-end.
+ *
+ * Every call is synchronous.  Requests that have no reply of their own are
+ * sent with NEED_REPLY once REPLY_ACK has been negotiated, so a refusal by
+ * the back-end comes back as an error code: the back-end's non-zero status
+ * s becomes -s when 0 < s < 4096, -EIO otherwise.  A reply that does not
+ * arrive within the timeout gives -ETIMEDOUT; a closed socket -ECONNRESET;
+ * an error reply with no payload (the back-end's way to refuse a GET)
+ * -EREMOTEIO. */
+#ifndef VHU_FRONTEND_H
+#define VHU_FRONTEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vhu/common.h>
+#include <vhu/protocol.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vhu_fe;
+
+/* Connect to a back-end listening on path (retrying until timeout_ms). */
+VHU_API int vhu_fe_connect(struct vhu_fe **out, const char *path, int timeout_ms);
+/* Wrap an already connected socket (owned from now on). */
+VHU_API int vhu_fe_from_fd(struct vhu_fe **out, int sock);
+VHU_API void vhu_fe_close(struct vhu_fe *fe);
+VHU_API int vhu_fe_fd(const struct vhu_fe *fe);
+/* Reply timeout in ms (default 5000). */
+VHU_API void vhu_fe_set_timeout(struct vhu_fe *fe, int ms);
+
+/* --- Raw messages --- */
+
+/* Send one message: header (request, flags, size = len) + payload + fds. */
+VHU_API int vhu_fe_send(struct vhu_fe *fe, uint32_t request, uint32_t flags,
+                        const void *payload, uint32_t len, const int *fds,
+                        unsigned nfds);
+/* Send arbitrary bytes (header included, as given) with fds attached. */
+VHU_API int vhu_fe_send_raw(struct vhu_fe *fe, const void *bytes, size_t len,
+                            const int *fds, unsigned nfds);
+/* Receive one message.  hdr gets the header; up to cap payload bytes go to
+ * payload (a larger payload is an error, -EMSGSIZE); received fds go to fds
+ * (room for VHU_MAX_FDS) and their count to *nfds (both may be NULL: fds
+ * are then closed).  -ECONNRESET when the peer closed the socket. */
+VHU_API int vhu_fe_recv(struct vhu_fe *fe, struct vhu_msg_header *hdr,
+                        void *payload, uint32_t cap, int *fds, unsigned *nfds);
+/* Send a request and wait for its reply (flags VERSION|REPLY, same code).
+ * Returns the reply's payload size, or an error. */
+VHU_API int vhu_fe_call(struct vhu_fe *fe, uint32_t request, uint32_t flags,
+                        const void *payload, uint32_t len, const int *fds,
+                        unsigned nfds, void *reply, uint32_t reply_cap,
+                        int *reply_fds, unsigned *reply_nfds);
+/* True once the peer has closed the connection (checks without blocking
+ * longer than timeout_ms; discards nothing). */
+VHU_API bool vhu_fe_peer_closed(struct vhu_fe *fe, int timeout_ms);
+
+/* --- Typed requests --- */
+
+VHU_API int vhu_fe_get_features(struct vhu_fe *fe, uint64_t *features);
+VHU_API int vhu_fe_set_features(struct vhu_fe *fe, uint64_t features);
+VHU_API int vhu_fe_get_protocol_features(struct vhu_fe *fe, uint64_t *pf);
+VHU_API int vhu_fe_set_protocol_features(struct vhu_fe *fe, uint64_t pf);
+VHU_API int vhu_fe_set_owner(struct vhu_fe *fe);
+VHU_API int vhu_fe_reset_owner(struct vhu_fe *fe);
+VHU_API int vhu_fe_reset_device(struct vhu_fe *fe);
+VHU_API int vhu_fe_get_queue_num(struct vhu_fe *fe, uint64_t *n);
+VHU_API int vhu_fe_get_max_mem_slots(struct vhu_fe *fe, uint64_t *n);
+VHU_API int vhu_fe_set_status(struct vhu_fe *fe, uint8_t status);
+VHU_API int vhu_fe_get_status(struct vhu_fe *fe, uint8_t *status);
+
+/* Negotiate as QEMU does: GET_FEATURES, GET/SET_PROTOCOL_FEATURES (offered &
+ * want_pf), SET_OWNER, then SET_FEATURES(offered & want_features, plus
+ * PROTOCOL_FEATURES when offered).  Out-params may be NULL. */
+VHU_API int vhu_fe_negotiate(struct vhu_fe *fe, uint64_t want_features,
+                             uint64_t want_pf, uint64_t *acked_features,
+                             uint64_t *acked_pf);
+/* What this front-end has acked so far. */
+VHU_API uint64_t vhu_fe_acked_protocol_features(const struct vhu_fe *fe);
+
+/* Memory: regions with one fd each (at most 8). */
+VHU_API int vhu_fe_set_mem_table(struct vhu_fe *fe,
+                                 const struct vhu_mem_region *regions,
+                                 const int *fds, unsigned n);
+VHU_API int vhu_fe_add_mem_reg(struct vhu_fe *fe, const struct vhu_mem_region *r,
+                               int fd);
+VHU_API int vhu_fe_rem_mem_reg(struct vhu_fe *fe, const struct vhu_mem_region *r);
+
+/* Rings.  For kick/call/err, fd < 0 sends the no-fd flag. */
+VHU_API int vhu_fe_set_vring_num(struct vhu_fe *fe, unsigned idx, unsigned num);
+VHU_API int vhu_fe_set_vring_base(struct vhu_fe *fe, unsigned idx, unsigned base);
+VHU_API int vhu_fe_get_vring_base(struct vhu_fe *fe, unsigned idx, unsigned *base);
+VHU_API int vhu_fe_set_vring_addr(struct vhu_fe *fe, const struct vhu_vring_addr *a);
+VHU_API int vhu_fe_set_vring_kick(struct vhu_fe *fe, unsigned idx, int fd);
+VHU_API int vhu_fe_set_vring_call(struct vhu_fe *fe, unsigned idx, int fd);
+VHU_API int vhu_fe_set_vring_err(struct vhu_fe *fe, unsigned idx, int fd);
+VHU_API int vhu_fe_set_vring_enable(struct vhu_fe *fe, unsigned idx, bool on);
+
+/* Config space. */
+VHU_API int vhu_fe_get_config(struct vhu_fe *fe, uint32_t offset, void *buf,
+                              uint32_t len);
+VHU_API int vhu_fe_set_config(struct vhu_fe *fe, uint32_t offset, const void *buf,
+                              uint32_t len, uint32_t flags);
+
+/* Back-end channel: make a socketpair and send one end with
+ * SET_BACKEND_REQ_FD.  Then vhu_fe_serve_backend_request() waits up to
+ * timeout_ms for one request from the back-end, acks it (when it asked for
+ * a reply) and returns its code. */
+VHU_API int vhu_fe_open_backend_channel(struct vhu_fe *fe);
+VHU_API int vhu_fe_serve_backend_request(struct vhu_fe *fe, int timeout_ms);
+
+/* --- Guest memory and split rings, for driving a device --- */
+
+/* Guest RAM: a memfd of `size` bytes mapped into this process; gpa is its
+ * guest-physical base and the mapping address serves as the front-end
+ * virtual address (as QEMU's would). */
+struct vhu_guest_mem {
+    int fd;
+    uint8_t *host;
+    uint64_t gpa;
+    uint64_t size;
+};
+VHU_API int vhu_guest_mem_new(struct vhu_guest_mem *m, uint64_t gpa, uint64_t size);
+VHU_API void vhu_guest_mem_free(struct vhu_guest_mem *m);
+/* The region describing m, for set_mem_table/add_mem_reg. */
+VHU_API struct vhu_mem_region vhu_guest_mem_region(const struct vhu_guest_mem *m);
+/* Host pointer for a guest range inside m, or NULL. */
+VHU_API void *vhu_guest_mem_ptr(const struct vhu_guest_mem *m, uint64_t gpa,
+                                uint64_t len);
+
+/* A split ring laid out in guest memory at gpa (descriptor table, avail ring,
+ * then the used ring at the next 4 KiB boundary). */
+struct vhu_fe_ring {
+    unsigned index;
+    unsigned size;
+    uint64_t desc_gpa, avail_gpa, used_gpa;
+    struct vhu_guest_mem *mem;
+    uint16_t avail_idx;   /* next avail index the driver will publish */
+    uint16_t used_seen;   /* used entries consumed by the driver */
+};
+/* Bytes a ring of `size` entries occupies from its gpa. */
+VHU_API uint64_t vhu_fe_ring_bytes(unsigned size);
+VHU_API int vhu_fe_ring_init(struct vhu_fe_ring *r, struct vhu_guest_mem *m,
+                             unsigned index, unsigned size, uint64_t gpa);
+/* SET_VRING_ADDR for the ring (addresses as front-end virtual addresses). */
+VHU_API int vhu_fe_ring_set_addr(struct vhu_fe *fe, const struct vhu_fe_ring *r,
+                                 uint32_t flags);
+/* Put a one-descriptor chain {addr, len, flags} at head `head` and publish
+ * it in the avail ring. */
+VHU_API int vhu_fe_ring_push(struct vhu_fe_ring *r, uint16_t head, uint64_t addr,
+                             uint32_t len, uint16_t flags);
+/* The used ring's idx as the device last published it. */
+VHU_API uint16_t vhu_fe_ring_used_idx(const struct vhu_fe_ring *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

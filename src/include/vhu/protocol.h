@@ -1,0 +1,250 @@
+/* vhu/protocol.h - vhost-user wire constants and payload layouts.
+ *
+ * Everything here is fixed by the vhost-user specification (QEMU's
+ * docs/interop/vhost-user.rst).  Both sides of the socket use these: the
+ * back-end library and the front-end library.  All integers are in the host's
+ * byte order (little-endian on every supported host). */
+#ifndef VHU_PROTOCOL_H
+#define VHU_PROTOCOL_H
+
+#include <stdint.h>
+
+#include <vhu/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Header flags. */
+#define VHU_FLAG_VERSION_MASK 0x3u
+#define VHU_FLAG_VERSION      0x1u
+#define VHU_FLAG_REPLY        0x4u
+#define VHU_FLAG_NEED_REPLY   0x8u
+
+#define VHU_MAX_FDS            8u   /* fds in one message */
+#define VHU_MAX_CONFIG_SIZE    256u /* GET/SET_CONFIG data bytes */
+#define VHU_MAX_QUEUE_SIZE     32768u
+#define VHU_MEM_TABLE_MAX      8u   /* regions in SET_MEM_TABLE */
+#define VHU_VRING_IDX_MASK     0xffu
+#define VHU_VRING_NOFD         0x100u
+
+/* Front-end -> back-end requests. */
+enum vhu_request {
+    VHU_REQ_GET_FEATURES = 1,
+    VHU_REQ_SET_FEATURES = 2,
+    VHU_REQ_SET_OWNER = 3,
+    VHU_REQ_RESET_OWNER = 4,
+    VHU_REQ_SET_MEM_TABLE = 5,
+    VHU_REQ_SET_LOG_BASE = 6,
+    VHU_REQ_SET_LOG_FD = 7,
+    VHU_REQ_SET_VRING_NUM = 8,
+    VHU_REQ_SET_VRING_ADDR = 9,
+    VHU_REQ_SET_VRING_BASE = 10,
+    VHU_REQ_GET_VRING_BASE = 11,
+    VHU_REQ_SET_VRING_KICK = 12,
+    VHU_REQ_SET_VRING_CALL = 13,
+    VHU_REQ_SET_VRING_ERR = 14,
+    VHU_REQ_GET_PROTOCOL_FEATURES = 15,
+    VHU_REQ_SET_PROTOCOL_FEATURES = 16,
+    VHU_REQ_GET_QUEUE_NUM = 17,
+    VHU_REQ_SET_VRING_ENABLE = 18,
+    VHU_REQ_SEND_RARP = 19,
+    VHU_REQ_NET_SET_MTU = 20,
+    VHU_REQ_SET_BACKEND_REQ_FD = 21,
+    VHU_REQ_IOTLB_MSG = 22,
+    VHU_REQ_SET_VRING_ENDIAN = 23,
+    VHU_REQ_GET_CONFIG = 24,
+    VHU_REQ_SET_CONFIG = 25,
+    VHU_REQ_CREATE_CRYPTO_SESSION = 26,
+    VHU_REQ_CLOSE_CRYPTO_SESSION = 27,
+    VHU_REQ_POSTCOPY_ADVISE = 28,
+    VHU_REQ_POSTCOPY_LISTEN = 29,
+    VHU_REQ_POSTCOPY_END = 30,
+    VHU_REQ_GET_INFLIGHT_FD = 31,
+    VHU_REQ_SET_INFLIGHT_FD = 32,
+    VHU_REQ_GPU_SET_SOCKET = 33,
+    VHU_REQ_RESET_DEVICE = 34,
+    VHU_REQ_VRING_KICK = 35,
+    VHU_REQ_GET_MAX_MEM_SLOTS = 36,
+    VHU_REQ_ADD_MEM_REG = 37,
+    VHU_REQ_REM_MEM_REG = 38,
+    VHU_REQ_SET_STATUS = 39,
+    VHU_REQ_GET_STATUS = 40,
+    VHU_REQ_GET_SHARED_OBJECT = 41,
+    VHU_REQ_SET_DEVICE_STATE_FD = 42,
+    VHU_REQ_CHECK_DEVICE_STATE = 43,
+    VHU_REQ_MAX = 43
+};
+
+/* Back-end -> front-end requests (the back-end request channel). */
+enum vhu_backend_request {
+    VHU_BREQ_IOTLB_MSG = 1,
+    VHU_BREQ_CONFIG_CHANGE_MSG = 2,
+    VHU_BREQ_VRING_HOST_NOTIFIER_MSG = 3,
+    VHU_BREQ_VRING_CALL = 4,
+    VHU_BREQ_VRING_ERR = 5,
+    VHU_BREQ_SHARED_OBJECT_ADD = 6,
+    VHU_BREQ_SHARED_OBJECT_REMOVE = 7,
+    VHU_BREQ_SHARED_OBJECT_LOOKUP = 8,
+    VHU_BREQ_SHMEM_MAP = 9,
+    VHU_BREQ_SHMEM_UNMAP = 10,
+    VHU_BREQ_MAX = 10
+};
+
+/* Virtio / vhost feature bits (GET_FEATURES / SET_FEATURES). */
+#define VHU_F_NOTIFY_ON_EMPTY      24
+#define VHU_F_LOG_ALL              26
+#define VHU_F_ANY_LAYOUT           27
+#define VHU_F_RING_INDIRECT_DESC   28
+#define VHU_F_RING_EVENT_IDX       29
+#define VHU_F_PROTOCOL_FEATURES    30
+#define VHU_F_VERSION_1            32
+#define VHU_F_ACCESS_PLATFORM      33
+#define VHU_F_RING_PACKED          34
+#define VHU_F_IN_ORDER             35
+
+/* Protocol feature bits (GET_PROTOCOL_FEATURES / SET_PROTOCOL_FEATURES). */
+#define VHU_PF_MQ                   0
+#define VHU_PF_LOG_SHMFD            1
+#define VHU_PF_RARP                 2
+#define VHU_PF_REPLY_ACK            3
+#define VHU_PF_NET_MTU              4
+#define VHU_PF_BACKEND_REQ          5
+#define VHU_PF_CROSS_ENDIAN         6
+#define VHU_PF_CRYPTO_SESSION       7
+#define VHU_PF_PAGEFAULT            8
+#define VHU_PF_CONFIG               9
+#define VHU_PF_BACKEND_SEND_FD      10
+#define VHU_PF_HOST_NOTIFIER        11
+#define VHU_PF_INFLIGHT_SHMFD       12
+#define VHU_PF_RESET_DEVICE         13
+#define VHU_PF_INBAND_NOTIFICATIONS 14
+#define VHU_PF_CONFIGURE_MEM_SLOTS  15
+#define VHU_PF_STATUS               16
+#define VHU_PF_XEN_MMAP             17
+#define VHU_PF_SHARED_OBJECT        18
+#define VHU_PF_DEVICE_STATE         19
+#define VHU_PF_SHMEM                20
+
+#define VHU_BIT(n) (1ull << (n))
+
+/* Message header: 12 bytes, then `size` payload bytes. */
+struct vhu_msg_header {
+    uint32_t request;
+    uint32_t flags;
+    uint32_t size;
+};
+
+/* SET_VRING_NUM/BASE/ENABLE, GET_VRING_BASE (and its reply), VRING_KICK. */
+struct vhu_vring_state {
+    uint32_t index;
+    uint32_t num;
+};
+
+/* SET_VRING_ADDR.  The three ring addresses are front-end virtual addresses
+ * (translated through the memory table's userspace_addr); log_guest_addr is
+ * a guest-physical address.  Note: used comes before avail. */
+#define VHU_VRING_F_LOG 0x1u
+struct vhu_vring_addr {
+    uint32_t index;
+    uint32_t flags;
+    uint64_t desc_user_addr;
+    uint64_t used_user_addr;
+    uint64_t avail_user_addr;
+    uint64_t log_guest_addr;
+};
+
+struct vhu_mem_region {
+    uint64_t guest_phys_addr;
+    uint64_t memory_size;
+    uint64_t userspace_addr;
+    uint64_t mmap_offset;
+};
+
+/* SET_MEM_TABLE: 8 + nregions * 32 bytes, one fd per region. */
+struct vhu_mem_table {
+    uint32_t nregions;
+    uint32_t padding;
+    struct vhu_mem_region regions[VHU_MEM_TABLE_MAX];
+};
+
+/* ADD_MEM_REG / REM_MEM_REG. */
+struct vhu_single_mem_region {
+    uint64_t padding;
+    struct vhu_mem_region region;
+};
+
+/* SET_LOG_BASE. */
+struct vhu_log {
+    uint64_t mmap_size;
+    uint64_t mmap_offset;
+};
+
+/* GET/SET_INFLIGHT_FD: 20 bytes on the wire, hence packed. */
+struct __attribute__((packed)) vhu_inflight {
+    uint64_t mmap_size;
+    uint64_t mmap_offset;
+    uint16_t num_queues;
+    uint16_t queue_size;
+};
+
+/* GET/SET_CONFIG: this header, then `size` data bytes. */
+#define VHU_CONFIG_HDR_SIZE 12u
+#define VHU_CONFIG_FLAG_WRITABLE  0u
+#define VHU_CONFIG_FLAG_MIGRATION 1u
+struct vhu_config {
+    uint32_t offset;
+    uint32_t size;
+    uint32_t flags;
+    uint8_t data[VHU_MAX_CONFIG_SIZE];
+};
+
+/* BACKEND_VRING_HOST_NOTIFIER_MSG. */
+struct vhu_vring_area {
+    uint64_t u64;
+    uint64_t size;
+    uint64_t offset;
+};
+
+/* SET_DEVICE_STATE_FD. */
+#define VHU_TRANSFER_SAVE 0u
+#define VHU_TRANSFER_LOAD 1u
+#define VHU_PHASE_STOPPED 0u
+struct vhu_device_state_params {
+    uint32_t direction;
+    uint32_t phase;
+};
+
+/* IOTLB_MSG (struct vhost_iotlb_msg, naturally aligned: 32 bytes). */
+struct vhu_iotlb_msg {
+    uint64_t iova;
+    uint64_t size;
+    uint64_t uaddr;
+    uint8_t perm;
+    uint8_t type;
+    uint8_t pad[6];
+};
+
+/* GET_SHARED_OBJECT / BACKEND_SHARED_OBJECT_*: a UUID. */
+struct vhu_shared_object {
+    uint8_t uuid[16];
+};
+
+/* BACKEND_SHMEM_MAP / UNMAP. */
+struct vhu_shmem_mmap {
+    uint8_t shmid;
+    uint8_t padding[7];
+    uint64_t fd_offset;
+    uint64_t shm_offset;
+    uint64_t len;
+    uint64_t flags;
+};
+
+/* Names as the spec spells them ("SET_VRING_KICK"), "UNKNOWN" otherwise. */
+VHU_API const char *vhu_request_name(uint32_t code);
+VHU_API const char *vhu_backend_request_name(uint32_t code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,9 @@
+/* vhu/vhu.h - everything: include this one. */
+#ifndef VHU_VHU_H
+#define VHU_VHU_H
+#include <vhu/common.h>
+#include <vhu/protocol.h>
+#include <vhu/device.h>
+#include <vhu/backend.h>
+#include <vhu/frontend.h>
+#endif
