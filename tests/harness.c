@@ -1,0 +1,212 @@
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static void *server_thread(void *arg)
+{
+    struct harness *h = arg;
+    vhu_server_run(h->s);
+    return NULL;
+}
+
+int harness_start(struct harness *h, unsigned queues)
+{
+    memset(h, 0, sizeof(*h));
+    strcpy(h->dir, "/tmp/vhu-test-XXXXXX");
+    if (!mkdtemp(h->dir))
+        return -errno;
+    snprintf(h->path, sizeof(h->path), "%s/sock", h->dir);
+    h->dev = testdev_new(queues);
+    if (!h->dev)
+        return -ENOMEM;
+    int r = vhu_backend_new(&h->b, testdev_ops(h->dev), h->dev);
+    if (r < 0)
+        return r;
+    struct vhu_server_config cfg = {.socket_path = h->path};
+    r = vhu_server_new(&h->s, h->b, &cfg);
+    if (r < 0)
+        return r;
+    return -pthread_create(&h->thread, NULL, server_thread, h);
+}
+
+void harness_stop(struct harness *h)
+{
+    if (h->s) {
+        vhu_server_stop(h->s);
+        pthread_join(h->thread, NULL);
+        vhu_server_free(h->s);
+    }
+    vhu_backend_free(h->b);
+    testdev_free(h->dev);
+    rmdir(h->dir);
+    memset(h, 0, sizeof(*h));
+}
+
+struct vhu_fe *harness_connect(struct harness *h)
+{
+    struct vhu_fe *fe = NULL;
+    int r = vhu_fe_connect(&fe, h->path, 2000);
+    assert_int_equal(r, 0);
+    return fe;
+}
+
+struct vhu_fe *harness_connect_negotiated(struct harness *h)
+{
+    struct vhu_fe *fe = harness_connect(h);
+    assert_int_equal(vhu_fe_negotiate(fe, ~0ull, ~0ull, NULL, NULL), 0);
+    return fe;
+}
+
+int count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the DIR's own fd */
+}
+
+/* ---- log capture ---- */
+
+#define LOG_LINES 256
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_lines[LOG_LINES][512];
+static int log_n;
+
+static void capture(void *ctx, enum vhu_log_level level, const char *line)
+{
+    (void)ctx;
+    if (getenv("VHU_TEST_LOG"))
+        fprintf(stderr, "[vhu %d] %s\n", level, line);
+    if (level > VHU_LOG_WARN)
+        return;
+    pthread_mutex_lock(&log_lock);
+    if (log_n < LOG_LINES)
+        snprintf(log_lines[log_n++], sizeof(log_lines[0]), "%s", line);
+    pthread_mutex_unlock(&log_lock);
+}
+
+void log_capture_install(void)
+{
+    vhu_set_log_handler(capture, NULL);
+}
+
+void log_clear(void)
+{
+    pthread_mutex_lock(&log_lock);
+    log_n = 0;
+    pthread_mutex_unlock(&log_lock);
+}
+
+int log_count(const char *needle)
+{
+    int n = 0;
+    pthread_mutex_lock(&log_lock);
+    for (int i = 0; i < log_n; i++)
+        if (strstr(log_lines[i], needle))
+            n++;
+    pthread_mutex_unlock(&log_lock);
+    return n;
+}
+
+bool log_wait(const char *needle, int ms)
+{
+    for (int t = 0; t <= ms; t += 2) {
+        if (log_count(needle) > 0)
+            return true;
+        sleep_ms(2);
+    }
+    return false;
+}
+
+void log_dump(void)
+{
+    pthread_mutex_lock(&log_lock);
+    for (int i = 0; i < log_n; i++)
+        fprintf(stderr, "  log: %s\n", log_lines[i]);
+    pthread_mutex_unlock(&log_lock);
+}
+
+void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+bool wait_used_idx(const struct vhu_fe_ring *r, uint16_t want, int ms)
+{
+    for (int t = 0; t <= ms; t++) {
+        if (vhu_fe_ring_used_idx(r) == want)
+            return true;
+        sleep_ms(1);
+    }
+    return false;
+}
+
+/* ---- guest ---- */
+
+void guest_init(struct guest *g, unsigned nrings)
+{
+    memset(g, 0, sizeof(*g));
+    assert_true(nrings <= 4);
+    assert_int_equal(vhu_guest_mem_new(&g->mem, 0, GUEST_MEM_SIZE), 0);
+    g->nrings = nrings;
+    for (unsigned i = 0; i < nrings; i++) {
+        assert_int_equal(vhu_fe_ring_init(&g->ring[i], &g->mem, i, GUEST_RING_SIZE,
+                                          0x10000u * (i + 1)), 0);
+        g->kick[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        g->call[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        g->err[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        assert_true(g->kick[i] >= 0 && g->call[i] >= 0 && g->err[i] >= 0);
+    }
+}
+
+void guest_free(struct guest *g)
+{
+    for (unsigned i = 0; i < g->nrings; i++) {
+        close(g->kick[i]);
+        close(g->call[i]);
+        close(g->err[i]);
+    }
+    vhu_guest_mem_free(&g->mem);
+}
+
+void guest_activate(struct guest *g, struct vhu_fe *fe, unsigned base)
+{
+    struct vhu_mem_region reg = vhu_guest_mem_region(&g->mem);
+    assert_int_equal(vhu_fe_set_mem_table(fe, &reg, &g->mem.fd, 1), 0);
+    for (unsigned i = 0; i < g->nrings; i++) {
+        g->ring[i].avail_idx = (uint16_t)base;
+        assert_int_equal(vhu_fe_set_vring_num(fe, i, GUEST_RING_SIZE), 0);
+        assert_int_equal(vhu_fe_ring_set_addr(fe, &g->ring[i], 0), 0);
+        assert_int_equal(vhu_fe_set_vring_base(fe, i, base), 0);
+        assert_int_equal(vhu_fe_set_vring_call(fe, i, g->call[i]), 0);
+        assert_int_equal(vhu_fe_set_vring_err(fe, i, g->err[i]), 0);
+        assert_int_equal(vhu_fe_set_vring_kick(fe, i, g->kick[i]), 0);
+        assert_int_equal(vhu_fe_set_vring_enable(fe, i, true), 0);
+    }
+}
+
+void guest_kick(struct guest *g, unsigned ring)
+{
+    uint64_t one = 1;
+    assert_int_equal(write(g->kick[ring], &one, sizeof(one)), (int)sizeof(one));
+}

@@ -1,0 +1,64 @@
+/* Test harness: a test device served by vhu on a real unix socket, in a
+ * thread of the test process, plus helpers the integration tests share. */
+#ifndef VHU_TEST_HARNESS_H
+#define VHU_TEST_HARNESS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vhu/vhu.h>
+
+#include "testdev.h"
+
+struct harness {
+    struct testdev *dev;
+    struct vhu_backend *b;
+    struct vhu_server *s;
+    pthread_t thread;
+    char dir[64];
+    char path[128];
+};
+
+/* Start a test device with `queues` rings on a fresh socket; 0 or error. */
+int harness_start(struct harness *h, unsigned queues);
+void harness_stop(struct harness *h);
+/* Connect a front-end (cmocka-asserts success). */
+struct vhu_fe *harness_connect(struct harness *h);
+/* Connect and negotiate as QEMU does, asking for every protocol feature. */
+struct vhu_fe *harness_connect_negotiated(struct harness *h);
+
+/* Open fds of this process (entries of /proc/self/fd). */
+int count_open_fds(void);
+
+/* Log capture: every line the library logs, kept since the last clear. */
+void log_capture_install(void);
+void log_clear(void);
+/* Error lines since the last clear that contain needle. */
+int log_count(const char *needle);
+/* Wait up to ms for a line containing needle. */
+bool log_wait(const char *needle, int ms);
+void log_dump(void);
+
+/* Wait up to ms for cond-like predicates. */
+bool wait_used_idx(const struct vhu_fe_ring *r, uint16_t want, int ms);
+void sleep_ms(unsigned ms);
+
+/* Guest memory + one ring per queue, mapped and set up on the back-end:
+ * SET_MEM_TABLE, then per ring NUM, BASE, ADDR, CALL, KICK, ENABLE. */
+#define GUEST_RING_SIZE 16
+#define GUEST_MEM_SIZE (1u << 20)
+#define GUEST_BUF_GPA 0x80000u
+struct guest {
+    struct vhu_guest_mem mem;
+    unsigned nrings;
+    struct vhu_fe_ring ring[4];
+    int kick[4], call[4], err[4];
+};
+void guest_init(struct guest *g, unsigned nrings);
+void guest_free(struct guest *g);
+/* Set up every ring with `base` as SET_VRING_BASE; asserts success. */
+void guest_activate(struct guest *g, struct vhu_fe *fe, unsigned base);
+void guest_kick(struct guest *g, unsigned ring);
+
+#endif
