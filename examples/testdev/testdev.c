@@ -84,6 +84,10 @@ static void process(struct ring_worker *w)
     uint16_t *avail = vhu_queue_avail(q);
     uint16_t *used_hdr = vhu_queue_used(q);
     struct used_elem *used = (struct used_elem *)(used_hdr + 2);
+    /* A disabled ring keeps its requests until SET_VRING_ENABLE 1 (the
+     * library kicks the ring then). */
+    if (!vhu_queue_enabled(q))
+        return;
     uint16_t last = vhu_queue_last_avail(q);
     uint16_t avail_idx = __atomic_load_n(&avail[1], __ATOMIC_ACQUIRE);
     uint16_t used_idx = __atomic_load_n(&used_hdr[1], __ATOMIC_RELAXED);
@@ -107,8 +111,7 @@ static void process(struct ring_worker *w)
             break;
         }
         if (dd.flags & VIRTQ_DESC_F_WRITE) {
-            if (vhu_queue_enabled(q))
-                memset(buf, TESTDEV_FILL, dd.len);
+            memset(buf, TESTDEV_FILL, dd.len);
             len = dd.len;
         }
         used[used_idx & (size - 1)] = (struct used_elem){.id = head, .len = len};

@@ -1,7 +1,8 @@
 /* The test device: a small virtio device used by vhu's tests and by the
  * README's first command until examples/blk exists.
  *
- * Each ring runs on its own thread.  For every chain the driver publishes
+ * Each ring runs on its own thread.  While the ring is enabled, for every
+ * chain the driver publishes
  * it takes the head descriptor (no chaining), and
  *  - a device-writable buffer is filled with the byte 0xA5 and completed
  *    with its length,

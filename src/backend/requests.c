@@ -436,7 +436,14 @@ static int req_set_vring_enable(struct vhu_req *r)
         return e;
     if (s->num > 1)
         return vhu_refuse(r, -EINVAL, "ring %u: enable value %u (want 0 or 1)", s->index, s->num);
-    atomic_store(&q->enabled, s->num == 1);
+    bool was = atomic_exchange(&q->enabled, s->num == 1);
+    /* Wake a running ring that was just enabled, so a device that leaves a
+     * disabled ring's requests alone sees them now. */
+    if (q->started && !was && s->num == 1 && q->kick_fd >= 0) {
+        uint64_t one = 1;
+        if (write(q->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            vhu_warn("ring %u: kick on enable: %s", q->index, vhu_strerror(-errno));
+    }
     return 0;
 }
 

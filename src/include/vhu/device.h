@@ -108,8 +108,10 @@ VHU_API void *vhu_queue_used(const struct vhu_queue *q);
  * from SET_VRING_BASE; the device advances it; GET_VRING_BASE returns it. */
 VHU_API uint16_t vhu_queue_last_avail(const struct vhu_queue *q);
 VHU_API void vhu_queue_set_last_avail(struct vhu_queue *q, uint16_t idx);
-/* SET_VRING_ENABLE state: a started but disabled ring is processed
- * without side effects.  May change while the ring runs. */
+/* SET_VRING_ENABLE state.  May change while the ring runs.  What a
+ * started but disabled ring does is the device's choice (net drops TX, a
+ * block device leaves requests in the ring); when a running ring becomes
+ * enabled the library writes its kick eventfd, so the device wakes up. */
 VHU_API bool vhu_queue_enabled(const struct vhu_queue *q);
 /* Signal the guest through the call eventfd (if the front-end gave one). */
 VHU_API int vhu_queue_notify(struct vhu_queue *q);
