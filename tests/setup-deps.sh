@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install, with apt-get, whatever of vhu's build and test dependencies is
+# missing on this Debian 12 machine.  Does nothing when all are there.
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libcbor-dev libzstd-dev libev-dev libcmocka-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup-deps: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
