@@ -6,6 +6,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -23,7 +24,7 @@ struct vhu_server {
     bool own_socket_file;
     int listen_fd;
     unsigned backoff_ms, backoff_min, backoff_max;
-    unsigned long sessions;
+    atomic_ulong sessions; /* read from any thread */
     ev_io listen_w;
     ev_io conn_w;
     ev_timer retry_w;
@@ -91,7 +92,7 @@ static int open_listener(struct vhu_server *s)
 static void start_session(struct vhu_server *s, int fd)
 {
     vhu_backend_attach(s->b, fd);
-    s->sessions++;
+    atomic_fetch_add(&s->sessions, 1);
     ev_io_set(&s->conn_w, fd, EV_READ);
     ev_io_start(s->loop, &s->conn_w);
 }
@@ -248,7 +249,7 @@ void vhu_server_stop(struct vhu_server *s)
 
 unsigned long vhu_server_sessions(const struct vhu_server *s)
 {
-    return s->sessions;
+    return atomic_load(&s->sessions);
 }
 
 void vhu_server_free(struct vhu_server *s)

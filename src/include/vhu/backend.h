@@ -9,8 +9,8 @@
  *    front-end goes away and waits for the next one.
  *
  * Threading: a backend and its server are driven from one thread.  The only
- * calls allowed from other threads are vhu_server_stop() and
- * vhu_backend_send_config_change(). */
+ * calls allowed from other threads are vhu_server_stop(),
+ * vhu_server_sessions() and vhu_backend_send_config_change(). */
 #ifndef VHU_BACKEND_H
 #define VHU_BACKEND_H
 
@@ -81,7 +81,8 @@ VHU_API int vhu_server_run(struct vhu_server *s);
 VHU_API void vhu_server_stop(struct vhu_server *s);
 /* Detaches any front-end and removes the socket file it created. */
 VHU_API void vhu_server_free(struct vhu_server *s);
-/* Front-end sessions served so far (connections accepted or made). */
+/* Front-end sessions served so far (connections accepted or made); safe
+ * from any thread. */
 VHU_API unsigned long vhu_server_sessions(const struct vhu_server *s);
 
 #ifdef __cplusplus
