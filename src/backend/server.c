@@ -25,6 +25,7 @@ struct vhu_server {
     int listen_fd;
     unsigned backoff_ms, backoff_min, backoff_max;
     atomic_ulong sessions; /* read from any thread */
+    bool counted;          /* this connection has sent a request */
     ev_io listen_w;
     ev_io conn_w;
     ev_timer retry_w;
@@ -92,7 +93,7 @@ static int open_listener(struct vhu_server *s)
 static void start_session(struct vhu_server *s, int fd)
 {
     vhu_backend_attach(s->b, fd);
-    atomic_fetch_add(&s->sessions, 1);
+    s->counted = false;
     ev_io_set(&s->conn_w, fd, EV_READ);
     ev_io_start(s->loop, &s->conn_w);
 }
@@ -116,7 +117,14 @@ static void on_conn(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     struct vhu_server *s = w->data;
-    if (vhu_backend_process(s->b) < 0)
+    int r = vhu_backend_process(s->b);
+    /* Count a session once it has spoken: a peer that only checks whether
+     * somebody listens (connect, close) is not a front-end. */
+    if (r == 0 && !s->counted) {
+        s->counted = true;
+        atomic_fetch_add(&s->sessions, 1);
+    }
+    if (r < 0)
         end_session(s);
 }
 

@@ -81,8 +81,8 @@ VHU_API int vhu_server_run(struct vhu_server *s);
 VHU_API void vhu_server_stop(struct vhu_server *s);
 /* Detaches any front-end and removes the socket file it created. */
 VHU_API void vhu_server_free(struct vhu_server *s);
-/* Front-end sessions served so far (connections accepted or made); safe
- * from any thread. */
+/* Front-end sessions served so far: connections that sent at least one
+ * request the back-end handled.  Safe from any thread. */
 VHU_API unsigned long vhu_server_sessions(const struct vhu_server *s);
 
 #ifdef __cplusplus
