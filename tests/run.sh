@@ -10,10 +10,10 @@ jobs=$(nproc)
 run() {
   local dir=$1; shift
   echo "=== $dir: configure, build, test ==="
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug "$@"
+  cmake -S . -B "$dir" "$@"
   cmake --build "$dir" -j"$jobs"
   ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 300
 }
-run build
+run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run build-asan -DVHU_SANITIZE=ON
+  run build-asan -DCMAKE_BUILD_TYPE=Debug -DVHU_SANITIZE=ON

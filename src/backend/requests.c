@@ -26,14 +26,15 @@ static void reply_u64(struct vhu_req *r, uint64_t v)
     r->rep->size = sizeof(uint64_t);
 }
 
-/* Ring index from a vring-state payload or the low byte of a u64. */
-static int ring_index(struct vhu_req *r, uint32_t idx, struct vhu_queue **q)
+/* The ring a request names, or NULL (with the refusal reason set). */
+static struct vhu_queue *ring_at(struct vhu_req *r, uint32_t idx)
 {
-    if (idx >= r->b->nqueues)
-        return vhu_refuse(r, -ERANGE, "ring index %u out of range (device has %u rings)", idx,
-                          r->b->nqueues);
-    *q = &r->b->queues[idx];
-    return 0;
+    if (idx >= r->b->nqueues) {
+        vhu_refuse(r, -ERANGE, "ring index %u out of range (device has %u rings)", idx,
+                   r->b->nqueues);
+        return NULL;
+    }
+    return &r->b->queues[idx];
 }
 
 static bool any_started(const struct vhu_backend *b)
@@ -295,11 +296,10 @@ static int req_rem_mem_reg(struct vhu_req *r)
 
 static int req_set_vring_num(struct vhu_req *r)
 {
-    struct vhu_queue *q;
     const struct vhu_vring_state *s = &r->m->p.state;
-    int e = ring_index(r, s->index, &q);
-    if (e < 0)
-        return e;
+    struct vhu_queue *q = ring_at(r, s->index);
+    if (!q)
+        return -ERANGE;
     if (!vhu_is_pow2(s->num) || s->num > r->b->max_queue_size)
         return vhu_refuse(r, -EINVAL, "ring %u: size %u is not a power of two in 1..%u",
                           s->index, s->num, r->b->max_queue_size);
@@ -313,10 +313,10 @@ static int req_set_vring_addr(struct vhu_req *r)
 {
     struct vhu_backend *b = r->b;
     const struct vhu_vring_addr *a = &r->m->p.addr;
-    struct vhu_queue *q;
-    int e = ring_index(r, a->index, &q);
-    if (e < 0)
-        return e;
+    struct vhu_queue *q = ring_at(r, a->index);
+    if (!q)
+        return -ERANGE;
+    int e;
     if (a->flags & ~VHU_VRING_F_LOG)
         return vhu_refuse(r, -EINVAL, "ring %u: unknown address flags 0x%x", a->index,
                           a->flags & ~VHU_VRING_F_LOG);
@@ -343,11 +343,10 @@ static int req_set_vring_addr(struct vhu_req *r)
 
 static int req_set_vring_base(struct vhu_req *r)
 {
-    struct vhu_queue *q;
     const struct vhu_vring_state *s = &r->m->p.state;
-    int e = ring_index(r, s->index, &q);
-    if (e < 0)
-        return e;
+    struct vhu_queue *q = ring_at(r, s->index);
+    if (!q)
+        return -ERANGE;
     if (s->num > 0xffff)
         return vhu_refuse(r, -EINVAL, "ring %u: base 0x%x has reserved bits set (split ring)",
                           s->index, s->num);
@@ -360,11 +359,10 @@ static int req_set_vring_base(struct vhu_req *r)
 static int req_get_vring_base(struct vhu_req *r)
 {
     struct vhu_backend *b = r->b;
-    struct vhu_queue *q;
     const struct vhu_vring_state *s = &r->m->p.state;
-    int e = ring_index(r, s->index, &q);
-    if (e < 0)
-        return e;
+    struct vhu_queue *q = ring_at(r, s->index);
+    if (!q)
+        return -ERANGE;
     bool was = q->started;
     /* Returns once the device no longer touches the ring. */
     vhu_vring_stop(q);
@@ -380,10 +378,10 @@ static int req_get_vring_base(struct vhu_req *r)
 static int req_set_vring_kick(struct vhu_req *r)
 {
     uint64_t v = r->m->p.u64;
-    struct vhu_queue *q;
-    int e = ring_index(r, (uint32_t)(v & VHU_VRING_IDX_MASK), &q);
-    if (e < 0)
-        return e;
+    struct vhu_queue *q = ring_at(r, (uint32_t)(v & VHU_VRING_IDX_MASK));
+    if (!q)
+        return -ERANGE;
+    int e;
     if (v & VHU_VRING_NOFD)
         return vhu_refuse(r, -ENOTSUP, "ring %u: polling mode (no kick fd) is not supported",
                           q->index);
@@ -408,10 +406,9 @@ static int req_set_vring_kick(struct vhu_req *r)
 static int req_set_vring_call(struct vhu_req *r)
 {
     uint64_t v = r->m->p.u64;
-    struct vhu_queue *q;
-    int e = ring_index(r, (uint32_t)(v & VHU_VRING_IDX_MASK), &q);
-    if (e < 0)
-        return e;
+    struct vhu_queue *q = ring_at(r, (uint32_t)(v & VHU_VRING_IDX_MASK));
+    if (!q)
+        return -ERANGE;
     vhu_vring_set_call(q, (v & VHU_VRING_NOFD) ? -1 : take_fd(r, 0));
     return 0;
 }
@@ -419,21 +416,19 @@ static int req_set_vring_call(struct vhu_req *r)
 static int req_set_vring_err(struct vhu_req *r)
 {
     uint64_t v = r->m->p.u64;
-    struct vhu_queue *q;
-    int e = ring_index(r, (uint32_t)(v & VHU_VRING_IDX_MASK), &q);
-    if (e < 0)
-        return e;
+    struct vhu_queue *q = ring_at(r, (uint32_t)(v & VHU_VRING_IDX_MASK));
+    if (!q)
+        return -ERANGE;
     vhu_vring_set_err(q, (v & VHU_VRING_NOFD) ? -1 : take_fd(r, 0));
     return 0;
 }
 
 static int req_set_vring_enable(struct vhu_req *r)
 {
-    struct vhu_queue *q;
     const struct vhu_vring_state *s = &r->m->p.state;
-    int e = ring_index(r, s->index, &q);
-    if (e < 0)
-        return e;
+    struct vhu_queue *q = ring_at(r, s->index);
+    if (!q)
+        return -ERANGE;
     if (s->num > 1)
         return vhu_refuse(r, -EINVAL, "ring %u: enable value %u (want 0 or 1)", s->index, s->num);
     bool was = atomic_exchange(&q->enabled, s->num == 1);
