@@ -13,9 +13,12 @@
 #ifndef VHU_TESTDEV_H
 #define VHU_TESTDEV_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <vhu/device.h>
+#include <vhu/state.h>
 
 #define TESTDEV_MAGIC 0x30554856u /* "VHU0" */
 #define TESTDEV_FILL 0xA5
@@ -33,6 +36,33 @@ struct testdev;
 struct testdev *testdev_new(unsigned num_queues);
 void testdev_free(struct testdev *d);
 const struct vhu_device_ops *testdev_ops(struct testdev *d);
+
+/* Device state (saved and loaded through vhu/state.h), in sections:
+ *   "config" v2 (min 1): scratch (u64), label (string, added in v2)
+ *   "blob"   v1: length, then `data`, a blob of that many bytes
+ *   "stats"  v1, optional: a map of completed-request counters per queue
+ * Tests reshape what a device declares to stand for older or newer
+ * builds. */
+struct testdev_state_opts {
+    unsigned config_version; /* 1 or 2 (default 2) */
+    bool stats;              /* declare "stats" (default true) */
+    bool extra;              /* declare a mandatory "extra" section, v1 (default false) */
+    bool stats_min_newer;    /* write "stats" with min_version 9 (no reader can) */
+};
+void testdev_set_state_opts(struct testdev *d, const struct testdev_state_opts *o);
+/* Rename the device type (what a snapshot header records). */
+void testdev_set_name(struct testdev *d, const char *name);
+/* Replace the device's blob (copied) / look at it. */
+int testdev_set_blob(struct testdev *d, const void *p, size_t n);
+void testdev_blob(struct testdev *d, const uint8_t **p, size_t *n);
+void testdev_set_label(struct testdev *d, const char *label);
+const char *testdev_label(struct testdev *d);
+uint64_t testdev_scratch(struct testdev *d);
+/* Fail the next save of `section` (NULL: none) with -EIO. */
+void testdev_fail_save(struct testdev *d, const char *section);
+/* Loads committed and discarded so far. */
+unsigned long testdev_commits(struct testdev *d);
+unsigned long testdev_discards(struct testdev *d);
 
 /* Counters the tests read (thread-safe). */
 unsigned long testdev_completed(struct testdev *d, unsigned queue);

@@ -106,6 +106,8 @@ struct vhu_backend {
     pthread_mutex_t chan_lock; /* back-end channel, used from any thread */
     int chan_fd;
 
+    struct vhu_transfer *transfer; /* active device-state transfer, or NULL */
+
     struct vhu_wire_msg msg;   /* the request being handled */
 };
 
@@ -153,6 +155,13 @@ struct vhu_req_handler {
 
 /* Handler for a front-end request code (fn NULL: not implemented). */
 const struct vhu_req_handler *vhu_req_handler(uint32_t code);
+
+/* Device-state transfer (src/state/transfer.c). */
+int vhu_req_set_device_state_fd(struct vhu_req *r);
+int vhu_req_check_device_state(struct vhu_req *r);
+/* End an active transfer at once (front-end gone); a staged load is
+ * discarded. */
+void vhu_transfer_abort(struct vhu_backend *b);
 
 /* Fill r->why and return err: `return vhu_refuse(r, -EINVAL, "...", ...)`. */
 int vhu_refuse(struct vhu_req *r, int err, const char *fmt, ...)

@@ -19,7 +19,8 @@
 #define VHU_IMPLEMENTED_PF                                                          \
     (VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) | VHU_BIT(VHU_PF_BACKEND_REQ) | \
      VHU_BIT(VHU_PF_CONFIG) | VHU_BIT(VHU_PF_RESET_DEVICE) |                        \
-     VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) | VHU_BIT(VHU_PF_STATUS))
+     VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) | VHU_BIT(VHU_PF_STATUS) |                  \
+     VHU_BIT(VHU_PF_DEVICE_STATE))
 
 int vhu_refuse(struct vhu_req *r, int err, const char *fmt, ...)
 {
@@ -45,6 +46,8 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, 
         bad = "config_size must be <= 256";
     else if (ops->config_size && !ops->get_config)
         bad = "get_config is required when config_size > 0";
+    else if (ops->num_sections > 256 || (ops->num_sections && !ops->sections))
+        bad = "sections: at most 256, and num_sections needs the array";
     if (bad) {
         vhu_err("vhu_backend_new: %s", bad);
         return -EINVAL;
@@ -79,6 +82,8 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, 
         pf &= ops->protocol_features(dev);
     if (!ops->config_size)
         pf &= ~VHU_BIT(VHU_PF_CONFIG);
+    if (!ops->save_section || !ops->load_section)
+        pf &= ~VHU_BIT(VHU_PF_DEVICE_STATE);
     b->pf_offered = pf;
     *out = b;
     return 0;
@@ -161,6 +166,7 @@ void vhu_backend_reset_device(struct vhu_backend *b)
 
 void vhu_backend_detach(struct vhu_backend *b)
 {
+    vhu_transfer_abort(b);
     vhu_backend_reset_device(b);
     for (unsigned i = 0; i < b->nqueues; i++)
         vhu_vring_reset(&b->queues[i], false);
@@ -258,6 +264,27 @@ static const char *gate_name(int gate)
     }
 }
 
+/* While the transfer thread reads or writes the device's state, only
+ * requests that change nothing the state depends on are served. */
+static bool allowed_during_transfer(uint32_t code)
+{
+    switch (code) {
+    case VHU_REQ_GET_FEATURES:
+    case VHU_REQ_GET_PROTOCOL_FEATURES:
+    case VHU_REQ_GET_QUEUE_NUM:
+    case VHU_REQ_GET_MAX_MEM_SLOTS:
+    case VHU_REQ_GET_STATUS:
+    case VHU_REQ_GET_VRING_BASE:
+    case VHU_REQ_SET_VRING_CALL:
+    case VHU_REQ_SET_VRING_ERR:
+    case VHU_REQ_SET_DEVICE_STATE_FD: /* refused with its own reason */
+    case VHU_REQ_CHECK_DEVICE_STATE:
+        return true;
+    default:
+        return false;
+    }
+}
+
 int vhu_backend_process(struct vhu_backend *b)
 {
     if (b->sock < 0)
@@ -301,6 +328,11 @@ int vhu_backend_process(struct vhu_backend *b)
         vhu_wire_close_fds(m);
         snprintf(why, sizeof(why), "not implemented by vhu %s", vhu_version());
         return refuse(b, row, code, need_reply, -ENOSYS, why);
+    }
+    if (b->transfer && !allowed_during_transfer(code)) {
+        vhu_wire_close_fds(m);
+        return refuse(b, row, code, need_reply, -EBUSY,
+                      "a device-state transfer is active (CHECK_DEVICE_STATE ends it)");
     }
     if (h->needs_owner && !b->owned) {
         vhu_wire_close_fds(m);

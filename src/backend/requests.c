@@ -518,6 +518,8 @@ static const struct vhu_req_handler handlers[VHU_REQ_MAX + 1] = {
     [VHU_REQ_REM_MEM_REG] = {req_rem_mem_reg, true},
     [VHU_REQ_SET_STATUS] = {req_set_status, true},
     [VHU_REQ_GET_STATUS] = {req_get_status, false},
+    [VHU_REQ_SET_DEVICE_STATE_FD] = {vhu_req_set_device_state_fd, true},
+    [VHU_REQ_CHECK_DEVICE_STATE] = {vhu_req_check_device_state, true},
 };
 
 const struct vhu_req_handler *vhu_req_handler(uint32_t code)

@@ -1,3 +1,3 @@
 # Device-state snapshots and the transfer thread (src/state/).
-list(APPEND VHU_SOURCES)
-set(VHU_STATE_PUBLIC_HEADERS)
+list(APPEND VHU_SOURCES state/writer.c state/reader.c state/transfer.c)
+set(VHU_STATE_PUBLIC_HEADERS include/vhu/state.h)

@@ -388,9 +388,9 @@ static void test_features(void **state)
     uint64_t f40 = VHU_BIT(40);
     one(VHU_REQ_SET_FEATURES, VN, &f40, 8, NULL, 0, STATUS_ERR,
         "SET_FEATURES refused: feature bits 0x10000000000 were never offered");
-    uint64_t ds = VHU_BIT(VHU_PF_DEVICE_STATE) | VHU_BIT(VHU_PF_REPLY_ACK);
-    one(VHU_REQ_SET_PROTOCOL_FEATURES, VN, &ds, 8, NULL, 0, STATUS_ERR,
-        "protocol feature bits 0x80000 were never offered");
+    uint64_t pf = VHU_BIT(VHU_PF_SHMEM) | VHU_BIT(VHU_PF_REPLY_ACK);
+    one(VHU_REQ_SET_PROTOCOL_FEATURES, VN, &pf, 8, NULL, 0, STATUS_ERR,
+        "protocol feature bits 0x100000 were never offered");
     uint64_t st = 0x100;
     one(VHU_REQ_SET_STATUS, VN, &st, 8, NULL, 0, STATUS_ERR, "does not fit the virtio status byte");
     one(VHU_REQ_SET_OWNER, VN, NULL, 0, NULL, 0, STATUS_ERR,

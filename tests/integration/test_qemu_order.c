@@ -169,6 +169,10 @@ static void run_boot(bool mem_slots)
      * its own used->idx, which Linux's fresh ring has at 2. */
     uint16_t *used = vhu_guest_mem_ptr(&g.mem, lx.used_gpa, 4);
     used[1] = 2;
+    /* ...and its avail index too: a device may look at the ring as soon as
+     * it is enabled, before the driver publishes anything new. */
+    uint16_t *avail = vhu_guest_mem_ptr(&g.mem, lx.avail_gpa, 4);
+    avail[1] = 2;
     qemu_start(fe, &g, &lx, acked, 0, 2);
     push_requests(&g, &lx, 3);
     assert_true(wait_used_idx(&lx, 5, 2000));

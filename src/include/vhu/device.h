@@ -31,8 +31,9 @@ extern "C" {
 #endif
 
 struct vhu_queue;
-struct vhu_state_writer; /* device-state transfer: see the save/load hooks */
+struct vhu_state_writer; /* vhu/state.h */
 struct vhu_state_reader;
+struct vhu_state_section;
 
 struct vhu_device_ops {
     /* Short device name used in log lines ("blk", "testdev"). */
@@ -80,11 +81,29 @@ struct vhu_device_ops {
     /* SET_STATUS with the virtio status byte.  Optional. */
     int (*set_status)(void *dev, uint8_t status);
 
-    /* Device-state transfer (SET_DEVICE_STATE_FD).  Not used yet by this
-     * version of the library: PROTOCOL_F_DEVICE_STATE is not offered. */
-    int (*save)(void *dev, struct vhu_state_writer *w);
-    int (*load)(void *dev, struct vhu_state_reader *r, void **staged);
+    /* Device-state transfer (SET_DEVICE_STATE_FD; see vhu/state.h).  Offered
+     * to the front-end only when save_section and load_section are set.
+     * All run on the library's transfer thread while every ring is stopped
+     * and the front-end cannot change the device. */
+    const struct vhu_state_section *sections;
+    unsigned num_sections;
+    /* Write one section's fields. */
+    int (*save_section)(void *dev, const struct vhu_state_section *s,
+                        struct vhu_state_writer *w);
+    /* Start a load: allocate what the sections are read into. Optional. */
+    int (*load_begin)(void *dev, void **staged);
+    /* Read one section written at `version` (older than s->version: the
+     * upgrade path; newer: only fields this version knows are read) into
+     * the staged state, never into the live device. */
+    int (*load_section)(void *dev, void *staged, const struct vhu_state_section *s,
+                        uint32_t version, struct vhu_state_reader *r);
+    /* Every section was read and the stream verified: last checks of the
+     * staged state as a whole.  Optional. */
+    int (*load_end)(void *dev, void *staged);
+    /* Make the staged state live (CHECK_DEVICE_STATE succeeded).  Cannot
+     * fail. */
     void (*commit)(void *dev, void *staged);
+    /* Drop a staged state (the load failed or was abandoned). */
     void (*discard)(void *dev, void *staged);
 };
 

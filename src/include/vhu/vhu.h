@@ -6,4 +6,5 @@
 #include <vhu/device.h>
 #include <vhu/backend.h>
 #include <vhu/frontend.h>
+#include <vhu/state.h>
 #endif

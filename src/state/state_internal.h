@@ -1,0 +1,73 @@
+/* Snapshot writer and reader internals shared by the transfer thread, the
+ * front-end side and (later) vhu-state. */
+#ifndef VHU_STATE_INTERNAL_H
+#define VHU_STATE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vhu/state.h>
+
+#include "format.h"
+
+/* What the plain header says. */
+struct vhu_snap_section_info {
+    char name[VHU_SNAP_MAX_KEY + 1];
+    uint32_t version, min_version;
+    bool optional;
+};
+
+struct vhu_snap_header {
+    uint32_t format;
+    char device[VHU_SNAP_MAX_KEY + 1];
+    char producer[VHU_SNAP_MAX_KEY + 1];
+    unsigned nsections;
+    struct vhu_snap_section_info sections[VHU_SNAP_MAX_SECTIONS];
+};
+
+/* The handler's own record. */
+struct vhu_snap_queue {
+    uint32_t index, size, last_avail;
+    bool enabled;
+};
+
+struct vhu_snap_handler {
+    uint64_t features, protocol_features;
+    unsigned nqueues;
+    struct vhu_snap_queue queues[VHU_SNAP_MAX_QUEUES];
+};
+
+/* ---- writer ---- */
+
+/* Start a snapshot on fd (not owned).  cancel_fd (or -1) aborts blocked
+ * writes when readable.  workers: zstd compression threads (0 = none). */
+struct vhu_state_writer *vhu_snap_writer_new(int fd, int cancel_fd, int level, int workers);
+void vhu_snap_writer_free(struct vhu_state_writer *w);
+int vhu_snap_write_header(struct vhu_state_writer *w, const struct vhu_snap_header *h);
+int vhu_snap_write_handler(struct vhu_state_writer *w, const struct vhu_snap_handler *h);
+/* Section record: begin (opens its data map), the device's fields, end. */
+int vhu_snap_section_begin(struct vhu_state_writer *w, const struct vhu_state_section *s);
+int vhu_snap_section_end(struct vhu_state_writer *w);
+/* The end record, then the end of the zstd frame. */
+int vhu_snap_write_end(struct vhu_state_writer *w, unsigned nsections);
+/* First error (0 if none) and its description. */
+int vhu_snap_writer_error(const struct vhu_state_writer *w, const char **why);
+uint64_t vhu_snap_writer_bytes_out(const struct vhu_state_writer *w);
+
+/* ---- reader ---- */
+
+struct vhu_state_reader *vhu_snap_reader_new(int fd, int cancel_fd);
+void vhu_snap_reader_free(struct vhu_state_reader *r);
+int vhu_snap_read_header(struct vhu_state_reader *r, struct vhu_snap_header *h);
+/* Next record: 'h' handler (filled), 's' section (info filled; the reader
+ * is then inside its data map: read fields, then vhu_snap_section_done),
+ * 'e' end (nsections filled, frame and EOF verified). */
+int vhu_snap_next_record(struct vhu_state_reader *r, struct vhu_snap_handler *h,
+                         struct vhu_snap_section_info *s, unsigned *end_nsections);
+int vhu_snap_section_done(struct vhu_state_reader *r);
+int vhu_snap_reader_error(const struct vhu_state_reader *r, const char **why);
+/* Bytes of the compressed stream consumed, and of decompressed CBOR. */
+uint64_t vhu_snap_reader_offset(const struct vhu_state_reader *r);
+
+#endif
