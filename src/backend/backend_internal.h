@@ -107,6 +107,8 @@ struct vhu_backend {
     int chan_fd;
 
     struct vhu_transfer *transfer; /* active device-state transfer, or NULL */
+    struct vhu_state_worker *state_worker; /* its thread, once one was needed */
+    int state_level, state_workers;
 
     struct vhu_wire_msg msg;   /* the request being handled */
 };
@@ -162,6 +164,8 @@ int vhu_req_check_device_state(struct vhu_req *r);
 /* End an active transfer at once (front-end gone); a staged load is
  * discarded. */
 void vhu_transfer_abort(struct vhu_backend *b);
+/* Stop the transfer thread (vhu_backend_free). */
+void vhu_state_worker_free(struct vhu_backend *b);
 
 /* Fill r->why and return err: `return vhu_refuse(r, -EINVAL, "...", ...)`. */
 int vhu_refuse(struct vhu_req *r, int err, const char *fmt, ...)

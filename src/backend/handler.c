@@ -65,6 +65,7 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, 
     b->sock = -1;
     b->chan_fd = -1;
     b->timeout_ms = 5000;
+    b->state_level = 1;
     b->nqueues = ops->num_queues;
     b->max_queue_size = ops->max_queue_size ? ops->max_queue_size : VHU_MAX_QUEUE_SIZE;
     pthread_mutex_init(&b->chan_lock, NULL);
@@ -94,6 +95,7 @@ void vhu_backend_free(struct vhu_backend *b)
     if (!b)
         return;
     vhu_backend_detach(b);
+    vhu_state_worker_free(b);
     for (unsigned i = 0; i < b->nqueues; i++)
         vhu_vring_destroy(&b->queues[i]);
     pthread_mutex_destroy(&b->chan_lock);
@@ -111,6 +113,12 @@ int vhu_backend_attach(struct vhu_backend *b, int sock)
 
 int vhu_backend_fd(const struct vhu_backend *b) { return b->sock; }
 void vhu_backend_set_timeout(struct vhu_backend *b, int ms) { b->timeout_ms = ms; }
+
+void vhu_backend_set_state_compression(struct vhu_backend *b, int level, int workers)
+{
+    b->state_level = level;
+    b->state_workers = workers < 0 ? 0 : workers;
+}
 uint64_t vhu_backend_acked_features(const struct vhu_backend *b) { return b->acked_features; }
 uint64_t vhu_backend_acked_protocol_features(const struct vhu_backend *b) { return b->acked_pf; }
 

@@ -37,6 +37,7 @@ struct item {
 struct vhu_state_reader {
     int fd, cancel_fd;
     ZSTD_DCtx *dctx;
+    bool own_dctx;
     uint8_t *in;
     size_t in_cap, in_pos, in_len;
     uint8_t *out;
@@ -84,7 +85,7 @@ int vhu_state_fail(struct vhu_state_reader *r, int err, const char *fmt, ...)
     return r->err;
 }
 
-struct vhu_state_reader *vhu_snap_reader_new(int fd, int cancel_fd)
+struct vhu_state_reader *vhu_snap_reader_new(int fd, int cancel_fd, ZSTD_DCtx *dctx)
 {
     struct vhu_state_reader *r = calloc(1, sizeof(*r));
     if (!r)
@@ -94,13 +95,15 @@ struct vhu_state_reader *vhu_snap_reader_new(int fd, int cancel_fd)
     r->in_cap = ZSTD_DStreamInSize();
     r->in = malloc(r->in_cap);
     r->out = malloc(OUT_CAP);
-    r->dctx = ZSTD_createDCtx();
+    r->own_dctx = !dctx;
+    r->dctx = dctx ? dctx : ZSTD_createDCtx();
     if (!r->in || !r->out || !r->dctx) {
         vhu_snap_reader_free(r);
         return NULL;
     }
     /* A frame asking for a larger window than this is refused, so memory
      * stays bounded whatever the stream claims. */
+    ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_and_parameters);
     ZSTD_DCtx_setParameter(r->dctx, ZSTD_d_windowLogMax, VHU_SNAP_WINDOW_LOG_MAX);
     return r;
 }
@@ -109,7 +112,8 @@ void vhu_snap_reader_free(struct vhu_state_reader *r)
 {
     if (!r)
         return;
-    ZSTD_freeDCtx(r->dctx);
+    if (r->own_dctx)
+        ZSTD_freeDCtx(r->dctx);
     free(r->in);
     free(r->out);
     free(r);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <vhu/state.h>
+#include <zstd.h>
 
 #include "format.h"
 
@@ -41,8 +42,10 @@ struct vhu_snap_handler {
 /* ---- writer ---- */
 
 /* Start a snapshot on fd (not owned).  cancel_fd (or -1) aborts blocked
- * writes when readable.  workers: zstd compression threads (0 = none). */
-struct vhu_state_writer *vhu_snap_writer_new(int fd, int cancel_fd, int level, int workers);
+ * writes when readable.  workers: zstd compression threads (0 = none).
+ * cctx: a context to reuse (reset here, not freed), or NULL. */
+struct vhu_state_writer *vhu_snap_writer_new(int fd, int cancel_fd, int level, int workers,
+                                             ZSTD_CCtx *cctx);
 void vhu_snap_writer_free(struct vhu_state_writer *w);
 int vhu_snap_write_header(struct vhu_state_writer *w, const struct vhu_snap_header *h);
 int vhu_snap_write_handler(struct vhu_state_writer *w, const struct vhu_snap_handler *h);
@@ -57,7 +60,8 @@ uint64_t vhu_snap_writer_bytes_out(const struct vhu_state_writer *w);
 
 /* ---- reader ---- */
 
-struct vhu_state_reader *vhu_snap_reader_new(int fd, int cancel_fd);
+/* dctx: a context to reuse (reset here, not freed), or NULL. */
+struct vhu_state_reader *vhu_snap_reader_new(int fd, int cancel_fd, ZSTD_DCtx *dctx);
 void vhu_snap_reader_free(struct vhu_state_reader *r);
 int vhu_snap_read_header(struct vhu_state_reader *r, struct vhu_snap_header *h);
 /* Next record: 'h' handler (filled), 's' section (info filled; the reader

@@ -30,12 +30,24 @@
  * it is done with the pipe; then the transfer is cancelled. */
 #define CHECK_TIMEOUT_S 30
 
+/* The transfer thread is started once per back-end and kept: creating a
+ * thread and zstd contexts per transfer cost more than a small state's
+ * whole round trip. */
+struct vhu_state_worker {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct vhu_transfer *job;
+    bool quit;
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+};
+
 struct vhu_transfer {
     struct vhu_backend *b;
     uint32_t direction;
     int fd;
     int cancel_fd;
-    pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool done;
@@ -84,17 +96,12 @@ static void fill_header(const struct vhu_device_ops *ops, struct vhu_snap_header
     }
 }
 
-static int compression_workers(void)
-{
-    const char *e = getenv("VHU_STATE_WORKERS");
-    return e ? atoi(e) : 0;
-}
-
 static void do_save(struct vhu_transfer *t)
 {
     const struct vhu_device_ops *ops = t->b->ops;
-    struct vhu_state_writer *w = vhu_snap_writer_new(t->fd, t->cancel_fd, 1,
-                                                     compression_workers());
+    struct vhu_state_writer *w = vhu_snap_writer_new(t->fd, t->cancel_fd, t->b->state_level,
+                                                     t->b->state_workers,
+                                                     t->b->state_worker->cctx);
     if (!w) {
         tfail(t, -ENOMEM, "out of memory");
         return;
@@ -198,7 +205,8 @@ static int check_header(struct vhu_transfer *t, const struct vhu_snap_header *h)
 static void do_load(struct vhu_transfer *t)
 {
     const struct vhu_device_ops *ops = t->b->ops;
-    struct vhu_state_reader *r = vhu_snap_reader_new(t->fd, t->cancel_fd);
+    struct vhu_state_reader *r = vhu_snap_reader_new(t->fd, t->cancel_fd,
+                                                     t->b->state_worker->dctx);
     struct vhu_snap_header *h = malloc(sizeof(*h));
     struct vhu_snap_section_info info;
     const char *why;
@@ -302,15 +310,8 @@ out:
     vhu_snap_reader_free(r);
 }
 
-static void *transfer_thread(void *arg)
+static void run_transfer(struct vhu_transfer *t)
 {
-    struct vhu_transfer *t = arg;
-    /* A front-end that closes its end early must give us EPIPE, not kill the
-     * process with SIGPIPE; a signal blocked in this thread stays here. */
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &s, NULL);
     if (t->direction == VHU_TRANSFER_SAVE)
         do_save(t);
     else
@@ -321,7 +322,74 @@ static void *transfer_thread(void *arg)
     t->done = true;
     pthread_cond_signal(&t->cond);
     pthread_mutex_unlock(&t->lock);
+    /* t belongs to the waiter from here on. */
+}
+
+static void *worker_thread(void *arg)
+{
+    struct vhu_state_worker *w = arg;
+    /* A front-end that closes its end early must give us EPIPE, not kill the
+     * process with SIGPIPE; a signal blocked in this thread stays here. */
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->job && !w->quit)
+            pthread_cond_wait(&w->cond, &w->lock);
+        if (w->quit)
+            break;
+        struct vhu_transfer *t = w->job;
+        w->job = NULL;
+        pthread_mutex_unlock(&w->lock);
+        run_transfer(t);
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
     return NULL;
+}
+
+static int worker_get(struct vhu_backend *b)
+{
+    if (b->state_worker)
+        return 0;
+    struct vhu_state_worker *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->cctx = ZSTD_createCCtx();
+    w->dctx = ZSTD_createDCtx();
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    int e = w->cctx && w->dctx ? pthread_create(&w->thread, NULL, worker_thread, w) : ENOMEM;
+    if (e) {
+        ZSTD_freeCCtx(w->cctx);
+        ZSTD_freeDCtx(w->dctx);
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+        free(w);
+        return -e;
+    }
+    b->state_worker = w;
+    return 0;
+}
+
+void vhu_state_worker_free(struct vhu_backend *b)
+{
+    struct vhu_state_worker *w = b->state_worker;
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->quit = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    ZSTD_freeCCtx(w->cctx);
+    ZSTD_freeDCtx(w->dctx);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+    b->state_worker = NULL;
 }
 
 static void transfer_free(struct vhu_transfer *t)
@@ -333,8 +401,8 @@ static void transfer_free(struct vhu_transfer *t)
     free(t);
 }
 
-/* Wait for the thread (cancelling it after `timeout_s`, or at once when
- * timeout_s is 0), then join it. */
+/* Wait for the transfer to end, cancelling it after `timeout_s` (at once
+ * when timeout_s is 0). */
 static void transfer_finish(struct vhu_transfer *t, int timeout_s)
 {
     struct timespec until;
@@ -344,17 +412,19 @@ static void transfer_finish(struct vhu_transfer *t, int timeout_s)
     while (!t->done && timeout_s > 0)
         if (pthread_cond_timedwait(&t->cond, &t->lock, &until) == ETIMEDOUT)
             break;
-    bool done = t->done;
-    pthread_mutex_unlock(&t->lock);
-    if (!done) {
+    if (!t->done) {
         uint64_t one = 1;
         if (write(t->cancel_fd, &one, sizeof(one)) < 0)
             vhu_err("state: cancelling the transfer: %s", vhu_strerror(-errno));
+        while (!t->done)
+            pthread_cond_wait(&t->cond, &t->lock);
+        if (timeout_s && t->result == 0)
+            t->result = -ETIMEDOUT;
         if (timeout_s)
-            tfail(t, -ETIMEDOUT, "the transfer did not finish within %d s of "
-                  "CHECK_DEVICE_STATE", timeout_s);
+            snprintf(t->why, sizeof(t->why), "the transfer did not finish within %d s of "
+                     "CHECK_DEVICE_STATE", timeout_s);
     }
-    pthread_join(t->thread, NULL);
+    pthread_mutex_unlock(&t->lock);
 }
 
 void vhu_transfer_abort(struct vhu_backend *b)
@@ -425,14 +495,19 @@ int vhu_req_set_device_state_fd(struct vhu_req *r)
                                                    .last_avail = b->queues[i].last_avail,
                                                    .enabled = atomic_load(&b->queues[i].enabled)};
     }
+    int e = worker_get(b);
+    if (e < 0) {
+        transfer_free(t);
+        return vhu_refuse(r, e, "cannot start the transfer thread");
+    }
     t->fd = fd;
     r->m->fds[0] = -1;
-    int e = pthread_create(&t->thread, NULL, transfer_thread, t);
-    if (e) {
-        transfer_free(t);
-        return vhu_refuse(r, -e, "cannot start the transfer thread");
-    }
     b->transfer = t;
+    struct vhu_state_worker *w = b->state_worker;
+    pthread_mutex_lock(&w->lock);
+    w->job = t;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
     /* Success; bit 8: we keep the fd we were given, none comes back. */
     r->rep->p.u64 = VHU_VRING_NOFD;
     return 0;

@@ -20,6 +20,7 @@
 struct vhu_state_writer {
     int fd, cancel_fd;
     ZSTD_CCtx *cctx;
+    bool own_cctx;
     uint8_t enc[ENC_CAP];
     size_t enc_len;
     uint8_t *out;
@@ -45,7 +46,8 @@ static int fail(struct vhu_state_writer *w, int err, const char *fmt, ...)
     return err;
 }
 
-struct vhu_state_writer *vhu_snap_writer_new(int fd, int cancel_fd, int level, int workers)
+struct vhu_state_writer *vhu_snap_writer_new(int fd, int cancel_fd, int level, int workers,
+                                             ZSTD_CCtx *cctx)
 {
     struct vhu_state_writer *w = calloc(1, sizeof(*w));
     if (!w)
@@ -54,11 +56,13 @@ struct vhu_state_writer *vhu_snap_writer_new(int fd, int cancel_fd, int level, i
     w->cancel_fd = cancel_fd;
     w->out_cap = ZSTD_CStreamOutSize();
     w->out = malloc(w->out_cap);
-    w->cctx = ZSTD_createCCtx();
+    w->own_cctx = !cctx;
+    w->cctx = cctx ? cctx : ZSTD_createCCtx();
     if (!w->out || !w->cctx) {
         vhu_snap_writer_free(w);
         return NULL;
     }
+    ZSTD_CCtx_reset(w->cctx, ZSTD_reset_session_and_parameters);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
     if (workers > 0 && ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_nbWorkers, workers)))
@@ -70,7 +74,8 @@ void vhu_snap_writer_free(struct vhu_state_writer *w)
 {
     if (!w)
         return;
-    ZSTD_freeCCtx(w->cctx);
+    if (w->own_cctx)
+        ZSTD_freeCCtx(w->cctx);
     free(w->out);
     free(w);
 }

@@ -49,6 +49,11 @@ VHU_API void vhu_backend_detach(struct vhu_backend *b);
 /* How long a partly received message may take to arrive (default 5000). */
 VHU_API void vhu_backend_set_timeout(struct vhu_backend *b, int ms);
 
+/* Device-state snapshots: zstd compression level (default 1) and
+ * compression worker threads (default 0: compress on the transfer thread).
+ * Workers raise throughput on large states at the cost of CPU. */
+VHU_API void vhu_backend_set_state_compression(struct vhu_backend *b, int level, int workers);
+
 /* Features negotiated so far on this connection. */
 VHU_API uint64_t vhu_backend_acked_features(const struct vhu_backend *b);
 VHU_API uint64_t vhu_backend_acked_protocol_features(const struct vhu_backend *b);
