@@ -1024,3 +1024,77 @@ int vhu_snap_section_done(struct vhu_state_reader *r)
     r->in_data = false;
     return 0;
 }
+
+/* ---- generic walking, for tools that do not know the section's schema ---- */
+
+int vhu_snap_next_field(struct vhu_state_reader *r, struct vhu_snap_field *f)
+{
+    memset(f, 0, sizeof(*f));
+    int e = read_key(r, true);
+    if (e == -ENOENT) {
+        f->type = VHU_SNAP_END;
+        f->depth = r->depth;
+        if (r->depth) {
+            r->depth--;
+            r->at_break = false;
+        }
+        return 0;
+    }
+    if (e < 0)
+        return e;
+    snprintf(f->key, sizeof(f->key), "%s", r->key);
+    r->have_key = false;
+    f->depth = r->depth;
+    struct item it;
+    if (next_item(r, &it) < 0)
+        return r->err;
+    switch (it.t) {
+    case IT_UINT:
+        f->type = VHU_SNAP_UINT;
+        f->u = it.u;
+        return 0;
+    case IT_NINT:
+        f->type = VHU_SNAP_NINT;
+        f->u = it.u; /* the value is -1 - u */
+        return 0;
+    case IT_BOOL:
+        f->type = VHU_SNAP_BOOL;
+        f->u = it.b;
+        return 0;
+    case IT_TSTR:
+        if (it.len > VHU_SNAP_MAX_TEXT)
+            return fail(r, -EBADMSG, "field '%s': text of %zu bytes (max %u)", f->key, it.len,
+                        VHU_SNAP_MAX_TEXT);
+        f->type = VHU_SNAP_TEXT;
+        f->data = it.data;
+        f->len = it.len;
+        return 0;
+    case IT_BSTR:
+        f->type = VHU_SNAP_BYTES;
+        f->data = it.data;
+        f->len = it.len;
+        return 0;
+    case IT_BSTR_INDEF:
+        f->type = VHU_SNAP_BLOB;
+        r->in_blob = true;
+        r->blob_indef = true;
+        r->chunk = NULL;
+        r->chunk_left = 0;
+        return 0;
+    case IT_MAP_INDEF:
+        if (r->depth >= VHU_SNAP_MAX_DEPTH)
+            return fail(r, -EBADMSG, "maps nested deeper than %u", VHU_SNAP_MAX_DEPTH);
+        f->type = VHU_SNAP_MAP;
+        r->depth++;
+        r->at_break = false;
+        return 0;
+    default:
+        return fail(r, -EBADMSG, "field '%s': a %s is not a valid section value (body offset %"
+                    PRIu64 ")", f->key, type_name(it.t), r->body_off);
+    }
+}
+
+uint64_t vhu_snap_reader_body_offset(const struct vhu_state_reader *r)
+{
+    return r->body_off;
+}

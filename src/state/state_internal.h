@@ -74,4 +74,24 @@ int vhu_snap_reader_error(const struct vhu_state_reader *r, const char **why);
 /* Bytes of the compressed stream consumed, and of decompressed CBOR. */
 uint64_t vhu_snap_reader_offset(const struct vhu_state_reader *r);
 
+/* Walk section data without knowing its schema (vhu-state).  Inside a
+ * section (after next_record returned 's'): fields come in order; a MAP
+ * field opens a nested map (its fields follow, closed by END); a BLOB field
+ * is read with vhu_state_blob_read() until it returns 0; END at depth 0 ends
+ * the section's data (then call vhu_snap_section_done). */
+enum vhu_snap_ftype {
+    VHU_SNAP_UINT, VHU_SNAP_NINT, VHU_SNAP_BOOL, VHU_SNAP_TEXT, VHU_SNAP_BYTES,
+    VHU_SNAP_BLOB, VHU_SNAP_MAP, VHU_SNAP_END
+};
+struct vhu_snap_field {
+    enum vhu_snap_ftype type;
+    unsigned depth;          /* maps open around this field */
+    char key[VHU_SNAP_MAX_KEY + 1];
+    uint64_t u;              /* UINT value; NINT: the value is -1 - u; BOOL 0/1 */
+    const uint8_t *data;     /* TEXT/BYTES: valid until the next call */
+    size_t len;
+};
+int vhu_snap_next_field(struct vhu_state_reader *r, struct vhu_snap_field *f);
+uint64_t vhu_snap_reader_body_offset(const struct vhu_state_reader *r);
+
 #endif
