@@ -572,6 +572,26 @@ static void test_disconnect_mid_transfer(void **state)
     for (int i = 0; i < 200 && (now = count_open_fds()) != fds_before; i++)
         sleep_ms(5);
     assert_int_equal(now, fds_before);
+
+    /* The same in the middle of a SAVE whose reader never reads: the
+     * transfer thread, blocked on a full pipe, is cancelled. */
+    fe = harness_connect_negotiated(&a);
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    assert_int_equal(vhu_fe_set_device_state_fd(fe, VHU_TRANSFER_SAVE, 0, p[1], &back), 0);
+    close(p[1]);
+    sleep_ms(20);
+    vhu_fe_close(fe);
+    fe = harness_connect_negotiated(&a);
+    assert_int_equal(vhu_fe_get_queue_num(fe, &qn), 0);
+    /* A new SAVE on the new session works. */
+    int snap2 = memfd_create("s2", MFD_CLOEXEC);
+    assert_int_equal(vhu_fe_save_state(fe, snap2), 0);
+    close(snap2);
+    vhu_fe_close(fe);
+    close(p[0]);
+    for (int i = 0; i < 200 && (now = count_open_fds()) != fds_before; i++)
+        sleep_ms(5);
+    assert_int_equal(now, fds_before);
     free(before.blob);
     free(good);
     harness_stop(&a);
