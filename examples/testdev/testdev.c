@@ -57,7 +57,7 @@ struct testdev {
 static uint64_t td_features(void *dev)
 {
     (void)dev;
-    return VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(0);
+    return VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_LOG_ALL) | VHU_BIT(0);
 }
 
 static int td_get_config(void *dev, uint32_t off, void *buf, uint32_t len)
@@ -130,9 +130,11 @@ static void process(struct ring_worker *w)
         }
         if (dd.flags & VIRTQ_DESC_F_WRITE) {
             memset(buf, TESTDEV_FILL, dd.len);
+            vhu_queue_log_write(q, dd.addr, dd.len);
             len = dd.len;
         }
         used[used_idx & (size - 1)] = (struct used_elem){.id = head, .len = len};
+        vhu_queue_log_used(q, 4 + 8ull * (used_idx & (size - 1)), 8);
         used_idx++;
         last++;
         any = true;
@@ -141,6 +143,7 @@ static void process(struct ring_worker *w)
     vhu_queue_set_last_avail(q, last);
     if (any) {
         __atomic_store_n(&used_hdr[1], used_idx, __ATOMIC_RELEASE);
+        vhu_queue_log_used(q, 2, 2);
         vhu_queue_notify(q);
     }
 }

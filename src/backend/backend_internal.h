@@ -65,6 +65,7 @@ struct vhu_queue {
     int call_fd, err_fd;
     atomic_bool enabled;
     bool started;
+    bool log_used;            /* SET_VRING_ADDR had VHOST_VRING_F_LOG */
     uint64_t features;
 };
 
@@ -85,6 +86,17 @@ void vhu_vring_stop(struct vhu_queue *q);
 void vhu_vring_set_call(struct vhu_queue *q, int fd);
 void vhu_vring_set_err(struct vhu_queue *q, int fd);
 
+/* ---- log.c: dirty-page log ---- */
+
+struct vhu_dirty_log {
+    void *map;
+    size_t map_len;
+    uint8_t *bits;        /* bit for guest page p: bits[p / 8] & (1 << p % 8) */
+    uint64_t size;        /* bytes of bitmap */
+    bool overflow_logged;
+};
+void vhu_log_unmap(struct vhu_dirty_log *l);
+
 /* ---- the back-end ---- */
 
 struct vhu_backend {
@@ -99,6 +111,9 @@ struct vhu_backend {
     uint8_t status;
 
     struct vhu_mem mem;
+    struct vhu_dirty_log log;
+    int log_fd;
+    atomic_bool logging;       /* VHOST_F_LOG_ALL acked and a log mapped */
     struct vhu_queue *queues;
     unsigned nqueues;
     unsigned max_queue_size;
@@ -157,6 +172,10 @@ struct vhu_req_handler {
 
 /* Handler for a front-end request code (fn NULL: not implemented). */
 const struct vhu_req_handler *vhu_req_handler(uint32_t code);
+
+/* Dirty log requests (log.c). */
+int vhu_req_set_log_base(struct vhu_req *r);
+int vhu_req_set_log_fd(struct vhu_req *r);
 
 /* Device-state transfer (src/state/transfer.c). */
 int vhu_req_set_device_state_fd(struct vhu_req *r);

@@ -13,14 +13,14 @@
 /* Virtio transport features this version cannot honour: a device offering
  * them gets them masked out (with a warning). */
 #define VHU_UNSUPPORTED_FEATURES \
-    (VHU_BIT(VHU_F_ACCESS_PLATFORM) | VHU_BIT(VHU_F_RING_PACKED) | VHU_BIT(VHU_F_LOG_ALL))
+    (VHU_BIT(VHU_F_ACCESS_PLATFORM) | VHU_BIT(VHU_F_RING_PACKED))
 
 /* Protocol features this version implements. */
 #define VHU_IMPLEMENTED_PF                                                          \
     (VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) | VHU_BIT(VHU_PF_BACKEND_REQ) | \
      VHU_BIT(VHU_PF_CONFIG) | VHU_BIT(VHU_PF_RESET_DEVICE) |                        \
      VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) | VHU_BIT(VHU_PF_STATUS) |                  \
-     VHU_BIT(VHU_PF_DEVICE_STATE))
+     VHU_BIT(VHU_PF_DEVICE_STATE) | VHU_BIT(VHU_PF_LOG_SHMFD))
 
 int vhu_refuse(struct vhu_req *r, int err, const char *fmt, ...)
 {
@@ -64,6 +64,7 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, 
     b->dev = dev;
     b->sock = -1;
     b->chan_fd = -1;
+    b->log_fd = -1;
     b->timeout_ms = 5000;
     b->state_level = 1;
     b->nqueues = ops->num_queues;
@@ -85,6 +86,10 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, 
         pf &= ~VHU_BIT(VHU_PF_CONFIG);
     if (!ops->save_section || !ops->load_section)
         pf &= ~VHU_BIT(VHU_PF_DEVICE_STATE);
+    /* Dirty logging only for devices that log their writes (they say so
+     * by offering LOG_ALL). */
+    if (!(b->features_offered & VHU_BIT(VHU_F_LOG_ALL)))
+        pf &= ~VHU_BIT(VHU_PF_LOG_SHMFD);
     b->pf_offered = pf;
     *out = b;
     return 0;
@@ -169,6 +174,7 @@ void vhu_backend_reset_device(struct vhu_backend *b)
     if (b->ops->reset)
         b->ops->reset(b->dev);
     b->acked_features = 0;
+    atomic_store(&b->logging, false);
     b->status = 0;
 }
 
@@ -179,6 +185,8 @@ void vhu_backend_detach(struct vhu_backend *b)
     for (unsigned i = 0; i < b->nqueues; i++)
         vhu_vring_reset(&b->queues[i], false);
     vhu_mem_clear(&b->mem);
+    vhu_log_unmap(&b->log);
+    vhu_close_fd(&b->log_fd);
     pthread_mutex_lock(&b->chan_lock);
     vhu_close_fd(&b->chan_fd);
     pthread_mutex_unlock(&b->chan_lock);

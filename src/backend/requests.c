@@ -71,6 +71,7 @@ static int req_set_features(struct vhu_req *r)
             return vhu_refuse(r, e, "the device refused features 0x%llx", (unsigned long long)f);
     }
     b->acked_features = f;
+    atomic_store(&b->logging, (f & VHU_BIT(VHU_F_LOG_ALL)) != 0);
     /* Without PROTOCOL_FEATURES rings are enabled from the start; with it
      * they wait for SET_VRING_ENABLE. */
     if (!(f & VHU_BIT(VHU_F_PROTOCOL_FEATURES)))
@@ -320,9 +321,9 @@ static int req_set_vring_addr(struct vhu_req *r)
     if (a->flags & ~VHU_VRING_F_LOG)
         return vhu_refuse(r, -EINVAL, "ring %u: unknown address flags 0x%x", a->index,
                           a->flags & ~VHU_VRING_F_LOG);
-    if (a->flags & VHU_VRING_F_LOG)
-        return vhu_refuse(r, -ENOTSUP, "ring %u: used-ring logging is not implemented by vhu %s",
-                          a->index, vhu_version());
+    if ((a->flags & VHU_VRING_F_LOG) && !(b->features_offered & VHU_BIT(VHU_F_LOG_ALL)))
+        return vhu_refuse(r, -ENOTSUP, "ring %u: used-ring logging asked of a device that does "
+                          "not log its writes", a->index);
     if (!q->num)
         return vhu_refuse(r, -EINVAL, "ring %u: SET_VRING_ADDR before SET_VRING_NUM", a->index);
     if (b->mem.n == 0)
@@ -336,6 +337,7 @@ static int req_set_vring_addr(struct vhu_req *r)
     vhu_vring_stop(q);
     q->addr = *a;
     q->addr_set = true;
+    q->log_used = a->flags & VHU_VRING_F_LOG;
     if (was && vhu_vring_start(q, r->why, sizeof(r->why)) < 0)
         return -EIO;
     return 0;
@@ -498,6 +500,8 @@ static const struct vhu_req_handler handlers[VHU_REQ_MAX + 1] = {
     [VHU_REQ_SET_OWNER] = {req_set_owner, false},
     [VHU_REQ_RESET_OWNER] = {req_reset_owner, true},
     [VHU_REQ_SET_MEM_TABLE] = {req_set_mem_table, true},
+    [VHU_REQ_SET_LOG_BASE] = {vhu_req_set_log_base, true},
+    [VHU_REQ_SET_LOG_FD] = {vhu_req_set_log_fd, true},
     [VHU_REQ_SET_VRING_NUM] = {req_set_vring_num, true},
     [VHU_REQ_SET_VRING_ADDR] = {req_set_vring_addr, true},
     [VHU_REQ_SET_VRING_BASE] = {req_set_vring_base, true},

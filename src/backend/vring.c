@@ -30,6 +30,7 @@ void vhu_vring_reset(struct vhu_queue *q, bool keep_signals)
     q->num = 0;
     q->last_avail = 0;
     q->addr_set = false;
+    q->log_used = false;
     memset(&q->addr, 0, sizeof(q->addr));
     q->desc = q->avail = q->used = NULL;
     vhu_close_fd(&q->kick_fd);

@@ -136,6 +136,15 @@ VHU_API bool vhu_queue_enabled(const struct vhu_queue *q);
 VHU_API int vhu_queue_notify(struct vhu_queue *q);
 /* Signal a ring error through the err eventfd (if the front-end gave one). */
 VHU_API int vhu_queue_signal_error(struct vhu_queue *q);
+/* Dirty-page logging for live migration.  A device that offers
+ * VHU_F_LOG_ALL promises to call these after every write into guest memory
+ * (the virtq helpers do it for what they write): log_write for a buffer at
+ * a guest-physical address, log_used for bytes of the used ring at an
+ * offset from its start.  Both are no-ops unless the front-end turned
+ * logging on; vhu_queue_logging() says whether it is on. */
+VHU_API void vhu_queue_log_write(struct vhu_queue *q, uint64_t gpa, uint64_t len);
+VHU_API void vhu_queue_log_used(struct vhu_queue *q, uint64_t offset, uint64_t len);
+VHU_API bool vhu_queue_logging(const struct vhu_queue *q);
 /* Translate a guest-physical range to a host pointer; NULL unless the whole
  * range [gpa, gpa+len) lies inside one memory region. */
 VHU_API void *vhu_queue_gpa_to_host(const struct vhu_queue *q, uint64_t gpa,

@@ -1,0 +1,123 @@
+/* Dirty-page log (SET_LOG_BASE, SET_LOG_FD, VHOST_F_LOG_ALL): while QEMU
+ * copies guest memory during live migration, every byte the back-end writes
+ * into guest memory sets its 4 KiB page's bit in a bitmap shared with QEMU.
+ * QEMU clears bits with atomic exchanges while we set them, so bits are set
+ * with an atomic OR, after the data write is visible. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend_internal.h"
+
+#define LOG_PAGE 4096u
+/* The largest log accepted: one bit per page of 64 TiB of guest memory. */
+#define LOG_MAX_SIZE (2ull << 30)
+
+void vhu_log_unmap(struct vhu_dirty_log *l)
+{
+    if (l->map)
+        munmap(l->map, l->map_len);
+    l->map = NULL;
+    l->bits = NULL;
+    l->size = 0;
+}
+
+int vhu_req_set_log_base(struct vhu_req *r)
+{
+    struct vhu_backend *b = r->b;
+    const struct vhu_log *d = &r->m->p.log;
+    uint64_t end;
+    if (d->mmap_size == 0 || d->mmap_size > LOG_MAX_SIZE)
+        return vhu_refuse(r, -EINVAL, "log size %" PRIu64 " (want 1..%llu bytes)", d->mmap_size,
+                          LOG_MAX_SIZE);
+    if (!vhu_range_end(d->mmap_offset, d->mmap_size, &end) || end > (uint64_t)INT64_MAX)
+        return vhu_refuse(r, -EINVAL, "log offset 0x%" PRIx64 " + size 0x%" PRIx64 " overflows",
+                          d->mmap_offset, d->mmap_size);
+    struct stat st;
+    if (fstat(r->m->fds[0], &st) < 0)
+        return vhu_refuse(r, -EBADF, "the log fd cannot be examined");
+    if (st.st_size < 0 || end > (uint64_t)st.st_size)
+        return vhu_refuse(r, -EINVAL, "log offset 0x%" PRIx64 " + size 0x%" PRIx64
+                          " runs past the end of its fd (0x%llx bytes)", d->mmap_offset,
+                          d->mmap_size, (unsigned long long)st.st_size);
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t off = d->mmap_offset & ~(page - 1);
+    size_t len = (size_t)(d->mmap_offset - off + d->mmap_size);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, r->m->fds[0], (off_t)off);
+    if (p == MAP_FAILED)
+        return vhu_refuse(r, -errno, "mmap of the log (%zu bytes): %s", len,
+                          vhu_strerror(-errno));
+    /* Rings that log are paused around the switch: none keeps writing into
+     * the old map, which is dropped only after the new one is in place. */
+    bool was[256];
+    vhu_backend_pause(b, was);
+    struct vhu_dirty_log old = b->log;
+    b->log.map = p;
+    b->log.map_len = len;
+    b->log.bits = (uint8_t *)p + (d->mmap_offset - off);
+    b->log.size = d->mmap_size;
+    b->log.overflow_logged = false;
+    vhu_backend_resume(b, was);
+    vhu_log_unmap(&old);
+    r->rep->p.u64 = 0; /* QEMU waits for this reply */
+    return 0;
+}
+
+int vhu_req_set_log_fd(struct vhu_req *r)
+{
+    struct vhu_backend *b = r->b;
+    int fd = r->m->fds[0];
+    r->m->fds[0] = -1;
+    vhu_close_fd(&b->log_fd);
+    b->log_fd = fd;
+    return 0;
+}
+
+/* Set the bits for [gpa, gpa+len).  Called from ring threads. */
+static void log_range(struct vhu_queue *q, uint64_t gpa, uint64_t len)
+{
+    struct vhu_dirty_log *l = &q->b->log;
+    if (!len || !l->bits)
+        return;
+    uint64_t last;
+    if (!vhu_range_end(gpa, len - 1, &last) || last / LOG_PAGE / 8 >= l->size) {
+        /* Never a write past the map; QEMU must learn the log is too small. */
+        if (!l->overflow_logged) {
+            l->overflow_logged = true;
+            vhu_err("dirty log: write at guest 0x%" PRIx64 "+%" PRIu64 " is beyond the %" PRIu64
+                    "-byte log; migration would miss it", gpa, len, l->size);
+        }
+        vhu_queue_signal_error(q);
+        return;
+    }
+    /* The data must be visible before QEMU can see the bit. */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (uint64_t page = gpa / LOG_PAGE; page <= last / LOG_PAGE; page++)
+        __atomic_fetch_or(&l->bits[page / 8], (uint8_t)(1u << (page % 8)), __ATOMIC_RELAXED);
+}
+
+void vhu_queue_log_write(struct vhu_queue *q, uint64_t gpa, uint64_t len)
+{
+    if (atomic_load_explicit(&q->b->logging, memory_order_relaxed))
+        log_range(q, gpa, len);
+}
+
+void vhu_queue_log_used(struct vhu_queue *q, uint64_t offset, uint64_t len)
+{
+    uint64_t gpa;
+    if (!q->log_used || !atomic_load_explicit(&q->b->logging, memory_order_relaxed))
+        return;
+    if (!vhu_range_end(q->addr.log_guest_addr, offset, &gpa)) {
+        vhu_queue_signal_error(q);
+        return;
+    }
+    log_range(q, gpa, len);
+}
+
+bool vhu_queue_logging(const struct vhu_queue *q)
+{
+    return atomic_load_explicit(&q->b->logging, memory_order_relaxed);
+}
