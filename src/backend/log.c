@@ -93,10 +93,9 @@ static void log_range(struct vhu_queue *q, uint64_t gpa, uint64_t len)
         vhu_queue_signal_error(q);
         return;
     }
-    /* The data must be visible before QEMU can see the bit. */
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    /* Release: the data is visible before QEMU can see the bit. */
     for (uint64_t page = gpa / LOG_PAGE; page <= last / LOG_PAGE; page++)
-        __atomic_fetch_or(&l->bits[page / 8], (uint8_t)(1u << (page % 8)), __ATOMIC_RELAXED);
+        __atomic_fetch_or(&l->bits[page / 8], (uint8_t)(1u << (page % 8)), __ATOMIC_RELEASE);
 }
 
 void vhu_queue_log_write(struct vhu_queue *q, uint64_t gpa, uint64_t len)
