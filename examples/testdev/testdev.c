@@ -18,7 +18,7 @@ struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
 struct used_elem { uint32_t id, len; };
 
 struct ring_worker {
-    struct testdev *d;
+    struct testdev *d; /* set when the ring starts */
     struct vhu_queue *q;
     pthread_t thread;
     int stop_fd;
@@ -51,6 +51,8 @@ struct testdev {
     pthread_mutex_t lock;
     struct ring_worker *rings;
     atomic_ulong resets, starts;
+    atomic_bool hold;
+    atomic_ulong held;
     atomic_int running;
 };
 
@@ -93,7 +95,25 @@ static void ring_broken(struct ring_worker *w, const char *what, unsigned long v
     vhu_queue_signal_error(w->q);
 }
 
-/* Take every published chain and complete it. */
+/* Serve one request: a writable buffer is filled; returns the used length,
+ * or -1 when the descriptor points outside guest memory. */
+static int64_t serve(struct ring_worker *w, const struct desc *dd)
+{
+    void *buf = vhu_queue_gpa_to_host(w->q, dd->addr, dd->len);
+    if (!buf) {
+        ring_broken(w, "buffer outside guest memory", (unsigned long)dd->addr);
+        return -1;
+    }
+    if (!(dd->flags & VIRTQ_DESC_F_WRITE))
+        return 0;
+    memset(buf, TESTDEV_FILL, dd->len);
+    vhu_queue_log_write(w->q, dd->addr, dd->len);
+    return dd->len;
+}
+
+/* Take what is in flight from before, then every published chain, and
+ * complete them (unless the test holds them, standing for a back-end that
+ * dies with requests in flight). */
 static void process(struct ring_worker *w)
 {
     struct vhu_queue *q = w->q;
@@ -104,48 +124,59 @@ static void process(struct ring_worker *w)
     struct used_elem *used = (struct used_elem *)(used_hdr + 2);
     /* A disabled ring keeps its requests until SET_VRING_ENABLE 1 (the
      * library kicks the ring then). */
-    if (!vhu_queue_enabled(q))
+    if (!vhu_queue_enabled(q) || w->broken)
         return;
+    uint16_t heads[1024];
+    unsigned n = 0;
+    uint16_t head;
+    while (n < size && vhu_queue_inflight_resubmit(q, &head))
+        heads[n++] = head;
     uint16_t last = vhu_queue_last_avail(q);
     uint16_t avail_idx = __atomic_load_n(&avail[1], __ATOMIC_ACQUIRE);
-    uint16_t used_idx = __atomic_load_n(&used_hdr[1], __ATOMIC_RELAXED);
-    bool any = false;
     /* A driver can publish at most `size` entries ahead of the device. */
     if ((uint16_t)(avail_idx - last) > size) {
         ring_broken(w, "avail index jumped", avail_idx);
         return;
     }
-    while (last != avail_idx && !w->broken) {
-        uint16_t head = avail[2 + (last & (size - 1))];
+    while (last != avail_idx && n < size) {
+        head = avail[2 + (last & (size - 1))];
         if (head >= size) {
             ring_broken(w, "head out of range", head);
             break;
         }
-        struct desc dd = desc[head];
-        uint32_t len = 0;
-        void *buf = vhu_queue_gpa_to_host(q, dd.addr, dd.len);
-        if (!buf) {
-            ring_broken(w, "buffer outside guest memory", (unsigned long)dd.addr);
-            break;
-        }
-        if (dd.flags & VIRTQ_DESC_F_WRITE) {
-            memset(buf, TESTDEV_FILL, dd.len);
-            vhu_queue_log_write(q, dd.addr, dd.len);
-            len = dd.len;
-        }
-        used[used_idx & (size - 1)] = (struct used_elem){.id = head, .len = len};
-        vhu_queue_log_used(q, 4 + 8ull * (used_idx & (size - 1)), 8);
-        used_idx++;
+        vhu_queue_inflight_get(q, head);
+        heads[n++] = head;
         last++;
-        any = true;
-        atomic_fetch_add(&w->completed, 1);
     }
     vhu_queue_set_last_avail(q, last);
-    if (any) {
-        __atomic_store_n(&used_hdr[1], used_idx, __ATOMIC_RELEASE);
-        vhu_queue_log_used(q, 2, 2);
-        vhu_queue_notify(q);
+    if (!n)
+        return;
+    if (atomic_load(&w->d->hold)) {
+        atomic_fetch_add(&w->d->held, n);
+        return;
     }
+    uint16_t used_idx = __atomic_load_n(&used_hdr[1], __ATOMIC_RELAXED);
+    unsigned done = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct desc dd = desc[heads[i]];
+        int64_t len = serve(w, &dd);
+        if (len < 0)
+            break;
+        unsigned slot = (used_idx + done) & (size - 1);
+        used[slot] = (struct used_elem){.id = heads[i], .len = (uint32_t)len};
+        vhu_queue_log_used(q, 4 + 8ull * slot, 8);
+        vhu_queue_inflight_put_begin(q, heads[i]);
+        done++;
+    }
+    if (!done)
+        return;
+    used_idx = (uint16_t)(used_idx + done);
+    __atomic_store_n(&used_hdr[1], used_idx, __ATOMIC_RELEASE);
+    vhu_queue_log_used(q, 2, 2);
+    for (unsigned i = 0; i < done; i++)
+        vhu_queue_inflight_put_end(q, heads[i], used_idx);
+    atomic_fetch_add(&w->completed, done);
+    vhu_queue_notify(q);
 }
 
 static void *ring_thread(void *arg)
@@ -178,6 +209,7 @@ static int td_start_queue(void *dev, struct vhu_queue *q)
 {
     struct testdev *d = dev;
     struct ring_worker *w = &d->rings[vhu_queue_index(q)];
+    w->d = d;
     w->q = q;
     w->broken = false;
     w->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -448,6 +480,7 @@ static const struct vhu_device_ops base_ops = {
     .start_queue = td_start_queue,
     .stop_queue = td_stop_queue,
     .reset = td_reset,
+    .tracks_inflight = true,
     .save_section = td_save_section,
     .load_begin = td_load_begin,
     .load_section = td_load_section,
@@ -497,6 +530,16 @@ const struct vhu_device_ops *testdev_ops(struct testdev *d)
 unsigned long testdev_completed(struct testdev *d, unsigned queue)
 {
     return queue < d->num_queues ? atomic_load(&d->rings[queue].completed) : 0;
+}
+
+void testdev_hold(struct testdev *d, bool hold)
+{
+    atomic_store(&d->hold, hold);
+}
+
+unsigned long testdev_held(struct testdev *d)
+{
+    return atomic_load(&d->held);
 }
 
 unsigned long testdev_resets(struct testdev *d)

@@ -64,6 +64,11 @@ void testdev_fail_save(struct testdev *d, const char *section);
 unsigned long testdev_commits(struct testdev *d);
 unsigned long testdev_discards(struct testdev *d);
 
+/* Take requests but never complete them (a back-end about to die with
+ * requests in flight); how many were taken that way. */
+void testdev_hold(struct testdev *d, bool hold);
+unsigned long testdev_held(struct testdev *d);
+
 /* Counters the tests read (thread-safe). */
 unsigned long testdev_completed(struct testdev *d, unsigned queue);
 unsigned long testdev_resets(struct testdev *d);

@@ -66,6 +66,10 @@ struct vhu_queue {
     atomic_bool enabled;
     bool started;
     bool log_used;            /* SET_VRING_ADDR had VHOST_VRING_F_LOG */
+    void *inflight;           /* this ring's inflight region, or NULL */
+    uint64_t inflight_counter;
+    uint16_t *resubmit;       /* heads to resubmit, oldest first */
+    unsigned resubmit_n, resubmit_pos;
     uint64_t features;
 };
 
@@ -97,6 +101,21 @@ struct vhu_dirty_log {
 };
 void vhu_log_unmap(struct vhu_dirty_log *l);
 
+/* ---- inflight.c: inflight tracking region ---- */
+
+struct vhu_inflight_region {
+    void *map;
+    size_t map_len;
+    uint8_t *base;
+    uint16_t num_queues, queue_size;
+    uint64_t region;      /* bytes per queue */
+};
+void vhu_inflight_unmap(struct vhu_inflight_region *f);
+/* Ring start/stop: adopt the queue's region (recovering what a previous
+ * back-end left in flight) / let go of it. */
+int vhu_inflight_start(struct vhu_queue *q);
+void vhu_inflight_stop(struct vhu_queue *q);
+
 /* ---- the back-end ---- */
 
 struct vhu_backend {
@@ -112,6 +131,7 @@ struct vhu_backend {
 
     struct vhu_mem mem;
     struct vhu_dirty_log log;
+    struct vhu_inflight_region inflight;
     int log_fd;
     atomic_bool logging;       /* VHOST_F_LOG_ALL acked and a log mapped */
     struct vhu_queue *queues;
@@ -172,6 +192,10 @@ struct vhu_req_handler {
 
 /* Handler for a front-end request code (fn NULL: not implemented). */
 const struct vhu_req_handler *vhu_req_handler(uint32_t code);
+
+/* Inflight requests (inflight.c). */
+int vhu_req_get_inflight_fd(struct vhu_req *r);
+int vhu_req_set_inflight_fd(struct vhu_req *r);
 
 /* Dirty log requests (log.c). */
 int vhu_req_set_log_base(struct vhu_req *r);

@@ -20,7 +20,8 @@
     (VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) | VHU_BIT(VHU_PF_BACKEND_REQ) | \
      VHU_BIT(VHU_PF_CONFIG) | VHU_BIT(VHU_PF_RESET_DEVICE) |                        \
      VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) | VHU_BIT(VHU_PF_STATUS) |                  \
-     VHU_BIT(VHU_PF_DEVICE_STATE) | VHU_BIT(VHU_PF_LOG_SHMFD))
+     VHU_BIT(VHU_PF_DEVICE_STATE) | VHU_BIT(VHU_PF_LOG_SHMFD) |                     \
+     VHU_BIT(VHU_PF_INFLIGHT_SHMFD))
 
 int vhu_refuse(struct vhu_req *r, int err, const char *fmt, ...)
 {
@@ -90,6 +91,8 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, 
      * by offering LOG_ALL). */
     if (!(b->features_offered & VHU_BIT(VHU_F_LOG_ALL)))
         pf &= ~VHU_BIT(VHU_PF_LOG_SHMFD);
+    if (!ops->tracks_inflight)
+        pf &= ~VHU_BIT(VHU_PF_INFLIGHT_SHMFD);
     b->pf_offered = pf;
     *out = b;
     return 0;
@@ -187,6 +190,7 @@ void vhu_backend_detach(struct vhu_backend *b)
     vhu_mem_clear(&b->mem);
     vhu_log_unmap(&b->log);
     vhu_close_fd(&b->log_fd);
+    vhu_inflight_unmap(&b->inflight);
     pthread_mutex_lock(&b->chan_lock);
     vhu_close_fd(&b->chan_fd);
     pthread_mutex_unlock(&b->chan_lock);

@@ -93,8 +93,14 @@ int vhu_vring_start(struct vhu_queue *q, char *why, size_t n)
     if (r < 0)
         return r;
     q->features = b->acked_features;
+    r = vhu_inflight_start(q);
+    if (r < 0) {
+        snprintf(why, n, "ring %u: inflight recovery: %s", q->index, vhu_strerror(r));
+        return r;
+    }
     r = b->ops->start_queue(b->dev, q);
     if (r < 0) {
+        vhu_inflight_stop(q);
         snprintf(why, n, "ring %u: the device refused to start it: %s", q->index,
                  vhu_strerror(r));
         q->desc = q->avail = q->used = NULL;
@@ -109,6 +115,7 @@ void vhu_vring_stop(struct vhu_queue *q)
     if (!q->started)
         return;
     q->b->ops->stop_queue(q->b->dev, q);
+    vhu_inflight_stop(q);
     q->started = false;
     q->desc = q->avail = q->used = NULL;
 }

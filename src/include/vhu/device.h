@@ -81,6 +81,12 @@ struct vhu_device_ops {
     /* SET_STATUS with the virtio status byte.  Optional. */
     int (*set_status)(void *dev, uint8_t status);
 
+    /* The device records what it takes from and completes into its rings
+     * with the vhu_queue_inflight_* calls (the virtq helpers do), so
+     * PROTOCOL_F_INFLIGHT_SHMFD is offered and a restarted back-end
+     * resubmits what a crashed one left in flight. */
+    bool tracks_inflight;
+
     /* Device-state transfer (SET_DEVICE_STATE_FD; see vhu/state.h).  Offered
      * to the front-end only when save_section and load_section are set.
      * All run on the library's transfer thread while every ring is stopped
@@ -145,6 +151,17 @@ VHU_API int vhu_queue_signal_error(struct vhu_queue *q);
 VHU_API void vhu_queue_log_write(struct vhu_queue *q, uint64_t gpa, uint64_t len);
 VHU_API void vhu_queue_log_used(struct vhu_queue *q, uint64_t offset, uint64_t len);
 VHU_API bool vhu_queue_logging(const struct vhu_queue *q);
+/* Inflight tracking (devices with tracks_inflight).  Before taking new
+ * requests from the avail ring, take what a previous back-end left in
+ * flight: inflight_resubmit gives those heads, oldest first, until it
+ * returns false.  inflight_get when a request is taken from the avail ring;
+ * put_begin before its used element is published, put_end after the used
+ * index that covers it was written (with that index).  No-ops when the
+ * front-end gave no inflight region. */
+VHU_API bool vhu_queue_inflight_resubmit(struct vhu_queue *q, uint16_t *head);
+VHU_API void vhu_queue_inflight_get(struct vhu_queue *q, uint16_t head);
+VHU_API void vhu_queue_inflight_put_begin(struct vhu_queue *q, uint16_t head);
+VHU_API void vhu_queue_inflight_put_end(struct vhu_queue *q, uint16_t head, uint16_t used_idx);
 /* Translate a guest-physical range to a host pointer; NULL unless the whole
  * range [gpa, gpa+len) lies inside one memory region. */
 VHU_API void *vhu_queue_gpa_to_host(const struct vhu_queue *q, uint64_t gpa,
