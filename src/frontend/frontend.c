@@ -100,16 +100,8 @@ int vhu_fe_send_raw(struct vhu_fe *fe, const void *bytes, size_t len, const int 
         return -EINVAL;
     struct iovec iov = {.iov_base = (void *)bytes, .iov_len = len};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds) {
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-    }
+    if (nfds)
+        vhu_wire_put_fds(&mh, ctl.buf, fds, nfds);
     ssize_t r = sendmsg(fe->sock, &mh, MSG_NOSIGNAL);
     if (r < 0)
         return -errno;

@@ -161,6 +161,18 @@ fail:
     return err;
 }
 
+void vhu_wire_put_fds(struct msghdr *mh, void *ctl, const int *fds, unsigned nfds)
+{
+    memset(ctl, 0, CMSG_SPACE(sizeof(int) * nfds));
+    mh->msg_control = ctl;
+    mh->msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+}
+
 int vhu_wire_send(int sock, const struct vhu_msg_header *hdr, const void *payload,
                   const int *fds, unsigned nfds)
 {
@@ -193,16 +205,8 @@ int vhu_wire_send(int sock, const struct vhu_msg_header *hdr, const void *payloa
             ncur++;
         }
         struct msghdr mh = {.msg_iov = cur, .msg_iovlen = (size_t)ncur};
-        if (!fds_sent) {
-            memset(&ctl, 0, sizeof(ctl));
-            mh.msg_control = ctl.buf;
-            mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-            struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-            memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-        }
+        if (!fds_sent)
+            vhu_wire_put_fds(&mh, ctl.buf, fds, nfds);
         ssize_t r = sendmsg(sock, &mh, MSG_NOSIGNAL);
         if (r < 0) {
             if (errno == EINTR)

@@ -97,6 +97,11 @@ int vhu_wire_check(const struct vhu_wire_row *row, const struct vhu_wire_msg *m,
 int vhu_wire_send(int sock, const struct vhu_msg_header *hdr, const void *payload,
                   const int *fds, unsigned nfds);
 
+/* Attach fds as one SCM_RIGHTS message to mh, using ctl as the control
+ * buffer (at least CMSG_SPACE(sizeof(int) * nfds) bytes, suitably aligned). */
+struct msghdr;
+void vhu_wire_put_fds(struct msghdr *mh, void *ctl, const int *fds, unsigned nfds);
+
 /* Close every fd still held by m (entries already taken are -1). */
 void vhu_wire_close_fds(struct vhu_wire_msg *m);
 
