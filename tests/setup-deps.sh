@@ -3,7 +3,8 @@
 # missing on this Debian 12 machine.  Does nothing when all are there.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libcbor-dev libzstd-dev libev-dev libcmocka-dev)
+packages=(build-essential cmake pkg-config libcbor-dev libzstd-dev libev-dev libcmocka-dev
+          qemu-system-x86)
 
 missing=()
 for p in "${packages[@]}"; do

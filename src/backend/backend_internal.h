@@ -97,7 +97,7 @@ struct vhu_dirty_log {
     size_t map_len;
     uint8_t *bits;        /* bit for guest page p: bits[p / 8] & (1 << p % 8) */
     uint64_t size;        /* bytes of bitmap */
-    bool overflow_logged;
+    atomic_bool overflow_logged; /* set from any ring thread */
 };
 void vhu_log_unmap(struct vhu_dirty_log *l);
 

@@ -106,6 +106,7 @@ int vhu_req_get_inflight_fd(struct vhu_req *r)
         return e;
     }
     struct vhu_inflight *out = &r->rep->p.inflight;
+    memset(out, 0, sizeof(*out));
     out->mmap_size = size;
     out->mmap_offset = 0;
     out->num_queues = in->num_queues;

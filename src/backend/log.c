@@ -59,7 +59,7 @@ int vhu_req_set_log_base(struct vhu_req *r)
     b->log.map_len = len;
     b->log.bits = (uint8_t *)p + (d->mmap_offset - off);
     b->log.size = d->mmap_size;
-    b->log.overflow_logged = false;
+    atomic_store(&b->log.overflow_logged, false);
     vhu_backend_resume(b, was);
     vhu_log_unmap(&old);
     r->rep->p.u64 = 0; /* QEMU waits for this reply */
@@ -85,8 +85,7 @@ static void log_range(struct vhu_queue *q, uint64_t gpa, uint64_t len)
     uint64_t last;
     if (!vhu_range_end(gpa, len - 1, &last) || last / LOG_PAGE / 8 >= l->size) {
         /* Never a write past the map; QEMU must learn the log is too small. */
-        if (!l->overflow_logged) {
-            l->overflow_logged = true;
+        if (!atomic_exchange(&l->overflow_logged, true)) {
             vhu_err("dirty log: write at guest 0x%" PRIx64 "+%" PRIu64 " is beyond the %" PRIu64
                     "-byte log; migration would miss it", gpa, len, l->size);
         }

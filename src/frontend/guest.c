@@ -129,6 +129,76 @@ int vhu_fe_ring_push(struct vhu_fe_ring *r, uint16_t head, uint64_t addr, uint32
     return 0;
 }
 
+#define DESC_F_NEXT 1
+#define DESC_F_WRITE 2
+#define DESC_F_INDIRECT 4
+
+void vhu_fe_ring_publish(struct vhu_fe_ring *r, uint16_t head)
+{
+    uint16_t *avail = vhu_guest_mem_ptr(r->mem, r->avail_gpa, AVAIL_BYTES(r->size));
+    __atomic_store_n(&avail[2 + (r->avail_idx & (r->size - 1))], head, __ATOMIC_RELAXED);
+    r->avail_idx++;
+    /* Descriptors and the entry before the index the device polls. */
+    __atomic_store_n(&avail[1], r->avail_idx, __ATOMIC_RELEASE);
+}
+
+void *vhu_fe_ring_desc(const struct vhu_fe_ring *r)
+{
+    return vhu_guest_mem_ptr(r->mem, r->desc_gpa, 16ull * r->size);
+}
+
+static void fill_desc(struct ring_desc *d, const struct vhu_fe_buf *b, uint16_t next, bool more)
+{
+    *d = (struct ring_desc){.addr = b->addr, .len = b->len,
+                            .flags = (uint16_t)((b->writable ? DESC_F_WRITE : 0) |
+                                                (more ? DESC_F_NEXT : 0)),
+                            .next = more ? next : 0};
+}
+
+int vhu_fe_ring_push_chain(struct vhu_fe_ring *r, uint16_t head, const struct vhu_fe_buf *bufs,
+                           unsigned n)
+{
+    if (head >= r->size || n == 0 || n > r->size)
+        return -EINVAL;
+    struct ring_desc *d = vhu_fe_ring_desc(r);
+    unsigned mask = r->size - 1;
+    for (unsigned i = 0; i < n; i++)
+        fill_desc(&d[(head + i) & mask], &bufs[i], (uint16_t)((head + i + 1) & mask), i + 1 < n);
+    vhu_fe_ring_publish(r, head);
+    return 0;
+}
+
+int vhu_fe_ring_push_indirect(struct vhu_fe_ring *r, uint16_t head, uint64_t table_gpa,
+                              const struct vhu_fe_buf *bufs, unsigned n)
+{
+    if (head >= r->size || n == 0 || n > 0xffffffffu / 16)
+        return -EINVAL;
+    struct ring_desc *t = vhu_guest_mem_ptr(r->mem, table_gpa, 16ull * n);
+    if (!t)
+        return -EFAULT;
+    for (unsigned i = 0; i < n; i++)
+        fill_desc(&t[i], &bufs[i], (uint16_t)(i + 1), i + 1 < n);
+    struct ring_desc *d = vhu_fe_ring_desc(r);
+    d[head] = (struct ring_desc){.addr = table_gpa, .len = 16u * n, .flags = DESC_F_INDIRECT};
+    vhu_fe_ring_publish(r, head);
+    return 0;
+}
+
+int vhu_fe_ring_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len)
+{
+    uint8_t *used = vhu_guest_mem_ptr(r->mem, r->used_gpa, USED_BYTES(r->size));
+    uint16_t idx = __atomic_load_n((uint16_t *)(used + 2), __ATOMIC_ACQUIRE);
+    if (idx == r->used_seen)
+        return 0;
+    uint32_t *e = (uint32_t *)(used + 4) + 2u * (r->used_seen & (r->size - 1));
+    if (id)
+        *id = e[0];
+    if (len)
+        *len = e[1];
+    r->used_seen++;
+    return 1;
+}
+
 uint16_t vhu_fe_ring_used_idx(const struct vhu_fe_ring *r)
 {
     uint16_t *used = vhu_guest_mem_ptr(r->mem, r->used_gpa, USED_BYTES(r->size));

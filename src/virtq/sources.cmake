@@ -1,3 +1,3 @@
 # Split-ring access and ring workers (src/virtq/).
-list(APPEND VHU_SOURCES)
-set(VHU_VIRTQ_PUBLIC_HEADERS)
+list(APPEND VHU_SOURCES virtq/split.c virtq/worker.c)
+set(VHU_VIRTQ_PUBLIC_HEADERS include/vhu/virtq.h)

@@ -16,7 +16,7 @@ _Static_assert(sizeof(struct vhu_mem_region) == 32, "mem region");
 _Static_assert(sizeof(struct vhu_mem_table) == 8 + 8 * 32, "mem table");
 _Static_assert(sizeof(struct vhu_single_mem_region) == 40, "single region");
 _Static_assert(sizeof(struct vhu_log) == 16, "log");
-_Static_assert(sizeof(struct vhu_inflight) == 20, "inflight");
+_Static_assert(sizeof(struct vhu_inflight) == 24, "inflight");
 _Static_assert(sizeof(struct vhu_config) == 12 + 256, "config");
 _Static_assert(sizeof(struct vhu_vring_area) == 24, "vring area");
 _Static_assert(sizeof(struct vhu_device_state_params) == 8, "device state");

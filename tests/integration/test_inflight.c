@@ -147,6 +147,16 @@ static void test_nonsense_region(void **state)
     struct vhu_inflight in;
     int ifd = get_inflight(fe, 1, GUEST_RING_SIZE, &in);
     assert_true(ifd >= 0);
+    /* A sender of the packed 20-byte struct is served too (QEMU sends 24). */
+    struct vhu_inflight in20 = {.num_queues = 1, .queue_size = GUEST_RING_SIZE};
+    struct vhu_inflight out20;
+    int fds20[VHU_MAX_FDS];
+    unsigned n20 = 0;
+    assert_int_equal(vhu_fe_call(fe, VHU_REQ_GET_INFLIGHT_FD, VHU_FLAG_VERSION, &in20, 20, NULL,
+                                 0, &out20, sizeof(out20), fds20, &n20), 24);
+    assert_int_equal(n20, 1);
+    assert_int_equal(out20.mmap_size, in.mmap_size);
+    close(fds20[0]);
     /* Bad geometry is refused. */
     struct vhu_inflight bad = in;
     bad.num_queues = 9;

@@ -159,6 +159,34 @@ VHU_API int vhu_fe_ring_push(struct vhu_fe_ring *r, uint16_t head, uint64_t addr
 /* The used ring's idx as the device last published it. */
 VHU_API uint16_t vhu_fe_ring_used_idx(const struct vhu_fe_ring *r);
 
+/* One buffer of a chain: guest-physical address, length, device-writable. */
+struct vhu_fe_buf {
+    uint64_t addr;
+    uint32_t len;
+    bool writable;
+};
+/* Put a chain of n (1..size) buffers in descriptors head, head+1, ...
+ * (modulo the ring size), linked with NEXT, and publish it. */
+VHU_API int vhu_fe_ring_push_chain(struct vhu_fe_ring *r, uint16_t head,
+                                   const struct vhu_fe_buf *bufs, unsigned n);
+/* Write the n buffers as an indirect table of 16 * n bytes at table_gpa
+ * (in guest memory), point descriptor `head` at it (flags INDIRECT) and
+ * publish it. */
+VHU_API int vhu_fe_ring_push_indirect(struct vhu_fe_ring *r, uint16_t head,
+                                      uint64_t table_gpa,
+                                      const struct vhu_fe_buf *bufs, unsigned n);
+/* Publish `head` in the avail ring as the descriptors stand (written by the
+ * caller, through vhu_fe_ring_desc(), possibly hostile).  Any head value is
+ * published as given. */
+VHU_API void vhu_fe_ring_publish(struct vhu_fe_ring *r, uint16_t head);
+/* The ring's descriptor table in this process: {u64 addr, u32 len, u16
+ * flags, u16 next} x size, for tests that write descriptors by hand. */
+VHU_API void *vhu_fe_ring_desc(const struct vhu_fe_ring *r);
+/* Take the next used element the driver has not consumed yet: 1 with its
+ * id and len as the device wrote them, unchecked (either may be NULL), 0
+ * when there is none. */
+VHU_API int vhu_fe_ring_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len);
+
 #ifdef __cplusplus
 }
 #endif

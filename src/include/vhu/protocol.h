@@ -180,12 +180,14 @@ struct vhu_log {
     uint64_t mmap_offset;
 };
 
-/* GET/SET_INFLIGHT_FD: 20 bytes on the wire, hence packed. */
-struct __attribute__((packed)) vhu_inflight {
+/* GET/SET_INFLIGHT_FD.  QEMU's struct is not packed: it sends and expects
+ * 24 bytes (the last 4 are padding); 20-byte senders are accepted too. */
+struct vhu_inflight {
     uint64_t mmap_size;
     uint64_t mmap_offset;
     uint16_t num_queues;
     uint16_t queue_size;
+    uint8_t padding[4];
 };
 
 /* GET/SET_CONFIG: this header, then `size` data bytes. */

@@ -6,5 +6,6 @@
 #include <vhu/device.h>
 #include <vhu/backend.h>
 #include <vhu/frontend.h>
+#include <vhu/virtq.h>
 #include <vhu/state.h>
 #endif

@@ -1,0 +1,596 @@
+/* The virtio-blk device (see blk.h). */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <linux/virtio_blk.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blk.h"
+
+/* Flush the used ring at least this often while a long batch runs, so the
+ * driver sees completions before the ring is empty. */
+#define FLUSH_EVERY 32
+
+struct blk_queue {
+    struct blk *d;
+    struct vhu_virtq_worker *worker;
+    struct vhu_virtq_elem elem;
+    /* The data part of a request: its buffers minus header / status. */
+    struct iovec data[VHU_VIRTQ_MAX_SEGS];
+    atomic_ulong completed;
+};
+
+struct blk {
+    struct vhu_device_ops ops;
+    int fd;             /* the image, or -1 for a memory-only disk */
+    uint8_t *ram;       /* the disk, with --ram */
+    uint64_t size;      /* bytes, a multiple of BLK_SECTOR */
+    bool ro;
+    unsigned nq;
+    struct virtio_blk_config config;
+    struct blk_queue *q;
+};
+
+/* ---- iovec helpers ---- */
+
+/* Copy up to len bytes starting `skip` bytes into iov to buf; returns the
+ * count copied. */
+static size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+{
+    size_t done = 0;
+    for (unsigned i = 0; i < n && done < len; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        size_t c = iov[i].iov_len - skip;
+        if (c > len - done)
+            c = len - done;
+        memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, c);
+        done += c;
+        skip = 0;
+    }
+    return done;
+}
+
+/* dst = the `len` bytes of iov starting `skip` bytes in; returns the
+ * number of entries (dst has room for VHU_VIRTQ_MAX_SEGS). */
+static unsigned iov_slice(const struct iovec *iov, unsigned n, size_t skip, size_t len,
+                          struct iovec *dst)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && len; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        size_t c = iov[i].iov_len - skip;
+        if (c > len)
+            c = len;
+        dst[k++] = (struct iovec){(uint8_t *)iov[i].iov_base + skip, c};
+        len -= c;
+        skip = 0;
+    }
+    return k;
+}
+
+/* ---- the disk ---- */
+
+/* Is [sector, sector + bytes / 512) inside the disk?  Overflow-safe. */
+static bool in_range(const struct blk *d, uint64_t sector, uint64_t bytes)
+{
+    uint64_t sectors = d->size / BLK_SECTOR;
+    return sector <= sectors && bytes / BLK_SECTOR <= sectors - sector;
+}
+
+/* Read or write the whole iovec at off; partial transfers continue, a
+ * transfer that makes no progress (the image shrank under us) fails. */
+static int disk_io(struct blk *d, bool write, struct iovec *iov, unsigned n, uint64_t off)
+{
+    if (d->ram) {
+        for (unsigned i = 0; i < n; i++) {
+            if (write)
+                memcpy(d->ram + off, iov[i].iov_base, iov[i].iov_len);
+            else
+                memcpy(iov[i].iov_base, d->ram + off, iov[i].iov_len);
+            off += iov[i].iov_len;
+        }
+        return 0;
+    }
+    while (n) {
+        ssize_t r = write ? pwritev(d->fd, iov, (int)n, (off_t)off)
+                          : preadv(d->fd, iov, (int)n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -EIO;
+        off += (uint64_t)r;
+        size_t done = (size_t)r;
+        while (n && done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n) {
+            iov->iov_base = (uint8_t *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+    return 0;
+}
+
+static int write_zeroes(struct blk *d, uint64_t off, uint64_t len, bool unmap)
+{
+    if (d->ram) {
+        memset(d->ram + off, 0, len);
+        return 0;
+    }
+    /* Deallocate when allowed, else zero in place; a file system or device
+     * that cannot do either gets explicit zeroes. */
+    int mode = unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+                     : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+    if (fallocate(d->fd, mode, (off_t)off, (off_t)len) == 0)
+        return 0;
+    static const uint8_t zeroes[64 * 1024];
+    while (len) {
+        size_t c = len < sizeof(zeroes) ? (size_t)len : sizeof(zeroes);
+        ssize_t r = pwrite(d->fd, zeroes, c, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -EIO;
+        off += (uint64_t)r;
+        len -= (uint64_t)r;
+    }
+    return 0;
+}
+
+/* ---- requests ---- */
+
+/* DISCARD and WRITE_ZEROES: `data` holds max_*_seg (1) segment
+ * descriptors {le64 sector, le32 num_sectors, le32 flags}. */
+static uint8_t discard_or_zero(struct blk *d, bool zero, const struct iovec *data, unsigned n,
+                               uint64_t len)
+{
+    struct virtio_blk_discard_write_zeroes seg;
+    if (len != sizeof(seg))
+        return VIRTIO_BLK_S_IOERR; /* none, several (max_*_seg is 1), or torn */
+    iov_to_buf(data, n, 0, &seg, sizeof(seg));
+    uint64_t sector = le64toh(seg.sector);
+    uint32_t num = le32toh(seg.num_sectors);
+    uint32_t flags = le32toh(seg.flags);
+    uint32_t allowed = zero ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
+    if (flags & ~allowed)
+        return VIRTIO_BLK_S_UNSUPP;
+    if (d->ro || num > BLK_MAX_ZERO_SECTORS || !in_range(d, sector, (uint64_t)num * BLK_SECTOR))
+        return VIRTIO_BLK_S_IOERR;
+    /* A discarded range reads back as zeroes here: simplest for a driver
+     * and for the tests, and allowed by the spec. */
+    bool unmap = !zero || (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+    return write_zeroes(d, sector * BLK_SECTOR, (uint64_t)num * BLK_SECTOR, unmap) == 0
+               ? VIRTIO_BLK_S_OK
+               : VIRTIO_BLK_S_IOERR;
+}
+
+/* Serve one request; returns the bytes written into the driver's writable
+ * buffers before the status byte. */
+static uint32_t handle(struct blk_queue *bq, uint8_t *status)
+{
+    struct blk *d = bq->d;
+    struct vhu_virtq_elem *e = &bq->elem;
+    struct virtio_blk_outhdr h;
+    const struct iovec *out = e->iov, *in = e->iov + e->n_out;
+    /* Copy the header once: the driver may change it while we work. */
+    iov_to_buf(out, e->n_out, 0, &h, sizeof(h));
+    uint32_t type = le32toh(h.type);
+    uint64_t sector = le64toh(h.sector);
+    uint64_t out_len = e->out_bytes - sizeof(h); /* data after the header */
+    uint64_t in_len = e->in_bytes - 1;           /* data before the status */
+    unsigned n;
+
+    switch (type) {
+    case VIRTIO_BLK_T_IN:
+        /* The used length (data + status) must fit its 32 bits. */
+        if (in_len % BLK_SECTOR || in_len >= UINT32_MAX || !in_range(d, sector, in_len)) {
+            *status = VIRTIO_BLK_S_IOERR;
+            return 0;
+        }
+        n = iov_slice(in, e->n_in, 0, in_len, bq->data);
+        if (disk_io(d, false, bq->data, n, sector * BLK_SECTOR) < 0) {
+            *status = VIRTIO_BLK_S_IOERR;
+            return 0;
+        }
+        *status = VIRTIO_BLK_S_OK;
+        return (uint32_t)in_len;
+    case VIRTIO_BLK_T_OUT:
+        if (d->ro || out_len % BLK_SECTOR || !in_range(d, sector, out_len)) {
+            *status = VIRTIO_BLK_S_IOERR;
+            return 0;
+        }
+        n = iov_slice(out, e->n_out, sizeof(h), out_len, bq->data);
+        *status = disk_io(d, true, bq->data, n, sector * BLK_SECTOR) == 0 ? VIRTIO_BLK_S_OK
+                                                                         : VIRTIO_BLK_S_IOERR;
+        return 0;
+    case VIRTIO_BLK_T_FLUSH:
+        *status = d->ram || fdatasync(d->fd) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+        return 0;
+    case VIRTIO_BLK_T_GET_ID: {
+        /* 20 bytes, NUL-padded (not terminated when all 20 are used). */
+        char id[VIRTIO_BLK_ID_BYTES] = BLK_ID;
+        size_t c = in_len < sizeof(id) ? (size_t)in_len : sizeof(id);
+        n = iov_slice(in, e->n_in, 0, c, bq->data);
+        size_t done = 0;
+        for (unsigned i = 0; i < n; i++) {
+            memcpy(bq->data[i].iov_base, id + done, bq->data[i].iov_len);
+            done += bq->data[i].iov_len;
+        }
+        *status = VIRTIO_BLK_S_OK;
+        return (uint32_t)c;
+    }
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        n = iov_slice(out, e->n_out, sizeof(h), out_len, bq->data);
+        *status = discard_or_zero(d, type == VIRTIO_BLK_T_WRITE_ZEROES, bq->data, n, out_len);
+        return 0;
+    default:
+        *status = VIRTIO_BLK_S_UNSUPP;
+        return 0;
+    }
+}
+
+/* Ring worker function: every available request, completed in order. */
+static void serve(struct vhu_virtq *vq, void *arg)
+{
+    struct blk_queue *bq = arg;
+    struct vhu_virtq_elem *e = &bq->elem;
+    unsigned batch = 0;
+    while (vhu_virtq_pop(vq, e) == 1) {
+        if (e->out_bytes < sizeof(struct virtio_blk_outhdr) || e->in_bytes < 1) {
+            /* Nowhere to put a status: the request cannot be answered, and
+             * a driver that sends it is broken. */
+            vhu_virtq_set_broken(vq, "virtio-blk request without a 16-byte header or a "
+                                     "writable status byte");
+            return;
+        }
+        uint8_t status;
+        uint32_t written = handle(bq, &status);
+        /* The status is the last byte of the last writable buffer. */
+        const struct iovec *last = &e->iov[e->n_out + e->n_in - 1];
+        ((uint8_t *)last->iov_base)[last->iov_len - 1] = status;
+        vhu_virtq_push(vq, e, written + 1);
+        atomic_fetch_add_explicit(&bq->completed, 1, memory_order_relaxed);
+        if (++batch % FLUSH_EVERY == 0)
+            vhu_virtq_flush(vq);
+    }
+}
+
+/* ---- device callbacks ---- */
+
+static uint64_t blk_features(void *dev)
+{
+    struct blk *d = dev;
+    /* LOG_ALL: every write into guest memory goes through the virtq
+     * layer, which logs it. */
+    uint64_t f = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_LOG_ALL) |
+                 VHU_BIT(VHU_F_RING_EVENT_IDX) |
+                 VHU_BIT(VHU_F_RING_INDIRECT_DESC) | VHU_BIT(VIRTIO_BLK_F_SEG_MAX) |
+                 VHU_BIT(VIRTIO_BLK_F_BLK_SIZE) | VHU_BIT(VIRTIO_BLK_F_FLUSH) |
+                 VHU_BIT(VIRTIO_BLK_F_DISCARD) | VHU_BIT(VIRTIO_BLK_F_WRITE_ZEROES);
+    if (d->nq > 1)
+        f |= VHU_BIT(VIRTIO_BLK_F_MQ);
+    if (d->ro)
+        f |= VHU_BIT(VIRTIO_BLK_F_RO);
+    return f;
+}
+
+static int blk_get_config(void *dev, uint32_t off, void *buf, uint32_t len)
+{
+    struct blk *d = dev;
+    memcpy(buf, (uint8_t *)&d->config + off, len); /* range checked by the library */
+    return 0;
+}
+
+static int blk_start_queue(void *dev, struct vhu_queue *q)
+{
+    struct blk *d = dev;
+    struct blk_queue *bq = &d->q[vhu_queue_index(q)];
+    return vhu_virtq_worker_start(&bq->worker, q, serve, bq);
+}
+
+static void blk_stop_queue(void *dev, struct vhu_queue *q)
+{
+    struct blk *d = dev;
+    struct blk_queue *bq = &d->q[vhu_queue_index(q)];
+    vhu_virtq_worker_stop(bq->worker);
+    bq->worker = NULL;
+}
+
+static const struct vhu_device_ops blk_base_ops = {
+    .name = "blk",
+    .max_queue_size = 1024,
+    .config_size = sizeof(struct virtio_blk_config),
+    .features = blk_features,
+    .get_config = blk_get_config,
+    .start_queue = blk_start_queue,
+    .stop_queue = blk_stop_queue,
+    /* The virtq layer records every request in the inflight region. */
+    .tracks_inflight = true,
+};
+
+/* ---- device state: the RAM disk's contents ----
+ *
+ * With --ram the disk is device state, moved by SET_DEVICE_STATE_FD like
+ * any other: one section, "disk", with the size and the bytes as a blob.
+ * A load fills a staged buffer and only a verified stream replaces the
+ * live disk, so a failed load leaves the disk as it was.  (An image file
+ * is not device state: the destination opens the same, shared image.) */
+
+#define STATE_CHUNK (1u << 20)
+
+struct blk_staged {
+    uint8_t *ram;
+};
+
+static const struct vhu_state_section blk_sections[] = {
+    {.name = "disk", .version = 1, .min_version = 1, .optional = false},
+};
+
+static int blk_save_section(void *dev, const struct vhu_state_section *s,
+                            struct vhu_state_writer *w)
+{
+    (void)s;
+    struct blk *d = dev;
+    vhu_state_put_u64(w, "size", d->size);
+    vhu_state_blob_begin(w, "data");
+    for (uint64_t off = 0; off < d->size; off += STATE_CHUNK) {
+        uint64_t n = d->size - off < STATE_CHUNK ? d->size - off : STATE_CHUNK;
+        vhu_state_blob_write(w, d->ram + off, (size_t)n);
+    }
+    return vhu_state_blob_end(w); /* errors are sticky: this one tells */
+}
+
+static int blk_load_begin(void *dev, void **staged)
+{
+    (void)dev;
+    *staged = calloc(1, sizeof(struct blk_staged));
+    return *staged ? 0 : -ENOMEM;
+}
+
+static int blk_load_section(void *dev, void *staged, const struct vhu_state_section *s,
+                            uint32_t version, struct vhu_state_reader *r)
+{
+    (void)s;
+    (void)version;
+    struct blk *d = dev;
+    struct blk_staged *st = staged;
+    uint64_t size;
+    int e = vhu_state_get_u64(r, "size", &size);
+    if (e < 0)
+        return e;
+    /* The driver was told the capacity at start: it cannot change. */
+    if (size != d->size)
+        return vhu_state_fail(r, -EINVAL, "a disk of %llu bytes cannot be loaded into one of "
+                              "%llu", (unsigned long long)size, (unsigned long long)d->size);
+    free(st->ram);
+    st->ram = malloc((size_t)size);
+    if (!st->ram)
+        return -ENOMEM;
+    if ((e = vhu_state_blob_open(r, "data")) < 0)
+        return e;
+    uint64_t got = 0;
+    for (;;) {
+        /* Ask for one byte more than is left, to see a blob that is too
+         * long. */
+        uint8_t extra;
+        ssize_t n = got < size ? vhu_state_blob_read(r, st->ram + got, (size_t)(size - got))
+                               : vhu_state_blob_read(r, &extra, 1);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            break;
+        if (got == size)
+            return vhu_state_fail(r, -EBADMSG, "disk data longer than its %llu bytes",
+                                  (unsigned long long)size);
+        got += (uint64_t)n;
+    }
+    if (got != size)
+        return vhu_state_fail(r, -EBADMSG, "disk data has %llu of %llu bytes",
+                              (unsigned long long)got, (unsigned long long)size);
+    return 0;
+}
+
+static int blk_load_end(void *dev, void *staged)
+{
+    (void)dev;
+    struct blk_staged *st = staged;
+    return st->ram ? 0 : -EBADMSG; /* "disk" is not optional; be sure anyway */
+}
+
+static void blk_commit(void *dev, void *staged)
+{
+    struct blk *d = dev;
+    struct blk_staged *st = staged;
+    /* Every ring is stopped: no worker reads d->ram now. */
+    free(d->ram);
+    d->ram = st->ram;
+    free(st);
+}
+
+static void blk_discard(void *dev, void *staged)
+{
+    (void)dev;
+    struct blk_staged *st = staged;
+    if (st)
+        free(st->ram);
+    free(st);
+}
+
+/* ---- set-up ---- */
+
+static int image_size(int fd, const char *path, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (S_ISREG(st.st_mode)) {
+        *size = (uint64_t)st.st_size;
+        return 0;
+    }
+    if (S_ISBLK(st.st_mode))
+        return ioctl(fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
+    fprintf(stderr, "vhu-blk: %s is neither a regular file nor a block device\n", path);
+    return -EINVAL;
+}
+
+static int load_ram(struct blk *d, int fd, uint64_t image)
+{
+    uint64_t want = image < d->size ? image : d->size;
+    for (uint64_t off = 0; off < want;) {
+        ssize_t r = pread(fd, d->ram + off, (size_t)(want - off), (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -EIO;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+static int open_disk(struct blk *d, const struct blk_options *o)
+{
+    int fd = -1, r;
+    uint64_t image = 0;
+    if (o->image) {
+        /* Only a disk that is written through needs write access. */
+        bool writable = !o->read_only && !o->ram_size;
+        fd = open(o->image, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+        if (fd < 0) {
+            r = -errno;
+            fprintf(stderr, "vhu-blk: cannot open %s: %s\n", o->image, strerror(errno));
+            return r;
+        }
+        if ((r = image_size(fd, o->image, &image)) < 0)
+            goto fail;
+    }
+    d->size = (o->ram_size ? o->ram_size : image) / BLK_SECTOR * BLK_SECTOR;
+    if (d->size == 0) {
+        fprintf(stderr, "vhu-blk: the disk would have no sector (%s)\n",
+                o->image ? o->image : "--ram");
+        r = -EINVAL;
+        goto fail;
+    }
+    if (o->ram_size) {
+        if (d->size > SIZE_MAX || !(d->ram = calloc(1, (size_t)d->size))) {
+            fprintf(stderr, "vhu-blk: cannot allocate %llu bytes of disk\n",
+                    (unsigned long long)d->size);
+            r = -ENOMEM;
+            goto fail;
+        }
+        if (fd >= 0 && (r = load_ram(d, fd, image)) < 0) {
+            fprintf(stderr, "vhu-blk: cannot read %s: %s\n", o->image, strerror(-r));
+            goto fail;
+        }
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    d->fd = fd;
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    return r;
+}
+
+int blk_new(struct blk **out, const struct blk_options *o)
+{
+    *out = NULL;
+    if (!o->image && !o->ram_size) {
+        fprintf(stderr, "vhu-blk: an image or a RAM size is needed\n");
+        return -EINVAL;
+    }
+    if (o->queues < 1 || o->queues > BLK_MAX_QUEUES) {
+        fprintf(stderr, "vhu-blk: %u queues (1..%u)\n", o->queues, BLK_MAX_QUEUES);
+        return -EINVAL;
+    }
+    struct blk *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    d->fd = -1;
+    d->q = calloc(o->queues, sizeof(*d->q));
+    int r = d->q ? open_disk(d, o) : -ENOMEM;
+    if (r < 0) {
+        blk_free(d);
+        return r;
+    }
+    d->ro = o->read_only;
+    d->nq = o->queues;
+    for (unsigned i = 0; i < d->nq; i++)
+        d->q[i].d = d;
+    d->ops = blk_base_ops;
+    d->ops.num_queues = d->nq;
+    if (d->ram) {
+        d->ops.sections = blk_sections;
+        d->ops.num_sections = sizeof(blk_sections) / sizeof(blk_sections[0]);
+        d->ops.save_section = blk_save_section;
+        d->ops.load_begin = blk_load_begin;
+        d->ops.load_section = blk_load_section;
+        d->ops.load_end = blk_load_end;
+        d->ops.commit = blk_commit;
+        d->ops.discard = blk_discard;
+    }
+
+    /* Config space, little-endian (virtio 1.x). */
+    struct virtio_blk_config *c = &d->config;
+    c->capacity = htole64(d->size / BLK_SECTOR);
+    c->seg_max = htole32(BLK_SEG_MAX);
+    c->blk_size = htole32(BLK_SECTOR);
+    c->num_queues = htole16((uint16_t)d->nq);
+    c->max_discard_sectors = htole32(BLK_MAX_ZERO_SECTORS);
+    c->max_discard_seg = htole32(1);
+    c->discard_sector_alignment = htole32(1);
+    c->max_write_zeroes_sectors = htole32(BLK_MAX_ZERO_SECTORS);
+    c->max_write_zeroes_seg = htole32(1);
+    c->write_zeroes_may_unmap = 1;
+    *out = d;
+    return 0;
+}
+
+void blk_free(struct blk *d)
+{
+    if (!d)
+        return;
+    if (d->fd >= 0)
+        close(d->fd);
+    free(d->ram);
+    free(d->q);
+    free(d);
+}
+
+const struct vhu_device_ops *blk_ops(struct blk *d)
+{
+    return &d->ops;
+}
+
+uint64_t blk_size(const struct blk *d)
+{
+    return d->size;
+}
+
+const uint8_t *blk_ram(const struct blk *d)
+{
+    return d->ram;
+}
+
+unsigned long blk_completed(struct blk *d, unsigned q)
+{
+    return q < d->nq ? atomic_load(&d->q[q].completed) : 0;
+}

@@ -1,0 +1,60 @@
+/* vhu-blk: a virtio-blk device (virtio 1.x, 5.2) on the virtqueue layer.
+ *
+ * The disk is an image file (or block device) read and written with
+ * preadv/pwritev, or a buffer in this process's memory (--ram).  Each
+ * queue runs on its own ring worker (vhu/virtq.h) and completes every
+ * request before taking the next, so a stopped ring never has a request
+ * half done.
+ *
+ * Requests: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES.  A request whose
+ * range runs past the disk's end, whose data length is not a multiple of
+ * 512, or that writes a read-only disk completes with VIRTIO_BLK_S_IOERR
+ * and touches nothing; an unknown type gets VIRTIO_BLK_S_UNSUPP.  A chain
+ * without a 16-byte header or a writable status byte cannot be answered:
+ * it breaks the ring (vhu_virtq_set_broken).
+ *
+ * With a RAM disk the contents are device state: saved and loaded through
+ * SET_DEVICE_STATE_FD / CHECK_DEVICE_STATE (section "disk": the size, which
+ * must match on load, and the bytes). */
+#ifndef VHU_EXAMPLES_BLK_H
+#define VHU_EXAMPLES_BLK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vhu/vhu.h>
+
+#define BLK_SECTOR 512u
+#define BLK_MAX_QUEUES 64u
+/* Data segments per request (config seg_max): a request's header and
+ * status descriptors plus these fit QEMU's default 128-entry ring. */
+#define BLK_SEG_MAX 126u
+/* Per DISCARD / WRITE_ZEROES segment (config max_*_sectors): 1 GiB. */
+#define BLK_MAX_ZERO_SECTORS (1u << 21)
+#define BLK_ID "vhu-blk"
+
+struct blk_options {
+    const char *image;  /* image file or block device; NULL with ram_size */
+    uint64_t ram_size;  /* > 0: the disk lives in memory, this many bytes
+                         * (rounded down to a sector), initialised from the
+                         * image when there is one, which is then never
+                         * written */
+    unsigned queues;    /* 1..BLK_MAX_QUEUES */
+    bool read_only;
+};
+
+struct blk;
+
+/* Open the disk and build the device.  0 or a negative errno (and one
+ * line on stderr saying why). */
+int blk_new(struct blk **out, const struct blk_options *o);
+void blk_free(struct blk *d);
+const struct vhu_device_ops *blk_ops(struct blk *d);
+/* Disk size in bytes (a multiple of BLK_SECTOR). */
+uint64_t blk_size(const struct blk *d);
+/* The in-memory disk (--ram), or NULL. */
+const uint8_t *blk_ram(const struct blk *d);
+/* Requests completed on queue q (thread-safe). */
+unsigned long blk_completed(struct blk *d, unsigned q);
+
+#endif

@@ -1,0 +1,136 @@
+/* vhu-blk: a virtio-blk device on a vhost-user socket. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vhu/vhu.h>
+
+#include "blk.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vhu-blk --socket PATH --image FILE [--queues N] [--read-only]\n"
+            "       vhu-blk --socket PATH --ram SIZE [--image FILE] [--queues N] [--read-only]\n"
+            "\n"
+            "Serve a virtio-blk disk on a vhost-user socket (QEMU: -device\n"
+            "vhost-user-blk-pci,chardev=CHR with -chardev socket,id=CHR,path=PATH and\n"
+            "guest memory shared: -object memory-backend-memfd,...,share=on).\n"
+            "\n"
+            "  -s, --socket PATH  unix socket to listen on (or connect to with --client)\n"
+            "  -i, --image FILE   the disk: an image file or a block device, read and\n"
+            "                     written in place; its size, rounded down to 512-byte\n"
+            "                     sectors, is the disk's\n"
+            "  -r, --ram SIZE     keep the disk in this process's memory instead: SIZE\n"
+            "                     bytes (suffixes K, M, G: powers of 1024), zero-filled\n"
+            "                     or, with --image, initialised from FILE, which is then\n"
+            "                     only read; the contents go when the process exits\n"
+            "  -q, --queues N     number of request queues, 1..%u (default 1)\n"
+            "  -R, --read-only    offer a read-only disk (VIRTIO_BLK_F_RO): writes,\n"
+            "                     discards and write-zeroes fail with VIRTIO_BLK_S_IOERR\n"
+            "  -c, --client       connect to PATH and reconnect when the front-end goes away\n"
+            "  -v, --verbose      log every request\n"
+            "  -h, --help         this text\n"
+            "\n"
+            "Stops cleanly on SIGINT or SIGTERM.\n",
+            BLK_MAX_QUEUES);
+}
+
+/* "64M" -> 67108864; 0 on a malformed or overflowing size. */
+static uint64_t parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return 0;
+    unsigned shift = 0;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: return 0;
+    }
+    if (*end || v > (~0ull >> shift))
+        return 0;
+    return (uint64_t)v << shift;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 's'}, {"image", required_argument, NULL, 'i'},
+        {"ram", required_argument, NULL, 'r'},    {"queues", required_argument, NULL, 'q'},
+        {"read-only", no_argument, NULL, 'R'},    {"client", no_argument, NULL, 'c'},
+        {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    bool client = false;
+    struct blk_options o = {.queues = 1};
+    int c;
+    while ((c = getopt_long(argc, argv, "s:i:r:q:Rcvh", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': path = optarg; break;
+        case 'i': o.image = optarg; break;
+        case 'r':
+            o.ram_size = parse_size(optarg);
+            if (o.ram_size < BLK_SECTOR) {
+                fprintf(stderr, "vhu-blk: --ram needs a size of at least 512 bytes, not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'q': {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || *optarg == '-' || v < 1 || v > BLK_MAX_QUEUES) {
+                fprintf(stderr, "vhu-blk: --queues must be 1..%u\n", BLK_MAX_QUEUES);
+                return 2;
+            }
+            o.queues = (unsigned)v;
+            break;
+        }
+        case 'R': o.read_only = true; break;
+        case 'c': client = true; break;
+        case 'v': vhu_set_log_level(VHU_LOG_DEBUG); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!path || (!o.image && !o.ram_size) || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    struct blk *dev = NULL;
+    struct vhu_backend *b = NULL;
+    struct vhu_server *s = NULL;
+    int r = blk_new(&dev, &o);
+    if (r < 0)
+        return 1;
+    r = vhu_backend_new(&b, blk_ops(dev), dev);
+    if (r == 0) {
+        struct vhu_server_config cfg = {.socket_path = path, .client = client,
+                                        .handle_signals = true};
+        r = vhu_server_new(&s, b, &cfg);
+    }
+    if (r < 0) {
+        fprintf(stderr, "vhu-blk: cannot start: %s\n", vhu_strerror(r));
+        vhu_backend_free(b);
+        blk_free(dev);
+        return 1;
+    }
+    printf("vhu-blk: %s %s: %llu sectors (%s%s), %u queue(s) (vhu %s)\n",
+           client ? "connecting to" : "listening on", path,
+           (unsigned long long)(blk_size(dev) / BLK_SECTOR), o.ram_size ? "in memory" : o.image,
+           o.read_only ? ", read-only" : "", o.queues, vhu_version());
+    fflush(stdout);
+    vhu_server_run(s);
+    printf("vhu-blk: served %lu front-end session(s); bye\n", vhu_server_sessions(s));
+    vhu_server_free(s);
+    vhu_backend_free(b);
+    blk_free(dev);
+    return 0;
+}

@@ -1,0 +1,150 @@
+/* vhu/virtq.h - split virtqueues for devices, and ring workers.
+ *
+ * A device gets a started ring as a struct vhu_queue (see vhu/device.h).
+ * This layer turns it into requests:
+ *
+ *   vhu_virtq_new(&vq, q)          in start_queue: bind to the ring
+ *   vhu_virtq_pop(vq, &elem)       take the next descriptor chain, as host
+ *                                  iovecs (driver-readable first, then
+ *                                  device-writable)
+ *   vhu_virtq_push(vq, &elem, len) complete it: one used-ring entry
+ *   vhu_virtq_flush(vq)            publish the used index and signal the
+ *                                  call eventfd if the driver wants it
+ *                                  (VIRTIO_F_EVENT_IDX / NO_INTERRUPT)
+ *   vhu_virtq_free(vq)             in stop_queue
+ *
+ * or lets a worker thread do the waiting: vhu_virtq_worker_start() in
+ * start_queue runs a libev loop that calls the device's function whenever
+ * the driver kicks; vhu_virtq_worker_stop() in stop_queue returns once that
+ * thread has stopped touching the ring.
+ *
+ * Migration support comes with it: what the layer writes (used ring,
+ * avail_event) and the buffers of every pushed chain are marked in the
+ * dirty log while the front-end logs (a device using only this layer may
+ * offer VHU_F_LOG_ALL), and chains are recorded in the inflight region
+ * between pop and flush (so it may set tracks_inflight).
+ *
+ * Guest memory is hostile.  Everything read from the rings is checked where
+ * it is used: heads and `next` fields against the ring (or indirect table)
+ * size, chain length against the ring size (so a loop ends), indirect tables
+ * (needs VIRTIO_F_RING_INDIRECT_DESC; length a non-zero multiple of 16, at
+ * most the ring size entries, not nested, not combined with NEXT), every
+ * buffer translated with its whole range (zero-length buffers refused, as
+ * QEMU does), readable buffers only before
+ * writable ones, the avail index never more than the ring size ahead.  A
+ * violation breaks the ring: one error line is logged, the err eventfd is
+ * signalled, and the vhu_virtq neither reads nor writes the ring again (pop,
+ * push and flush fail with -EIO) until the device binds a new one at the
+ * next start.  Descriptors are copied out of guest memory once and only the
+ * copy is used, so a driver rewriting them concurrently gains nothing.
+ *
+ * Threads: one vhu_virtq is used by one thread at a time. */
+#ifndef VHU_VIRTQ_H
+#define VHU_VIRTQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <vhu/common.h>
+#include <vhu/device.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Most buffers one chain may have (like Linux's UIO_MAXIOV and QEMU's
+ * VIRTQUEUE_MAX_SIZE); a longer chain breaks the ring. */
+#define VHU_VIRTQ_MAX_SEGS 1024u
+
+/* One descriptor chain taken from the avail ring.  iov[0, n_out) are the
+ * driver's buffers the device reads (driver -> device), iov[n_out, n_out +
+ * n_in) those it writes.  Buffers point into the mapped guest memory and
+ * stay valid until the ring stops; their contents may change under the
+ * device at any time (the driver owns them), so copy what must be checked
+ * before checking it.  About 24 KiB: allocate it (one per worker), not on
+ * a small stack. */
+struct vhu_virtq_elem {
+    uint16_t head;         /* the chain's first descriptor index */
+    unsigned n_out, n_in;
+    uint64_t out_bytes;    /* sum of iov[0, n_out) lengths */
+    uint64_t in_bytes;     /* sum of iov[n_out, n_out + n_in) lengths */
+    struct iovec iov[VHU_VIRTQ_MAX_SEGS];
+    uint64_t gpa[VHU_VIRTQ_MAX_SEGS]; /* guest-physical address of each iov */
+};
+
+struct vhu_virtq;
+
+/* Bind to a started ring (between start_queue and stop_queue): reads the
+ * used index the ring holds now and the features it started with.
+ * -ENOMEM, or -EINVAL when q has no ring mapped. */
+VHU_API int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q);
+VHU_API void vhu_virtq_free(struct vhu_virtq *vq);
+VHU_API struct vhu_queue *vhu_virtq_queue(const struct vhu_virtq *vq);
+
+/* Take the next chain: 1 with *e filled, 0 when the ring is empty (or its
+ * worker is being stopped), -EIO when the ring is (or has just become)
+ * broken.  Chains a previous back-end left in flight come first (inflight
+ * tracking, when the front-end gave an inflight region), oldest first; then
+ * the avail ring's, advancing the queue's last_avail and recording each in
+ * the inflight region.  The chain is not completed until pushed. */
+VHU_API int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e);
+/* Complete a popped chain (in any order): writes the used entry {e->head,
+ * written}, written = bytes the device wrote into its writable buffers.
+ * While the front-end logs dirty pages (migration), every writable buffer
+ * of e and the used entry are marked, so call this after the device's last
+ * write into the buffers.  Not visible to the driver until
+ * vhu_virtq_flush() (which a push of a whole ring's worth triggers by
+ * itself).  -EINVAL when nothing is outstanding or e is not a chain of
+ * this ring, -EIO on a broken ring. */
+VHU_API int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e,
+                           uint32_t written);
+/* Publish the pushed entries (release barrier: the entries and the data
+ * written into buffers are visible before the index) and signal the call
+ * eventfd unless the driver suppressed it (used_event with EVENT_IDX,
+ * VRING_AVAIL_F_NO_INTERRUPT without).  Returns 1 if it signalled, 0 if not,
+ * -EIO on a broken ring. */
+VHU_API int vhu_virtq_flush(struct vhu_virtq *vq);
+/* Chains popped and not pushed yet. */
+VHU_API unsigned vhu_virtq_inflight(const struct vhu_virtq *vq);
+
+/* Before waiting for a kick: ask the driver for one at its next buffer
+ * (with EVENT_IDX, avail_event = the next index to take), then look again,
+ * after a full barrier, so that a buffer published meanwhile is not missed.
+ * True when there are buffers to take now (do not wait); false when the ring
+ * is empty or broken. */
+VHU_API bool vhu_virtq_enable_kick(struct vhu_virtq *vq);
+
+/* Break the ring from the device's side, for a request the device cannot
+ * make sense of (a virtio-blk request without header or status byte):
+ * logs "ring N broken: WHY" once, signals the err eventfd, stops the ring. */
+VHU_API void vhu_virtq_set_broken(struct vhu_virtq *vq, const char *why);
+VHU_API bool vhu_virtq_broken(const struct vhu_virtq *vq);
+
+/* --- Ring workers --- */
+
+/* Called on the worker thread when the driver kicked (and once when the
+ * worker starts, for chains published before), only while the ring is
+ * enabled and not broken.  It should pop and complete what it can; the
+ * worker flushes after it returns and calls it again while
+ * vhu_virtq_enable_kick() reports more work. */
+typedef void (*vhu_virtq_fn)(struct vhu_virtq *vq, void *arg);
+
+struct vhu_virtq_worker;
+
+/* Start a thread with its own libev loop serving q: the kick eventfd as an
+ * ev_io, an ev_async to stop.  Call from start_queue.  0, or -ENOMEM /
+ * -errno (nothing started). */
+VHU_API int vhu_virtq_worker_start(struct vhu_virtq_worker **out, struct vhu_queue *q,
+                                   vhu_virtq_fn fn, void *arg);
+/* Stop the loop, join the thread and free the worker (NULL: nothing).
+ * Returns once fn has returned for the last time, so a device's stop_queue
+ * may call it and then return: every chain fn popped is either pushed and
+ * flushed by then, or still recorded in the inflight region (the stop logs
+ * how many, as without a region they are lost). */
+VHU_API void vhu_virtq_worker_stop(struct vhu_virtq_worker *w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,373 @@
+/* Split virtqueues (virtio 1.x, 2.7): taking descriptor chains from the
+ * avail ring, completing them in the used ring, notification with and
+ * without VIRTIO_F_EVENT_IDX.  See vhu/virtq.h for the rules enforced on
+ * the guest's data. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vhu/virtq.h>
+
+#include "../common/internal.h"
+#include "virtq_internal.h"
+
+#define DESC_F_NEXT 1
+#define DESC_F_WRITE 2
+#define DESC_F_INDIRECT 4
+#define AVAIL_F_NO_INTERRUPT 1
+
+/* Layout: descriptor table of 16-byte entries; avail = {flags, idx,
+ * ring[size], used_event}; used = {flags, idx, {id, len}[size],
+ * avail_event}.  The event words exist (and were checked to be mapped by
+ * the back-end) only with EVENT_IDX. */
+struct desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags, next;
+};
+
+struct vhu_virtq {
+    struct vhu_queue *q;
+    unsigned size;
+    bool event_idx, indirect;
+    const struct desc *desc;
+    uint16_t *avail;        /* flags, idx, ring[size], used_event */
+    uint16_t *used;         /* flags, idx, then the elements, avail_event */
+    uint16_t last_avail;    /* mirror of the queue's, advanced by pop */
+    uint16_t used_idx;      /* next used entry to write */
+    uint16_t published;     /* used index last made visible */
+    uint16_t signalled;     /* used index at the last notification decision */
+    bool signalled_valid;
+    unsigned inflight;
+    uint16_t *pending;      /* heads pushed since the last flush */
+    unsigned npending;
+    bool broken;
+    atomic_bool stop;       /* set from another thread by a worker's stop */
+};
+
+static inline uint16_t *avail_idx_ptr(struct vhu_virtq *vq) { return &vq->avail[1]; }
+static inline uint16_t *used_event_ptr(struct vhu_virtq *vq) { return &vq->avail[2 + vq->size]; }
+static inline uint16_t *used_idx_ptr(struct vhu_virtq *vq) { return &vq->used[1]; }
+static inline uint32_t *used_elem_ptr(struct vhu_virtq *vq, uint16_t i)
+{
+    return (uint32_t *)(vq->used + 2) + 2u * (i & (vq->size - 1));
+}
+static inline uint16_t *avail_event_ptr(struct vhu_virtq *vq)
+{
+    return (uint16_t *)((uint32_t *)(vq->used + 2) + 2u * vq->size);
+}
+
+static void vq_break(struct vhu_virtq *vq, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void vq_break(struct vhu_virtq *vq, const char *fmt, ...)
+{
+    if (vq->broken)
+        return;
+    vq->broken = true;
+    char why[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    vhu_err("ring %u broken: %s", vhu_queue_index(vq->q), why);
+    vhu_queue_signal_error(vq->q);
+}
+
+void vhu_virtq_set_broken(struct vhu_virtq *vq, const char *why)
+{
+    vq_break(vq, "%s", why);
+}
+
+bool vhu_virtq_broken(const struct vhu_virtq *vq)
+{
+    return vq->broken;
+}
+
+struct vhu_queue *vhu_virtq_queue(const struct vhu_virtq *vq)
+{
+    return vq->q;
+}
+
+void vhu_virtq_request_stop(struct vhu_virtq *vq)
+{
+    atomic_store(&vq->stop, true);
+}
+
+bool vhu_virtq_stop_requested(const struct vhu_virtq *vq)
+{
+    return atomic_load_explicit(&vq->stop, memory_order_relaxed);
+}
+
+unsigned vhu_virtq_inflight(const struct vhu_virtq *vq)
+{
+    return vq->inflight;
+}
+
+int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q)
+{
+    *out = NULL;
+    unsigned size = vhu_queue_size(q);
+    if (!vhu_queue_desc(q) || !vhu_queue_avail(q) || !vhu_queue_used(q) || !vhu_is_pow2(size))
+        return -EINVAL;
+    struct vhu_virtq *vq = calloc(1, sizeof(*vq));
+    if (vq)
+        vq->pending = calloc(size, sizeof(*vq->pending));
+    if (!vq || !vq->pending) {
+        free(vq);
+        return -ENOMEM;
+    }
+    uint64_t f = vhu_queue_features(q);
+    vq->q = q;
+    vq->size = size;
+    vq->event_idx = f & VHU_BIT(VHU_F_RING_EVENT_IDX);
+    vq->indirect = f & VHU_BIT(VHU_F_RING_INDIRECT_DESC);
+    vq->desc = vhu_queue_desc(q);
+    vq->avail = vhu_queue_avail(q);
+    vq->used = vhu_queue_used(q);
+    vq->last_avail = vhu_queue_last_avail(q);
+    /* The used index is not part of SET_VRING_BASE: the ring holds it.
+     * Continue from there, as the driver expects after a stop/start. */
+    vq->used_idx = vq->published = __atomic_load_n(used_idx_ptr(vq), __ATOMIC_ACQUIRE);
+    *out = vq;
+    return 0;
+}
+
+void vhu_virtq_free(struct vhu_virtq *vq)
+{
+    if (vq)
+        free(vq->pending);
+    free(vq);
+}
+
+/* Copy one descriptor out of guest memory.  The compiler barrier makes
+ * every later use read the copy, never the guest's memory again (which the
+ * driver may be rewriting).  memcpy because an indirect table need not be
+ * aligned. */
+static struct desc read_desc(const struct desc *table, unsigned i)
+{
+    struct desc d;
+    memcpy(&d, &table[i], sizeof(d));
+    __asm__ __volatile__("" ::: "memory");
+    return d;
+}
+
+int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+{
+    if (vq->broken)
+        return -EIO;
+    if (vhu_virtq_stop_requested(vq))
+        return 0;
+    /* First what a previous back-end left in flight (inflight tracking):
+     * those heads were taken from the avail ring before, and the queue's
+     * last_avail is already past them. */
+    uint16_t head;
+    bool resubmitted = vhu_queue_inflight_resubmit(vq->q, &head);
+    if (!resubmitted) {
+        /* Acquire: ring entries and descriptors the driver wrote before
+         * publishing this index are visible after it. */
+        uint16_t avail_idx = __atomic_load_n(avail_idx_ptr(vq), __ATOMIC_ACQUIRE);
+        uint16_t pending = (uint16_t)(avail_idx - vq->last_avail);
+        if (pending > vq->size) {
+            vq_break(vq, "avail index %u is %u entries ahead of %u (ring size %u)", avail_idx,
+                     pending, vq->last_avail, vq->size);
+            return -EIO;
+        }
+        if (pending == 0)
+            return 0;
+        head = __atomic_load_n(&vq->avail[2 + (vq->last_avail & (vq->size - 1))],
+                               __ATOMIC_RELAXED);
+    }
+    if (head >= vq->size) {
+        vq_break(vq, "avail entry %u: head %u out of range (ring size %u)", vq->last_avail,
+                 head, vq->size);
+        return -EIO;
+    }
+
+    e->head = head;
+    e->n_out = e->n_in = 0;
+    e->out_bytes = e->in_bytes = 0;
+    const struct desc *table = vq->desc;
+    unsigned table_size = vq->size;
+    bool in_indirect = false;
+    unsigned i = head;
+    /* Descriptors visited in the current table: a chain can be no longer
+     * than its table, which also ends any loop. */
+    unsigned visited = 1;
+    for (;;) {
+        struct desc d = read_desc(table, i);
+        if (d.flags & DESC_F_INDIRECT) {
+            if (in_indirect) {
+                vq_break(vq, "chain %u: indirect descriptor inside an indirect table", head);
+                return -EIO;
+            }
+            if (!vq->indirect) {
+                vq_break(vq, "chain %u: indirect descriptor without RING_INDIRECT_DESC", head);
+                return -EIO;
+            }
+            if (d.flags & DESC_F_NEXT) {
+                vq_break(vq, "chain %u: descriptor %u has both INDIRECT and NEXT", head, i);
+                return -EIO;
+            }
+            if (d.len == 0 || d.len % sizeof(struct desc) ||
+                d.len / sizeof(struct desc) > vq->size) {
+                vq_break(vq, "chain %u: indirect table of %u bytes (must be 16..%u, a multiple "
+                         "of 16)", head, d.len, 16u * vq->size);
+                return -EIO;
+            }
+            table = vhu_queue_gpa_to_host(vq->q, d.addr, d.len);
+            if (!table) {
+                vq_break(vq, "chain %u: indirect table at 0x%llx (+%u) is not inside guest "
+                         "memory", head, (unsigned long long)d.addr, d.len);
+                return -EIO;
+            }
+            table_size = d.len / sizeof(struct desc);
+            in_indirect = true;
+            i = 0;
+            visited = 1;
+            continue;
+        }
+        if (d.len == 0) {
+            vq_break(vq, "chain %u: zero-length buffer", head);
+            return -EIO;
+        }
+        void *p = vhu_queue_gpa_to_host(vq->q, d.addr, d.len);
+        if (!p) {
+            vq_break(vq, "chain %u: buffer at 0x%llx (+%u) is not inside guest memory", head,
+                     (unsigned long long)d.addr, d.len);
+            return -EIO;
+        }
+        if (e->n_out + e->n_in == VHU_VIRTQ_MAX_SEGS) {
+            vq_break(vq, "chain %u: more than %u buffers", head, VHU_VIRTQ_MAX_SEGS);
+            return -EIO;
+        }
+        if (d.flags & DESC_F_WRITE) {
+            e->n_in++;
+            e->in_bytes += d.len;
+        } else {
+            if (e->n_in) {
+                vq_break(vq, "chain %u: a readable buffer after a writable one", head);
+                return -EIO;
+            }
+            e->n_out++;
+            e->out_bytes += d.len;
+        }
+        e->iov[e->n_out + e->n_in - 1] = (struct iovec){.iov_base = p, .iov_len = d.len};
+        e->gpa[e->n_out + e->n_in - 1] = d.addr;
+        if (!(d.flags & DESC_F_NEXT))
+            break;
+        if (d.next >= table_size) {
+            vq_break(vq, "chain %u: next %u out of range (%s size %u)", head, d.next,
+                     in_indirect ? "indirect table" : "ring", table_size);
+            return -EIO;
+        }
+        if (++visited > table_size) {
+            vq_break(vq, "chain %u: longer than its %s (%u descriptors): a loop", head,
+                     in_indirect ? "indirect table" : "ring", table_size);
+            return -EIO;
+        }
+        i = d.next;
+    }
+    if (!resubmitted) {
+        vq->last_avail++;
+        vhu_queue_set_last_avail(vq->q, vq->last_avail);
+        vhu_queue_inflight_get(vq->q, head);
+    }
+    vq->inflight++;
+    return 1;
+}
+
+int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e, uint32_t written)
+{
+    if (vq->broken)
+        return -EIO;
+    if (vq->inflight == 0 || e->head >= vq->size || e->n_out + e->n_in > VHU_VIRTQ_MAX_SEGS)
+        return -EINVAL;
+    /* A device that pushes a whole ring's worth without flushing would
+     * overwrite entries the driver has not seen: publish them first. */
+    if (vq->npending == vq->size)
+        vhu_virtq_flush(vq);
+    /* Dirty log (migration): the device wrote the chain's buffers before
+     * this call; mark every writable one (not only `written` bytes: the
+     * device may have written anywhere in them, e.g. a status byte at the
+     * end). */
+    if (vhu_queue_logging(vq->q))
+        for (unsigned i = e->n_out; i < e->n_out + e->n_in; i++)
+            vhu_queue_log_write(vq->q, e->gpa[i], e->iov[i].iov_len);
+    unsigned slot = vq->used_idx & (vq->size - 1);
+    uint32_t *ue = used_elem_ptr(vq, vq->used_idx);
+    __atomic_store_n(&ue[0], (uint32_t)e->head, __ATOMIC_RELAXED);
+    __atomic_store_n(&ue[1], written, __ATOMIC_RELAXED);
+    vhu_queue_log_used(vq->q, 4 + 8ull * slot, 8);
+    vhu_queue_inflight_put_begin(vq->q, e->head);
+    vq->pending[vq->npending++] = e->head;
+    vq->used_idx++;
+    vq->inflight--;
+    return 0;
+}
+
+/* Linux's vring_need_event(): has the used index crossed event_idx while
+ * going from old to new (free-running 16-bit indices)? */
+static bool need_event(uint16_t event_idx, uint16_t new_idx, uint16_t old_idx)
+{
+    return (uint16_t)(new_idx - event_idx - 1) < (uint16_t)(new_idx - old_idx);
+}
+
+int vhu_virtq_flush(struct vhu_virtq *vq)
+{
+    if (vq->broken)
+        return -EIO;
+    if (vq->published == vq->used_idx)
+        return 0;
+    /* Release: the used entries, and the data written into the chains'
+     * buffers, are visible before the index that hands them back. */
+    __atomic_store_n(used_idx_ptr(vq), vq->used_idx, __ATOMIC_RELEASE);
+    vq->published = vq->used_idx;
+    vhu_queue_log_used(vq->q, 2, 2);
+    /* Inflight tracking: these requests are now in the used ring. */
+    for (unsigned i = 0; i < vq->npending; i++)
+        vhu_queue_inflight_put_end(vq->q, vq->pending[i], vq->used_idx);
+    vq->npending = 0;
+    /* Full barrier between publishing the index and reading what the
+     * driver asked for: the driver does the mirror image (writes
+     * used_event / clears NO_INTERRUPT, barrier, reads the used index), so
+     * one of the two sides sees the other's write and no notification is
+     * lost. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    bool notify;
+    if (vq->event_idx) {
+        uint16_t event = __atomic_load_n(used_event_ptr(vq), __ATOMIC_RELAXED);
+        uint16_t old = vq->signalled;
+        bool valid = vq->signalled_valid;
+        vq->signalled = vq->used_idx;
+        vq->signalled_valid = true;
+        /* Without a previous decision there is no `old` to compare with:
+         * signal once to be safe. */
+        notify = !valid || need_event(event, vq->used_idx, old);
+    } else {
+        notify = !(__atomic_load_n(&vq->avail[0], __ATOMIC_RELAXED) & AVAIL_F_NO_INTERRUPT);
+    }
+    if (!notify)
+        return 0;
+    vhu_queue_notify(vq->q);
+    return 1;
+}
+
+bool vhu_virtq_enable_kick(struct vhu_virtq *vq)
+{
+    if (vq->broken)
+        return false;
+    /* Without EVENT_IDX the driver kicks unless VRING_USED_F_NO_NOTIFY is
+     * set, which this layer never sets. */
+    if (vq->event_idx) {
+        __atomic_store_n(avail_event_ptr(vq), vq->last_avail, __ATOMIC_RELAXED);
+        vhu_queue_log_used(vq->q, 4 + 8ull * vq->size, 2);
+    }
+    /* Full barrier: the avail_event write before the re-read of the avail
+     * index (the driver writes its index, barrier, reads avail_event). */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return __atomic_load_n(avail_idx_ptr(vq), __ATOMIC_ACQUIRE) != vq->last_avail;
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# test-blk-program.sh VHU_BLK PROBE
+#
+# The vhu-blk program: --help documents every option, bad command lines exit
+# 2, an image and a RAM disk are served (vhu-probe sees the capacity, the
+# queue count and the read-only bit), SIGTERM stops it cleanly.
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+    echo "usage: $0 VHU_BLK PROBE" >&2
+    exit 2
+fi
+blk=$1
+probe=$2
+say() { echo "test-blk-program: $*"; }
+fail() {
+    echo "test-blk-program: FAIL: $*" >&2
+    exit 1
+}
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-blk-prog.XXXXXX")
+pid=
+cleanup() {
+    if [[ -n $pid ]]; then
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# --- Command line -------------------------------------------------------------
+out=$("$blk" --help) || fail "--help exited $?"
+for opt in --socket --image --queues --read-only --ram; do
+    grep -q -- "$opt" <<<"$out" || fail "--help does not document $opt"
+done
+expect_usage_error() {
+    local r=0 o
+    o=$("$blk" "$@" 2>&1) || r=$?
+    ((r == 2)) || fail "vhu-blk $* exited $r (want 2): $o"
+}
+expect_usage_error
+expect_usage_error --socket "$dir/s"                      # no disk
+expect_usage_error --socket "$dir/s" --ram 100            # less than a sector
+expect_usage_error --socket "$dir/s" --ram 1Q
+expect_usage_error --socket "$dir/s" --ram 1M --queues 0
+expect_usage_error --socket "$dir/s" --ram 1M --queues 65
+r=0
+o=$("$blk" --socket "$dir/s" --image "$dir/missing.img" 2>&1) || r=$?
+((r == 1)) || fail "a missing image exited $r (want 1): $o"
+grep -q "cannot open" <<<"$o" || fail "a missing image was not named: $o"
+say "--help documents the options; bad command lines refused"
+
+# serve ARGS...: start vhu-blk on $dir/s, wait until it listens.
+serve() {
+    rm -f "$dir/s"
+    "$blk" --socket "$dir/s" "$@" >"$dir/out" 2>&1 &
+    pid=$!
+    local i
+    for ((i = 0; i < 50; i++)); do
+        grep -q 'listening on' "$dir/out" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || fail "vhu-blk $* exited early: $(cat "$dir/out")"
+        sleep 0.1
+    done
+    fail "vhu-blk $* not listening after 5 s"
+}
+
+stop() {
+    kill -TERM "$pid"
+    local r=0
+    wait "$pid" || r=$?
+    pid=
+    ((r == 0)) || fail "vhu-blk exited $r after SIGTERM: $(cat "$dir/out")"
+    [[ ! -e $dir/s ]] || fail "socket left behind"
+}
+
+# probe_config: the probe's output (16 config bytes: capacity first).
+probe_out() {
+    timeout 10 "$probe" --socket "$dir/s" || fail "vhu-probe failed"
+}
+
+# --- An image: 3 MiB + 100 bytes -> 6144 sectors (0x1800) -------------------
+head -c $((3 * 1024 * 1024 + 100)) /dev/zero >"$dir/disk.img"
+serve --image "$dir/disk.img" --queues 3
+out=$(probe_out)
+grep -q '00 18 00 00 00 00 00 00' <<<"$out" || fail "capacity of 6144 sectors not in config: $out"
+grep -Eq '^queues: *3$' <<<"$out" || fail "3 queues not reported: $out"
+features=$(sed -n 's/^features: *0x\([0-9a-f]*\)$/\1/p' <<<"$out")
+(((0x$features >> 5) & 1)) && fail "RO offered for a writable image"
+(((0x$features >> 12) & 1)) || fail "MQ not offered with 3 queues"
+stop
+say "image: 6144 sectors, 3 queues, writable"
+
+# --- RAM, read-only: 1 MiB -> 2048 sectors (0x800) -----------------------------
+serve --ram 1M --read-only
+out=$(probe_out)
+grep -q '00 08 00 00 00 00 00 00' <<<"$out" || fail "capacity of 2048 sectors not in config: $out"
+features=$(sed -n 's/^features: *0x\([0-9a-f]*\)$/\1/p' <<<"$out")
+(((0x$features >> 5) & 1)) || fail "RO not offered with --read-only"
+(((0x$features >> 12) & 1)) && fail "MQ offered with one queue"
+stop
+grep -qF 'served 1 front-end session(s)' "$dir/out" || fail "no session count: $(cat "$dir/out")"
+say "RAM disk: 2048 sectors, read-only; SIGTERM: exit 0, socket removed"
+say "all checks passed"

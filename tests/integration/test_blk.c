@@ -1,0 +1,795 @@
+/* examples/blk through the front-end library's driver, over a real socket
+ * with real eventfds and shared guest memory: config and features, write
+ * and read back (chained, indirect, header and status sharing buffers),
+ * flush, GET_ID, discard and write-zeroes, out-of-range requests, a
+ * read-only disk, malformed requests, several queues at once, and
+ * GET_VRING_BASE with requests in flight. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/virtio_blk.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "blk.h"
+#include "devserver.h"
+#include "harness.h"
+
+#define SECTORS 2048u                       /* 1 MiB image */
+#define IMAGE_FILL 0xc3                     /* every byte of a fresh image */
+#define SLOT(ring, k) (GUEST_BUF_GPA + (ring) * 0x20000u + (k) * 0x4000u)
+#define HDR_OFF 0x0
+#define STATUS_OFF 0x20
+#define TABLE_OFF 0x40
+#define DATA_OFF 0x1000
+#define DATA_MAX 0x3000u                    /* 24 sectors per slot */
+
+struct blkt {
+    struct blk *dev;
+    struct devserver ds;
+    struct vhu_fe *fe;
+    struct guest g;
+    char dir[64];
+    char image[128];
+    int image_fd;      /* the test's own view of the image */
+};
+
+enum { DISK_FILE, DISK_RAM };
+
+static void blkt_open_sized(struct blkt *t, unsigned queues, bool ro, int disk, uint64_t ram)
+{
+    memset(t, 0, sizeof(*t));
+    t->image_fd = -1;
+    struct blk_options o = {.queues = queues, .read_only = ro};
+    if (disk == DISK_FILE) {
+        strcpy(t->dir, "/tmp/vhu-blk-test-XXXXXX");
+        assert_non_null(mkdtemp(t->dir));
+        snprintf(t->image, sizeof(t->image), "%s/disk.img", t->dir);
+        t->image_fd = open(t->image, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(t->image_fd >= 0);
+        static uint8_t fill[SECTORS * BLK_SECTOR];
+        memset(fill, IMAGE_FILL, sizeof(fill));
+        assert_int_equal(pwrite(t->image_fd, fill, sizeof(fill), 0), (ssize_t)sizeof(fill));
+        o.image = t->image;
+    } else {
+        o.ram_size = ram;
+    }
+    assert_int_equal(blk_new(&t->dev, &o), 0);
+    assert_int_equal(devserver_start(&t->ds, blk_ops(t->dev), t->dev), 0);
+    /* LOG_ALL is for migration, turned on later (as QEMU does). */
+    t->fe = devserver_connect(&t->ds, ~VHU_BIT(VHU_F_LOG_ALL));
+    guest_init(&t->g, queues);
+    log_clear();
+    guest_activate(&t->g, t->fe, 0);
+}
+
+static void blkt_open(struct blkt *t, unsigned queues, bool ro, int disk)
+{
+    blkt_open_sized(t, queues, ro, disk, SECTORS * BLK_SECTOR);
+}
+
+static void blkt_close(struct blkt *t)
+{
+    vhu_fe_close(t->fe);
+    devserver_stop(&t->ds);
+    guest_free(&t->g);
+    blk_free(t->dev);
+    if (t->image_fd >= 0) {
+        close(t->image_fd);
+        unlink(t->image);
+        rmdir(t->dir);
+    }
+}
+
+static uint8_t *gptr(struct blkt *t, uint64_t gpa, uint64_t len)
+{
+    uint8_t *p = vhu_guest_mem_ptr(&t->g.mem, gpa, len);
+    assert_non_null(p);
+    return p;
+}
+
+/* ---- the driver ---- */
+
+struct layout {
+    unsigned nseg;       /* data descriptors (0: one per request type's default) */
+    bool indirect;       /* one indirect descriptor at head `slot` */
+    bool split_header;   /* header as 8 + 8 bytes */
+    bool status_in_data; /* status byte shares the last data buffer (IN) */
+};
+
+static bool data_writable(uint32_t type)
+{
+    return type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID;
+}
+
+/* Publish one request in `slot` of ring `ring` (data already in place). */
+static void submit(struct blkt *t, unsigned ring, unsigned slot, uint32_t type, uint64_t sector,
+                   uint32_t len, struct layout l)
+{
+    uint64_t base = SLOT(ring, slot);
+    struct virtio_blk_outhdr *h = (void *)gptr(t, base + HDR_OFF, sizeof(*h));
+    *h = (struct virtio_blk_outhdr){.type = type, .sector = sector};
+    *gptr(t, base + STATUS_OFF, 1) = 0xee;
+    struct vhu_fe_buf b[40];
+    unsigned n = 0;
+    if (l.split_header) {
+        b[n++] = (struct vhu_fe_buf){base + HDR_OFF, 8, false};
+        b[n++] = (struct vhu_fe_buf){base + HDR_OFF + 8, 8, false};
+    } else {
+        b[n++] = (struct vhu_fe_buf){base + HDR_OFF, 16, false};
+    }
+    unsigned nseg = len ? (l.nseg ? l.nseg : 1) : 0;
+    uint32_t off = 0;
+    for (unsigned i = 0; i < nseg; i++) {
+        uint32_t c = i + 1 < nseg ? len / nseg : len - off;
+        b[n++] = (struct vhu_fe_buf){base + DATA_OFF + off, c, data_writable(type)};
+        off += c;
+    }
+    if (l.status_in_data) {
+        *gptr(t, base + DATA_OFF + len, 1) = 0xee;
+        b[n - 1].len++;
+    } else {
+        b[n++] = (struct vhu_fe_buf){base + STATUS_OFF, 1, true};
+    }
+    struct vhu_fe_ring *r = &t->g.ring[ring];
+    if (l.indirect)
+        assert_int_equal(vhu_fe_ring_push_indirect(r, (uint16_t)slot, base + TABLE_OFF, b, n), 0);
+    else
+        assert_int_equal(vhu_fe_ring_push_chain(r, 0, b, n), 0);
+}
+
+static uint8_t status_of(struct blkt *t, unsigned ring, unsigned slot, uint32_t len,
+                         struct layout l)
+{
+    uint64_t base = SLOT(ring, slot);
+    return *gptr(t, l.status_in_data ? base + DATA_OFF + len : base + STATUS_OFF, 1);
+}
+
+/* Wait for the next used element of `ring`. */
+static void wait_used(struct blkt *t, unsigned ring, uint32_t *id, uint32_t *len)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (vhu_fe_ring_pop_used(&t->g.ring[ring], id, len) == 1)
+            return;
+        sleep_ms(1);
+    }
+    log_dump();
+    fail_msg("ring %u: no completion within 2 s", ring);
+}
+
+/* One request, synchronously: data goes in from `buf` (writes) or comes
+ * back into it (reads).  Returns the status; *used gets the used length. */
+static uint8_t req_l(struct blkt *t, unsigned ring, uint32_t type, uint64_t sector, void *buf,
+                     uint32_t len, struct layout l, uint32_t *used)
+{
+    assert_true(len <= DATA_MAX);
+    uint8_t *data = gptr(t, SLOT(ring, 0) + DATA_OFF, DATA_MAX + 1);
+    if (data_writable(type))
+        memset(data, 0xee, len);
+    else if (len)
+        memcpy(data, buf, len);
+    submit(t, ring, 0, type, sector, len, l);
+    guest_kick(&t->g, ring);
+    uint32_t id, ulen;
+    wait_used(t, ring, &id, &ulen);
+    assert_int_equal(id, 0);
+    if (used)
+        *used = ulen;
+    if (data_writable(type) && len)
+        memcpy(buf, data, len);
+    return status_of(t, ring, 0, len, l);
+}
+
+static uint8_t req(struct blkt *t, uint32_t type, uint64_t sector, void *buf, uint32_t len)
+{
+    return req_l(t, 0, type, sector, buf, len, (struct layout){0}, NULL);
+}
+
+static uint8_t zero_req(struct blkt *t, uint32_t type, uint64_t sector, uint32_t num,
+                        uint32_t flags)
+{
+    struct virtio_blk_discard_write_zeroes s = {.sector = sector, .num_sectors = num,
+                                                .flags = flags};
+    return req(t, type, sector, &s, sizeof(s));
+}
+
+static void pattern(uint8_t *p, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
+}
+
+/* The image file's bytes at [off, off+len) all equal v? */
+static bool image_is(struct blkt *t, uint64_t off, size_t len, uint8_t v)
+{
+    uint8_t *p = malloc(len);
+    assert_non_null(p);
+    assert_int_equal(pread(t->image_fd, p, len, (off_t)off), (ssize_t)len);
+    bool same = true;
+    for (size_t i = 0; i < len; i++)
+        same &= p[i] == v;
+    free(p);
+    return same;
+}
+
+static uint64_t read_eventfd(int fd)
+{
+    uint64_t v = 0;
+    if (read(fd, &v, sizeof(v)) != sizeof(v))
+        return 0;
+    return v;
+}
+
+/* ---- tests ---- */
+
+static int fds_at_start;
+
+static void test_config_and_features(void **state)
+{
+    (void)state;
+    fds_at_start = count_open_fds();
+    struct blkt t;
+    blkt_open(&t, 2, false, DISK_FILE);
+    uint64_t f = 0, nq = 0;
+    assert_int_equal(vhu_fe_get_features(t.fe, &f), 0);
+    uint64_t want = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_RING_EVENT_IDX) |
+                    VHU_BIT(VHU_F_RING_INDIRECT_DESC) | VHU_BIT(VIRTIO_BLK_F_SEG_MAX) |
+                    VHU_BIT(VIRTIO_BLK_F_BLK_SIZE) | VHU_BIT(VIRTIO_BLK_F_FLUSH) |
+                    VHU_BIT(VIRTIO_BLK_F_MQ) | VHU_BIT(VIRTIO_BLK_F_DISCARD) |
+                    VHU_BIT(VIRTIO_BLK_F_WRITE_ZEROES) | VHU_BIT(VHU_F_LOG_ALL);
+    assert_int_equal(f & want, want);
+    /* Migration and restarts: dirty logging and inflight tracking (the
+     * virtq layer does both for the device). */
+    uint64_t pf = vhu_fe_acked_protocol_features(t.fe);
+    assert_true(pf & VHU_BIT(VHU_PF_LOG_SHMFD));
+    assert_true(pf & VHU_BIT(VHU_PF_INFLIGHT_SHMFD));
+    assert_false(f & VHU_BIT(VIRTIO_BLK_F_RO));
+    assert_int_equal(vhu_fe_get_queue_num(t.fe, &nq), 0);
+    assert_int_equal(nq, 2);
+    struct virtio_blk_config c;
+    assert_int_equal(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)), 0);
+    assert_int_equal(c.capacity, SECTORS);
+    assert_int_equal(c.blk_size, 512);
+    assert_int_equal(c.seg_max, BLK_SEG_MAX);
+    assert_int_equal(c.num_queues, 2);
+    assert_int_equal(c.max_discard_seg, 1);
+    assert_int_equal(c.max_discard_sectors, BLK_MAX_ZERO_SECTORS);
+    assert_int_equal(c.max_write_zeroes_seg, 1);
+    assert_int_equal(c.max_write_zeroes_sectors, BLK_MAX_ZERO_SECTORS);
+    assert_int_equal(c.write_zeroes_may_unmap, 1);
+    /* Reads of a part of the config space, and past it, as the library
+     * checks them. */
+    uint32_t blk_size = 0;
+    assert_int_equal(vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, blk_size),
+                                       &blk_size, 4), 0);
+    assert_int_equal(blk_size, 512);
+    assert_int_equal(vhu_fe_get_config(t.fe, sizeof(c) - 2, &blk_size, 4), -EREMOTEIO);
+    blkt_close(&t);
+
+    /* One queue: no MQ; read-only: RO. */
+    blkt_open(&t, 1, true, DISK_RAM);
+    assert_int_equal(vhu_fe_get_features(t.fe, &f), 0);
+    assert_false(f & VHU_BIT(VIRTIO_BLK_F_MQ));
+    assert_true(f & VHU_BIT(VIRTIO_BLK_F_RO));
+    blkt_close(&t);
+}
+
+static void test_write_read(void **state)
+{
+    (void)state;
+    for (int disk = DISK_FILE; disk <= DISK_RAM; disk++) {
+        struct blkt t;
+        blkt_open(&t, 1, false, disk);
+        uint8_t w[8 * 512], r[8 * 512];
+        pattern(w, sizeof(w), 1);
+        uint32_t used = 0;
+        /* Write 8 sectors at 10: header split, data in 3 chained buffers. */
+        struct layout lw = {.nseg = 3, .split_header = true};
+        assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_OUT, 10, w, sizeof(w), lw, &used),
+                         VIRTIO_BLK_S_OK);
+        assert_int_equal(used, 1); /* the status byte only */
+        /* Read back through an indirect table, 5 buffers, the status byte
+         * sharing the last one. */
+        struct layout lr = {.nseg = 5, .indirect = true, .status_in_data = true};
+        assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_IN, 10, r, sizeof(r), lr, &used),
+                         VIRTIO_BLK_S_OK);
+        assert_int_equal(used, sizeof(r) + 1);
+        assert_memory_equal(w, r, sizeof(w));
+        /* Where it landed, and nowhere else. */
+        if (disk == DISK_FILE) {
+            uint8_t img[sizeof(w)];
+            assert_int_equal(pread(t.image_fd, img, sizeof(img), 10 * 512), (ssize_t)sizeof(img));
+            assert_memory_equal(img, w, sizeof(w));
+            assert_true(image_is(&t, 0, 10 * 512, IMAGE_FILL));
+            assert_true(image_is(&t, 18 * 512, (SECTORS - 18) * 512, IMAGE_FILL));
+        } else {
+            assert_memory_equal(blk_ram(t.dev) + 10 * 512, w, sizeof(w));
+            assert_int_equal(blk_ram(t.dev)[10 * 512 - 1], 0);
+            assert_int_equal(blk_ram(t.dev)[18 * 512], 0);
+        }
+        /* The last sector of the disk is usable; one sector read. */
+        assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, SECTORS - 1, w, 512), VIRTIO_BLK_S_OK);
+        memset(r, 0, sizeof(r));
+        assert_int_equal(req(&t, VIRTIO_BLK_T_IN, SECTORS - 1, r, 512), VIRTIO_BLK_S_OK);
+        assert_memory_equal(w, r, 512);
+        /* Flush. */
+        assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, (struct layout){0}, &used),
+                         VIRTIO_BLK_S_OK);
+        assert_int_equal(used, 1);
+        assert_true(read_eventfd(t.g.call[0]) >= 1);
+        assert_int_equal(read_eventfd(t.g.err[0]), 0);
+        assert_int_equal(blk_completed(t.dev, 0), 5);
+        blkt_close(&t);
+    }
+}
+
+static void test_get_id(void **state)
+{
+    (void)state;
+    struct blkt t;
+    blkt_open(&t, 1, false, DISK_FILE);
+    char id[VIRTIO_BLK_ID_BYTES];
+    uint32_t used = 0;
+    assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_GET_ID, 0, id, sizeof(id), (struct layout){0},
+                           &used), VIRTIO_BLK_S_OK);
+    assert_int_equal(used, VIRTIO_BLK_ID_BYTES + 1);
+    char want[VIRTIO_BLK_ID_BYTES] = BLK_ID;
+    assert_memory_equal(id, want, sizeof(id));
+    /* A shorter buffer gets what fits. */
+    memset(id, 0, sizeof(id));
+    assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_GET_ID, 0, id, 3, (struct layout){0}, &used),
+                     VIRTIO_BLK_S_OK);
+    assert_int_equal(used, 4);
+    assert_memory_equal(id, "vhu", 3);
+    /* An unknown request type. */
+    assert_int_equal(req_l(&t, 0, 0x7777, 0, id, 0, (struct layout){0}, &used),
+                     VIRTIO_BLK_S_UNSUPP);
+    assert_int_equal(used, 1);
+    blkt_close(&t);
+}
+
+static void test_discard_write_zeroes(void **state)
+{
+    (void)state;
+    for (int disk = DISK_FILE; disk <= DISK_RAM; disk++) {
+        struct blkt t;
+        blkt_open(&t, 1, false, disk);
+        static uint8_t w[24 * 512], r[24 * 512];
+        pattern(w, sizeof(w), 2);
+        assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, 100, w, sizeof(w)), VIRTIO_BLK_S_OK);
+        /* Discard 100..103; write zeroes on 108..111 (keep allocation) and
+         * 116..119 (may unmap). */
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_DISCARD, 100, 4, 0), VIRTIO_BLK_S_OK);
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, 108, 4, 0), VIRTIO_BLK_S_OK);
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, 116, 4,
+                                  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP), VIRTIO_BLK_S_OK);
+        assert_int_equal(req(&t, VIRTIO_BLK_T_IN, 100, r, sizeof(r)), VIRTIO_BLK_S_OK);
+        for (unsigned s = 0; s < 24; s++) {
+            bool zeroed = s < 4 || (s >= 8 && s < 12) || (s >= 16 && s < 20);
+            if (zeroed) {
+                static const uint8_t z[512];
+                assert_memory_equal(r + s * 512, z, 512);
+            } else {
+                assert_memory_equal(r + s * 512, w + s * 512, 512);
+            }
+        }
+        /* Refused: past the end, too long for one segment, unknown flags
+         * (UNMAP means nothing to a discard), two segments. */
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_DISCARD, SECTORS - 2, 4, 0),
+                         VIRTIO_BLK_S_IOERR);
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, ~0ull - 1, 4, 0),
+                         VIRTIO_BLK_S_IOERR);
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, 0, BLK_MAX_ZERO_SECTORS + 1, 0),
+                         VIRTIO_BLK_S_IOERR);
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_DISCARD, 0, 4,
+                                  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP), VIRTIO_BLK_S_UNSUPP);
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, 0, 4, 0x80),
+                         VIRTIO_BLK_S_UNSUPP);
+        struct virtio_blk_discard_write_zeroes two[2] = {{.sector = 0, .num_sectors = 1},
+                                                         {.sector = 2, .num_sectors = 1}};
+        assert_int_equal(req(&t, VIRTIO_BLK_T_DISCARD, 0, two, sizeof(two)), VIRTIO_BLK_S_IOERR);
+        if (disk == DISK_FILE) {
+            assert_true(image_is(&t, 0, 100 * 512, IMAGE_FILL));
+            struct stat st;
+            assert_int_equal(fstat(t.image_fd, &st), 0);
+            assert_int_equal(st.st_size, SECTORS * 512);
+        }
+        blkt_close(&t);
+    }
+}
+
+/* Requests that run past the end: an error status, and nothing read or
+ * written out of bounds (the image file keeps its size and contents). */
+static void test_out_of_range(void **state)
+{
+    (void)state;
+    for (int disk = DISK_FILE; disk <= DISK_RAM; disk++) {
+        struct blkt t;
+        blkt_open(&t, 1, false, disk);
+        static uint8_t w[4 * 512], r[4 * 512];
+        memset(w, 0x77, sizeof(w));
+        uint32_t used = 0;
+        const uint64_t bad[] = {SECTORS - 1, SECTORS, SECTORS + 1, 1ull << 55, ~0ull, ~0ull - 1};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, bad[i], w, sizeof(w)),
+                             VIRTIO_BLK_S_IOERR);
+            memset(r, 0x55, sizeof(r));
+            assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_IN, bad[i], r, sizeof(r),
+                                   (struct layout){0}, &used), VIRTIO_BLK_S_IOERR);
+            assert_int_equal(used, 1); /* no data */
+            for (size_t k = 0; k < sizeof(r); k++)
+                assert_int_equal(r[k], 0xee); /* the driver's buffer untouched */
+        }
+        /* Not a whole number of sectors. */
+        assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, 0, w, 513), VIRTIO_BLK_S_IOERR);
+        assert_int_equal(req(&t, VIRTIO_BLK_T_IN, 0, r, 100), VIRTIO_BLK_S_IOERR);
+        /* A zero-length read or write is in range and does nothing. */
+        assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, SECTORS, NULL, 0), VIRTIO_BLK_S_OK);
+        if (disk == DISK_FILE) {
+            struct stat st;
+            assert_int_equal(fstat(t.image_fd, &st), 0);
+            assert_int_equal(st.st_size, SECTORS * 512);
+            assert_true(image_is(&t, 0, SECTORS * 512, IMAGE_FILL));
+        } else {
+            for (size_t k = 0; k < SECTORS * 512; k++)
+                assert_int_equal(blk_ram(t.dev)[k], 0);
+        }
+        assert_int_equal(read_eventfd(t.g.err[0]), 0);
+        blkt_close(&t);
+    }
+}
+
+/* A read-only disk refuses every write (the image is also opened read-only,
+ * so the RAM disk is where the device's own check shows). */
+static void test_read_only(void **state)
+{
+    (void)state;
+    for (int disk = DISK_FILE; disk <= DISK_RAM; disk++) {
+        struct blkt t;
+        blkt_open(&t, 1, true, disk);
+        uint8_t fill = disk == DISK_FILE ? IMAGE_FILL : 0;
+        static uint8_t w[2 * 512], r[2 * 512];
+        memset(w, 0x11, sizeof(w));
+        assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, 4, w, sizeof(w)), VIRTIO_BLK_S_IOERR);
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_DISCARD, 4, 2, 0), VIRTIO_BLK_S_IOERR);
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, 4, 2, 0), VIRTIO_BLK_S_IOERR);
+        assert_int_equal(req(&t, VIRTIO_BLK_T_IN, 4, r, sizeof(r)), VIRTIO_BLK_S_OK);
+        for (size_t k = 0; k < sizeof(r); k++)
+            assert_int_equal(r[k], fill);
+        assert_int_equal(req(&t, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
+        if (disk == DISK_FILE) {
+            assert_true(image_is(&t, 0, SECTORS * 512, IMAGE_FILL));
+        } else {
+            /* The RAM disk starts zeroed; write-zeroes would not show, the
+             * write would. */
+            for (size_t k = 0; k < SECTORS * 512; k++)
+                assert_int_equal(blk_ram(t.dev)[k], 0);
+        }
+        blkt_close(&t);
+    }
+}
+
+/* Requests the device cannot answer (no header, no writable status byte)
+ * break the ring: logged once, err eventfd, nothing completed, no crash;
+ * the back-end goes on serving. */
+static void test_malformed(void **state)
+{
+    (void)state;
+    for (int c = 0; c < 4; c++) {
+        struct blkt t;
+        blkt_open(&t, 1, false, DISK_FILE);
+        uint64_t base = SLOT(0, 0);
+        struct virtio_blk_outhdr *h = (void *)gptr(&t, base, 16);
+        *h = (struct virtio_blk_outhdr){.type = VIRTIO_BLK_T_OUT, .sector = 0};
+        struct vhu_fe_buf b[3];
+        unsigned n = 0;
+        switch (c) {
+        case 0: /* the header alone */
+            b[n++] = (struct vhu_fe_buf){base, 16, false};
+            break;
+        case 1: /* status byte not writable */
+            b[n++] = (struct vhu_fe_buf){base, 16, false};
+            b[n++] = (struct vhu_fe_buf){base + DATA_OFF, 512, false};
+            b[n++] = (struct vhu_fe_buf){base + STATUS_OFF, 1, false};
+            break;
+        case 2: /* header too short */
+            b[n++] = (struct vhu_fe_buf){base, 8, false};
+            b[n++] = (struct vhu_fe_buf){base + STATUS_OFF, 1, true};
+            break;
+        case 3: /* only a writable buffer */
+            b[n++] = (struct vhu_fe_buf){base + STATUS_OFF, 1, true};
+            break;
+        }
+        assert_int_equal(vhu_fe_ring_push_chain(&t.g.ring[0], 0, b, n), 0);
+        guest_kick(&t.g, 0);
+        assert_true(log_wait("without a 16-byte header or a writable status byte", 2000));
+        assert_int_equal(log_count("ring 0 broken"), 1);
+        uint64_t errs = 0;
+        for (int i = 0; i < 2000 && (errs = read_eventfd(t.g.err[0])) == 0; i++)
+            sleep_ms(1);
+        assert_int_equal(errs, 1); /* the front-end was told */
+        assert_int_equal(vhu_fe_ring_used_idx(&t.g.ring[0]), 0);
+        unsigned vbase = 99;
+        assert_int_equal(vhu_fe_get_vring_base(t.fe, 0, &vbase), 0);
+        assert_int_equal(vbase, 1); /* taken, not answerable */
+        assert_true(image_is(&t, 0, SECTORS * 512, IMAGE_FILL));
+        /* The back-end still speaks the protocol. */
+        uint64_t nq = 0;
+        assert_int_equal(vhu_fe_get_queue_num(t.fe, &nq), 0);
+        blkt_close(&t);
+    }
+}
+
+/* Four queues at once, each writing its own sectors and reading back
+ * another queue's. */
+static void test_multiqueue(void **state)
+{
+    (void)state;
+    struct blkt t;
+    blkt_open(&t, 4, false, DISK_FILE);
+    const unsigned per_ring = 6;
+    const uint32_t len = 4 * 512;
+    for (unsigned q = 0; q < 4; q++)
+        for (unsigned k = 0; k < per_ring; k++) {
+            uint8_t *data = gptr(&t, SLOT(q, k) + DATA_OFF, len);
+            pattern(data, len, q * 16 + k);
+            submit(&t, q, k, VIRTIO_BLK_T_OUT, (q * per_ring + k) * 4, len,
+                   (struct layout){.nseg = 2, .indirect = true});
+        }
+    for (unsigned q = 0; q < 4; q++)
+        guest_kick(&t.g, q);
+    for (unsigned q = 0; q < 4; q++)
+        for (unsigned k = 0; k < per_ring; k++) {
+            uint32_t id, ulen;
+            wait_used(&t, q, &id, &ulen);
+            assert_true(id < per_ring);
+            assert_int_equal(status_of(&t, q, id, len, (struct layout){0}), VIRTIO_BLK_S_OK);
+        }
+    /* Read everything back, queue q reading what queue (q + 1) % 4 wrote. */
+    for (unsigned q = 0; q < 4; q++)
+        for (unsigned k = 0; k < per_ring; k++) {
+            memset(gptr(&t, SLOT(q, k) + DATA_OFF, len), 0, len);
+            submit(&t, q, k, VIRTIO_BLK_T_IN, (((q + 1) % 4) * per_ring + k) * 4, len,
+                   (struct layout){.nseg = 3, .indirect = true});
+        }
+    for (unsigned q = 0; q < 4; q++)
+        guest_kick(&t.g, q);
+    for (unsigned q = 0; q < 4; q++)
+        for (unsigned k = 0; k < per_ring; k++) {
+            uint32_t id, ulen;
+            wait_used(&t, q, &id, &ulen);
+            assert_int_equal(ulen, len + 1);
+            assert_int_equal(status_of(&t, q, id, len, (struct layout){0}), VIRTIO_BLK_S_OK);
+        }
+    uint8_t want[4 * 512];
+    for (unsigned q = 0; q < 4; q++) {
+        for (unsigned k = 0; k < per_ring; k++) {
+            pattern(want, len, ((q + 1) % 4) * 16 + k);
+            assert_memory_equal(gptr(&t, SLOT(q, k) + DATA_OFF, len), want, len);
+        }
+        assert_int_equal(blk_completed(t.dev, q), 2 * per_ring);
+    }
+    blkt_close(&t);
+}
+
+/* GET_VRING_BASE with I/O in flight: a driver thread keeps every slot of
+ * the ring busy with writes while the front-end disables and stops the
+ * ring.  The returned base must equal the used index (every request the
+ * device took is completed, with status OK), nothing moves after it, and
+ * after a restart from there the requests left in the ring are served. */
+#define STOP_LEN (24 * 512)
+
+struct writer {
+    struct blkt *t;
+    atomic_bool stop;
+    unsigned submitted, completed;
+    bool bad_status;
+};
+
+static void submit_slot(struct blkt *t, unsigned k)
+{
+    submit(t, 0, k, VIRTIO_BLK_T_OUT, k * 24, STOP_LEN,
+           (struct layout){.nseg = 6, .indirect = true});
+}
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    struct blkt *t = w->t;
+    for (unsigned k = 0; k < GUEST_RING_SIZE; k++, w->submitted++)
+        submit_slot(t, k);
+    guest_kick(&t->g, 0);
+    while (!atomic_load(&w->stop)) {
+        uint32_t id;
+        bool any = false;
+        while (vhu_fe_ring_pop_used(&t->g.ring[0], &id, NULL) == 1) {
+            w->completed++;
+            if (id >= GUEST_RING_SIZE ||
+                status_of(t, 0, id, STOP_LEN, (struct layout){0}) != VIRTIO_BLK_S_OK) {
+                w->bad_status = true;
+                continue;
+            }
+            submit_slot(t, id);
+            w->submitted++;
+            any = true;
+        }
+        if (any)
+            guest_kick(&t->g, 0);
+        else
+            usleep(50);
+    }
+    return NULL;
+}
+
+static void test_stop_in_flight(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 5; round++) {
+        struct blkt t;
+        blkt_open(&t, 1, false, DISK_FILE);
+        for (unsigned k = 0; k < GUEST_RING_SIZE; k++)
+            pattern(gptr(&t, SLOT(0, k) + DATA_OFF, STOP_LEN), STOP_LEN, 50 + k);
+        struct writer w = {.t = &t};
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
+        /* Stop once the device is busy (it has completed something). */
+        for (int i = 0; i < 2000 && blk_completed(t.dev, 0) == 0; i++)
+            sleep_ms(1);
+        sleep_ms(5 * (unsigned)round);
+        assert_int_equal(vhu_fe_set_vring_enable(t.fe, 0, false), 0);
+        unsigned base = 0;
+        assert_int_equal(vhu_fe_get_vring_base(t.fe, 0, &base), 0);
+        uint16_t used_at_stop = vhu_fe_ring_used_idx(&t.g.ring[0]);
+        sleep_ms(10);
+        atomic_store(&w.stop, true);
+        pthread_join(th, NULL);
+        assert_false(w.bad_status);
+        assert_int_equal(used_at_stop, (uint16_t)base);
+        assert_int_equal(vhu_fe_ring_used_idx(&t.g.ring[0]), (uint16_t)base);
+        assert_int_equal(blk_completed(t.dev, 0), base);
+        /* The writer keeps the whole ring published. */
+        assert_int_equal(w.submitted - w.completed, GUEST_RING_SIZE);
+
+        /* Restart where it stopped (as QEMU does after a stop/start): the
+         * requests still in the ring are served. */
+        assert_int_equal(vhu_fe_set_vring_base(t.fe, 0, base), 0);
+        assert_int_equal(vhu_fe_set_vring_kick(t.fe, 0, t.g.kick[0]), 0);
+        assert_int_equal(vhu_fe_set_vring_enable(t.fe, 0, true), 0);
+        assert_true(wait_used_idx(&t.g.ring[0], (uint16_t)w.submitted, 2000));
+        uint32_t id;
+        while (vhu_fe_ring_pop_used(&t.g.ring[0], &id, NULL) == 1) {
+            w.completed++;
+            assert_int_equal(status_of(&t, 0, id, STOP_LEN, (struct layout){0}),
+                             VIRTIO_BLK_S_OK);
+        }
+        assert_int_equal(w.completed, w.submitted);
+        assert_int_equal(vhu_fe_get_vring_base(t.fe, 0, &base), 0);
+        assert_int_equal(base, w.submitted);
+        uint8_t *img = malloc(STOP_LEN), *want = malloc(STOP_LEN);
+        assert_non_null(img);
+        assert_non_null(want);
+        for (unsigned k = 0; k < GUEST_RING_SIZE; k++) {
+            pattern(want, STOP_LEN, 50 + k);
+            assert_int_equal(pread(t.image_fd, img, STOP_LEN, (off_t)k * STOP_LEN),
+                             (ssize_t)STOP_LEN);
+            assert_memory_equal(img, want, STOP_LEN);
+        }
+        free(img);
+        free(want);
+        assert_int_equal(log_count("taken but not completed"), 0);
+        blkt_close(&t);
+    }
+}
+
+/* Restart ring 0 after a GET_VRING_BASE that returned base. */
+static void restart_ring(struct blkt *t, unsigned base)
+{
+    assert_int_equal(vhu_fe_set_vring_base(t->fe, 0, base), 0);
+    assert_int_equal(vhu_fe_set_vring_kick(t->fe, 0, t->g.kick[0]), 0);
+    assert_int_equal(vhu_fe_set_vring_enable(t->fe, 0, true), 0);
+}
+
+/* A RAM disk's contents are device state: saved from one vhu-blk, loaded
+ * into another, read back there by the driver.  A load that fails (a
+ * truncated stream, a disk of another size) leaves the disk unchanged; an
+ * image-backed disk offers no device state at all. */
+static void test_ram_state(void **state)
+{
+    (void)state;
+    struct blkt a, b;
+    blkt_open(&a, 1, false, DISK_RAM);
+    assert_true(vhu_fe_acked_protocol_features(a.fe) & VHU_BIT(VHU_PF_DEVICE_STATE));
+    static uint8_t w[8 * 512], r[8 * 512];
+    pattern(w, sizeof(w), 7);
+    assert_int_equal(req(&a, VIRTIO_BLK_T_OUT, 0, w, sizeof(w)), VIRTIO_BLK_S_OK);
+    assert_int_equal(req(&a, VIRTIO_BLK_T_OUT, SECTORS - 8, w, sizeof(w)), VIRTIO_BLK_S_OK);
+    unsigned base;
+    assert_int_equal(vhu_fe_get_vring_base(a.fe, 0, &base), 0);
+    int snap = memfd_create("blk-snap", MFD_CLOEXEC);
+    assert_true(snap >= 0);
+    assert_int_equal(vhu_fe_save_state(a.fe, snap), 0);
+    off_t snap_len = lseek(snap, 0, SEEK_END);
+    assert_true(snap_len > 0);
+
+    blkt_open(&b, 1, false, DISK_RAM);
+    unsigned bbase;
+    assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &bbase), 0);
+    /* Truncated: refused, the disk unchanged (all zeroes). */
+    int half = memfd_create("blk-half", MFD_CLOEXEC);
+    assert_true(half >= 0);
+    uint8_t *buf = malloc((size_t)snap_len);
+    assert_non_null(buf);
+    assert_int_equal(pread(snap, buf, (size_t)snap_len, 0), snap_len);
+    assert_int_equal(write(half, buf, (size_t)snap_len / 2), snap_len / 2);
+    lseek(half, 0, SEEK_SET);
+    assert_true(vhu_fe_load_state(b.fe, half) < 0);
+    for (size_t k = 0; k < SECTORS * 512; k++)
+        assert_int_equal(blk_ram(b.dev)[k], 0);
+    /* Whole: loaded, the same bytes, and the driver reads them back. */
+    lseek(snap, 0, SEEK_SET);
+    assert_int_equal(vhu_fe_load_state(b.fe, snap), 0);
+    assert_memory_equal(blk_ram(b.dev), blk_ram(a.dev), SECTORS * 512);
+    restart_ring(&b, bbase);
+    assert_int_equal(req(&b, VIRTIO_BLK_T_IN, SECTORS - 8, r, sizeof(r)), VIRTIO_BLK_S_OK);
+    assert_memory_equal(r, w, sizeof(w));
+    blkt_close(&b);
+
+    /* Another size: refused, with a line saying so. */
+    struct blkt c;
+    blkt_open_sized(&c, 1, false, DISK_RAM, 2 * SECTORS * BLK_SECTOR);
+    assert_int_equal(vhu_fe_get_vring_base(c.fe, 0, &bbase), 0);
+    log_clear();
+    lseek(snap, 0, SEEK_SET);
+    assert_true(vhu_fe_load_state(c.fe, snap) < 0);
+    assert_true(log_count("cannot be loaded into one of") >= 1);
+    for (size_t k = 0; k < 2 * SECTORS * 512; k++)
+        assert_int_equal(blk_ram(c.dev)[k], 0);
+    blkt_close(&c);
+    blkt_close(&a);
+
+    /* An image file is not device state. */
+    struct blkt f;
+    blkt_open(&f, 1, false, DISK_FILE);
+    assert_false(vhu_fe_acked_protocol_features(f.fe) & VHU_BIT(VHU_PF_DEVICE_STATE));
+    blkt_close(&f);
+    free(buf);
+    close(half);
+    close(snap);
+}
+
+/* Last: every session before closed every fd it opened (image, worker
+ * loops, eventfds, guest memory, sockets). */
+static void test_no_fd_leak(void **state)
+{
+    (void)state;
+    assert_int_equal(count_open_fds(), fds_at_start);
+}
+
+int main(void)
+{
+    log_capture_install();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_and_features),
+        cmocka_unit_test(test_write_read),
+        cmocka_unit_test(test_get_id),
+        cmocka_unit_test(test_discard_write_zeroes),
+        cmocka_unit_test(test_out_of_range),
+        cmocka_unit_test(test_read_only),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_multiqueue),
+        cmocka_unit_test(test_stop_in_flight),
+        cmocka_unit_test(test_ram_state),
+        cmocka_unit_test(test_no_fd_leak),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
