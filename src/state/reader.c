@@ -382,67 +382,140 @@ static int skip_value(struct vhu_state_reader *r, const struct item *first, unsi
     }
 }
 
-/* ---- the plain header ---- */
+/* ---- the plain header ----
+ *
+ * Parsed item by item with the same streaming decoder over the header's
+ * bytes: a tree-building parser would allocate whatever element counts the
+ * input claims. */
 
-static bool text_eq(cbor_item_t *k, const char *s)
+struct hcur {
+    struct vhu_state_reader *r;
+    const uint8_t *p;
+    size_t len, pos;
+};
+
+static int hnext(struct hcur *c, struct item *it)
 {
-    return cbor_isa_string(k) && cbor_string_is_definite(k) &&
-           cbor_string_length(k) == strlen(s) &&
-           memcmp(cbor_string_handle(k), s, strlen(s)) == 0;
+    memset(it, 0, sizeof(*it));
+    if (c->pos >= c->len)
+        return fail(c->r, -EBADMSG, "header: ends in the middle of its CBOR map (header byte %zu)",
+                    c->pos + VHU_SNAP_MAGIC_LEN);
+    struct cbor_decoder_result res = cbor_stream_decode(c->p + c->pos, c->len - c->pos,
+                                                        &callbacks, it);
+    if (res.status != CBOR_DECODER_FINISHED)
+        return fail(c->r, -EBADMSG, "header: malformed CBOR at header byte %zu",
+                    c->pos + VHU_SNAP_MAGIC_LEN);
+    c->pos += res.read;
+    return 0;
 }
 
-static bool copy_text(cbor_item_t *v, char *dst, size_t cap)
+/* Skip one value; counts are bounded by the bytes left (each item takes at
+ * least one), nesting by depth. */
+static int hskip(struct hcur *c, const struct item *first, unsigned depth)
 {
-    if (!cbor_isa_string(v) || !cbor_string_is_definite(v) || cbor_string_length(v) >= cap)
-        return false;
-    memcpy(dst, cbor_string_handle(v), cbor_string_length(v));
-    dst[cbor_string_length(v)] = 0;
-    return true;
-}
-
-static bool get_uint32(cbor_item_t *v, uint32_t *out)
-{
-    if (!cbor_isa_uint(v))
-        return false;
-    uint64_t x = cbor_get_int(v);
-    if (x > UINT32_MAX)
-        return false;
-    *out = (uint32_t)x;
-    return true;
-}
-
-static int parse_sections(struct vhu_state_reader *r, cbor_item_t *arr, struct vhu_snap_header *h)
-{
-    if (!cbor_isa_array(arr) || !cbor_array_is_definite(arr))
-        return fail(r, -EBADMSG, "header: 'sections' is not an array");
-    size_t n = cbor_array_size(arr);
-    if (n > VHU_SNAP_MAX_SECTIONS)
-        return fail(r, -EBADMSG, "header: %zu sections (max %u)", n, VHU_SNAP_MAX_SECTIONS);
-    for (size_t i = 0; i < n; i++) {
-        cbor_item_t *m = cbor_array_handle(arr)[i];
-        struct vhu_snap_section_info *s = &h->sections[i];
-        bool name = false, ver = false, min = false;
-        if (!cbor_isa_map(m))
-            return fail(r, -EBADMSG, "header: section %zu is not a map", i);
-        struct cbor_pair *p = cbor_map_handle(m);
-        for (size_t j = 0; j < cbor_map_size(m); j++) {
-            if (text_eq(p[j].key, "name"))
-                name = copy_text(p[j].value, s->name, sizeof(s->name)) && s->name[0];
-            else if (text_eq(p[j].key, "version"))
-                ver = get_uint32(p[j].value, &s->version);
-            else if (text_eq(p[j].key, "min_version"))
-                min = get_uint32(p[j].value, &s->min_version);
-            else if (text_eq(p[j].key, "optional") && cbor_is_bool(p[j].value))
-                s->optional = cbor_get_bool(p[j].value);
-        }
-        if (!name || !ver || !min)
-            return fail(r, -EBADMSG, "header: section %zu lacks a valid name, version or "
-                        "min_version", i);
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(h->sections[k].name, s->name) == 0)
-                return fail(r, -EBADMSG, "header: section '%s' listed twice", s->name);
+    if (depth > 8)
+        return fail(c->r, -EBADMSG, "header: values nested deeper than 8");
+    struct item it;
+    uint64_t n = 0;
+    bool indef = false;
+    switch (first->t) {
+    case IT_ARRAY: n = first->u; break;
+    case IT_MAP:
+        if (first->u > SIZE_MAX / 2)
+            return fail(c->r, -EBADMSG, "header: map size overflows");
+        n = first->u * 2;
+        break;
+    case IT_TAG: n = 1; break;
+    case IT_ARRAY_INDEF: case IT_MAP_INDEF: case IT_BSTR_INDEF: case IT_TSTR_INDEF:
+        indef = true;
+        break;
+    case IT_BREAK:
+        return fail(c->r, -EBADMSG, "header: unexpected break");
+    default:
+        return 0;
     }
-    h->nsections = (unsigned)n;
+    if (n > c->len - c->pos)
+        return fail(c->r, -EBADMSG, "header: a collection claims %" PRIu64 " items in %zu bytes",
+                    n, c->len - c->pos);
+    for (uint64_t i = 0; indef || i < n; i++) {
+        if (hnext(c, &it) < 0)
+            return c->r->err;
+        if (indef && it.t == IT_BREAK)
+            return 0;
+        if (hskip(c, &it, depth + 1) < 0)
+            return c->r->err;
+    }
+    return 0;
+}
+
+static int htext(struct hcur *c, const struct item *it, char *dst, size_t cap, const char *what)
+{
+    if (it->t != IT_TSTR || it->len >= cap || memchr(it->data, 0, it->len))
+        return fail(c->r, -EBADMSG, "header: '%s' is not a text of at most %zu bytes", what,
+                    cap - 1);
+    memcpy(dst, it->data, it->len);
+    dst[it->len] = 0;
+    return 0;
+}
+
+static int huint32(struct hcur *c, const struct item *it, uint32_t *v, const char *what)
+{
+    if (it->t != IT_UINT || it->u > UINT32_MAX)
+        return fail(c->r, -EBADMSG, "header: '%s' is not an unsigned 32-bit integer", what);
+    *v = (uint32_t)it->u;
+    return 0;
+}
+
+/* A definite map of at most max entries. */
+static int hmap(struct hcur *c, uint64_t max, uint64_t *n, const char *what)
+{
+    struct item it;
+    if (hnext(c, &it) < 0)
+        return c->r->err;
+    if (it.t != IT_MAP || it.u > max)
+        return fail(c->r, -EBADMSG, "header: %s is not a map of at most %" PRIu64 " entries",
+                    what, max);
+    *n = it.u;
+    return 0;
+}
+
+static int hsection(struct hcur *c, struct vhu_snap_header *h, unsigned i)
+{
+    struct vhu_snap_section_info *s = &h->sections[i];
+    bool name = false, ver = false, min = false;
+    uint64_t n;
+    if (hmap(c, 16, &n, "a section descriptor") < 0)
+        return c->r->err;
+    for (uint64_t j = 0; j < n; j++) {
+        struct item k, v;
+        if (hnext(c, &k) < 0 || hnext(c, &v) < 0)
+            return c->r->err;
+        bool known = k.t == IT_TSTR;
+#define KEY(str) (known && k.len == strlen(str) && memcmp(k.data, str, k.len) == 0)
+        if (KEY("name")) {
+            if (htext(c, &v, s->name, sizeof(s->name), "name") < 0)
+                return c->r->err;
+            name = s->name[0] != 0;
+        } else if (KEY("version")) {
+            if (huint32(c, &v, &s->version, "version") < 0)
+                return c->r->err;
+            ver = true;
+        } else if (KEY("min_version")) {
+            if (huint32(c, &v, &s->min_version, "min_version") < 0)
+                return c->r->err;
+            min = true;
+        } else if (KEY("optional") && v.t == IT_BOOL) {
+            s->optional = v.b;
+        } else if (hskip(c, &v, 1) < 0) {
+            return c->r->err;
+        }
+    }
+    if (!name || !ver || !min)
+        return fail(c->r, -EBADMSG, "header: section %u lacks a valid name, version or "
+                    "min_version", i);
+    for (unsigned k = 0; k < i; k++)
+        if (strcmp(h->sections[k].name, s->name) == 0)
+            return fail(c->r, -EBADMSG, "header: section '%s' listed twice", s->name);
     return 0;
 }
 
@@ -465,53 +538,62 @@ int vhu_snap_read_header(struct vhu_state_reader *r, struct vhu_snap_header *h)
         free(buf);
         return r->err;
     }
-    int ret = 0;
-    cbor_item_t *root = NULL;
     if (memcmp(buf, VHU_SNAP_MAGIC, VHU_SNAP_MAGIC_LEN) != 0) {
-        ret = fail(r, -EBADMSG, "not a vhu snapshot: no VHUSTATE magic at byte 8");
-        goto out;
+        free(buf);
+        return fail(r, -EBADMSG, "not a vhu snapshot: no VHUSTATE magic at byte 8");
     }
-    struct cbor_load_result res;
-    root = cbor_load(buf + VHU_SNAP_MAGIC_LEN, frame[1] - VHU_SNAP_MAGIC_LEN, &res);
-    if (!root || res.error.code != CBOR_ERR_NONE) {
-        ret = fail(r, -EBADMSG, "header: malformed CBOR at header byte %zu",
-                   res.error.position + VHU_SNAP_MAGIC_LEN);
-        goto out;
-    }
-    if (res.read != frame[1] - VHU_SNAP_MAGIC_LEN) {
-        ret = fail(r, -EBADMSG, "header: %zu bytes after its CBOR map",
-                   frame[1] - VHU_SNAP_MAGIC_LEN - res.read);
-        goto out;
-    }
-    if (!cbor_isa_map(root)) {
-        ret = fail(r, -EBADMSG, "header: not a CBOR map");
-        goto out;
-    }
+    struct hcur c = {.r = r, .p = buf + VHU_SNAP_MAGIC_LEN, .len = frame[1] - VHU_SNAP_MAGIC_LEN};
     bool fmt = false, dev = false, secs = false;
-    struct cbor_pair *p = cbor_map_handle(root);
-    for (size_t i = 0; i < cbor_map_size(root) && ret == 0; i++) {
-        if (text_eq(p[i].key, "format")) {
-            fmt = get_uint32(p[i].value, &h->format);
-        } else if (text_eq(p[i].key, "device")) {
-            dev = copy_text(p[i].value, h->device, sizeof(h->device));
-        } else if (text_eq(p[i].key, "producer")) {
-            copy_text(p[i].value, h->producer, sizeof(h->producer));
-        } else if (text_eq(p[i].key, "sections")) {
-            ret = parse_sections(r, p[i].value, h);
-            secs = ret == 0;
+    uint64_t n;
+    if (hmap(&c, 64, &n, "the header") < 0)
+        goto out;
+    for (uint64_t i = 0; i < n; i++) {
+        struct item k, v;
+        if (hnext(&c, &k) < 0 || hnext(&c, &v) < 0)
+            goto out;
+        bool known = k.t == IT_TSTR;
+        if (KEY("format")) {
+            if (huint32(&c, &v, &h->format, "format") < 0)
+                goto out;
+            fmt = true;
+        } else if (KEY("device")) {
+            if (htext(&c, &v, h->device, sizeof(h->device), "device") < 0)
+                goto out;
+            dev = h->device[0] != 0;
+        } else if (KEY("producer")) {
+            if (htext(&c, &v, h->producer, sizeof(h->producer), "producer") < 0)
+                goto out;
+        } else if (KEY("sections")) {
+            if (v.t != IT_ARRAY || v.u > VHU_SNAP_MAX_SECTIONS) {
+                fail(r, -EBADMSG, "header: 'sections' is not an array of at most %u",
+                     VHU_SNAP_MAX_SECTIONS);
+                goto out;
+            }
+            h->nsections = (unsigned)v.u;
+            for (unsigned j = 0; j < h->nsections; j++)
+                if (hsection(&c, h, j) < 0)
+                    goto out;
+            secs = true;
+        } else if (hskip(&c, &v, 1) < 0) {
+            goto out;
         }
+#undef KEY
     }
-    if (ret == 0 && (!fmt || !dev || !secs))
-        ret = fail(r, -EBADMSG, "header: missing or invalid %s", !fmt ? "'format'"
-                   : !dev ? "'device'" : "'sections'");
-    if (ret == 0 && h->format != VHU_SNAP_FORMAT)
-        ret = fail(r, -EPROTONOSUPPORT, "snapshot format version %u; this build reads version %u",
-                   h->format, VHU_SNAP_FORMAT);
+    if (c.pos != c.len) {
+        fail(r, -EBADMSG, "header: %zu bytes after its CBOR map", c.len - c.pos);
+        goto out;
+    }
+    if (!fmt || !dev || !secs) {
+        fail(r, -EBADMSG, "header: missing or invalid %s", !fmt ? "'format'"
+             : !dev ? "'device'" : "'sections'");
+        goto out;
+    }
+    if (h->format != VHU_SNAP_FORMAT)
+        fail(r, -EPROTONOSUPPORT, "snapshot format version %u; this build reads version %u",
+             h->format, VHU_SNAP_FORMAT);
 out:
-    if (root)
-        cbor_decref(&root);
     free(buf);
-    return ret;
+    return r->err;
 }
 
 /* ---- records ---- */

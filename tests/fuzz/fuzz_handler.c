@@ -65,9 +65,9 @@ static void drain(int fd)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int baseline = -1;
-    if (baseline < 0)
-        baseline = count_fds();
+    /* Counted per input: between inputs libFuzzer itself may open fds (its
+     * symbolizer's pipes). */
+    int baseline = count_fds();
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return 0;
