@@ -49,7 +49,8 @@ static uint64_t request(int fe, uint32_t code, const void *p, uint32_t len, int 
     struct vhu_msg_header h = {code, VHU_FLAG_VERSION, len};
     uint8_t msg[64];
     memcpy(msg, &h, sizeof(h));
-    memcpy(msg + sizeof(h), p, len);
+    if (len)
+        memcpy(msg + sizeof(h), p, len);
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
