@@ -323,25 +323,24 @@ static int td_load_section(void *dev, void *staged, const struct vhu_state_secti
             return -ENOMEM;
         if (vhu_state_blob_open(r, "data") < 0)
             return -EBADMSG;
+        /* Exactly `length` bytes, then the blob's end (a read of 0). */
         size_t got = 0;
         for (;;) {
-            ssize_t n = vhu_state_blob_read(r, st->blob + got, len - got);
+            uint8_t extra;
+            ssize_t n = got < len ? vhu_state_blob_read(r, st->blob + got, len - got)
+                                  : vhu_state_blob_read(r, &extra, 1);
             if (n < 0)
                 return (int)n;
-            if (n == 0 && got == len) {
-                /* Must be the blob's end, not more data. */
-                uint8_t extra;
-                n = vhu_state_blob_read(r, &extra, 1);
-                if (n != 0)
-                    return n < 0 ? (int)n : vhu_state_fail(r, -EBADMSG, "blob longer than its "
-                                                           "length %llu", (unsigned long long)len);
-                break;
-            }
             if (n == 0)
-                return vhu_state_fail(r, -EBADMSG, "blob has %zu of %llu bytes", got,
+                break;
+            if (got == len)
+                return vhu_state_fail(r, -EBADMSG, "blob longer than its length %llu",
                                       (unsigned long long)len);
             got += (size_t)n;
         }
+        if (got != len)
+            return vhu_state_fail(r, -EBADMSG, "blob has %zu of %llu bytes", got,
+                                  (unsigned long long)len);
         st->blob_len = len;
     } else if (strcmp(s->name, "stats") == 0) {
         /* Counters by queue name; queues this device lacks are ignored. */

@@ -31,6 +31,9 @@ static inline bool vhu_range_within(uint64_t a, uint64_t alen, uint64_t b, uint6
     return a >= b && a - b <= blen && alen <= blen - (a - b);
 }
 
+/* Is [p, p+n) well-formed UTF-8? */
+bool vhu_utf8_valid(const uint8_t *p, size_t n);
+
 static inline bool vhu_is_pow2(uint64_t v)
 {
     return v != 0 && (v & (v - 1)) == 0;

@@ -54,7 +54,7 @@ struct vhu_state_reader {
     bool at_break;           /* the current map's break was already read */
     bool have_key;           /* a key was peeked */
     char key[VHU_SNAP_MAX_KEY + 1];
-    bool in_blob, blob_indef;
+    bool in_blob, blob_indef, blob_at_end;
     const uint8_t *chunk;
     size_t chunk_left;
 };
@@ -450,8 +450,9 @@ static int hskip(struct hcur *c, const struct item *first, unsigned depth)
 
 static int htext(struct hcur *c, const struct item *it, char *dst, size_t cap, const char *what)
 {
-    if (it->t != IT_TSTR || it->len >= cap || memchr(it->data, 0, it->len))
-        return fail(c->r, -EBADMSG, "header: '%s' is not a text of at most %zu bytes", what,
+    if (it->t != IT_TSTR || it->len >= cap || memchr(it->data, 0, it->len) ||
+        !vhu_utf8_valid(it->data, it->len))
+        return fail(c->r, -EBADMSG, "header: '%s' is not UTF-8 text of at most %zu bytes", what,
                     cap - 1);
     memcpy(dst, it->data, it->len);
     dst[it->len] = 0;
@@ -490,6 +491,8 @@ static int hsection(struct hcur *c, struct vhu_snap_header *h, unsigned i)
         struct item k, v;
         if (hnext(c, &k) < 0 || hnext(c, &v) < 0)
             return c->r->err;
+        if (k.t == IT_TSTR && !vhu_utf8_valid(k.data, k.len))
+            return fail(c->r, -EBADMSG, "header: a section descriptor key is not UTF-8");
         bool known = k.t == IT_TSTR;
 #define KEY(str) (known && k.len == strlen(str) && memcmp(k.data, str, k.len) == 0)
         if (KEY("name")) {
@@ -551,6 +554,10 @@ int vhu_snap_read_header(struct vhu_state_reader *r, struct vhu_snap_header *h)
         struct item k, v;
         if (hnext(&c, &k) < 0 || hnext(&c, &v) < 0)
             goto out;
+        if (k.t == IT_TSTR && !vhu_utf8_valid(k.data, k.len)) {
+            fail(r, -EBADMSG, "header: a key is not UTF-8");
+            goto out;
+        }
         bool known = k.t == IT_TSTR;
         if (KEY("format")) {
             if (huint32(&c, &v, &h->format, "format") < 0)
@@ -614,8 +621,8 @@ static int want_text(struct vhu_state_reader *r, char *buf, size_t cap, const ch
     struct item it;
     if (want(r, &it, IT_TSTR, what) < 0)
         return r->err;
-    if (it.len >= cap)
-        return fail(r, -EBADMSG, "%s: text of %zu bytes (max %zu)", what, it.len, cap - 1);
+    if (it.len >= cap || !vhu_utf8_valid(it.data, it.len) || memchr(it.data, 0, it.len))
+        return fail(r, -EBADMSG, "%s: not UTF-8 text of at most %zu bytes", what, cap - 1);
     memcpy(buf, it.data, it.len);
     buf[it.len] = 0;
     return 0;
@@ -855,6 +862,9 @@ static int read_key(struct vhu_state_reader *r, bool allow_end)
     if (it.t != IT_TSTR || it.len == 0 || it.len > VHU_SNAP_MAX_KEY)
         return fail(r, -EBADMSG, "field key: expected a text string of 1..%u bytes, found a %s "
                     "at body offset %" PRIu64, VHU_SNAP_MAX_KEY, type_name(it.t), r->body_off);
+    if (!vhu_utf8_valid(it.data, it.len) || memchr(it.data, 0, it.len))
+        return fail(r, -EBADMSG, "field key at body offset %" PRIu64 " is not UTF-8 text",
+                    r->body_off);
     memcpy(r->key, it.data, it.len);
     r->key[it.len] = 0;
     r->have_key = true;
@@ -931,6 +941,8 @@ int vhu_state_get_str(struct vhu_state_reader *r, const char *key, char *buf, si
         return r->err;
     if (it.t != IT_TSTR)
         return type_error(r, key, "a text string", &it);
+    if (!vhu_utf8_valid(it.data, it.len))
+        return fail(r, -EBADMSG, "field '%s': text is not UTF-8", key);
     if (it.len >= cap || memchr(it.data, 0, it.len))
         return fail(r, -ERANGE, "field '%s': string of %zu bytes does not fit %zu", key, it.len,
                     cap);
@@ -956,6 +968,7 @@ int vhu_state_blob_open(struct vhu_state_reader *r, const char *key)
         return type_error(r, key, "a byte string", &it);
     }
     r->in_blob = true;
+    r->blob_at_end = false;
     return 0;
 }
 
@@ -965,6 +978,8 @@ ssize_t vhu_state_blob_read(struct vhu_state_reader *r, void *buf, size_t cap)
         return r->err;
     if (!r->in_blob)
         return fail(r, -EINVAL, "blob read with no open blob");
+    if (cap == 0)
+        return fail(r, -EINVAL, "blob read into an empty buffer");
     size_t got = 0;
     uint8_t *d = buf;
     while (got < cap) {
@@ -977,15 +992,17 @@ ssize_t vhu_state_blob_read(struct vhu_state_reader *r, void *buf, size_t cap)
             continue;
         }
         /* The current chunk is used up: next chunk, or the end. */
+        if (r->blob_at_end)
+            break;
         if (!r->blob_indef) {
-            r->in_blob = false;
+            r->blob_at_end = true;
             break;
         }
         struct item it;
         if (next_item(r, &it) < 0)
             return r->err;
         if (it.t == IT_BREAK) {
-            r->in_blob = false;
+            r->blob_at_end = true;
             break;
         }
         if (it.t != IT_BSTR)
@@ -993,6 +1010,11 @@ ssize_t vhu_state_blob_read(struct vhu_state_reader *r, void *buf, size_t cap)
                         type_name(it.t), r->body_off);
         r->chunk = it.data;
         r->chunk_left = it.len;
+    }
+    /* The end is reported once, as a read of 0; that closes the blob. */
+    if (got == 0 && r->blob_at_end) {
+        r->in_blob = false;
+        r->blob_at_end = false;
     }
     return (ssize_t)got;
 }
@@ -1004,21 +1026,18 @@ int vhu_state_get_bytes(struct vhu_state_reader *r, const char *key, void *buf, 
         return r->err;
     size_t total = 0;
     for (;;) {
-        ssize_t g = vhu_state_blob_read(r, (uint8_t *)buf + total, cap - total);
+        /* When full, ask for one byte more: anything but the end is too much. */
+        uint8_t extra;
+        size_t room = cap - total;
+        ssize_t g = vhu_state_blob_read(r, room ? (uint8_t *)buf + total : &extra,
+                                        room ? room : 1);
         if (g < 0)
             return (int)g;
-        total += (size_t)g;
-        if (!r->in_blob)
+        if (g == 0)
             break;
-        if (total == cap) {
-            /* Full: anything more is too much. */
-            uint8_t extra;
-            g = vhu_state_blob_read(r, &extra, 1);
-            if (g < 0)
-                return (int)g;
-            if (g > 0)
-                return fail(r, -ERANGE, "field '%s': more than %zu bytes", key, cap);
-        }
+        if (!room)
+            return fail(r, -ERANGE, "field '%s': more than %zu bytes", key, cap);
+        total += (size_t)g;
     }
     *n = total;
     return 0;
@@ -1147,6 +1166,9 @@ int vhu_snap_next_field(struct vhu_state_reader *r, struct vhu_snap_field *f)
         if (it.len > VHU_SNAP_MAX_TEXT)
             return fail(r, -EBADMSG, "field '%s': text of %zu bytes (max %u)", f->key, it.len,
                         VHU_SNAP_MAX_TEXT);
+        if (!vhu_utf8_valid(it.data, it.len))
+            return fail(r, -EBADMSG, "field '%s': text is not UTF-8 (body offset %" PRIu64 ")",
+                        f->key, r->body_off);
         f->type = VHU_SNAP_TEXT;
         f->data = it.data;
         f->len = it.len;
@@ -1159,6 +1181,7 @@ int vhu_snap_next_field(struct vhu_state_reader *r, struct vhu_snap_field *f)
     case IT_BSTR_INDEF:
         f->type = VHU_SNAP_BLOB;
         r->in_blob = true;
+        r->blob_at_end = false;
         r->blob_indef = true;
         r->chunk = NULL;
         r->chunk_left = 0;

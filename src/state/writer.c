@@ -350,8 +350,8 @@ static int field(struct vhu_state_writer *w, const char *key)
     if (w->in_blob)
         return fail(w, -EINVAL, "field '%s' written inside an open blob", key ? key : "");
     size_t n = key ? strlen(key) : 0;
-    if (n == 0 || n > VHU_SNAP_MAX_KEY)
-        return fail(w, -EINVAL, "field key must be 1..%u bytes", VHU_SNAP_MAX_KEY);
+    if (n == 0 || n > VHU_SNAP_MAX_KEY || !vhu_utf8_valid((const uint8_t *)key, n))
+        return fail(w, -EINVAL, "field key must be 1..%u bytes of UTF-8", VHU_SNAP_MAX_KEY);
     return enc_text(w, key, n);
 }
 
@@ -386,6 +386,8 @@ int vhu_state_put_str(struct vhu_state_writer *w, const char *key, const char *s
     if (n > VHU_SNAP_MAX_TEXT)
         return fail(w, -EINVAL, "field '%s': string of %zu bytes (max %u)", key, n,
                     VHU_SNAP_MAX_TEXT);
+    if (s && !vhu_utf8_valid((const uint8_t *)s, n))
+        return fail(w, -EINVAL, "field '%s': string is not UTF-8", key);
     if (field(w, key) < 0)
         return w->err;
     return enc_text(w, s ? s : "", n);

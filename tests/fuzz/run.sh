@@ -21,8 +21,10 @@ for t in fuzz_handler fuzz_snapshot fuzz_load; do
       cat "$work/$t.replay"; echo "fuzz: $t: a regression input fails again" >&2; exit 1; }
   fi
   echo "fuzz: $t for ${secs}s"
+  dirs=("$work/$t")
+  [ -d "${seeds[$t]}" ] && dirs+=("${seeds[$t]}")
   if ! "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-       -artifact_prefix="$work/$t-" -dict="${dicts[$t]}" "$work/$t" "${seeds[$t]}" \
+       -artifact_prefix="$work/$t-" -dict="${dicts[$t]}" "${dirs[@]}" \
        >"$work/$t.log" 2>&1; then
     grep -v '^#' "$work/$t.log" | tail -60
     for a in "$work/$t"-*; do

@@ -1,0 +1,193 @@
+/* vhu-state capture: act as the front-end and save a back-end's state:
+ * connect, negotiate (DEVICE_STATE required), stop every ring with
+ * GET_VRING_BASE, SET_DEVICE_STATE_FD(SAVE), copy the stream out, CHECK. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vhu/frontend.h>
+#include <vhu/state.h>
+
+#include "options.h"
+
+int cli_fe_open(const char *sock, struct vhu_fe **out)
+{
+    struct vhu_fe *fe = NULL;
+    uint64_t pf = 0;
+    int r = vhu_fe_connect(&fe, sock, cli.timeout_ms);
+    if (r < 0) {
+        cli_err("%s: cannot connect: %s", sock, vhu_strerror(r));
+        return CLI_ERR;
+    }
+    vhu_fe_set_timeout(fe, cli.timeout_ms);
+    r = vhu_fe_negotiate(fe, ~0ull, ~0ull, NULL, &pf);
+    if (r < 0) {
+        cli_err("%s: negotiation failed: %s", sock, vhu_strerror(r));
+        vhu_fe_close(fe);
+        return CLI_ERR;
+    }
+    if (!(pf & VHU_BIT(VHU_PF_DEVICE_STATE))) {
+        cli_err("%s: the back-end does not offer the DEVICE_STATE protocol feature: it "
+                "cannot save or load its state", sock);
+        vhu_fe_close(fe);
+        return CLI_ERR;
+    }
+    *out = fe;
+    return 0;
+}
+
+/* GET_VRING_BASE on every ring: a started ring stops, others are left as
+ * they are.  The count comes from GET_QUEUE_NUM (MQ), else rings are tried
+ * until the back-end refuses an index. */
+int cli_fe_stop_rings(struct vhu_fe *fe, const char *sock, unsigned *nrings)
+{
+    uint64_t n = 0;
+    bool mq = vhu_fe_acked_protocol_features(fe) & VHU_BIT(VHU_PF_MQ);
+    int r;
+    if (mq && (r = vhu_fe_get_queue_num(fe, &n)) < 0) {
+        cli_err("%s: GET_QUEUE_NUM failed: %s", sock, vhu_strerror(r));
+        return CLI_ERR;
+    }
+    unsigned limit = mq ? (n < VHU_SNAP_MAX_QUEUES ? (unsigned)n : VHU_SNAP_MAX_QUEUES)
+                        : VHU_SNAP_MAX_QUEUES;
+    unsigned i;
+    for (i = 0; i < limit; i++) {
+        unsigned base;
+        r = vhu_fe_get_vring_base(fe, i, &base);
+        if (r < 0 && !mq && i > 0)
+            break; /* past the last ring */
+        if (r < 0) {
+            cli_err("%s: GET_VRING_BASE %u failed: %s", sock, i, vhu_strerror(r));
+            return CLI_ERR;
+        }
+    }
+    *nrings = i;
+    return 0;
+}
+
+static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        CLI_COMMON_OPTIONS,
+        {"socket", required_argument, NULL, 's'},
+        {"output", required_argument, NULL, 'o'},
+        {NULL, 0, NULL, 0}};
+    const char *sock = NULL, *outp = NULL;
+    int c, r;
+    while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "s:o:", lo, NULL)) != -1) {
+        switch (c) {
+        case 's': sock = optarg; break;
+        case 'o': outp = optarg; break;
+        default:
+            if ((r = cli_common_option(cmd, c, optarg)) >= 0)
+                return r;
+        }
+    }
+    if (!sock || !outp || optind != argc)
+        return cli_usage_error(cmd, "--socket and -o are required, and nothing else");
+    bool to_stdout = strcmp(outp, "-") == 0;
+    /* The report goes to stderr when the snapshot goes to stdout. */
+    FILE *rep = to_stdout ? stderr : stdout;
+    if (to_stdout && cli.json)
+        return cli_usage_error(cmd, "--json reports on stdout: it cannot go with -o -");
+
+    char *tmp = NULL;
+    int fd = 1;
+    if (!to_stdout) {
+        /* Written next to the target and renamed over it once CHECK passed:
+         * a failed capture leaves no half snapshot behind. */
+        char *dup = strdup(outp);
+        if (!dup || asprintf(&tmp, "%s/.%s.XXXXXX", dirname(dup), strrchr(outp, '/')
+                             ? strrchr(outp, '/') + 1 : outp) < 0) {
+            free(dup);
+            cli_err("out of memory");
+            return CLI_ERR;
+        }
+        free(dup);
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0) {
+            cli_err("%s: cannot create a file next to it: %s", outp, strerror(errno));
+            free(tmp);
+            return CLI_ERR;
+        }
+        fchmod(fd, 0644);
+    }
+    struct vhu_fe *fe = NULL;
+    unsigned nrings = 0;
+    int code = cli_fe_open(sock, &fe);
+    if (code == 0)
+        code = cli_fe_stop_rings(fe, sock, &nrings);
+    if (code == 0) {
+        r = vhu_fe_save_state(fe, fd);
+        if (r < 0) {
+            cli_err("%s: saving the state failed: %s%s", sock, vhu_strerror(r),
+                    r == -EPIPE || r == -EIO ? "" : " (the back-end's log names the reason)");
+            code = r == -EPIPE || r == -ENOSPC || r == -EBADF ? CLI_ERR : CLI_BAD;
+        }
+    }
+    vhu_fe_close(fe);
+    off_t size = 0;
+    if (!to_stdout) {
+        struct stat st;
+        if (code == 0 && fstat(fd, &st) == 0)
+            size = st.st_size;
+        if (code == 0 && (fsync(fd) < 0 || rename(tmp, outp) < 0)) {
+            cli_err("%s: %s", outp, strerror(errno));
+            code = CLI_ERR;
+        }
+        close(fd);
+        if (code != 0)
+            unlink(tmp);
+        free(tmp);
+    }
+    if (code != 0)
+        return code;
+    if (cli.json) {
+        j_obj(NULL);
+        j_str("socket", sock);
+        j_str("output", outp);
+        j_u64("size", (uint64_t)size);
+        j_u64("rings_stopped", nrings);
+        j_bool("checked", true);
+        j_end();
+    } else {
+        fprintf(rep, "captured the state of %s into %s", sock, to_stdout ? "stdout" : outp);
+        if (!to_stdout)
+            fprintf(rep, " (%" PRIu64 " bytes)", (uint64_t)size);
+        fprintf(rep, "; %u ring%s stopped; CHECK_DEVICE_STATE: ok\n", nrings,
+                nrings == 1 ? "" : "s");
+    }
+    return cli_finish_output(CLI_OK);
+}
+
+const struct cli_cmd cli_capture_cmd = {
+    .name = "capture",
+    .run = capture_main,
+    .summary = "save a running back-end's device state into a snapshot file",
+    .usage = "capture --socket SOCKET -o FILE [--json] [--timeout SECS]",
+    .help =
+        "Acts as the front-end (as QEMU does at migration): connects to the\n"
+        "back-end's vhost-user socket, negotiates (DEVICE_STATE must be offered),\n"
+        "sends GET_VRING_BASE for every ring (which stops the ones running; the\n"
+        "count comes from GET_QUEUE_NUM), then SET_DEVICE_STATE_FD (SAVE, phase\n"
+        "STOPPED), copies the stream into FILE and sends CHECK_DEVICE_STATE.  The\n"
+        "file appears only once CHECK succeeded.  The back-end must not be serving\n"
+        "another front-end (a vhost-user back-end serves one at a time).\n"
+        "\n"
+        "Options:\n"
+        "  -s, --socket SOCKET the back-end's vhost-user socket\n"
+        "  -o, --output FILE   where to write the snapshot; '-' is stdout (the report\n"
+        "                      then goes to stderr)\n"
+        "\n"
+        "Exit status: 0 saved and checked, 1 the back-end failed to save (CHECK\n"
+        "refused), 2 usage, connection or I/O error.\n"
+        "\n"
+        "Examples:\n"
+        "  vhu-state capture --socket /run/dev.sock -o snap.vhus\n"
+        "  vhu-state capture --socket /run/dev.sock -o - | vhu-state inspect -\n",
+};

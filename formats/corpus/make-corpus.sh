@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# make-corpus.sh BUILD_DIR
+#
+# Adds the current build's snapshots to the golden corpus (formats/corpus/).
+# Run it when the snapshot format or a section version changes (see
+# README.md here): each snapshot is named after what its header says —
+# DEVICE-fFORMAT-SECTIONvVERSION-... .vhus — so a new version gets new files
+# and the old ones stay, as the regression test needs.  An existing file of
+# the same name is left alone (the same versions wrote it); --force rewrites.
+set -euo pipefail
+
+force=0
+if [[ ${1:-} == --force ]]; then
+    force=1
+    shift
+fi
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 [--force] BUILD_DIR" >&2
+    exit 2
+fi
+build=$1
+vs=$build/cli/vhu-state
+testdev=$build/examples/vhu-testdev
+blk=$build/examples/vhu-blk
+here=$(cd "$(dirname "$0")" && pwd)
+for p in "$vs" "$testdev" "$blk"; do
+    [[ -x $p ]] || { echo "make-corpus: $p is not built" >&2; exit 1; }
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhu-corpus.XXXXXX")
+pid=
+cleanup() {
+    if [[ -n $pid ]]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# capture TAG PROGRAM ARGS...: serve the device with these options, capture
+# it, name the snapshot from its header.
+capture() {
+    local tag=$1
+    shift
+    rm -f "$tmp/s"
+    "$@" --socket "$tmp/s" >"$tmp/log" 2>&1 &
+    pid=$!
+    for ((i = 0; i < 50; i++)); do
+        [[ -S $tmp/s ]] && break
+        sleep 0.1
+    done
+    "$vs" capture --socket "$tmp/s" -o "$tmp/snap.vhus" >/dev/null
+    kill -TERM "$pid"
+    wait "$pid" || true
+    pid=
+    # DEVICE-fFORMAT-SECTIONvV-... from the header (section names sorted).
+    local hdr name
+    hdr=$("$vs" inspect --header-only "$tmp/snap.vhus")
+    name=$(sed -n 's/^device: *//p' <<<"$hdr")-f$(sed -n 's/^format: *//p' <<<"$hdr")
+    name=$name-$(awk '/^  [^ ]+ +version [0-9]+/ {print $1 "v" $3}' <<<"$hdr" | sort |
+                 paste -sd- -)
+    name=$name${tag:+-$tag}.vhus
+    if [[ -e $here/$name && $force -eq 0 ]]; then
+        echo "make-corpus: $name exists (kept)"
+    else
+        cp "$tmp/snap.vhus" "$here/$name"
+        echo "make-corpus: wrote $name ($(stat -c %s "$here/$name") bytes): $(basename "$1")" \
+             "${*:2}"
+    fi
+}
+
+# The test device in each shape its state can take: the current sections,
+# config as version 1 wrote it, without the optional stats section, and
+# empty.  Same queue count as the test's back-end (the default, 2): the
+# handler record carries it.
+capture full "$testdev" --blob-size 2048 --label corpus
+capture old-config "$testdev" --blob-size 1024 --config-version 1
+capture no-stats "$testdev" --blob-size 100 --label no-stats --no-stats
+capture empty "$testdev"
+
+# vhu-blk with a 64 KiB RAM disk (its contents are its device state),
+# initialised with a text line per sector.  The corpus test restores it
+# into `vhu-blk --ram 64K` (the size must match).
+for ((i = 0; i < 128; i++)); do
+    printf '%-511s\n' "vhu corpus sector $i"
+done >"$tmp/disk.img"
+capture ram64k "$blk" --ram 64K --image "$tmp/disk.img"
+"$vs" validate "$here"/*.vhus

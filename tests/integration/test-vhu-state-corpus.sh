@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# test-vhu-state-corpus.sh VHU_STATE TESTDEV CORPUS_DIR [DEVICE=PROGRAM]...
+#
+# The restore-compatibility regression test: every snapshot of the golden
+# corpus (formats/corpus/, written by released format and section versions)
+# must still validate and restore into the current build.  For each
+# DEVICE-*.vhus a fresh back-end of that device type is started (testdev:
+# TESTDEV; other types: "DEVICE=PROGRAM [ARGS]" arguments, a program taking
+# --socket PATH after its ARGS, e.g. "blk=vhu-blk --ram 64K"), and `vhu-state roundtrip` loads the snapshot, saves it
+# again and compares.  Any file that no longer restores fails the test,
+# loudly, by name.  Copy this script into your own CI with your device's
+# corpus (see formats/corpus/README.md).
+set -euo pipefail
+
+if [[ $# -lt 3 ]]; then
+    echo "usage: $0 VHU_STATE TESTDEV CORPUS_DIR [DEVICE=PROGRAM]..." >&2
+    exit 2
+fi
+vs=$1
+corpus=$3
+declare -A program=([testdev]=$2)
+for a in "${@:4}"; do
+    program[${a%%=*}]=${a#*=}
+done
+
+say() { echo "test-vhu-state-corpus: $*"; }
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-state-corpus.XXXXXX")
+pid=
+stop() {
+    if [[ -n $pid ]]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        pid=
+    fi
+}
+cleanup() {
+    stop
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+shopt -s nullglob
+files=("$corpus"/*.vhus)
+if ((${#files[@]} == 0)); then
+    echo "test-vhu-state-corpus: FAIL: no snapshots in $corpus" >&2
+    exit 1
+fi
+
+failed=()
+n=0
+for f in "${files[@]}"; do
+    name=$(basename "$f")
+    device=${name%%-*}
+    prog=${program[$device]:-}
+    if [[ -z $prog ]]; then
+        failed+=("$name: no back-end program for device '$device' (pass $device=PROGRAM)")
+        continue
+    fi
+    sock=$dir/$n.sock
+    log=$dir/$n.log
+    n=$((n + 1))
+    read -ra cmd <<<"$prog"
+    "${cmd[@]}" --socket "$sock" >"$log" 2>&1 &
+    pid=$!
+    for ((i = 0; i < 50; i++)); do
+        [[ -S $sock ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ ! -S $sock ]]; then
+        failed+=("$name: '$prog' did not start: $(cat "$log")")
+        stop
+        continue
+    fi
+    rc=0
+    out=$(timeout 60 "$vs" validate "$f" 2>&1) || rc=$?
+    if ((rc != 0)); then
+        failed+=("$name: no longer validates (exit $rc): $out")
+    fi
+    rc=0
+    out=$(timeout 60 "$vs" roundtrip --socket "$sock" "$f" 2>&1) || rc=$?
+    if ((rc != 0)); then
+        failed+=("$name: NO LONGER RESTORES into the current $device (exit $rc): $out")
+    else
+        say "$name: restores into the current $device ($(grep -c '^note:' <<<"$out" || true) notes)"
+    fi
+    stop
+done
+
+if ((${#failed[@]})); then
+    echo "test-vhu-state-corpus: FAIL: ${#failed[@]} failure(s) over ${#files[@]} corpus snapshots:" >&2
+    for m in "${failed[@]}"; do
+        echo "  RESTORE REGRESSION: $m" >&2
+    done
+    exit 1
+fi
+say "all ${#files[@]} corpus snapshots validate and restore"

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# test-vhu-state.sh VHU_STATE TESTDEV SNAPCRAFT
+#
+# vhu-state end to end against two real vhu-testdev back-ends: help and
+# usage errors, capture, inspect (human and --json, header only, one
+# section, hexdump), diff (same, different, --ignore, --json), validate
+# (good, damaged, version window), capture into a pipe, load, roundtrip,
+# refusals and connection errors, no progress line when stderr is not a
+# terminal.
+set -euo pipefail
+
+if [[ $# -ne 3 ]]; then
+    echo "usage: $0 VHU_STATE TESTDEV SNAPCRAFT" >&2
+    exit 2
+fi
+vs=$1
+testdev=$2
+craft=$3
+
+say() { echo "test-vhu-state: $*"; }
+fail() {
+    echo "test-vhu-state: FAIL: $*" >&2
+    exit 1
+}
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-state.XXXXXX")
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# start SOCK LOG ARGS...: a vhu-testdev, up to 5 s for it to listen.
+start() {
+    local sock=$1 log=$2 i
+    shift 2
+    "$testdev" --socket "$sock" "$@" >"$log" 2>&1 &
+    local pid=$!
+    pids+=("$pid")
+    for ((i = 0; i < 50; i++)); do
+        grep -q 'listening on' "$log" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || fail "vhu-testdev exited early: $(cat "$log")"
+        sleep 0.1
+    done
+    fail "vhu-testdev not listening after 5 s: $(cat "$log")"
+}
+
+# run WANT_RC ARGS...: vhu-state, bounded; stdout in $out, stderr in $err.
+run() {
+    local want=$1 rc=0
+    shift
+    timeout 60 "$vs" "$@" >"$dir/out" 2>"$dir/err" || rc=$?
+    out=$(cat "$dir/out")
+    err=$(cat "$dir/err")
+    if grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer' "$dir/err"; then
+        fail "vhu-state $* : sanitizer report: $err"
+    fi
+    ((rc == want)) || fail "vhu-state $* exited $rc (want $want); stdout: $out; stderr: $err"
+}
+has() { grep -qF -- "$2" <<<"$1" || fail "expected '$2' in: $1"; }
+hasnt() { ! grep -qF -- "$2" <<<"$1" || fail "did not expect '$2' in: $1"; }
+
+sa=$dir/a.sock
+sb=$dir/b.sock
+start "$sa" "$dir/a.log" --blob-size 5000 --label alpha
+start "$sb" "$dir/b.log" --blob-size 5000 --label beta
+
+# --- help and usage ---------------------------------------------------------
+run 0 --help
+for c in inspect diff validate capture load roundtrip; do
+    has "$out" "$c"
+done
+run 0 help inspect
+has "$out" "usage: vhu-state inspect"
+has "$out" "Examples:"
+for c in inspect diff validate capture load roundtrip; do
+    run 0 "$c" --help
+    has "$out" "usage: vhu-state $c"
+    has "$out" "Exit status"
+done
+run 2 frobnicate
+has "$err" "unknown command"
+run 2 inspect
+has "$err" "usage:"
+run 2 inspect --no-such-option x
+run 2 diff onlyone
+run 2 validate --device-version nonsense x
+run 2 inspect "$dir/does-not-exist"
+has "$err" "No such file"
+say "help, usage errors and a missing file: exit 0 / 2"
+
+# --- capture, inspect --------------------------------------------------------
+run 0 capture --socket "$sa" -o "$dir/a.vhus"
+has "$out" "CHECK_DEVICE_STATE: ok"
+run 0 capture --socket "$sb" -o "$dir/b.vhus"
+[[ -s $dir/a.vhus && -s $dir/b.vhus ]] || fail "capture wrote no file"
+run 0 inspect "$dir/a.vhus"
+has "$out" "device:   testdev"
+has "$out" "config           version 2 (min 1)"
+has "$out" "section config (version 2, min 1):"
+has "$out" 'label: "alpha"'
+has "$out" "data: blob, 5000 bytes"
+has "$out" "section stats (version 1, min 1, optional):"
+has "$out" "drift: -42"
+has "$out" "end: 3 sections"
+[[ -z $err ]] || fail "inspect wrote to stderr (not a terminal: no progress line): $err"
+run 0 inspect --json "$dir/a.vhus"
+has "$out" '"header":{"format":1,"device":"testdev","producer":"vhu '
+has "$out" '{"name":"config","version":2,"min_version":1,"optional":false}'
+has "$out" '"handler":{"features":'
+has "$out" '{"key":"label","type":"text","value":"alpha"}'
+has "$out" '{"key":"drift","type":"int","value":-42}'
+has "$out" '{"key":"completed","type":"map","fields":[{"key":"q0","type":"uint","value":0}'
+has "$out" '"type":"blob","head":"'
+has "$out" '"size":5000}'
+has "$out" '"end":{"sections":3,"compressed_size":'
+if command -v python3 >/dev/null; then
+    python3 -c 'import json,sys; json.load(sys.stdin)' <"$dir/out" ||
+        fail "inspect --json is not one JSON document: $out"
+fi
+run 0 inspect --header-only "$dir/a.vhus"
+has "$out" "sections: 3"
+hasnt "$out" "handler:"
+run 0 inspect --section blob --hexdump "$dir/a.vhus"
+has "$out" "section blob"
+hasnt "$out" "section config"
+has "$out" "00000000 "
+has "$out" "00001380 "
+has "$out" "(5000 bytes)"
+say "capture and inspect (human, --json, --header-only, --section, --hexdump)"
+
+# --- diff ----------------------------------------------------------------------
+run 0 diff "$dir/a.vhus" "$dir/a.vhus"
+has "$out" "same:"
+run 1 diff "$dir/a.vhus" "$dir/b.vhus"
+has "$out" 'config.label: changed: "alpha" -> "beta"'
+has "$out" "1 difference between"
+run 0 diff --ignore config.label "$dir/a.vhus" "$dir/b.vhus"
+run 0 diff --ignore 'config.*' "$dir/a.vhus" "$dir/b.vhus"
+run 1 diff --json "$dir/a.vhus" "$dir/b.vhus"
+has "$out" '{"path":"config.label","kind":"changed","a_type":"text","a":"alpha","b_type":"text","b":"beta"}'
+has "$out" '"same":false,"count":1'
+# A blob of another size: byte ranges.
+start "$dir/c.sock" "$dir/c.log" --blob-size 7000 --label alpha
+run 0 capture --socket "$dir/c.sock" -o "$dir/c.vhus"
+run 1 diff "$dir/a.vhus" "$dir/c.vhus"
+has "$out" "blob.length: changed: 5000 -> 7000"
+has "$out" "blob.data: bytes differ: 5000..6999 (A 5000 bytes, B 7000 bytes)"
+# A section at another version, and one missing.
+start "$dir/d.sock" "$dir/d.log" --blob-size 5000 --config-version 1 --no-stats
+run 0 capture --socket "$dir/d.sock" -o "$dir/d.vhus"
+run 1 diff "$dir/a.vhus" "$dir/d.vhus"
+has "$out" "config: section version 2 (min 1) -> 1 (min 1)"
+has "$out" "config.label: removed"
+has "$out" "stats: section removed"
+# A renamed field is one removal and one addition, not a cascade over the
+# fields after it.
+"$craft" patch "$dir/a.vhus" "$dir/renamed.vhus" 'scratch' 'scratcX' >/dev/null
+run 1 diff "$dir/a.vhus" "$dir/renamed.vhus"
+has "$out" "config.scratch: removed (uint 0)"
+has "$out" "config.scratcX: added (uint 0)"
+has "$out" "2 differences between"
+say "diff: same (0), different (1) naming fields, byte ranges, sections, --ignore, --json"
+
+# --- validate ----------------------------------------------------------------
+run 0 validate "$dir/a.vhus" "$dir/b.vhus" "$dir/d.vhus"
+has "$out" "a.vhus: valid: device testdev, format 1, 3 sections"
+"$craft" patch "$dir/a.vhus" "$dir/badkey.vhus" 'label' 'lab3l' >/dev/null
+run 1 validate "$dir/a.vhus" "$dir/badkey.vhus"
+has "$out" "badkey.vhus: byte "
+has "$out" "section 'config': expected field 'label' (text), found 'lab3l' (text)"
+has "$out" "badkey.vhus: invalid: 1 problem"
+"$craft" patch "$dir/a.vhus" "$dir/badlen.vhus" 'length\x19\x13\x88' 'length\x19\x13\x89' >/dev/null
+run 1 validate "$dir/badlen.vhus"
+has "$out" "field 'data': 5000 bytes, but 'length' says 5001"
+"$craft" patch "$dir/a.vhus" "$dir/badend.vhus" 'sections\x03' 'sections\x02' >/dev/null
+run 1 validate "$dir/badend.vhus"
+has "$out" "the end record counts 2 sections, the header 3"
+head -c 1000 "$dir/a.vhus" >"$dir/trunc.vhus"
+run 1 validate "$dir/trunc.vhus"
+grep -Eq 'trunc.vhus: byte [0-9]+ \(body offset [0-9]+\): .*truncated' <<<"$out" ||
+    fail "no truncation line with offsets: $out"
+run 1 validate --json "$dir/trunc.vhus"
+has "$out" '"valid":false'
+has "$out" '"problems":[{"offset":'
+run 1 validate --device-version stats=0 "$dir/a.vhus"
+has "$out" "section 'stats' is version 1 and needs a reader of version 1 or newer; the back-end reads up to version 0"
+run 0 validate --device-version config=1 --device-version blob=1 "$dir/a.vhus"
+has "$out" "note: section 'config' is version 2"
+say "validate: good (0), damaged with offsets (1), schema, end record, version window"
+
+# --- pipes ---------------------------------------------------------------------
+rc=0
+timeout 30 "$vs" capture --socket "$sa" -o - 2>"$dir/cap.err" |
+    timeout 30 "$vs" inspect - >"$dir/pipe.out" 2>"$dir/pipe.err" || rc=$?
+((rc == 0)) || fail "capture -o - | inspect - exited $rc: $(cat "$dir/cap.err" "$dir/pipe.err")"
+grep -q 'label: "alpha"' "$dir/pipe.out" || fail "inspect - showed: $(cat "$dir/pipe.out")"
+grep -q "CHECK_DEVICE_STATE: ok" "$dir/cap.err" || fail "capture -o - report: $(cat "$dir/cap.err")"
+rc=0
+"$vs" validate - <"$dir/a.vhus" >"$dir/v.out" 2>&1 || rc=$?
+((rc == 0)) || fail "validate - exited $rc: $(cat "$dir/v.out")"
+rc=0
+"$vs" diff - "$dir/a.vhus" <"$dir/b.vhus" >"$dir/v.out" 2>&1 || rc=$?
+((rc == 1)) || fail "diff - FILE exited $rc: $(cat "$dir/v.out")"
+say "capture -o - | inspect -, validate -, diff - FILE"
+
+# --- load, roundtrip -----------------------------------------------------------
+run 0 load --socket "$sb" "$dir/a.vhus"
+has "$out" "CHECK_DEVICE_STATE: ok"
+run 0 capture --socket "$sb" -o "$dir/b2.vhus"
+run 0 diff "$dir/a.vhus" "$dir/b2.vhus"
+run 0 roundtrip --socket "$sb" "$dir/b.vhus"
+has "$out" "saves back the same state"
+run 0 roundtrip --json --socket "$sb" "$dir/d.vhus"
+has "$out" '"same":true'
+has "$out" '"path":"config.label","kind":"added","note":true'
+rc=0
+"$vs" roundtrip --socket "$sb" - <"$dir/c.vhus" >"$dir/v.out" 2>&1 || rc=$?
+((rc == 0)) || fail "roundtrip from stdin exited $rc: $(cat "$dir/v.out")"
+rc=0
+"$vs" capture --socket "$sa" -o - 2>/dev/null | "$vs" load --socket "$sb" - >"$dir/v.out" 2>&1 ||
+    rc=$?
+((rc == 0)) || fail "capture -o - | load - exited $rc: $(cat "$dir/v.out")"
+run 0 capture --socket "$sb" -o "$dir/b3.vhus"
+run 0 diff "$dir/a.vhus" "$dir/b3.vhus"
+say "load (0; the back-end then saves what was loaded), roundtrip (0), from stdin"
+
+# --- refusals and errors -------------------------------------------------------
+run 1 load --socket "$sb" "$dir/badkey.vhus"
+has "$err" "refused"
+has "$err" "expected field 'label'"
+run 1 roundtrip --socket "$sb" "$dir/trunc.vhus"
+run 1 load --json --socket "$sb" "$dir/trunc.vhus"
+has "$out" '"loaded":false,"check":"refused"'
+# The refused loads changed nothing.
+run 0 capture --socket "$sb" -o "$dir/b4.vhus"
+run 0 diff "$dir/a.vhus" "$dir/b4.vhus"
+run 2 capture --socket "$dir/nobody.sock" --timeout 1 -o "$dir/x.vhus"
+has "$err" "cannot connect"
+[[ ! -e $dir/x.vhus ]] || fail "a failed capture left a file"
+run 2 load --socket "$dir/nobody.sock" --timeout 1 "$dir/a.vhus"
+say "refused loads (1, device unchanged), no back-end (2, no file left)"
+say "all checks passed"
