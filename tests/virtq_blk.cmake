@@ -28,3 +28,18 @@ add_test(NAME test_qemu_boot
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-boot.sh $<TARGET_FILE:vhu-blk>
           ${CMAKE_BINARY_DIR}/qemu-guest)
 set_tests_properties(test_qemu_boot PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77)
+
+# Live migration between two QEMUs, each with its own vhu-blk on one image,
+# with the guest verifying O_DIRECT rounds before, during and after; and
+# kill -9 of vhu-blk with requests in flight, twice, QEMU reconnecting and
+# vhu-blk resubmitting.  tests/qemu/bench-qemu-migrate.sh runs many
+# migrations in a row.  The QEMU tests share the guest cache and two cores:
+# one at a time.
+add_test(NAME test_qemu_migrate
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-migrate.sh $<TARGET_FILE:vhu-blk>
+          ${CMAKE_BINARY_DIR}/qemu-guest 2)
+add_test(NAME test_qemu_reconnect
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-reconnect.sh $<TARGET_FILE:vhu-blk>
+          ${CMAKE_BINARY_DIR}/qemu-guest 2)
+set_tests_properties(test_qemu_boot test_qemu_migrate test_qemu_reconnect PROPERTIES
+  TIMEOUT 300 SKIP_RETURN_CODE 77 RESOURCE_LOCK qemu LABELS qemu)

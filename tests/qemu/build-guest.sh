@@ -19,6 +19,10 @@ cache=$1
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
+# ctest may run several QEMU tests at once: one builds, the others wait and
+# then find the stamp (the pattern must match the initramfs that holds it).
+exec 9>"$cache/.lock"
+flock 9
 # Rebuilt when this script or the guest's init changes.
 stamp=$(cat "$0" "$here/guest-init.sh" | sha256sum | cut -c1-16)
 if [[ -f $cache/stamp && $(cat "$cache/stamp") == "$stamp" && -f $cache/vmlinuz &&

@@ -1,11 +1,24 @@
 #!/bin/busybox sh
-# /init of the QEMU boot test's guest: load the virtio-blk driver, then on
-# /dev/vda (the vhu-blk disk):
+# /init of the QEMU tests' guest.  It loads the virtio-blk driver, then does
+# what the kernel command line's vhu.mode= asks for on /dev/vda (the vhu-blk
+# disk), reporting on the serial console:
+#
+# vhu.mode=boot (the default; test-qemu-boot.sh)
 #   - read the host's marker from sector 0,
 #   - write /pattern at 1 MiB with O_DIRECT, read it back with O_DIRECT
 #     and compare,
 #   - discard 64 KiB at 4 MiB (the host filled it with 0xff) and read zeroes,
-# and report on the serial console.  The host checks the image afterwards.
+#   then PASS and power off.  The host checks the image afterwards.
+#
+# vhu.mode=rounds (test-qemu-migrate.sh, test-qemu-reconnect.sh)
+#   Rounds n = 1, 2, ...: write round n's data (4 MiB at 1 MiB, see
+#   round_data) with O_DIRECT, read it back with O_DIRECT, compare, print
+#   "VHU-BLK-GUEST: round n ok".  Before each round, sector 0 is read with
+#   O_DIRECT: once the host wrote "vhu-stop" there, the guest prints
+#   "VHU-BLK-GUEST: PASS after N rounds" (N the last round written) and
+#   powers off.  vhu.rounds=MAX (default 100000) stops it after MAX rounds
+#   with a FAIL.  Any error is a FAIL and a power-off.
+
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -28,20 +41,65 @@ while [ ! -b /dev/vda ]; do
 done
 echo "VHU-BLK-GUEST: /dev/vda is $(cat /sys/block/vda/size) sectors"
 
-marker=$(dd if=/dev/vda bs=512 count=1 iflag=direct 2>/dev/null | head -c 19)
-[ "$marker" = "vhu-blk host marker" ] || fail "sector 0 reads '$marker'"
+mode=boot
+maxrounds=100000
+for arg in $(cat /proc/cmdline); do
+    case $arg in
+    vhu.mode=*) mode=${arg#vhu.mode=} ;;
+    vhu.rounds=*) maxrounds=${arg#vhu.rounds=} ;;
+    esac
+done
 
-dd if=/pattern of=/dev/vda bs=65536 seek=16 oflag=direct conv=fsync 2>/dev/null ||
-    fail "O_DIRECT write"
-dd if=/dev/vda of=/readback bs=65536 skip=16 count=16 iflag=direct 2>/dev/null ||
-    fail "O_DIRECT read"
-cmp /pattern /readback || fail "read back differs from what was written"
+case $mode in
+boot)
+    marker=$(dd if=/dev/vda bs=512 count=1 iflag=direct 2>/dev/null | head -c 19)
+    [ "$marker" = "vhu-blk host marker" ] || fail "sector 0 reads '$marker'"
 
-blkdiscard -o $((4 * 1024 * 1024)) -l 65536 /dev/vda || fail "blkdiscard"
-dd if=/dev/vda of=/discarded bs=65536 skip=64 count=1 iflag=direct 2>/dev/null ||
-    fail "read after discard"
-head -c 65536 /dev/zero >/zeroes
-cmp /zeroes /discarded || fail "discarded range does not read as zeroes"
+    dd if=/pattern of=/dev/vda bs=65536 seek=16 oflag=direct conv=fsync 2>/dev/null ||
+        fail "O_DIRECT write"
+    dd if=/dev/vda of=/readback bs=65536 skip=16 count=16 iflag=direct 2>/dev/null ||
+        fail "O_DIRECT read"
+    cmp /pattern /readback || fail "read back differs from what was written"
 
-echo "VHU-BLK-GUEST: PASS"
+    blkdiscard -o $((4 * 1024 * 1024)) -l 65536 /dev/vda || fail "blkdiscard"
+    dd if=/dev/vda of=/discarded bs=65536 skip=64 count=1 iflag=direct 2>/dev/null ||
+        fail "read after discard"
+    head -c 65536 /dev/zero >/zeroes
+    cmp /zeroes /discarded || fail "discarded range does not read as zeroes"
+
+    echo "VHU-BLK-GUEST: PASS"
+    ;;
+rounds)
+    # round_data N: round N's 4 MiB on stdout.  MiB i of it is /pattern
+    # rotated by ((N * 4 + i) % 2048) sectors, so every round's data differs
+    # from every other's in each sector (the host rebuilds it the same way).
+    round_data() {
+        local i s
+        for i in 0 1 2 3; do
+            s=$((($1 * 4 + i) % 2048))
+            dd if=/pattern bs=512 skip=$s 2>/dev/null
+            [ $s -eq 0 ] || dd if=/pattern bs=512 count=$s 2>/dev/null
+        done
+    }
+    n=0
+    while :; do
+        flag=$(dd if=/dev/vda bs=512 count=1 iflag=direct 2>/dev/null | head -c 8) ||
+            fail "O_DIRECT read of sector 0 after round $n"
+        [ "$flag" = "vhu-stop" ] && break
+        [ $n -ge "$maxrounds" ] && fail "no stop from the host after $n rounds"
+        n=$((n + 1))
+        round_data $n >/round
+        dd if=/round of=/dev/vda bs=65536 seek=16 oflag=direct conv=fsync 2>/dev/null ||
+            fail "O_DIRECT write in round $n"
+        dd if=/dev/vda of=/readback bs=65536 skip=16 count=64 iflag=direct 2>/dev/null ||
+            fail "O_DIRECT read in round $n"
+        cmp /round /readback >/dev/null || fail "round $n: read back differs from what was written"
+        echo "VHU-BLK-GUEST: round $n ok"
+    done
+    echo "VHU-BLK-GUEST: PASS after $n rounds"
+    ;;
+*)
+    fail "unknown vhu.mode=$mode"
+    ;;
+esac
 poweroff -f

@@ -1,0 +1,141 @@
+# lib-rounds.sh: sourced by test-qemu-migrate.sh and test-qemu-reconnect.sh.
+# Set NAME (the prefix of every message) before sourcing.  Provides:
+#   check_qemu           exit 77 unless qemu-system-x86_64 runs with TCG
+#   make_image IMG       16 MiB of 0xff
+#   start_blk VAR LOG ARGS...   start vhu-blk, wait for "listening on",
+#                        store its pid in VAR (and in the cleanup list)
+#   qemu_cmd             the common QEMU arguments (array QEMU_ARGS)
+#   wait_serial FILE REGEX SECS   until a line matches, or fail (a guest
+#                        FAIL line, a dead QEMU (QPIDS) or the time out)
+#   rounds_in FILE       "round N ok" lines' numbers, one a line
+#   round_data N         round N's 4 MiB, as the guest makes it
+#   check_image IMG N    the image holds round N at 1 MiB, the rest as made
+# Everything lives in $dir, removed at exit together with the processes.
+say() { echo "$NAME: $*"; }
+fail() {
+    echo "$NAME: FAIL: $*" >&2
+    exit 1
+}
+
+check_qemu() {
+    qemu=$(command -v qemu-system-x86_64 || true)
+    if [[ -z $qemu ]]; then
+        say "SKIP: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
+        exit 77
+    fi
+    if ! "$qemu" -version >/dev/null 2>&1; then
+        say "SKIP: $qemu does not run"
+        exit 77
+    fi
+    if ! "$qemu" -accel help 2>/dev/null | grep -qx tcg; then
+        say "SKIP: $qemu has no TCG accelerator"
+        exit 77
+    fi
+}
+
+PIDS=()
+dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-qemu.XXXXXX")
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill -9 "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    if [[ -n ${KEEP:-} ]]; then
+        echo "$NAME: kept $dir" >&2
+    else
+        rm -rf "$dir"
+    fi
+}
+trap cleanup EXIT
+
+make_image() {
+    head -c $((16 * 1024 * 1024)) /dev/zero | tr '\0' '\377' >"$1"
+}
+
+start_blk() {
+    local var=$1 log=$2 pid i
+    shift 2
+    "$blk" "$@" >"$log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    for ((i = 0; i < 50; i++)); do
+        grep -q 'listening on' "$log" 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || fail "vhu-blk exited early: $(cat "$log")"
+        sleep 0.1
+    done
+    grep -q 'listening on' "$log" || fail "vhu-blk not listening after 5 s: $(cat "$log")"
+    printf -v "$var" %s "$pid"
+}
+
+# The guest of build-guest.sh in rounds mode, RAM shared through a memfd.
+QEMU_ARGS=(-nodefaults -no-user-config -display none -no-reboot
+    -machine pc,accel=tcg -cpu qemu64 -smp 1 -m 256M
+    -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem
+    -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz"
+    -append "console=ttyS0 panic=-1 loglevel=3 vhu.mode=rounds")
+
+QPIDS=()
+show() {
+    local f
+    for f in "$dir"/*.serial "$dir"/*.log; do
+        [[ -f $f ]] || continue
+        echo "--- ${f##*/} (last 30 lines) ---" >&2
+        tail -30 "$f" >&2
+    done
+}
+
+wait_serial() {
+    local file=$1 re=$2 secs=$3 end p
+    end=$((SECONDS + secs))
+    while ! grep -aqE "$re" "$file" 2>/dev/null; do
+        if grep -aqE 'kernel BUG|Oops|Kernel panic|general protection fault' "$file" 2>/dev/null; then
+            show
+            fail "the guest's kernel crashed (${file##*/}): $(grep -aE -m1 'kernel BUG|Oops|Kernel panic|general protection fault' "$file")"
+        fi
+        if grep -aq 'VHU-BLK-GUEST: FAIL' "$file" 2>/dev/null; then
+            show
+            fail "the guest failed: $(grep -a 'VHU-BLK-GUEST: FAIL' "$file")"
+        fi
+        for p in "${QPIDS[@]}"; do
+            kill -0 "$p" 2>/dev/null || { show; fail "QEMU $p exited while waiting for '$re' in ${file##*/}"; }
+        done
+        ((SECONDS < end)) || { show; fail "no '$re' in ${file##*/} after $secs s"; }
+        sleep 0.2
+    done
+}
+
+rounds_in() {
+    cat "$@" | grep -aoE 'VHU-BLK-GUEST: round [0-9]+ ok' | awk '{ print $3 }'
+}
+
+round_data() {
+    local i s
+    for i in 0 1 2 3; do
+        s=$((($1 * 4 + i) % 2048))
+        dd if="$cache/pattern" bs=512 skip=$s status=none
+        ((s == 0)) || dd if="$cache/pattern" bs=512 count=$s status=none
+    done
+}
+
+check_image() {
+    local img=$1 n=$2 MiB=$((1024 * 1024))
+    (($(stat -c %s "$img") == 16 * MiB)) || fail "the image is not 16 MiB any more"
+    cmp -s <(dd if="$img" bs=$MiB skip=1 count=4 status=none) <(round_data "$n") ||
+        fail "the image does not hold round $n's data at 1 MiB"
+    cmp -s <(dd if="$img" bs=512 skip=1 count=2047 status=none) \
+           <(head -c $((MiB - 512)) /dev/zero | tr '\0' '\377') ||
+        fail "the image changed between sector 1 and 1 MiB"
+    cmp -s <(dd if="$img" bs=$MiB skip=5 status=none) \
+           <(head -c $((11 * MiB)) /dev/zero | tr '\0' '\377') ||
+        fail "the image changed after 5 MiB"
+}
+
+# Rounds in the concatenated serial logs must be 1, 2, ..., N: none failed,
+# none missing, none repeated.
+check_rounds() {
+    local n=$1
+    shift
+    diff <(rounds_in "$@") <(seq 1 "$n") >/dev/null ||
+        fail "the guest's rounds are not 1..$n: $(rounds_in "$@" | tr '\n' ' ')"
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""qmp.py SOCKET COMMAND [ARGUMENTS-JSON]
+   qmp.py SOCKET wait-migration TIMEOUT
+
+A tiny QMP client for the QEMU tests (QEMU started with
+-qmp unix:SOCKET,server=on,wait=off).  The first form runs one QMP command
+and prints its "return" value as JSON; an error reply exits 1 with QEMU's
+message.  The second polls query-migrate every 50 ms until the status is
+completed (prints "completed TOTAL_TIME_MS DOWNTIME_MS", exit 0) or failed /
+cancelled (prints the status and error, exit 1), or TIMEOUT seconds passed
+(exit 1)."""
+import json
+import socket
+import sys
+import time
+
+
+class QMP:
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(path)
+        self.buf = b""
+        self.recv()  # greeting
+        self.cmd("qmp_capabilities")
+
+    def recv(self):
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                if line.strip():
+                    msg = json.loads(line)
+                    if "event" not in msg:
+                        return msg
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("QEMU closed the QMP socket")
+            self.buf += data
+
+    def cmd(self, name, args=None):
+        req = {"execute": name}
+        if args:
+            req["arguments"] = args
+        self.sock.sendall(json.dumps(req).encode() + b"\n")
+        msg = self.recv()
+        if "error" in msg:
+            raise RuntimeError("%s: %s" % (name, msg["error"].get("desc", msg["error"])))
+        return msg.get("return")
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        q = QMP(sys.argv[1])
+        if sys.argv[2] == "wait-migration":
+            deadline = time.monotonic() + float(sys.argv[3])
+            while True:
+                r = q.cmd("query-migrate")
+                st = r.get("status", "none")
+                if st == "completed":
+                    print("completed %s %s" % (r.get("total-time", "?"), r.get("downtime", "?")))
+                    return 0
+                if st in ("failed", "cancelled"):
+                    print("%s %s" % (st, r.get("error-desc", "")))
+                    return 1
+                if time.monotonic() > deadline:
+                    print("timeout %s" % st)
+                    return 1
+                time.sleep(0.05)
+        args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
+        print(json.dumps(q.cmd(sys.argv[2], args)))
+        return 0
+    except (OSError, EOFError, RuntimeError, ValueError) as e:
+        print("qmp.py: %s" % e, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

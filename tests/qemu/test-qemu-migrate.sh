@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# test-qemu-migrate.sh VHU_BLK CACHE_DIR [MIGRATIONS]
+#
+# Live migration of a guest on vhu-blk under QEMU 7.2 (TCG, -cpu qemu64,
+# guest RAM in a shared memfd).  Two sides on this host, A and B, each with
+# its own vhu-blk on the same image file.  QEMU 0 boots the guest of
+# build-guest.sh on A with vhu.mode=rounds: the guest writes round n's data
+# (4 MiB at 1 MiB) with O_DIRECT, reads it back, compares and prints
+# "round n ok", round after round (see guest-init.sh).  After round 2, QEMU 1
+# starts on B with -incoming unix:..., and the test drives QEMU 0's QMP
+# socket (qmp.py): migrate to it, wait for status "completed", check QEMU 0
+# is in "postmigrate" and quit it.  With MIGRATIONS > 1 (default 1) the
+# guest goes back and forth (QEMU 2 on A, QEMU 3 on B, ...), each hop after
+# the guest verified at least one round on the current side.  Once the
+# guest verified two rounds after the last migration, the host writes
+# "vhu-stop" into sector 0 and the guest stops with "PASS after N rounds".
+# Then: rounds 1..N each reported exactly once across the QEMUs' consoles,
+# the image holds round N's data and nothing else changed, both vhu-blk
+# stop cleanly on SIGTERM.  Prints each migration's time ("migration K:
+# ... ms"); bench-qemu-migrate.sh runs it with many migrations.
+#
+# Exit 77 (skipped) only when QEMU cannot run at all.  ctest runs it as
+# test_qemu_migrate; by hand (KEEP=1 keeps the logs in the work directory):
+#   tests/qemu/test-qemu-migrate.sh build/examples/vhu-blk build/qemu-guest
+#   tests/qemu/test-qemu-migrate.sh build/examples/vhu-blk build/qemu-guest 4
+set -euo pipefail
+
+if [[ $# -lt 2 || $# -gt 3 ]]; then
+    echo "usage: $0 VHU_BLK CACHE_DIR [MIGRATIONS]" >&2
+    exit 2
+fi
+blk=$1
+cache=$2
+count=${3:-1}
+[[ $count =~ ^[1-9][0-9]*$ ]] || { echo "$0: MIGRATIONS must be a positive number" >&2; exit 2; }
+here=$(cd "$(dirname "$0")" && pwd)
+NAME=test-qemu-migrate
+# shellcheck source=lib-rounds.sh
+source "$here/lib-rounds.sh"
+check_qemu
+"$here/build-guest.sh" "$cache" || fail "could not build the guest (see above)"
+say "guest: $(cat "$cache/kernel") + busybox initramfs"
+
+img=$dir/disk.img
+make_image "$img"
+# --verbose: each vhost-user message is logged (the dirty log's set-up).
+start_blk bpid_A "$dir/blk-A.log" --verbose --socket "$dir/A.sock" --image "$img"
+start_blk bpid_B "$dir/blk-B.log" --verbose --socket "$dir/B.sock" --image "$img"
+
+# start_qemu K SIDE [EXTRA...]: QEMU K on side A or B, QMP on $dir/qK.qmp.
+start_qemu() {
+    local k=$1 side=$2
+    shift 2
+    "$qemu" "${QEMU_ARGS[@]}" \
+        -chardev socket,id=blk0,path="$dir/$side.sock" \
+        -device vhost-user-blk-pci,chardev=blk0,num-queues=1 \
+        -qmp unix:"$dir/q$k.qmp",server=on,wait=off \
+        -serial file:"$dir/q$k.serial" "$@" >"$dir/qemu-$k.log" 2>&1 &
+    qpid[$k]=$!
+    PIDS+=("${qpid[$k]}")
+    QPIDS=("${qpid[$k]}")
+}
+# wait_file PATH SECS PID: until PATH exists (a socket QEMU made).
+wait_file() {
+    local end=$((SECONDS + $2))
+    while [[ ! -S $1 ]]; do
+        kill -0 "$3" 2>/dev/null || { show; fail "QEMU exited before making ${1##*/}"; }
+        ((SECONDS < end)) || { show; fail "no ${1##*/} after $2 s"; }
+        sleep 0.1
+    done
+}
+qmp() { "$here/qmp.py" "$@"; }
+
+declare -a qpid
+t0=$SECONDS
+start_qemu 0 A
+wait_file "$dir/q0.qmp" 30 "${qpid[0]}"
+wait_serial "$dir/q0.serial" 'round 2 ok' 120
+say "guest verifying rounds on A ($((SECONDS - t0)) s after start)"
+
+total_ms=0
+for ((k = 1; k <= count; k++)); do
+    src=$((k - 1))
+    if ((k % 2)); then side=B; else side=A; fi
+    start_qemu "$k" "$side" -incoming unix:"$dir/mig$k.sock"
+    QPIDS=("${qpid[$src]}" "${qpid[$k]}")
+    wait_file "$dir/mig$k.sock" 30 "${qpid[$k]}"
+    wait_file "$dir/q$k.qmp" 30 "${qpid[$k]}"
+    before=$(rounds_in "$dir/q$src.serial" | tail -1)
+    t_start=$(date +%s%N)
+    qmp "$dir/q$src.qmp" migrate "{\"uri\": \"unix:$dir/mig$k.sock\"}" >/dev/null ||
+        { show; fail "migrate $k refused"; }
+    res=$(qmp "$dir/q$src.qmp" wait-migration 90) || { show; fail "migration $k: $res"; }
+    ms=$((($(date +%s%N) - t_start) / 1000000))
+    total_ms=$((total_ms + ms))
+    read -r status qtotal qdown <<<"$res"
+    [[ $status == completed ]] || fail "migration $k: $res"
+    st=$(qmp "$dir/q$src.qmp" query-status) || fail "query-status on QEMU $src"
+    [[ $st == *'"postmigrate"'* ]] || fail "QEMU $src is not in postmigrate after migration $k: $st"
+    after=$(rounds_in "$dir/q$src.serial" | tail -1)
+    say "migration $k: QEMU $src -> QEMU $k (side $side) completed in $ms ms" \
+        "(QEMU: total ${qtotal} ms, downtime ${qdown} ms), guest at round ${before:-0}" \
+        "when it started, ${after:-0} at switch-over"
+    qmp "$dir/q$src.qmp" quit >/dev/null || true
+    wait "${qpid[$src]}" 2>/dev/null || true
+    QPIDS=("${qpid[$k]}")
+    # The guest carries on there: at least one more verified round (two
+    # after the last migration).
+    need=1
+    ((k < count)) || need=2
+    end=$((SECONDS + 90))
+    while (($(rounds_in "$dir/q$k.serial" | wc -l) < need)); do
+        wait_serial "$dir/q$k.serial" 'round [0-9]+ ok' 90
+        ((SECONDS < end)) || { show; fail "the guest did not verify $need rounds on QEMU $k"; }
+        sleep 0.2
+    done
+done
+say "$count migration(s), $((total_ms / count)) ms each on average"
+
+# Stop the guest: "vhu-stop" in sector 0.
+printf 'vhu-stop' | dd of="$img" conv=notrunc status=none
+wait_serial "$dir/q$count.serial" 'VHU-BLK-GUEST: PASS after [0-9]+ rounds' 90
+r=0
+wait "${qpid[$count]}" || r=$?
+((r == 0)) || { show; fail "the last QEMU exited $r"; }
+serials=()
+for ((k = 0; k <= count; k++)); do serials+=("$dir/q$k.serial"); done
+n=$(grep -aoE 'PASS after [0-9]+ rounds' "$dir/q$count.serial" | awk '{ print $3 }')
+check_rounds "$n" "${serials[@]}"
+if grep -aq 'VHU-BLK-GUEST: FAIL' "${serials[@]}"; then
+    show
+    fail "a guest FAIL line"
+fi
+say "guest: PASS after $n rounds, each verified once"
+
+printf '\377\377\377\377\377\377\377\377' | dd of="$img" conv=notrunc status=none
+check_image "$img" "$n"
+say "image checked: round $n's data at 1 MiB, the rest untouched"
+
+# Each source back-end was given the dirty log (SET_LOG_BASE with the log
+# memfd) and VHOST_F_LOG_ALL: the migrations ran with dirty-page logging.
+nlog=$(cat "$dir/blk-A.log" "$dir/blk-B.log" | grep -c '<- SET_LOG_BASE' || true)
+((nlog >= count)) || fail "$nlog SET_LOG_BASE for $count migration(s)"
+for s in A B; do
+    v=bpid_$s
+    kill -TERM "${!v}"
+    r=0
+    wait "${!v}" || r=$?
+    ((r == 0)) || fail "vhu-blk $s exited $r after SIGTERM: $(cat "$dir/blk-$s.log")"
+done
+say "PASS ($((SECONDS - t0)) s)"
