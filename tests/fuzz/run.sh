@@ -9,10 +9,10 @@ top=$(cd "$here/../.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/vhu-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 declare -A seeds=([fuzz_handler]="$here/seeds/handler" [fuzz_snapshot]="$top/formats/corpus"
-                  [fuzz_load]="$top/formats/corpus")
+                  [fuzz_load]="$top/formats/corpus" [fuzz_virtq]="$here/seeds/virtq")
 declare -A dicts=([fuzz_handler]="$here/handler.dict" [fuzz_snapshot]="$here/snapshot.dict"
-                  [fuzz_load]="$here/snapshot.dict")
-for t in fuzz_handler fuzz_snapshot fuzz_load; do
+                  [fuzz_load]="$here/snapshot.dict" [fuzz_virtq]="$here/virtq.dict")
+for t in fuzz_handler fuzz_snapshot fuzz_load fuzz_virtq; do
   bin=$build/tests/fuzz/$t
   mkdir -p "$work/$t" "$here/regress/$t"
   # Replay every input that once found a bug.
