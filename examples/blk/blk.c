@@ -5,6 +5,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/virtio_blk.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,9 +33,11 @@ struct blk {
     struct vhu_device_ops ops;
     int fd;             /* the image, or -1 for a memory-only disk */
     uint8_t *ram;       /* the disk, with --ram */
-    uint64_t size;      /* bytes, a multiple of BLK_SECTOR */
+    uint64_t size;      /* bytes, a multiple of BLK_SECTOR; changed only by
+                         * blk_resize() (atomic: the rings read it) */
     bool ro;
     unsigned nq;
+    pthread_mutex_t config_lock; /* config against blk_resize() */
     struct virtio_blk_config config;
     struct blk_queue *q;
 };
@@ -87,7 +90,7 @@ static unsigned iov_slice(const struct iovec *iov, unsigned n, size_t skip, size
 /* Is [sector, sector + bytes / 512) inside the disk?  Overflow-safe. */
 static bool in_range(const struct blk *d, uint64_t sector, uint64_t bytes)
 {
-    uint64_t sectors = d->size / BLK_SECTOR;
+    uint64_t sectors = __atomic_load_n(&d->size, __ATOMIC_ACQUIRE) / BLK_SECTOR;
     return sector <= sectors && bytes / BLK_SECTOR <= sectors - sector;
 }
 
@@ -294,7 +297,9 @@ static uint64_t blk_features(void *dev)
 static int blk_get_config(void *dev, uint32_t off, void *buf, uint32_t len)
 {
     struct blk *d = dev;
+    pthread_mutex_lock(&d->config_lock);
     memcpy(buf, (uint8_t *)&d->config + off, len); /* range checked by the library */
+    pthread_mutex_unlock(&d->config_lock);
     return 0;
 }
 
@@ -525,6 +530,7 @@ int blk_new(struct blk **out, const struct blk_options *o)
     if (!d)
         return -ENOMEM;
     d->fd = -1;
+    pthread_mutex_init(&d->config_lock, NULL);
     d->q = calloc(o->queues, sizeof(*d->q));
     int r = d->q ? open_disk(d, o) : -ENOMEM;
     if (r < 0) {
@@ -572,6 +578,7 @@ void blk_free(struct blk *d)
         close(d->fd);
     free(d->ram);
     free(d->q);
+    pthread_mutex_destroy(&d->config_lock);
     free(d);
 }
 
@@ -582,7 +589,29 @@ const struct vhu_device_ops *blk_ops(struct blk *d)
 
 uint64_t blk_size(const struct blk *d)
 {
-    return d->size;
+    return __atomic_load_n(&d->size, __ATOMIC_ACQUIRE);
+}
+
+int blk_resize(struct blk *d, uint64_t *size)
+{
+    if (d->ram)
+        return -ENOTSUP;
+    uint64_t image;
+    int r = image_size(d->fd, "the image", &image);
+    if (r < 0)
+        return r;
+    uint64_t now = image / BLK_SECTOR * BLK_SECTOR;
+    *size = now;
+    if (now == 0)
+        return -EINVAL; /* a disk with no sector: keep the old size */
+    pthread_mutex_lock(&d->config_lock);
+    bool changed = now != d->size;
+    if (changed) {
+        __atomic_store_n(&d->size, now, __ATOMIC_RELEASE);
+        d->config.capacity = htole64(now / BLK_SECTOR);
+    }
+    pthread_mutex_unlock(&d->config_lock);
+    return changed;
 }
 
 const uint8_t *blk_ram(const struct blk *d)

@@ -52,6 +52,14 @@ void blk_free(struct blk *d);
 const struct vhu_device_ops *blk_ops(struct blk *d);
 /* Disk size in bytes (a multiple of BLK_SECTOR). */
 uint64_t blk_size(const struct blk *d);
+/* The image grew or shrank: take its new size (rounded down to a sector)
+ * as the disk's, in config space too.  Requests already past the new end
+ * fail with VIRTIO_BLK_S_IOERR.  Stores the size in *size; returns 1 if it
+ * changed, 0 if not, -ENOTSUP for an in-memory disk, -EINVAL (size kept)
+ * if the image has no whole sector, or another negative errno.  Safe while
+ * the rings run; the caller tells the front-end
+ * (vhu_backend_send_config_change()). */
+int blk_resize(struct blk *d, uint64_t *size);
 /* The in-memory disk (--ram), or NULL. */
 const uint8_t *blk_ram(const struct blk *d);
 /* Requests completed on queue q (thread-safe). */

@@ -1,6 +1,9 @@
 /* vhu-blk: a virtio-blk device on a vhost-user socket. */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +37,9 @@ static void usage(FILE *f)
             "  -v, --verbose      log every request\n"
             "  -h, --help         this text\n"
             "\n"
-            "Stops cleanly on SIGINT or SIGTERM.\n",
+            "Stops cleanly on SIGINT or SIGTERM.  On SIGHUP, takes the image's\n"
+            "size again (after it was grown or shrunk) and tells the front-end the\n"
+            "capacity changed (CONFIG_CHANGE_MSG on the back-end channel).\n",
             BLK_MAX_QUEUES);
 }
 
@@ -57,6 +62,45 @@ static uint64_t parse_size(const char *s)
     if (*end || v > (~0ull >> shift))
         return 0;
     return (uint64_t)v << shift;
+}
+
+/* SIGHUP: a thread waits for it (blocked in every other thread) so that
+ * the resize and the message to the front-end run outside signal context. */
+struct resizer {
+    struct blk *dev;
+    struct vhu_backend *b;
+    atomic_bool stopping;
+    pthread_t thread;
+};
+
+static void *resize_on_sighup(void *arg)
+{
+    struct resizer *z = arg;
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    for (;;) {
+        int sig;
+        if (sigwait(&hup, &sig) != 0 || atomic_load(&z->stopping))
+            return NULL;
+        uint64_t size = 0;
+        int r = blk_resize(z->dev, &size);
+        if (r == 0) {
+            printf("vhu-blk: SIGHUP: still %llu sectors\n",
+                   (unsigned long long)(size / BLK_SECTOR));
+        } else if (r < 0) {
+            printf("vhu-blk: SIGHUP: cannot resize: %s\n",
+                   r == -ENOTSUP ? "the disk is in memory" : strerror(-r));
+        } else {
+            r = vhu_backend_send_config_change(z->b);
+            printf("vhu-blk: SIGHUP: now %llu sectors; %s\n",
+                   (unsigned long long)(size / BLK_SECTOR),
+                   r == 0 ? "front-end told"
+                   : r == -ENOTCONN ? "no front-end with a back-end channel to tell"
+                                    : vhu_strerror(r));
+        }
+        fflush(stdout);
+    }
 }
 
 int main(int argc, char **argv)
@@ -104,6 +148,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* SIGHUP blocked before any thread starts (they inherit the mask): only
+     * resize_on_sighup() takes it. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     struct blk *dev = NULL;
     struct vhu_backend *b = NULL;
     struct vhu_server *s = NULL;
@@ -116,7 +166,14 @@ int main(int argc, char **argv)
                                         .handle_signals = true};
         r = vhu_server_new(&s, b, &cfg);
     }
+    struct resizer z = {.dev = dev, .b = b};
+    bool resizer = false;
+    if (r == 0) {
+        r = -pthread_create(&z.thread, NULL, resize_on_sighup, &z);
+        resizer = r == 0;
+    }
     if (r < 0) {
+        vhu_server_free(s);
         fprintf(stderr, "vhu-blk: cannot start: %s\n", vhu_strerror(r));
         vhu_backend_free(b);
         blk_free(dev);
@@ -128,6 +185,11 @@ int main(int argc, char **argv)
            o.read_only ? ", read-only" : "", o.queues, vhu_version());
     fflush(stdout);
     vhu_server_run(s);
+    if (resizer) {
+        atomic_store(&z.stopping, true);
+        pthread_kill(z.thread, SIGHUP);
+        pthread_join(z.thread, NULL);
+    }
     printf("vhu-blk: served %lu front-end session(s); bye\n", vhu_server_sessions(s));
     vhu_server_free(s);
     vhu_backend_free(b);

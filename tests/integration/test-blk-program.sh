@@ -88,8 +88,25 @@ grep -Eq '^queues: *3$' <<<"$out" || fail "3 queues not reported: $out"
 features=$(sed -n 's/^features: *0x\([0-9a-f]*\)$/\1/p' <<<"$out")
 (((0x$features >> 5) & 1)) && fail "RO offered for a writable image"
 (((0x$features >> 12) & 1)) || fail "MQ not offered with 3 queues"
+# SIGHUP after the image grew: the new size, in config space too; nobody
+# to tell (no front-end connected).
+truncate -s $((4 * 1024 * 1024)) "$dir/disk.img"
+kill -HUP "$pid"
+wait_out() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        grep -qF "$1" "$dir/out" && return 0
+        sleep 0.1
+    done
+    fail "no '$1' from vhu-blk: $(cat "$dir/out")"
+}
+wait_out 'SIGHUP: now 8192 sectors; no front-end with a back-end channel to tell'
+out=$(probe_out)
+grep -q '00 20 00 00 00 00 00 00' <<<"$out" || fail "capacity of 8192 sectors not in config: $out"
+kill -HUP "$pid"
+wait_out 'SIGHUP: still 8192 sectors'
 stop
-say "image: 6144 sectors, 3 queues, writable"
+say "image: 6144 sectors, 3 queues, writable; SIGHUP after growing: 8192"
 
 # --- RAM, read-only: 1 MiB -> 2048 sectors (0x800) -----------------------------
 serve --ram 1M --read-only
@@ -98,6 +115,8 @@ grep -q '00 08 00 00 00 00 00 00' <<<"$out" || fail "capacity of 2048 sectors no
 features=$(sed -n 's/^features: *0x\([0-9a-f]*\)$/\1/p' <<<"$out")
 (((0x$features >> 5) & 1)) || fail "RO not offered with --read-only"
 (((0x$features >> 12) & 1)) && fail "MQ offered with one queue"
+kill -HUP "$pid"
+wait_out 'SIGHUP: cannot resize: the disk is in memory'
 stop
 grep -qF 'served 1 front-end session(s)' "$dir/out" || fail "no session count: $(cat "$dir/out")"
 say "RAM disk: 2048 sectors, read-only; SIGTERM: exit 0, socket removed"

@@ -769,6 +769,76 @@ static void test_ram_state(void **state)
 
 /* Last: every session before closed every fd it opened (image, worker
  * loops, eventfds, guest memory, sockets). */
+struct config_change_call {
+    struct vhu_backend *b;
+    int result;
+};
+
+static void *send_config_change(void *arg)
+{
+    struct config_change_call *c = arg;
+    c->result = vhu_backend_send_config_change(c->b);
+    return NULL;
+}
+
+/* The image grows, then shrinks, under a running ring (vhu-blk does this on
+ * SIGHUP): the capacity in config space follows, the front-end is told on
+ * the back-end channel, and requests are checked against the new end. */
+static void test_resize(void **state)
+{
+    (void)state;
+    struct blkt t;
+    blkt_open(&t, 1, false, DISK_FILE);
+    assert_int_equal(vhu_fe_open_backend_channel(t.fe), 0);
+    static uint8_t w[512], r[512];
+    memset(w, 0x5a, sizeof(w));
+    uint64_t size = 0;
+    assert_int_equal(blk_resize(t.dev, &size), 0); /* nothing changed */
+    assert_int_equal(size, SECTORS * 512);
+    assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, SECTORS + 10, w, sizeof(w)), VIRTIO_BLK_S_IOERR);
+
+    /* Grow by 1000 sectors and a half: the half sector does not count. */
+    assert_int_equal(ftruncate(t.image_fd, (SECTORS + 1000) * 512 + 256), 0);
+    assert_int_equal(blk_resize(t.dev, &size), 1);
+    assert_int_equal(size, (SECTORS + 1000) * 512);
+    assert_int_equal(blk_size(t.dev), size);
+    struct config_change_call cc = {.b = t.ds.b, .result = -1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, send_config_change, &cc), 0);
+    assert_int_equal(vhu_fe_serve_backend_request(t.fe, 2000), VHU_BREQ_CONFIG_CHANGE_MSG);
+    pthread_join(th, NULL);
+    assert_int_equal(cc.result, 0);
+    uint64_t capacity = 0;
+    assert_int_equal(vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, capacity),
+                                       &capacity, 8), 0);
+    assert_int_equal(capacity, SECTORS + 1000);
+    assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, SECTORS + 999, w, sizeof(w)), VIRTIO_BLK_S_OK);
+    assert_int_equal(req(&t, VIRTIO_BLK_T_IN, SECTORS + 999, r, sizeof(r)), VIRTIO_BLK_S_OK);
+    assert_memory_equal(r, w, sizeof(w));
+    assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, SECTORS + 1000, w, sizeof(w)), VIRTIO_BLK_S_IOERR);
+
+    /* Shrink below the original size. */
+    assert_int_equal(ftruncate(t.image_fd, 100 * 512), 0);
+    assert_int_equal(blk_resize(t.dev, &size), 1);
+    assert_int_equal(vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, capacity),
+                                       &capacity, 8), 0);
+    assert_int_equal(capacity, 100);
+    assert_int_equal(req(&t, VIRTIO_BLK_T_IN, 100, r, sizeof(r)), VIRTIO_BLK_S_IOERR);
+    assert_int_equal(req(&t, VIRTIO_BLK_T_IN, 99, r, sizeof(r)), VIRTIO_BLK_S_OK);
+
+    /* Less than a sector: refused, the size kept. */
+    assert_int_equal(ftruncate(t.image_fd, 100), 0);
+    assert_int_equal(blk_resize(t.dev, &size), -EINVAL);
+    assert_int_equal(blk_size(t.dev), 100 * 512);
+    assert_int_equal(read_eventfd(t.g.err[0]), 0);
+    blkt_close(&t);
+
+    /* An in-memory disk has no image to follow. */
+    blkt_open(&t, 1, false, DISK_RAM);
+    assert_int_equal(blk_resize(t.dev, &size), -ENOTSUP);
+    blkt_close(&t);
+}
+
 static void test_no_fd_leak(void **state)
 {
     (void)state;
@@ -789,6 +859,7 @@ int main(void)
         cmocka_unit_test(test_multiqueue),
         cmocka_unit_test(test_stop_in_flight),
         cmocka_unit_test(test_ram_state),
+        cmocka_unit_test(test_resize),
         cmocka_unit_test(test_no_fd_leak),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,9 +4,11 @@
 # QEMU 7.2 (vhost-user-blk-pci, TCG, -cpu qemu64) boots Debian's kernel with
 # a busybox initramfs on a disk served by vhu-blk; the guest writes a
 # pattern with O_DIRECT, reads it back, discards a range, and reports on the
-# serial console (see guest-init.sh).  After it powered off, the host checks
-# the image: the pattern at 1 MiB, zeroes where the guest discarded, and
-# nothing else changed.
+# serial console (see guest-init.sh).  Then the host grows the image by
+# 1 MiB and sends vhu-blk SIGHUP: the guest must see the new capacity
+# (CONFIG_CHANGE_MSG, GET_CONFIG) and read the new MiB.  After it powered
+# off, the host checks the image: the pattern at 1 MiB, zeroes where the
+# guest discarded, and nothing else changed.
 #
 # Exit 77 (skipped) only when QEMU cannot run at all (not installed, or
 # broken).  Everything else that goes wrong, fetching the guest included,
@@ -84,6 +86,16 @@ timeout 150 "$qemu" -nodefaults -no-user-config -display none -no-reboot \
     -append "console=ttyS0 panic=-1 loglevel=3" \
     -serial "file:$serial" >"$dir/qemu.log" 2>&1 &
 qpid=$!
+# When the guest asks for it: grow the image by 1 MiB whose first sector
+# says so, and SIGHUP vhu-blk.
+while kill -0 "$qpid" 2>/dev/null; do
+    if grep -aq 'VHU-BLK-GUEST: waiting for a resize' "$serial" 2>/dev/null; then
+        { printf 'vhu-blk grown'; head -c $((1024 * 1024 - 13)) /dev/zero; } >>"$img"
+        kill -HUP "$bpid"
+        break
+    fi
+    sleep 0.1
+done
 r=0
 wait "$qpid" || r=$?
 qpid=
@@ -113,10 +125,13 @@ bpid=
 grep -q 'served 1 front-end session' "$dir/blk.log" ||
     fail "vhu-blk did not serve exactly one session: $(cat "$dir/blk.log")"
 
+grep -q 'SIGHUP: now 34816 sectors; front-end told' "$dir/blk.log" ||
+    fail "vhu-blk did not announce the resize: $(cat "$dir/blk.log")"
+
 # The image, as the guest left it.
 MiB=$((1024 * 1024))
 size=$(stat -c %s "$img")
-((size == 16 * MiB)) || fail "the image is $size bytes, not $((16 * MiB))"
+((size == 17 * MiB)) || fail "the image is $size bytes, not $((17 * MiB))"
 cmp -s <(dd if="$img" bs=$MiB skip=1 count=1 status=none) "$cache/pattern" ||
     fail "the image does not hold the guest's pattern at 1 MiB"
 cmp -s <(dd if="$img" bs=65536 skip=64 count=1 status=none) <(head -c 65536 /dev/zero) ||
@@ -126,8 +141,11 @@ cmp -s <(dd if="$img" bs=$MiB count=1 status=none) <(dd if="$dir/disk.orig" bs=$
 cmp -s <(dd if="$img" bs=$MiB skip=2 count=2 status=none) \
        <(dd if="$dir/disk.orig" bs=$MiB skip=2 count=2 status=none) ||
     fail "2..4 MiB changed"
-cmp -s <(dd if="$img" bs=65536 skip=65 status=none) \
+cmp -s <(dd if="$img" bs=65536 skip=65 count=$((256 - 65)) status=none) \
        <(dd if="$dir/disk.orig" bs=65536 skip=65 status=none) ||
     fail "the image changed after the discarded range"
+cmp -s <(dd if="$img" bs=$MiB skip=16 status=none) \
+       <({ printf 'vhu-blk grown'; head -c $((MiB - 13)) /dev/zero; }) ||
+    fail "the MiB the host added changed"
 say "image checked: pattern at 1 MiB, zeroes at 4 MiB, the rest untouched"
 say "PASS"
