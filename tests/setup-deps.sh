@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libcbor-dev libzstd-dev libev-dev libcmocka-dev
-          qemu-system-x86 clang libclang-rt-14-dev python3)
+          qemu-system-x86 clang libclang-rt-14-dev python3 valgrind)
 
 missing=()
 for p in "${packages[@]}"; do
