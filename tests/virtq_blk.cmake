@@ -43,3 +43,9 @@ add_test(NAME test_qemu_reconnect
           ${CMAKE_BINARY_DIR}/qemu-guest 2)
 set_tests_properties(test_qemu_boot test_qemu_migrate test_qemu_reconnect PROPERTIES
   TIMEOUT 300 SKIP_RETURN_CODE 77 RESOURCE_LOCK qemu LABELS qemu)
+
+# VIRTIO shared memory: GET_SHMEM_CONFIG, BACKEND_SHMEM_MAP / UNMAP.
+add_executable(test_shmem integration/test_shmem.c)
+target_link_libraries(test_shmem PRIVATE vhu_test_harness vhu_test_devserver)
+add_test(NAME test_shmem COMMAND test_shmem)
+set_tests_properties(test_shmem PROPERTIES TIMEOUT 120)

@@ -140,6 +140,12 @@ struct vhu_backend {
 
     pthread_mutex_t chan_lock; /* back-end channel, used from any thread */
     int chan_fd;
+    /* Shared-memory mappings the front-end made for us (chan_lock). */
+    struct vhu_shmem_mapping {
+        uint8_t shmid;
+        uint64_t offset, len;
+    } shmem_maps[VHU_SHMEM_MAX_MAPPINGS];
+    unsigned nshmem_maps;
 
     struct vhu_transfer *transfer; /* active device-state transfer, or NULL */
     struct vhu_state_worker *state_worker; /* its thread, once one was needed */

@@ -21,7 +21,7 @@
      VHU_BIT(VHU_PF_CONFIG) | VHU_BIT(VHU_PF_RESET_DEVICE) |                        \
      VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) | VHU_BIT(VHU_PF_STATUS) |                  \
      VHU_BIT(VHU_PF_DEVICE_STATE) | VHU_BIT(VHU_PF_LOG_SHMFD) |                     \
-     VHU_BIT(VHU_PF_INFLIGHT_SHMFD))
+     VHU_BIT(VHU_PF_INFLIGHT_SHMFD) | VHU_BIT(VHU_PF_SHMEM))
 
 int vhu_refuse(struct vhu_req *r, int err, const char *fmt, ...)
 {
@@ -49,6 +49,9 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, 
         bad = "get_config is required when config_size > 0";
     else if (ops->num_sections > 256 || (ops->num_sections && !ops->sections))
         bad = "sections: at most 256, and num_sections needs the array";
+    else if (ops->num_shmem_regions > VHU_SHMEM_MAX_REGIONS ||
+             (ops->num_shmem_regions && !ops->shmem_sizes))
+        bad = "shared memory: at most 8 regions, and num_shmem_regions needs shmem_sizes";
     if (bad) {
         vhu_err("vhu_backend_new: %s", bad);
         return -EINVAL;
@@ -93,6 +96,8 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, 
         pf &= ~VHU_BIT(VHU_PF_LOG_SHMFD);
     if (!ops->tracks_inflight)
         pf &= ~VHU_BIT(VHU_PF_INFLIGHT_SHMFD);
+    if (!ops->num_shmem_regions)
+        pf &= ~VHU_BIT(VHU_PF_SHMEM);
     b->pf_offered = pf;
     *out = b;
     return 0;
@@ -179,6 +184,10 @@ void vhu_backend_reset_device(struct vhu_backend *b)
     b->acked_features = 0;
     atomic_store(&b->logging, false);
     b->status = 0;
+    /* The front-end drops every shared-memory mapping on reset. */
+    pthread_mutex_lock(&b->chan_lock);
+    b->nshmem_maps = 0;
+    pthread_mutex_unlock(&b->chan_lock);
 }
 
 void vhu_backend_detach(struct vhu_backend *b)

@@ -490,6 +490,20 @@ static int req_set_config(struct vhu_req *r)
     return 0;
 }
 
+/* ---- shared memory ---- */
+
+static int req_get_shmem_config(struct vhu_req *r)
+{
+    const struct vhu_device_ops *ops = r->b->ops;
+    struct vhu_shmem_config *c = (struct vhu_shmem_config *)r->rep->p.bytes;
+    memset(c, 0, sizeof(*c));
+    c->nregions = ops->num_shmem_regions;
+    for (unsigned i = 0; i < ops->num_shmem_regions; i++)
+        c->memory_sizes[i] = ops->shmem_sizes[i];
+    r->rep->size = sizeof(*c);
+    return 0;
+}
+
 /* ---- the table: every request with a function; requests whose protocol
  * feature vhu never offers are refused by the dispatcher's gate before they
  * get here, the rest without a function as "not implemented". ---- */
@@ -526,6 +540,7 @@ static const struct vhu_req_handler handlers[VHU_REQ_MAX + 1] = {
     [VHU_REQ_GET_STATUS] = {req_get_status, false},
     [VHU_REQ_SET_DEVICE_STATE_FD] = {vhu_req_set_device_state_fd, true},
     [VHU_REQ_CHECK_DEVICE_STATE] = {vhu_req_check_device_state, true},
+    [VHU_REQ_GET_SHMEM_CONFIG] = {req_get_shmem_config, false},
 };
 
 const struct vhu_req_handler *vhu_req_handler(uint32_t code)

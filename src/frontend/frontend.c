@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -21,7 +22,28 @@ struct vhu_fe {
     int timeout_ms;
     uint64_t offered_features, acked_pf;
     struct vhu_wire_msg msg;
+    /* VIRTIO shared memory windows (GET_SHMEM_CONFIG), reserved address
+     * space the back-end's BACKEND_SHMEM_MAP fills. */
+    struct fe_shmem_window {
+        uint8_t *base;
+        uint64_t size;
+    } shm[VHU_SHMEM_MAX_REGIONS];
+    unsigned nshm;
+    struct fe_shmem_mapping {
+        uint8_t shmid;
+        uint64_t offset, len;
+    } shm_maps[VHU_SHMEM_MAX_MAPPINGS];
+    unsigned nshm_maps;
 };
+
+static void fe_shmem_release(struct vhu_fe *fe)
+{
+    for (unsigned i = 0; i < fe->nshm; i++)
+        if (fe->shm[i].base)
+            munmap(fe->shm[i].base, fe->shm[i].size);
+    fe->nshm = 0;
+    fe->nshm_maps = 0;
+}
 
 int vhu_fe_from_fd(struct vhu_fe **out, int sock)
 {
@@ -75,6 +97,7 @@ void vhu_fe_close(struct vhu_fe *fe)
         return;
     vhu_close_fd(&fe->sock);
     vhu_close_fd(&fe->chan);
+    fe_shmem_release(fe);
     free(fe);
 }
 
@@ -254,9 +277,15 @@ int vhu_fe_reset_owner(struct vhu_fe *fe)
     return fe_ack_request(fe, VHU_REQ_RESET_OWNER, NULL, 0, NULL, 0);
 }
 
+static void fe_shmem_unmap_all(struct vhu_fe *fe);
+
 int vhu_fe_reset_device(struct vhu_fe *fe)
 {
-    return fe_ack_request(fe, VHU_REQ_RESET_DEVICE, NULL, 0, NULL, 0);
+    int r = fe_ack_request(fe, VHU_REQ_RESET_DEVICE, NULL, 0, NULL, 0);
+    /* A reset device has no shared-memory mapping left. */
+    if (r == 0)
+        fe_shmem_unmap_all(fe);
+    return r;
 }
 
 int vhu_fe_get_queue_num(struct vhu_fe *fe, uint64_t *n)
@@ -454,6 +483,114 @@ int vhu_fe_open_backend_channel(struct vhu_fe *fe)
     return 0;
 }
 
+/* ---- VIRTIO shared memory ---- */
+
+/* Windows larger than this are refused: address space, not memory, but a
+ * back-end should not make us reserve terabytes. */
+#define FE_SHMEM_MAX_WINDOW (64ull << 30)
+
+int vhu_fe_get_shmem_config(struct vhu_fe *fe, struct vhu_shmem_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    int r = vhu_fe_call(fe, VHU_REQ_GET_SHMEM_CONFIG, VHU_FLAG_VERSION, NULL, 0, NULL, 0, c,
+                        sizeof(*c), NULL, NULL);
+    if (r < 0)
+        return r;
+    if (r != (int)sizeof(*c))
+        return r == 0 ? -EREMOTEIO : -EPROTO;
+    if (c->nregions > VHU_SHMEM_MAX_REGIONS) {
+        vhu_err("front-end: GET_SHMEM_CONFIG: %u regions (max %u)", c->nregions,
+                VHU_SHMEM_MAX_REGIONS);
+        return -EPROTO;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    for (unsigned i = 0; i < c->nregions; i++) {
+        uint64_t sz = c->memory_sizes[i];
+        if (sz == 0 || sz > FE_SHMEM_MAX_WINDOW || sz % (uint64_t)page) {
+            vhu_err("front-end: GET_SHMEM_CONFIG: region %u has size 0x%llx (pages, at most "
+                    "64 GiB)", i, (unsigned long long)sz);
+            return -EPROTO;
+        }
+    }
+    /* New windows replace old ones (and their mappings). */
+    fe_shmem_release(fe);
+    for (unsigned i = 0; i < c->nregions; i++) {
+        void *p = mmap(NULL, c->memory_sizes[i], PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            r = -errno;
+            fe_shmem_release(fe);
+            return r;
+        }
+        fe->shm[i] = (struct fe_shmem_window){.base = p, .size = c->memory_sizes[i]};
+        fe->nshm = i + 1;
+    }
+    return 0;
+}
+
+int vhu_fe_shmem_window(const struct vhu_fe *fe, uint8_t shmid, void **base, uint64_t *size)
+{
+    if (shmid >= fe->nshm)
+        return -ENOENT;
+    *base = fe->shm[shmid].base;
+    *size = fe->shm[shmid].size;
+    return 0;
+}
+
+/* BACKEND_SHMEM_MAP: map the fd at the window's offset.  A status (errno)
+ * for the back-end. */
+static uint64_t fe_shmem_map(struct vhu_fe *fe, const struct vhu_shmem_mmap *mm, int fd)
+{
+    if (mm->shmid >= fe->nshm || (mm->flags & ~(uint64_t)VHU_SHMEM_MAP_RW))
+        return EINVAL;
+    const struct fe_shmem_window *w = &fe->shm[mm->shmid];
+    if (mm->len == 0 || mm->shm_offset > w->size || mm->len > w->size - mm->shm_offset)
+        return EINVAL;
+    for (unsigned i = 0; i < fe->nshm_maps; i++) {
+        const struct fe_shmem_mapping *o = &fe->shm_maps[i];
+        if (o->shmid == mm->shmid && mm->shm_offset < o->offset + o->len &&
+            o->offset < mm->shm_offset + mm->len)
+            return EEXIST;
+    }
+    if (fe->nshm_maps == VHU_SHMEM_MAX_MAPPINGS)
+        return ENOSPC;
+    int prot = PROT_READ | ((mm->flags & VHU_SHMEM_MAP_RW) ? PROT_WRITE : 0);
+    /* mmap checks alignment and the fd's size and mode. */
+    if (mm->fd_offset > (uint64_t)INT64_MAX ||
+        mmap(w->base + mm->shm_offset, mm->len, prot, MAP_SHARED | MAP_FIXED, fd,
+             (off_t)mm->fd_offset) == MAP_FAILED)
+        return mm->fd_offset > (uint64_t)INT64_MAX ? EINVAL : (uint64_t)errno;
+    fe->shm_maps[fe->nshm_maps++] = (struct fe_shmem_mapping){
+        .shmid = mm->shmid, .offset = mm->shm_offset, .len = mm->len};
+    return 0;
+}
+
+static uint64_t fe_shmem_unmap(struct vhu_fe *fe, const struct vhu_shmem_mmap *mm)
+{
+    for (unsigned i = 0; i < fe->nshm_maps; i++) {
+        struct fe_shmem_mapping *o = &fe->shm_maps[i];
+        if (o->shmid != mm->shmid || o->offset != mm->shm_offset || o->len != mm->len)
+            continue;
+        /* Back to reserved address space. */
+        if (mmap(fe->shm[o->shmid].base + o->offset, o->len, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
+            return (uint64_t)errno;
+        *o = fe->shm_maps[--fe->nshm_maps];
+        return 0;
+    }
+    return ENOENT;
+}
+
+static void fe_shmem_unmap_all(struct vhu_fe *fe)
+{
+    for (unsigned i = 0; i < fe->nshm_maps; i++) {
+        const struct fe_shmem_mapping *o = &fe->shm_maps[i];
+        mmap(fe->shm[o->shmid].base + o->offset, o->len, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    }
+    fe->nshm_maps = 0;
+}
+
 int vhu_fe_serve_backend_request(struct vhu_fe *fe, int timeout_ms)
 {
     if (fe->chan < 0)
@@ -463,11 +600,15 @@ int vhu_fe_serve_backend_request(struct vhu_fe *fe, int timeout_ms)
     int r = vhu_wire_recv(fe->chan, m, timeout_ms, why, sizeof(why));
     if (r < 0)
         return r;
-    vhu_wire_close_fds(m);
     const struct vhu_wire_row *row = vhu_wire_backend_row(m->hdr.request);
     uint64_t status = 0;
     if (!row || vhu_wire_check(row, m, true, why, sizeof(why)) < 0)
         status = EINVAL;
+    else if (m->hdr.request == VHU_BREQ_SHMEM_MAP)
+        status = fe_shmem_map(fe, &m->p.mmap, m->fds[0]);
+    else if (m->hdr.request == VHU_BREQ_SHMEM_UNMAP)
+        status = fe_shmem_unmap(fe, &m->p.mmap);
+    vhu_wire_close_fds(m);
     if (m->hdr.flags & VHU_FLAG_NEED_REPLY) {
         struct vhu_msg_header h = {.request = m->hdr.request,
                                    .flags = VHU_FLAG_VERSION | VHU_FLAG_REPLY,
@@ -476,5 +617,8 @@ int vhu_fe_serve_backend_request(struct vhu_fe *fe, int timeout_ms)
         if (r < 0)
             return r;
     }
+    if (status && row && (m->hdr.request == VHU_BREQ_SHMEM_MAP ||
+                          m->hdr.request == VHU_BREQ_SHMEM_UNMAP))
+        return status < 4096 ? -(int)status : -EIO;
     return status ? -EBADMSG : (int)m->hdr.request;
 }

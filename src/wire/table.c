@@ -121,6 +121,7 @@ static const struct vhu_wire_row frontend_rows[VHU_REQ_MAX + 1] = {
     [41] = {41, "GET_SHARED_OBJECT", SZ(16), NOFD, STATUS, VHU_PF_SHARED_OBJECT, NULL},
     [42] = {42, "SET_DEVICE_STATE_FD", SZ(8), ONEFD, STATUS, VHU_PF_DEVICE_STATE, NULL},
     [43] = {43, "CHECK_DEVICE_STATE", SZ(0), NOFD, STATUS, VHU_PF_DEVICE_STATE, NULL},
+    [44] = {44, "GET_SHMEM_CONFIG", SZ(0), NOFD, DATA(72), VHU_PF_SHMEM, NULL},
 };
 
 static const struct vhu_wire_row backend_rows[VHU_BREQ_MAX + 1] = {

@@ -172,9 +172,9 @@ static void test_frontend_table_complete(void **state)
         for (uint32_t d = 1; d < c; d++)
             assert_string_not_equal(vhu_wire_frontend_row(d)->name, r->name);
     }
-    assert_int_equal(VHU_REQ_MAX, 43);
+    assert_int_equal(VHU_REQ_MAX, 44);
     assert_null(vhu_wire_frontend_row(0));
-    assert_null(vhu_wire_frontend_row(44));
+    assert_null(vhu_wire_frontend_row(45));
     assert_null(vhu_wire_frontend_row(0xffffffffu));
 }
 

@@ -10,7 +10,8 @@
  *
  * Threading: a backend and its server are driven from one thread.  The only
  * calls allowed from other threads are vhu_server_stop(),
- * vhu_server_sessions() and vhu_backend_send_config_change(). */
+ * vhu_server_sessions(), vhu_backend_send_config_change() and
+ * vhu_backend_shmem_map()/unmap(). */
 #ifndef VHU_BACKEND_H
 #define VHU_BACKEND_H
 
@@ -62,6 +63,23 @@ VHU_API uint64_t vhu_backend_acked_protocol_features(const struct vhu_backend *b
  * the back-end channel; waits for the front-end's ack when REPLY_ACK was
  * negotiated).  -ENOTCONN without a back-end channel. */
 VHU_API int vhu_backend_send_config_change(struct vhu_backend *b);
+
+/* VIRTIO shared memory (PROTOCOL_F_SHMEM; the regions are the device's
+ * ops->shmem_sizes).  Ask the front-end to map len bytes of fd, from
+ * fd_offset, at shm_offset in region shmid (BACKEND_SHMEM_MAP), writable or
+ * read-only; the fd stays the caller's.  The range must lie inside the
+ * region and overlap no earlier mapping; unmap takes exactly one earlier
+ * mapping away (BACKEND_SHMEM_UNMAP).  Mappings end with a device reset and
+ * with the session.  Returns 0, -ENOTCONN (no back-end channel), -ENOTSUP
+ * (not negotiated), -EINVAL (no such region, or a range outside it),
+ * -EEXIST (overlap), -ENOENT (no such mapping), -ENOSPC (already
+ * VHU_SHMEM_MAX_MAPPINGS), -EREMOTEIO (the front-end refused).  Safe from
+ * any thread. */
+VHU_API int vhu_backend_shmem_map(struct vhu_backend *b, uint8_t shmid, int fd,
+                                  uint64_t fd_offset, uint64_t shm_offset, uint64_t len,
+                                  bool writable);
+VHU_API int vhu_backend_shmem_unmap(struct vhu_backend *b, uint8_t shmid, uint64_t shm_offset,
+                                    uint64_t len);
 
 /* --- Server --- */
 

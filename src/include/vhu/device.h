@@ -111,6 +111,13 @@ struct vhu_device_ops {
     void (*commit)(void *dev, void *staged);
     /* Drop a staged state (the load failed or was abandoned). */
     void (*discard)(void *dev, void *staged);
+
+    /* VIRTIO shared memory regions (PROTOCOL_F_SHMEM, GET_SHMEM_CONFIG):
+     * how many (0..VHU_SHMEM_MAX_REGIONS) and each one's size in bytes,
+     * indexed by shmid.  The device fills them with
+     * vhu_backend_shmem_map() (vhu/backend.h). */
+    unsigned num_shmem_regions;
+    const uint64_t *shmem_sizes;
 };
 
 /* --- What a running ring offers the device.  Valid between start_queue and

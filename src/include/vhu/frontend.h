@@ -116,6 +116,17 @@ VHU_API int vhu_fe_set_config(struct vhu_fe *fe, uint32_t offset, const void *bu
 VHU_API int vhu_fe_open_backend_channel(struct vhu_fe *fe);
 VHU_API int vhu_fe_serve_backend_request(struct vhu_fe *fe, int timeout_ms);
 
+/* VIRTIO shared memory (PROTOCOL_F_SHMEM).  GET_SHMEM_CONFIG, then one
+ * window of reserved address space per region (replacing earlier ones).
+ * vhu_fe_serve_backend_request() carries out BACKEND_SHMEM_MAP (the fd
+ * mapped at its offset in the window, shared) and BACKEND_SHMEM_UNMAP
+ * (back to reserved), after the same checks the back-end makes; a refused
+ * one is answered with its errno and returned as its negative.
+ * vhu_fe_reset_device() drops every mapping, as the spec asks. */
+VHU_API int vhu_fe_get_shmem_config(struct vhu_fe *fe, struct vhu_shmem_config *c);
+VHU_API int vhu_fe_shmem_window(const struct vhu_fe *fe, uint8_t shmid, void **base,
+                                uint64_t *size);
+
 /* --- Guest memory and split rings, for driving a device --- */
 
 /* Guest RAM: a memfd of `size` bytes mapped into this process; gpa is its

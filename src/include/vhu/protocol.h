@@ -73,7 +73,10 @@ enum vhu_request {
     VHU_REQ_GET_SHARED_OBJECT = 41,
     VHU_REQ_SET_DEVICE_STATE_FD = 42,
     VHU_REQ_CHECK_DEVICE_STATE = 43,
-    VHU_REQ_MAX = 43
+    /* PF_SHMEM (20) and its requests follow the SHMEM_MAP/UNMAP patch
+     * series for QEMU (not in a released QEMU yet). */
+    VHU_REQ_GET_SHMEM_CONFIG = 44,
+    VHU_REQ_MAX = 44
 };
 
 /* Back-end -> front-end requests (the back-end request channel). */
@@ -232,7 +235,18 @@ struct vhu_shared_object {
     uint8_t uuid[16];
 };
 
-/* BACKEND_SHMEM_MAP / UNMAP. */
+/* GET_SHMEM_CONFIG reply: VIRTIO shared memory regions, indexed by shmid. */
+#define VHU_SHMEM_MAX_REGIONS 8u
+/* vhu's limit on mappings one session may hold (both sides enforce it). */
+#define VHU_SHMEM_MAX_MAPPINGS 64u
+struct vhu_shmem_config {
+    uint32_t nregions;
+    uint32_t padding;
+    uint64_t memory_sizes[VHU_SHMEM_MAX_REGIONS];
+};
+
+/* BACKEND_SHMEM_MAP / UNMAP.  flags: VHU_SHMEM_MAP_RW or read-only. */
+#define VHU_SHMEM_MAP_RW 1u
 struct vhu_shmem_mmap {
     uint8_t shmid;
     uint8_t padding[7];
