@@ -69,6 +69,30 @@ struct vhu_fe *harness_connect_negotiated(struct harness *h)
     return fe;
 }
 
+struct config_change_call {
+    struct vhu_backend *b;
+    int result;
+};
+
+static void *send_config_change(void *arg)
+{
+    struct config_change_call *c = arg;
+    c->result = vhu_backend_send_config_change(c->b);
+    return NULL;
+}
+
+int config_change_served(struct vhu_backend *b, struct vhu_fe *fe, int *sent)
+{
+    struct config_change_call cc = {.b = b, .result = -1};
+    pthread_t t;
+    if (pthread_create(&t, NULL, send_config_change, &cc) != 0)
+        return -EAGAIN;
+    int r = vhu_fe_serve_backend_request(fe, 2000);
+    pthread_join(t, NULL);
+    *sent = cc.result;
+    return r;
+}
+
 int count_open_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");

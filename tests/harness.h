@@ -28,6 +28,11 @@ struct vhu_fe *harness_connect(struct harness *h);
 /* Connect and negotiate as QEMU does, asking for every protocol feature. */
 struct vhu_fe *harness_connect_negotiated(struct harness *h);
 
+/* vhu_backend_send_config_change() on a thread while fe serves the back-end
+ * channel, as a VMM's loop would: returns what
+ * vhu_fe_serve_backend_request() returned, *sent the back-end's result. */
+int config_change_served(struct vhu_backend *b, struct vhu_fe *fe, int *sent);
+
 /* Open fds of this process (entries of /proc/self/fd). */
 int count_open_fds(void);
 

@@ -769,18 +769,6 @@ static void test_ram_state(void **state)
 
 /* Last: every session before closed every fd it opened (image, worker
  * loops, eventfds, guest memory, sockets). */
-struct config_change_call {
-    struct vhu_backend *b;
-    int result;
-};
-
-static void *send_config_change(void *arg)
-{
-    struct config_change_call *c = arg;
-    c->result = vhu_backend_send_config_change(c->b);
-    return NULL;
-}
-
 /* The image grows, then shrinks, under a running ring (vhu-blk does this on
  * SIGHUP): the capacity in config space follows, the front-end is told on
  * the back-end channel, and requests are checked against the new end. */
@@ -802,12 +790,9 @@ static void test_resize(void **state)
     assert_int_equal(blk_resize(t.dev, &size), 1);
     assert_int_equal(size, (SECTORS + 1000) * 512);
     assert_int_equal(blk_size(t.dev), size);
-    struct config_change_call cc = {.b = t.ds.b, .result = -1};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, send_config_change, &cc), 0);
-    assert_int_equal(vhu_fe_serve_backend_request(t.fe, 2000), VHU_BREQ_CONFIG_CHANGE_MSG);
-    pthread_join(th, NULL);
-    assert_int_equal(cc.result, 0);
+    int sent = -1;
+    assert_int_equal(config_change_served(t.ds.b, t.fe, &sent), VHU_BREQ_CONFIG_CHANGE_MSG);
+    assert_int_equal(sent, 0);
     uint64_t capacity = 0;
     assert_int_equal(vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, capacity),
                                        &capacity, 8), 0);

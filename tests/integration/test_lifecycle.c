@@ -65,18 +65,6 @@ static void stop_all(struct vhu_fe *fe, struct guest *g, unsigned *bases)
     }
 }
 
-struct config_change_call {
-    struct vhu_backend *b;
-    int result;
-};
-
-static void *send_config_change(void *arg)
-{
-    struct config_change_call *c = arg;
-    c->result = vhu_backend_send_config_change(c->b);
-    return NULL;
-}
-
 static void test_lifecycle(void **state)
 {
     (void)state;
@@ -148,12 +136,9 @@ static void test_lifecycle(void **state)
     assert_true(buf_filled(&g, 0, 3, TESTDEV_FILL));
 
     /* The back-end channel works after reset/re-activation. */
-    struct config_change_call cc = {.b = h.b, .result = -1};
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, send_config_change, &cc), 0);
-    assert_int_equal(vhu_fe_serve_backend_request(fe, 2000), VHU_BREQ_CONFIG_CHANGE_MSG);
-    pthread_join(t, NULL);
-    assert_int_equal(cc.result, 0);
+    int sent = -1;
+    assert_int_equal(config_change_served(h.b, fe, &sent), VHU_BREQ_CONFIG_CHANGE_MSG);
+    assert_int_equal(sent, 0);
 
     /* virtio_sleep: stop both rings again. */
     stop_all(fe, &g, bases);

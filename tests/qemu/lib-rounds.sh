@@ -1,6 +1,7 @@
 # lib-rounds.sh: sourced by test-qemu-migrate.sh and test-qemu-reconnect.sh.
 # Set NAME (the prefix of every message) before sourcing.  Provides:
-#   check_qemu           exit 77 unless qemu-system-x86_64 runs with TCG
+#   rounds_args WHAT DEFAULT "$@"   blk, cache, count from the command line;
+#                        exit 77 unless QEMU runs; the guest built
 #   make_image IMG       16 MiB of 0xff
 #   start_blk VAR LOG ARGS...   start vhu-blk, wait for "listening on",
 #                        store its pid in VAR (and in the cleanup list)
@@ -11,26 +12,31 @@
 #   round_data N         round N's 4 MiB, as the guest makes it
 #   check_image IMG N    the image holds round N at 1 MiB, the rest as made
 # Everything lives in $dir, removed at exit together with the processes.
-say() { echo "$NAME: $*"; }
-fail() {
-    echo "$NAME: FAIL: $*" >&2
-    exit 1
-}
+# shellcheck source=lib-qemu.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-qemu.sh"
 
-check_qemu() {
-    qemu=$(command -v qemu-system-x86_64 || true)
-    if [[ -z $qemu ]]; then
-        say "SKIP: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
-        exit 77
+# rounds_args WHAT DEFAULT ARGS...: the command line VHU_BLK CACHE_DIR [WHAT]
+# into blk, cache and count (DEFAULT); then QEMU checked, the guest built.
+rounds_args() {
+    local what=$1 def=$2
+    shift 2
+    if [[ $# -lt 2 || $# -gt 3 ]]; then
+        echo "usage: $0 VHU_BLK CACHE_DIR [$what]" >&2
+        exit 2
     fi
-    if ! "$qemu" -version >/dev/null 2>&1; then
-        say "SKIP: $qemu does not run"
-        exit 77
-    fi
-    if ! "$qemu" -accel help 2>/dev/null | grep -qx tcg; then
-        say "SKIP: $qemu has no TCG accelerator"
-        exit 77
-    fi
+    blk=$1
+    cache=$2
+    count=${3:-$def}
+    [[ $count =~ ^[1-9][0-9]*$ ]] || { echo "$0: $what must be a positive number" >&2; exit 2; }
+    check_qemu
+    "$here/build-guest.sh" "$cache" || fail "could not build the guest (see above)"
+    say "guest: $(cat "$cache/kernel") + busybox initramfs"
+    # The guest of build-guest.sh in rounds mode, RAM shared through a memfd.
+    QEMU_ARGS=(-nodefaults -no-user-config -display none -no-reboot
+        -machine pc,accel=tcg -cpu qemu64 -smp 1 -m 256M
+        -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem
+        -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz"
+        -append "console=ttyS0 panic=-1 loglevel=3 vhu.mode=rounds")
 }
 
 PIDS=()
@@ -67,13 +73,6 @@ start_blk() {
     grep -q 'listening on' "$log" || fail "vhu-blk not listening after 5 s: $(cat "$log")"
     printf -v "$var" %s "$pid"
 }
-
-# The guest of build-guest.sh in rounds mode, RAM shared through a memfd.
-QEMU_ARGS=(-nodefaults -no-user-config -display none -no-reboot
-    -machine pc,accel=tcg -cpu qemu64 -smp 1 -m 256M
-    -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem
-    -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz"
-    -append "console=ttyS0 panic=-1 loglevel=3 vhu.mode=rounds")
 
 QPIDS=()
 show() {

@@ -23,25 +23,10 @@ fi
 blk=$1
 cache=$2
 here=$(cd "$(dirname "$0")" && pwd)
-say() { echo "test-qemu-boot: $*"; }
-fail() {
-    echo "test-qemu-boot: FAIL: $*" >&2
-    exit 1
-}
-
-qemu=$(command -v qemu-system-x86_64 || true)
-if [[ -z $qemu ]]; then
-    say "SKIP: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
-    exit 77
-fi
-if ! "$qemu" -version >/dev/null 2>&1; then
-    say "SKIP: $qemu does not run"
-    exit 77
-fi
-if ! "$qemu" -accel help 2>/dev/null | grep -qx tcg; then
-    say "SKIP: $qemu has no TCG accelerator"
-    exit 77
-fi
+NAME=test-qemu-boot
+# shellcheck source=lib-qemu.sh
+source "$here/lib-qemu.sh"
+check_qemu
 
 "$here/build-guest.sh" "$cache" || fail "could not build the guest (see above)"
 say "guest: $(cat "$cache/kernel") + busybox initramfs"

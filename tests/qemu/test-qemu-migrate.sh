@@ -25,21 +25,11 @@
 #   tests/qemu/test-qemu-migrate.sh build/examples/vhu-blk build/qemu-guest 4
 set -euo pipefail
 
-if [[ $# -lt 2 || $# -gt 3 ]]; then
-    echo "usage: $0 VHU_BLK CACHE_DIR [MIGRATIONS]" >&2
-    exit 2
-fi
-blk=$1
-cache=$2
-count=${3:-1}
-[[ $count =~ ^[1-9][0-9]*$ ]] || { echo "$0: MIGRATIONS must be a positive number" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 NAME=test-qemu-migrate
 # shellcheck source=lib-rounds.sh
 source "$here/lib-rounds.sh"
-check_qemu
-"$here/build-guest.sh" "$cache" || fail "could not build the guest (see above)"
-say "guest: $(cat "$cache/kernel") + busybox initramfs"
+rounds_args MIGRATIONS 1 "$@"
 
 img=$dir/disk.img
 make_image "$img"

@@ -25,21 +25,12 @@
 #   tests/qemu/test-qemu-reconnect.sh build/examples/vhu-blk build/qemu-guest
 set -euo pipefail
 
-if [[ $# -lt 2 || $# -gt 3 ]]; then
-    echo "usage: $0 VHU_BLK CACHE_DIR [KILLS]" >&2
-    exit 2
-fi
-blk=$1
-cache=$2
-kills=${3:-2}
-[[ $kills =~ ^[1-9][0-9]*$ ]] || { echo "$0: KILLS must be a positive number" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 NAME=test-qemu-reconnect
 # shellcheck source=lib-rounds.sh
 source "$here/lib-rounds.sh"
-check_qemu
-"$here/build-guest.sh" "$cache" || fail "could not build the guest (see above)"
-say "guest: $(cat "$cache/kernel") + busybox initramfs"
+rounds_args KILLS 2 "$@"
+kills=$count
 
 img=$dir/disk.img
 make_image "$img"
