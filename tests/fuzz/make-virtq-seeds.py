@@ -24,13 +24,14 @@ def op(code, a=0, b=0, c=0, d=0, e=0):
 
 
 def seed(name, size_log2, descs, heads, ops, flags=0, pages=4, log_bytes=0, last_avail=0,
-         extra=None, used_event=0, inflight=b"", if_shift=0):
+         extra=None, used_event=0, inflight=b"", if_shift=0, offs=(0, 0x1000, 0x2000)):
     size = 1 << size_log2
-    desc_off, avail_off, used_off = 0, 0x1000, 0x2000
+    desc_off, avail_off, used_off = offs
     hdr = struct.pack("<BBBBHHIIIBBH", size_log2, flags, pages - 1, log_bytes, last_avail,
                       len(ops), desc_off, avail_off, used_off, 0xa5, if_shift, 0)
     assert len(hdr) == 24
     mem = bytearray(4096 * pages)
+    assert 16 * len(descs) <= 16 * size
     for i, d in enumerate(descs):
         mem[desc_off + 16 * i:desc_off + 16 * i + 16] = d
     avail = struct.pack("<HH", 0, (last_avail + len(heads)) & 0xffff)
@@ -78,3 +79,14 @@ n = 256
 seed("long-chain", 8, [desc(0x8000 + 16 * i, 16, (NEXT if i < n - 1 else 0) |
                             (WRITE if i >= n // 2 else 0), i + 1) for i in range(n)],
      [0], basic_ops, pages=12)
+# The most buffers a chain may have (1024: 512 direct, then an indirect
+# table of 512), and one more (a 1023-long direct chain, then an indirect
+# table of 2), which breaks the ring: ring size 1024, 32 pages.
+for name, direct, table in (("max-segs", 512, 512), ("too-many-segs", 1023, 2)):
+    n = 1024
+    ds = [desc(0x10000 + 64 * i, 16, NEXT, i + 1) for i in range(direct)]
+    ds.append(desc(0x18000, 16 * table, INDIRECT))
+    tbl = b"".join(desc(0x8000 + 16 * (i % 1024), 16, (NEXT if i < table - 1 else 0) |
+                        (WRITE if i >= table // 2 else 0), i + 1) for i in range(table))
+    seed(name, 10, ds, [0], [op(POP, 0), op(PUSH, 0), op(FLUSH)], flags=INDIRECT_F, pages=32,
+         extra={0x18000: tbl}, offs=(0, 0x4000, 0x5000))
