@@ -6,6 +6,7 @@
 #include <linux/fs.h>
 #include <linux/virtio_blk.h>
 #include <pthread.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +21,43 @@
  * driver sees completions before the ring is empty. */
 #define FLUSH_EVERY 32
 
+/* Requests taken from the ring at a time.  A batch of reads and writes that
+ * moves at least PAR_MIN_BYTES is shared out among the worker and the
+ * queue's helper threads (large copies in parallel); anything else is done
+ * by the worker alone, in order.  Every request of a batch is done before
+ * any is completed, and the device function returns only when its batch is
+ * complete, so a stopped ring never has a request half done. */
+#define BATCH 16u
+#define PAR_MIN_BYTES (256u * 1024u)
+#define HELPERS 2u
+
+/* One request of a batch: the chain, and its data part (the buffers
+ * minus header / status). */
+struct blk_req {
+    struct vhu_virtq_elem elem;
+    struct iovec data[VHU_VIRTQ_MAX_SEGS];
+    uint32_t written;
+    uint8_t status;
+};
+
 struct blk_queue {
     struct blk *d;
     struct vhu_virtq_worker *worker;
-    struct vhu_virtq_elem elem;
-    /* The data part of a request: its buffers minus header / status. */
-    struct iovec data[VHU_VIRTQ_MAX_SEGS];
+    struct blk_req *reqs; /* BATCH of them */
     atomic_ulong completed;
+    /* Helpers: woken per parallel batch (gen), they and the worker take
+     * requests by tickets, {n << 32 | next index} in one word so that a
+     * ticket always carries the size of the batch it belongs to (a helper
+     * late for the previous batch gets an index past that batch's end);
+     * the worker waits until `done` == n. */
+    pthread_t helper[HELPERS];
+    unsigned nhelpers;
+    pthread_mutex_t mu;
+    pthread_cond_t work, finished;
+    unsigned gen;
+    bool quit;
+    atomic_uint_fast64_t ticket;
+    atomic_uint done;
 };
 
 struct blk {
@@ -185,10 +216,9 @@ static uint8_t discard_or_zero(struct blk *d, bool zero, const struct iovec *dat
 
 /* Serve one request; returns the bytes written into the driver's writable
  * buffers before the status byte. */
-static uint32_t handle(struct blk_queue *bq, uint8_t *status)
+static uint32_t handle_req(struct blk *d, struct blk_req *r, uint8_t *status)
 {
-    struct blk *d = bq->d;
-    struct vhu_virtq_elem *e = &bq->elem;
+    struct vhu_virtq_elem *e = &r->elem;
     struct virtio_blk_outhdr h;
     const struct iovec *out = e->iov, *in = e->iov + e->n_out;
     /* Copy the header once: the driver may change it while we work. */
@@ -206,8 +236,8 @@ static uint32_t handle(struct blk_queue *bq, uint8_t *status)
             *status = VIRTIO_BLK_S_IOERR;
             return 0;
         }
-        n = iov_slice(in, e->n_in, 0, in_len, bq->data);
-        if (disk_io(d, false, bq->data, n, sector * BLK_SECTOR) < 0) {
+        n = iov_slice(in, e->n_in, 0, in_len, r->data);
+        if (disk_io(d, false, r->data, n, sector * BLK_SECTOR) < 0) {
             *status = VIRTIO_BLK_S_IOERR;
             return 0;
         }
@@ -218,8 +248,8 @@ static uint32_t handle(struct blk_queue *bq, uint8_t *status)
             *status = VIRTIO_BLK_S_IOERR;
             return 0;
         }
-        n = iov_slice(out, e->n_out, sizeof(h), out_len, bq->data);
-        *status = disk_io(d, true, bq->data, n, sector * BLK_SECTOR) == 0 ? VIRTIO_BLK_S_OK
+        n = iov_slice(out, e->n_out, sizeof(h), out_len, r->data);
+        *status = disk_io(d, true, r->data, n, sector * BLK_SECTOR) == 0 ? VIRTIO_BLK_S_OK
                                                                          : VIRTIO_BLK_S_IOERR;
         return 0;
     case VIRTIO_BLK_T_FLUSH:
@@ -229,19 +259,19 @@ static uint32_t handle(struct blk_queue *bq, uint8_t *status)
         /* 20 bytes, NUL-padded (not terminated when all 20 are used). */
         char id[VIRTIO_BLK_ID_BYTES] = BLK_ID;
         size_t c = in_len < sizeof(id) ? (size_t)in_len : sizeof(id);
-        n = iov_slice(in, e->n_in, 0, c, bq->data);
+        n = iov_slice(in, e->n_in, 0, c, r->data);
         size_t done = 0;
         for (unsigned i = 0; i < n; i++) {
-            memcpy(bq->data[i].iov_base, id + done, bq->data[i].iov_len);
-            done += bq->data[i].iov_len;
+            memcpy(r->data[i].iov_base, id + done, r->data[i].iov_len);
+            done += r->data[i].iov_len;
         }
         *status = VIRTIO_BLK_S_OK;
         return (uint32_t)c;
     }
     case VIRTIO_BLK_T_DISCARD:
     case VIRTIO_BLK_T_WRITE_ZEROES:
-        n = iov_slice(out, e->n_out, sizeof(h), out_len, bq->data);
-        *status = discard_or_zero(d, type == VIRTIO_BLK_T_WRITE_ZEROES, bq->data, n, out_len);
+        n = iov_slice(out, e->n_out, sizeof(h), out_len, r->data);
+        *status = discard_or_zero(d, type == VIRTIO_BLK_T_WRITE_ZEROES, r->data, n, out_len);
         return 0;
     default:
         *status = VIRTIO_BLK_S_UNSUPP;
@@ -249,29 +279,118 @@ static uint32_t handle(struct blk_queue *bq, uint8_t *status)
     }
 }
 
-/* Ring worker function: every available request, completed in order. */
+/* Serve request r and write its status byte (the last byte of the last
+ * writable buffer). */
+static void handle(struct blk *d, struct blk_req *r)
+{
+    r->written = handle_req(d, r, &r->status);
+    const struct iovec *last = &r->elem.iov[r->elem.n_out + r->elem.n_in - 1];
+    ((uint8_t *)last->iov_base)[last->iov_len - 1] = r->status;
+}
+
+/* Take requests of the current parallel batch until there are none left;
+ * true when this call finished the batch's last one. */
+static bool run_share(struct blk_queue *bq)
+{
+    bool last = false;
+    for (;;) {
+        uint64_t t = atomic_fetch_add(&bq->ticket, 1);
+        uint32_t n = (uint32_t)(t >> 32), i = (uint32_t)t;
+        if (i >= n)
+            break;
+        handle(bq->d, &bq->reqs[i]);
+        last = atomic_fetch_add(&bq->done, 1) + 1 == n;
+    }
+    return last;
+}
+
+static void *helper_main(void *arg)
+{
+    struct blk_queue *bq = arg;
+    pthread_mutex_lock(&bq->mu);
+    unsigned seen = bq->gen;
+    for (;;) {
+        while (!bq->quit && bq->gen == seen)
+            pthread_cond_wait(&bq->work, &bq->mu);
+        if (bq->quit)
+            break;
+        seen = bq->gen;
+        pthread_mutex_unlock(&bq->mu);
+        bool last = run_share(bq);
+        pthread_mutex_lock(&bq->mu);
+        if (last)
+            pthread_cond_signal(&bq->finished);
+    }
+    pthread_mutex_unlock(&bq->mu);
+    return NULL;
+}
+
+/* Serve reqs[0, n): shared out when it is worth it, else in order here. */
+static void run_batch(struct blk_queue *bq, unsigned n, uint64_t bytes, bool parallel)
+{
+    if (!parallel || n < 2 || bytes < PAR_MIN_BYTES || !bq->nhelpers) {
+        for (unsigned i = 0; i < n; i++)
+            handle(bq->d, &bq->reqs[i]);
+        return;
+    }
+    /* done is reset before the tickets open the batch. */
+    pthread_mutex_lock(&bq->mu);
+    atomic_store(&bq->done, 0);
+    atomic_store(&bq->ticket, (uint64_t)n << 32);
+    bq->gen++;
+    pthread_cond_broadcast(&bq->work);
+    pthread_mutex_unlock(&bq->mu);
+    run_share(bq);
+    pthread_mutex_lock(&bq->mu);
+    while (atomic_load(&bq->done) < n)
+        pthread_cond_wait(&bq->finished, &bq->mu);
+    pthread_mutex_unlock(&bq->mu);
+}
+
+/* Ring worker function: every available request, in batches. */
 static void serve(struct vhu_virtq *vq, void *arg)
 {
     struct blk_queue *bq = arg;
-    struct vhu_virtq_elem *e = &bq->elem;
-    unsigned batch = 0;
-    while (vhu_virtq_pop(vq, e) == 1) {
-        if (e->out_bytes < sizeof(struct virtio_blk_outhdr) || e->in_bytes < 1) {
+    unsigned unflushed = 0;
+    for (;;) {
+        unsigned n = 0;
+        uint64_t bytes = 0;
+        bool parallel = true, malformed = false;
+        while (n < BATCH && vhu_virtq_pop(vq, &bq->reqs[n].elem) == 1) {
+            const struct vhu_virtq_elem *e = &bq->reqs[n].elem;
+            if (e->out_bytes < sizeof(struct virtio_blk_outhdr) || e->in_bytes < 1) {
+                malformed = true; /* the ones before it are served first */
+                break;
+            }
+            /* Only reads and writes go in parallel (the type as it is now;
+             * handle() reads its own copy, and a request whose type changed
+             * meanwhile is still served correctly, only not in order). */
+            struct virtio_blk_outhdr h;
+            iov_to_buf(e->iov, e->n_out, 0, &h, sizeof(h));
+            uint32_t type = le32toh(h.type);
+            if (type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_OUT)
+                parallel = false;
+            bytes += e->out_bytes + e->in_bytes;
+            n++;
+        }
+        run_batch(bq, n, bytes, parallel);
+        for (unsigned i = 0; i < n; i++) {
+            vhu_virtq_push(vq, &bq->reqs[i].elem, bq->reqs[i].written + 1);
+            atomic_fetch_add_explicit(&bq->completed, 1, memory_order_relaxed);
+        }
+        if (malformed) {
             /* Nowhere to put a status: the request cannot be answered, and
              * a driver that sends it is broken. */
             vhu_virtq_set_broken(vq, "virtio-blk request without a 16-byte header or a "
                                      "writable status byte");
             return;
         }
-        uint8_t status;
-        uint32_t written = handle(bq, &status);
-        /* The status is the last byte of the last writable buffer. */
-        const struct iovec *last = &e->iov[e->n_out + e->n_in - 1];
-        ((uint8_t *)last->iov_base)[last->iov_len - 1] = status;
-        vhu_virtq_push(vq, e, written + 1);
-        atomic_fetch_add_explicit(&bq->completed, 1, memory_order_relaxed);
-        if (++batch % FLUSH_EVERY == 0)
+        if (n < BATCH)
+            return; /* the ring is empty (or stopping): the worker flushes */
+        if ((unflushed += n) >= FLUSH_EVERY) {
             vhu_virtq_flush(vq);
+            unflushed = 0;
+        }
     }
 }
 
@@ -303,19 +422,42 @@ static int blk_get_config(void *dev, uint32_t off, void *buf, uint32_t len)
     return 0;
 }
 
+static void stop_helpers(struct blk_queue *bq)
+{
+    pthread_mutex_lock(&bq->mu);
+    bq->quit = true;
+    pthread_cond_broadcast(&bq->work);
+    pthread_mutex_unlock(&bq->mu);
+    for (unsigned i = 0; i < bq->nhelpers; i++)
+        pthread_join(bq->helper[i], NULL);
+    bq->nhelpers = 0;
+    bq->quit = false;
+}
+
 static int blk_start_queue(void *dev, struct vhu_queue *q)
 {
     struct blk *d = dev;
     struct blk_queue *bq = &d->q[vhu_queue_index(q)];
-    return vhu_virtq_worker_start(&bq->worker, q, serve, bq);
+    /* Helpers are an optimisation: without them (no thread to be had)
+     * the worker serves every batch itself. */
+    for (unsigned i = 0; i < HELPERS; i++) {
+        if (pthread_create(&bq->helper[i], NULL, helper_main, bq) != 0)
+            break;
+        bq->nhelpers++;
+    }
+    int r = vhu_virtq_worker_start(&bq->worker, q, serve, bq);
+    if (r < 0)
+        stop_helpers(bq);
+    return r;
 }
 
 static void blk_stop_queue(void *dev, struct vhu_queue *q)
 {
     struct blk *d = dev;
     struct blk_queue *bq = &d->q[vhu_queue_index(q)];
-    vhu_virtq_worker_stop(bq->worker);
+    vhu_virtq_worker_stop(bq->worker); /* no batch runs after this */
     bq->worker = NULL;
+    stop_helpers(bq);
 }
 
 static const struct vhu_device_ops blk_base_ops = {
@@ -539,8 +681,19 @@ int blk_new(struct blk **out, const struct blk_options *o)
     }
     d->ro = o->read_only;
     d->nq = o->queues;
-    for (unsigned i = 0; i < d->nq; i++)
-        d->q[i].d = d;
+    for (unsigned i = 0; i < d->nq; i++) {
+        struct blk_queue *bq = &d->q[i];
+        bq->d = d;
+        /* Untouched pages of these cost nothing until a batch uses them. */
+        bq->reqs = calloc(BATCH, sizeof(*bq->reqs));
+        if (!bq->reqs) {
+            blk_free(d);
+            return -ENOMEM;
+        }
+        pthread_mutex_init(&bq->mu, NULL);
+        pthread_cond_init(&bq->work, NULL);
+        pthread_cond_init(&bq->finished, NULL);
+    }
     d->ops = blk_base_ops;
     d->ops.num_queues = d->nq;
     if (d->ram) {
@@ -577,6 +730,14 @@ void blk_free(struct blk *d)
     if (d->fd >= 0)
         close(d->fd);
     free(d->ram);
+    for (unsigned i = 0; d->q && i < d->nq; i++) {
+        if (!d->q[i].reqs)
+            continue;
+        free(d->q[i].reqs);
+        pthread_mutex_destroy(&d->q[i].mu);
+        pthread_cond_destroy(&d->q[i].work);
+        pthread_cond_destroy(&d->q[i].finished);
+    }
     free(d->q);
     pthread_mutex_destroy(&d->config_lock);
     free(d);

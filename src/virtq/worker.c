@@ -1,10 +1,20 @@
 /* Ring workers: one thread and one libev loop per started ring.  The kick
  * eventfd is an ev_io; an ev_async ends the loop.  Everything the loop
  * needs is set up before the thread starts, so starting and stopping are
- * ordered by pthread_create and pthread_join alone. */
+ * ordered by pthread_create and pthread_join alone.
+ *
+ * Adaptive polling: when the ring runs empty the worker first watches the
+ * avail index for a while (at most VHU_VIRTQ_POLL_US microseconds from the
+ * environment, default 20; 0 turns polling off) before it asks the driver
+ * for a kick and sleeps.  A request that comes while it polls is served
+ * without a kick (with EVENT_IDX the driver does not send one: avail_event
+ * stays behind) and without waking a sleeping thread, which at low queue
+ * depth costs more than the request.  The window adapts to
+ * how often polling finds work (see poll_ring()). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -23,18 +33,106 @@ struct vhu_virtq_worker {
     ev_io kick;
     ev_async stop;
     pthread_t thread;
+    uint64_t poll_max_ns;  /* 0: no polling */
+    uint64_t poll_ns;      /* current window */
+    unsigned poll_skips;   /* empty rings seen without polling */
 };
+
+#define POLL_DEFAULT_US 20u
+#define POLL_MIN_NS 1000u
+#define POLL_RETRY 64u
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static bool keep_serving(struct vhu_virtq_worker *w)
+{
+    return vhu_queue_enabled(w->q) && !vhu_virtq_broken(w->vq) &&
+           !vhu_virtq_stop_requested(w->vq);
+}
+
+/* Has the driver published a chain the worker has not taken?  Reads only
+ * the avail index (pop checks it properly). */
+static bool avail_pending(struct vhu_virtq_worker *w)
+{
+    const uint16_t *avail = vhu_queue_avail(w->q);
+    return __atomic_load_n(&avail[1], __ATOMIC_ACQUIRE) != vhu_queue_last_avail(w->q);
+}
+
+/* Watch the avail index for up to poll_ns: true when there is work.  The
+ * window adapts to how polling fares: it doubles (up to poll_max_ns) when a
+ * poll finds work and halves when one gives up, down to nothing; with no
+ * window left, every POLL_RETRY-th time the ring runs empty tries again
+ * with the smallest.  So a driver that answers completions at once (on
+ * another CPU) is served without kicks and wake-ups, and one that does not
+ * (idle, or sharing this CPU) costs next to no spinning. */
+static bool poll_ring(struct vhu_virtq_worker *w)
+{
+    if (!w->poll_max_ns)
+        return false;
+    if (!w->poll_ns) {
+        if (++w->poll_skips < POLL_RETRY)
+            return false;
+        w->poll_skips = 0;
+        w->poll_ns = POLL_MIN_NS;
+    }
+    uint64_t start = now_ns();
+    for (;;) {
+        for (unsigned i = 0; i < 32; i++) {
+            if (avail_pending(w)) {
+                w->poll_ns = 2 * w->poll_ns < w->poll_max_ns ? 2 * w->poll_ns : w->poll_max_ns;
+                return true;
+            }
+            cpu_relax();
+        }
+        if (!keep_serving(w))
+            return false;
+        if (now_ns() - start >= w->poll_ns)
+            break;
+    }
+    w->poll_ns /= 2;
+    if (w->poll_ns < POLL_MIN_NS)
+        w->poll_ns = 0;
+    return false;
+}
+
+static uint64_t poll_max_from_env(void)
+{
+    const char *s = getenv("VHU_VIRTQ_POLL_US");
+    if (!s || !*s)
+        return POLL_DEFAULT_US * 1000ull;
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end || *s == '-' || v > 1000000)
+        return POLL_DEFAULT_US * 1000ull;
+    return (uint64_t)v * 1000u;
+}
 
 /* Serve the ring until it is empty, disabled or broken.  A disabled ring's
  * chains stay where they are (the library kicks the ring when it is enabled
- * again); after the device's function, pushed entries are published and the
- * driver asked for a kick, and if it published more meanwhile we go on. */
+ * again); after the device's function, pushed entries are published, the
+ * ring polled for a while, then the driver asked for a kick, and if it
+ * published more meanwhile we go on. */
 static void serve(struct vhu_virtq_worker *w)
 {
-    while (vhu_queue_enabled(w->q) && !vhu_virtq_broken(w->vq) &&
-           !vhu_virtq_stop_requested(w->vq)) {
+    while (keep_serving(w)) {
         w->fn(w->vq, w->arg);
         vhu_virtq_flush(w->vq);
+        if (poll_ring(w))
+            continue;
         if (!vhu_virtq_enable_kick(w->vq))
             break;
     }
@@ -85,6 +183,7 @@ int vhu_virtq_worker_start(struct vhu_virtq_worker **out, struct vhu_queue *q, v
     w->q = q;
     w->fn = fn;
     w->arg = arg;
+    w->poll_max_ns = w->poll_ns = poll_max_from_env();
     int r = vhu_virtq_new(&w->vq, q);
     if (r < 0) {
         free(w);

@@ -1,0 +1,201 @@
+#!/bin/bash
+# bench-blk.sh - vhu-blk next to qemu-storage-daemon, same driver, same disk.
+#
+# Usage (from the top of a clone, after the build):
+#
+#   cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build -j2
+#   tests/bench/bench-blk.sh [--rounds N] [--seconds S] [--out FILE] [--no-state]
+#
+# Serves a disk with build/examples/vhu-blk (--queues 4) and with Debian's
+# qemu-storage-daemon (package qemu-utils, installed with apt-get when
+# missing) as
+#
+#   qemu-storage-daemon --blockdev driver=file,filename=IMG,node-name=d,cache.direct=off,aio=threads \
+#     --export type=vhost-user-blk,id=e,node-name=d,addr.type=unix,addr.path=SOCK,writable=on,num-queues=4
+#
+# and drives both with build/tests/vhu-bench-blk (a busy-polling virtio-blk
+# guest driver on vhu's front-end library; see its --help).  Each back-end
+# gets its own 256 MiB image in /dev/shm, written fully (random bytes)
+# before anything reads it; the last row uses images in /tmp (a regular file
+# system, through the page cache).  Every row runs on both back-ends, once
+# per round, alternating which goes first; the table gives the median IOPS
+# (and MB/s) of the rounds, the ratio vhu/qsd of the medians, and the spread
+# (min-max IOPS) of each.  Then build/tests/vhu-bench-state --sizes 64M,1G
+# --repeat 3 runs and its output goes in the same report.
+#
+# Defaults: 5 rounds of 2 s per row and back-end (+0.5 s warm-up): about
+# 5 minutes, plus the state benchmark.  The report is printed and written to
+# --out (default build/bench-blk-report.txt); raw rows (CSV) go next to it.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=${VHU_BUILD:-$top/build}
+rounds=5 seconds=2 out=$build/bench-blk-report.txt state=1
+while [ $# -gt 0 ]; do
+    case $1 in
+    --rounds) rounds=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --no-state) state=0; shift ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench-blk.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+bench=$build/tests/vhu-bench-blk
+vhublk=$build/examples/vhu-blk
+for p in "$bench" "$vhublk"; do
+    [ -x "$p" ] || { echo "bench-blk.sh: $p is missing: build first (see --help)" >&2; exit 2; }
+done
+if ! command -v qemu-storage-daemon >/dev/null; then
+    sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update
+    $sudo apt-get install -y qemu-utils
+fi
+
+work=$(mktemp -d /tmp/vhu-bench-blk-XXXXXX)
+shm=$(mktemp -d /dev/shm/vhu-bench-blk-XXXXXX)
+pids=()
+stop_all() {
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    pids=()
+}
+cleanup() { stop_all; rm -rf "$work" "$shm"; }
+trap cleanup EXIT
+
+csv=${out%.txt}.csv
+: >"$csv"
+
+# start_backends DIR: one image per back-end in DIR, both servers listening.
+start_backends() {
+    local dir=$1
+    for b in vhu qsd; do
+        rm -f "$dir/$b.img"
+        head -c 256M /dev/urandom >"$dir/$b.img"
+    done
+    sync
+    "$vhublk" --socket "$work/vhu.sock" --image "$dir/vhu.img" --queues 4 \
+        >"$work/vhu.log" 2>&1 &
+    pids+=($!)
+    qemu-storage-daemon \
+        --blockdev driver=file,filename="$dir/qsd.img",node-name=d,cache.direct=off,aio=threads \
+        --export type=vhost-user-blk,id=e,node-name=d,addr.type=unix,addr.path="$work/qsd.sock",writable=on,num-queues=4 \
+        >"$work/qsd.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+        [ -S "$work/vhu.sock" ] && [ -S "$work/qsd.sock" ] && return 0
+        sleep 0.1
+    done
+    echo "bench-blk.sh: a back-end did not start:" >&2
+    cat "$work/vhu.log" "$work/qsd.log" >&2
+    exit 1
+}
+
+# Rows: name | vhu-bench-blk arguments.
+rows_shm=(
+    "4k-randread-qd1|--rw randread --bs 4K --qd 1"
+    "4k-randread-qd8|--rw randread --bs 4K --qd 8"
+    "4k-randread-qd32|--rw randread --bs 4K --qd 32"
+    "4k-randwrite-qd1|--rw randwrite --bs 4K --qd 1"
+    "4k-randwrite-qd8|--rw randwrite --bs 4K --qd 8"
+    "4k-randwrite-qd32|--rw randwrite --bs 4K --qd 32"
+    "64k-read-qd8|--rw read --bs 64K --qd 8"
+    "64k-write-qd8|--rw write --bs 64K --qd 8"
+    "4k-randread-qd32-1q|--rw randread --bs 4K --qd 32 --queues 1"
+    "4k-randread-qd32-2q|--rw randread --bs 4K --qd 32 --queues 2"
+    "4k-randread-qd32-4q|--rw randread --bs 4K --qd 32 --queues 4"
+)
+rows_tmp=(
+    "tmp:4k-randwrite-qd32|--rw randwrite --bs 4K --qd 32"
+)
+
+run_rows() {
+    local round=$1; shift
+    for row in "$@"; do
+        local name=${row%%|*} args=${row#*|}
+        local order="vhu qsd"
+        [ $((round % 2)) = 0 ] && order="qsd vhu"
+        for b in $order; do
+            # shellcheck disable=SC2086
+            if ! line=$("$bench" --socket "$work/$b.sock" $args --seconds "$seconds" \
+                        --csv --no-header --label "$name"); then
+                echo "bench-blk.sh: $b failed on $name" >&2
+                exit 1
+            fi
+            echo "$b,$round,$line" >>"$csv"
+            printf '  round %d %-22s %s %s\n' "$round" "$name" "$b" \
+                "$(awk -F, '{printf "%8.0f IOPS %8.1f MB/s p50 %7.1f us p99 %7.1f us", $8, $9, $10, $11}' <<<"$line")"
+        done
+    done
+}
+
+started=$(date -u +%FT%TZ)
+echo "== vhu-bench-blk: vhu-blk vs qemu-storage-daemon, $rounds rounds of ${seconds}s per row"
+start_backends "$shm"
+for r in $(seq "$rounds"); do run_rows "$r" "${rows_shm[@]}"; done
+stop_all
+start_backends "$work"
+for r in $(seq "$rounds"); do run_rows "$r" "${rows_tmp[@]}"; done
+stop_all
+
+# CSV fields: backend,round,label,rw,bs,qd,queues,seconds,ios,iops,mbps,p50,p99,...
+table() {
+    printf '%-22s %16s %16s %6s %22s %22s %14s %14s\n' row "vhu IOPS (MB/s)" \
+        "qsd IOPS (MB/s)" ratio "vhu spread (IOPS)" "qsd spread (IOPS)" "vhu p50/p99us" \
+        "qsd p50/p99us"
+    for row in "${rows_shm[@]}" "${rows_tmp[@]}"; do
+        local name=${row%%|*}
+        awk -F, -v name="$name" '
+            function med(a, n,   i, j, t) {
+                for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+                    if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+                return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+            }
+            $3 == name {
+                b = $1; n[b]++
+                iops[b, n[b]] = $10; mb[b, n[b]] = $11; p50[b, n[b]] = $12; p99[b, n[b]] = $13
+            }
+            END {
+                for (bi = 1; bi <= 2; bi++) {
+                    b = bi == 1 ? "vhu" : "qsd"
+                    delete x; delete y; delete z; delete w
+                    for (i = 1; i <= n[b]; i++) {
+                        x[i] = iops[b, i]; y[i] = mb[b, i]; z[i] = p50[b, i]; w[i] = p99[b, i]
+                    }
+                    mi[b] = med(x, n[b]); mm[b] = med(y, n[b])
+                    lo[b] = x[1]; hi[b] = x[n[b]]
+                    l50[b] = med(z, n[b]); l99[b] = med(w, n[b])
+                }
+                printf "%-22s %8.0f (%5.0f) %8.0f (%5.0f) %6.2f %10.0f-%-11.0f %10.0f-%-11.0f %6.1f/%-7.1f %6.1f/%-7.1f\n",
+                    name, mi["vhu"], mm["vhu"], mi["qsd"], mm["qsd"],
+                    (mi["qsd"] > 0 ? mi["vhu"] / mi["qsd"] : 0),
+                    lo["vhu"], hi["vhu"], lo["qsd"], hi["qsd"],
+                    l50["vhu"], l99["vhu"], l50["qsd"], l99["qsd"]
+            }' "$csv"
+    done
+}
+
+{
+    echo "vhu-blk vs qemu-storage-daemon ($started; $rounds rounds x ${seconds}s per row and back-end)"
+    echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(uname -r)"
+    echo "qemu-storage-daemon: $(qemu-storage-daemon --version | head -1)"
+    echo "images: 256 MiB in /dev/shm (tmpfs), row tmp:* in /tmp ($(stat -f -c %T /tmp)); cache.direct=off, aio=threads for qsd"
+    echo "driver: vhu-bench-blk, busy-polling, interrupts suppressed; ratio = vhu median / qsd median IOPS"
+    echo
+    table
+} >"$out"
+echo
+cat "$out"
+
+if [ "$state" = 1 ]; then
+    {
+        echo
+        echo "== build/tests/vhu-bench-state --sizes 64M,1G --repeat 3"
+        "$build/tests/vhu-bench-state" --sizes 64M,1G --repeat 3 2>&1
+    } | tee -a "$out"
+fi
+echo
+echo "report: $out (raw rows: $csv)"
