@@ -2,7 +2,7 @@
 # Smoke test for vhu-bench-blk: one short row against vhu-blk (a RAM
 # disk), which must complete with non-zero IOPS and no failed request;
 # then 64 KiB requests (vhu-blk's parallel batches) with --verify: a
-# sequential write over the whole disk stamps every sector, random reads
+# sequential write over the whole (2 MiB) disk stamps every sector, random reads
 # check the stamps.
 #   bench-blk-smoke.sh VHU_BENCH_BLK VHU_BLK
 set -euo pipefail
@@ -11,7 +11,7 @@ dir=$(mktemp -d /tmp/vhu-bench-smoke-XXXXXX)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
-"$blk" --socket "$dir/s" --ram 16M --queues 2 >"$dir/blk.log" 2>&1 &
+"$blk" --socket "$dir/s" --ram 2M --queues 2 >"$dir/blk.log" 2>&1 &
 pid=$!
 line=$("$bench" --socket "$dir/s" --rw randread --qd 8 --queues 2 --seconds 0.7 --warmup 0.1)
 echo "$line"
