@@ -7,7 +7,8 @@
 #                        store its pid in VAR (and in the cleanup list)
 #   qemu_cmd             the common QEMU arguments (array QEMU_ARGS)
 #   wait_serial FILE REGEX SECS   until a line matches, or fail (a guest
-#                        FAIL line, a dead QEMU (QPIDS) or the time out)
+#                        FAIL line, a dead QEMU (QPIDS) or the time out;
+#                        a guest kernel crash exits $GUEST_CRASH_EXIT)
 #   rounds_in FILE       "round N ok" lines' numbers, one a line
 #   round_data N         round N's 4 MiB, as the guest makes it
 #   check_image IMG N    the image holds round N at 1 MiB, the rest as made
@@ -38,6 +39,9 @@ rounds_args() {
         -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz"
         -append "console=ttyS0 panic=-1 loglevel=3 vhu.mode=rounds")
 }
+
+# A guest kernel crash exits with this status (see retry-guest-crash.sh).
+GUEST_CRASH_EXIT=3
 
 PIDS=()
 dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-qemu.XXXXXX")
@@ -84,22 +88,36 @@ show() {
     done
 }
 
+# crashed FILE...: exit $GUEST_CRASH_EXIT if a guest kernel crashed.
+crashed() {
+    local f pat='kernel BUG|Oops|Kernel panic|general protection fault'
+    for f in "$@"; do
+        if grep -aqE "$pat" "$f" 2>/dev/null; then
+            show
+            echo "$NAME: FAIL: the guest's kernel crashed (${f##*/}):" \
+                 "$(grep -aE -m1 "$pat" "$f")" >&2
+            exit "$GUEST_CRASH_EXIT"
+        fi
+    done
+}
+
 wait_serial() {
     local file=$1 re=$2 secs=$3 end p
     end=$((SECONDS + secs))
     while ! grep -aqE "$re" "$file" 2>/dev/null; do
-        if grep -aqE 'kernel BUG|Oops|Kernel panic|general protection fault' "$file" 2>/dev/null; then
-            show
-            fail "the guest's kernel crashed (${file##*/}): $(grep -aE -m1 'kernel BUG|Oops|Kernel panic|general protection fault' "$file")"
-        fi
+        crashed "$file"
         if grep -aq 'VHU-BLK-GUEST: FAIL' "$file" 2>/dev/null; then
             show
             fail "the guest failed: $(grep -a 'VHU-BLK-GUEST: FAIL' "$file")"
         fi
         for p in "${QPIDS[@]}"; do
-            kill -0 "$p" 2>/dev/null || { show; fail "QEMU $p exited while waiting for '$re' in ${file##*/}"; }
+            if ! kill -0 "$p" 2>/dev/null; then
+                crashed "$dir"/*.serial # a panic ends QEMU (-no-reboot)
+                show
+                fail "QEMU $p exited while waiting for '$re' in ${file##*/}"
+            fi
         done
-        ((SECONDS < end)) || { show; fail "no '$re' in ${file##*/} after $secs s"; }
+        ((SECONDS < end)) || { crashed "$dir"/*.serial; show; fail "no '$re' in ${file##*/} after $secs s"; }
         sleep 0.2
     done
 }
