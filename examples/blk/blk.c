@@ -21,18 +21,18 @@
  * driver sees completions before the ring is empty. */
 #define FLUSH_EVERY 32
 
-/* Requests taken from the ring at a time.  A batch of reads and writes that
- * moves at least PAR_MIN_BYTES is shared out among the worker and the
- * queue's helper threads (large copies in parallel); anything else is done
- * by the worker alone, in order.  Every request of a batch is done before
- * any is completed, and the device function returns only when its batch is
- * complete, so a stopped ring never has a request half done. */
-#define BATCH 16u
-#define PAR_MIN_BYTES (256u * 1024u)
+/* Requests in flight per queue at most.  Reads and writes of at least
+ * PAR_MIN_BYTES go to the queue's helper threads (large copies in
+ * parallel, each completed as soon as it is done, so one slow copy does not
+ * hold up the others); everything else is done by the worker at once.  The
+ * device function returns only when every request it took is complete, so
+ * a stopped ring never has a request half done. */
+#define SLOTS 16u
+#define PAR_MIN_BYTES (32u * 1024u)
 #define HELPERS 2u
 
-/* One request of a batch: the chain, and its data part (the buffers
- * minus header / status). */
+/* One request in flight: the chain, and its data part (the buffers minus
+ * header / status). */
 struct blk_req {
     struct vhu_virtq_elem elem;
     struct iovec data[VHU_VIRTQ_MAX_SEGS];
@@ -43,21 +43,17 @@ struct blk_req {
 struct blk_queue {
     struct blk *d;
     struct vhu_virtq_worker *worker;
-    struct blk_req *reqs; /* BATCH of them */
+    struct blk_req *reqs; /* SLOTS of them */
     atomic_ulong completed;
-    /* Helpers: woken per parallel batch (gen), they and the worker take
-     * requests by tickets, {n << 32 | next index} in one word so that a
-     * ticket always carries the size of the batch it belongs to (a helper
-     * late for the previous batch gets an index past that batch's end);
-     * the worker waits until `done` == n. */
+    /* Helpers take slot numbers from `todo` and put them in `done` (FIFOs
+     * of SLOTS entries, under mu); the worker pushes what is done. */
     pthread_t helper[HELPERS];
     unsigned nhelpers;
     pthread_mutex_t mu;
     pthread_cond_t work, finished;
-    unsigned gen;
     bool quit;
-    atomic_uint_fast64_t ticket;
-    atomic_uint done;
+    unsigned todo[SLOTS], todo_head, todo_n;
+    unsigned done[SLOTS], done_n;
 };
 
 struct blk {
@@ -288,110 +284,135 @@ static void handle(struct blk *d, struct blk_req *r)
     ((uint8_t *)last->iov_base)[last->iov_len - 1] = r->status;
 }
 
-/* Take requests of the current parallel batch until there are none left;
- * true when this call finished the batch's last one. */
-static bool run_share(struct blk_queue *bq)
-{
-    bool last = false;
-    for (;;) {
-        uint64_t t = atomic_fetch_add(&bq->ticket, 1);
-        uint32_t n = (uint32_t)(t >> 32), i = (uint32_t)t;
-        if (i >= n)
-            break;
-        handle(bq->d, &bq->reqs[i]);
-        last = atomic_fetch_add(&bq->done, 1) + 1 == n;
-    }
-    return last;
-}
-
 static void *helper_main(void *arg)
 {
     struct blk_queue *bq = arg;
     pthread_mutex_lock(&bq->mu);
-    unsigned seen = bq->gen;
     for (;;) {
-        while (!bq->quit && bq->gen == seen)
+        while (!bq->quit && !bq->todo_n)
             pthread_cond_wait(&bq->work, &bq->mu);
         if (bq->quit)
             break;
-        seen = bq->gen;
+        unsigned i = bq->todo[bq->todo_head];
+        bq->todo_head = (bq->todo_head + 1) % SLOTS;
+        bq->todo_n--;
         pthread_mutex_unlock(&bq->mu);
-        bool last = run_share(bq);
+        handle(bq->d, &bq->reqs[i]);
         pthread_mutex_lock(&bq->mu);
-        if (last)
-            pthread_cond_signal(&bq->finished);
+        bq->done[bq->done_n++] = i;
+        pthread_cond_signal(&bq->finished);
     }
     pthread_mutex_unlock(&bq->mu);
     return NULL;
 }
 
-/* Serve reqs[0, n): shared out when it is worth it, else in order here. */
-static void run_batch(struct blk_queue *bq, unsigned n, uint64_t bytes, bool parallel)
+/* The worker's side of a queue's requests. */
+struct pipe {
+    unsigned free[SLOTS], nfree;
+    unsigned inflight;  /* handed to the helpers, not pushed yet */
+    unsigned unflushed;
+};
+
+static void complete(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, unsigned i)
 {
-    if (!parallel || n < 2 || bytes < PAR_MIN_BYTES || !bq->nhelpers) {
-        for (unsigned i = 0; i < n; i++)
-            handle(bq->d, &bq->reqs[i]);
-        return;
+    vhu_virtq_push(vq, &bq->reqs[i].elem, bq->reqs[i].written + 1);
+    atomic_fetch_add_explicit(&bq->completed, 1, memory_order_relaxed);
+    p->free[p->nfree++] = i;
+    if (++p->unflushed >= FLUSH_EVERY) {
+        vhu_virtq_flush(vq);
+        p->unflushed = 0;
     }
-    /* done is reset before the tickets open the batch. */
-    pthread_mutex_lock(&bq->mu);
-    atomic_store(&bq->done, 0);
-    atomic_store(&bq->ticket, (uint64_t)n << 32);
-    bq->gen++;
-    pthread_cond_broadcast(&bq->work);
-    pthread_mutex_unlock(&bq->mu);
-    run_share(bq);
-    pthread_mutex_lock(&bq->mu);
-    while (atomic_load(&bq->done) < n)
-        pthread_cond_wait(&bq->finished, &bq->mu);
-    pthread_mutex_unlock(&bq->mu);
 }
 
-/* Ring worker function: every available request, in batches. */
+/* Push what the helpers have finished; with `wait`, first wait for at
+ * least one (doing a queued request here meanwhile rather than idling). */
+static void reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, bool wait)
+{
+    unsigned got[SLOTS], n;
+    pthread_mutex_lock(&bq->mu);
+    while (wait && !bq->done_n) {
+        if (bq->todo_n) {
+            unsigned i = bq->todo[bq->todo_head];
+            bq->todo_head = (bq->todo_head + 1) % SLOTS;
+            bq->todo_n--;
+            pthread_mutex_unlock(&bq->mu);
+            handle(bq->d, &bq->reqs[i]);
+            pthread_mutex_lock(&bq->mu);
+            bq->done[bq->done_n++] = i;
+        } else {
+            pthread_cond_wait(&bq->finished, &bq->mu);
+        }
+    }
+    n = bq->done_n;
+    for (unsigned k = 0; k < n; k++)
+        got[k] = bq->done[k];
+    bq->done_n = 0;
+    pthread_mutex_unlock(&bq->mu);
+    for (unsigned k = 0; k < n; k++)
+        complete(vq, bq, p, got[k]);
+    p->inflight -= n;
+    if (n) /* let the driver refill while the rest is being done */
+        vhu_virtq_flush(vq);
+}
+
+/* Ring worker function: take every available request (up to SLOTS in
+ * flight), small ones done at once, large reads and writes by the helpers;
+ * return when the ring is empty and everything taken is complete. */
 static void serve(struct vhu_virtq *vq, void *arg)
 {
     struct blk_queue *bq = arg;
-    unsigned unflushed = 0;
+    struct pipe p = {.nfree = SLOTS};
+    for (unsigned i = 0; i < SLOTS; i++)
+        p.free[i] = SLOTS - 1 - i;
+    bool malformed = false;
     for (;;) {
-        unsigned n = 0;
-        uint64_t bytes = 0;
-        bool parallel = true, malformed = false;
-        while (n < BATCH && vhu_virtq_pop(vq, &bq->reqs[n].elem) == 1) {
-            const struct vhu_virtq_elem *e = &bq->reqs[n].elem;
+        bool took = false;
+        while (p.nfree && !malformed) {
+            unsigned i = p.free[p.nfree - 1];
+            struct blk_req *r = &bq->reqs[i];
+            if (vhu_virtq_pop(vq, &r->elem) != 1)
+                break;
+            p.nfree--;
+            took = true;
+            const struct vhu_virtq_elem *e = &r->elem;
             if (e->out_bytes < sizeof(struct virtio_blk_outhdr) || e->in_bytes < 1) {
-                malformed = true; /* the ones before it are served first */
+                /* Nowhere to put a status: the request cannot be answered,
+                 * and a driver that sends it is broken.  What is in flight
+                 * is completed first. */
+                malformed = true;
                 break;
             }
-            /* Only reads and writes go in parallel (the type as it is now;
-             * handle() reads its own copy, and a request whose type changed
-             * meanwhile is still served correctly, only not in order). */
+            /* The type as it is now decides where the request goes;
+             * handle() reads its own copy, and one whose type changed
+             * meanwhile is still served correctly. */
             struct virtio_blk_outhdr h;
             iov_to_buf(e->iov, e->n_out, 0, &h, sizeof(h));
             uint32_t type = le32toh(h.type);
-            if (type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_OUT)
-                parallel = false;
-            bytes += e->out_bytes + e->in_bytes;
-            n++;
+            bool rw = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_OUT;
+            if (rw && bq->nhelpers && e->out_bytes + e->in_bytes >= PAR_MIN_BYTES) {
+                pthread_mutex_lock(&bq->mu);
+                bq->todo[(bq->todo_head + bq->todo_n) % SLOTS] = i;
+                bq->todo_n++;
+                pthread_cond_signal(&bq->work);
+                pthread_mutex_unlock(&bq->mu);
+                p.inflight++;
+                continue;
+            }
+            /* Anything but a read or write (a FLUSH covers the writes
+             * completed before it) waits for what is in flight. */
+            while (!rw && p.inflight)
+                reap(vq, bq, &p, true);
+            handle(bq->d, r);
+            complete(vq, bq, &p, i);
         }
-        run_batch(bq, n, bytes, parallel);
-        for (unsigned i = 0; i < n; i++) {
-            vhu_virtq_push(vq, &bq->reqs[i].elem, bq->reqs[i].written + 1);
-            atomic_fetch_add_explicit(&bq->completed, 1, memory_order_relaxed);
-        }
-        if (malformed) {
-            /* Nowhere to put a status: the request cannot be answered, and
-             * a driver that sends it is broken. */
-            vhu_virtq_set_broken(vq, "virtio-blk request without a 16-byte header or a "
-                                     "writable status byte");
-            return;
-        }
-        if (n < BATCH)
-            return; /* the ring is empty (or stopping): the worker flushes */
-        if ((unflushed += n) >= FLUSH_EVERY) {
-            vhu_virtq_flush(vq);
-            unflushed = 0;
-        }
+        if (p.inflight)
+            reap(vq, bq, &p, !took || !p.nfree || malformed);
+        else if (!took || malformed)
+            break;
     }
+    if (malformed)
+        vhu_virtq_set_broken(vq, "virtio-blk request without a 16-byte header or a "
+                                 "writable status byte");
 }
 
 /* ---- device callbacks ---- */
@@ -432,6 +453,7 @@ static void stop_helpers(struct blk_queue *bq)
         pthread_join(bq->helper[i], NULL);
     bq->nhelpers = 0;
     bq->quit = false;
+    bq->todo_head = bq->todo_n = bq->done_n = 0; /* empty already: serve() waits */
 }
 
 static int blk_start_queue(void *dev, struct vhu_queue *q)
@@ -685,7 +707,7 @@ int blk_new(struct blk **out, const struct blk_options *o)
         struct blk_queue *bq = &d->q[i];
         bq->d = d;
         /* Untouched pages of these cost nothing until a batch uses them. */
-        bq->reqs = calloc(BATCH, sizeof(*bq->reqs));
+        bq->reqs = calloc(SLOTS, sizeof(*bq->reqs));
         if (!bq->reqs) {
             blk_free(d);
             return -ENOMEM;

@@ -2,9 +2,11 @@
  *
  * The disk is an image file (or block device) read and written with
  * preadv/pwritev, or a buffer in this process's memory (--ram).  Each
- * queue runs on its own ring worker (vhu/virtq.h) and completes every
- * request before taking the next, so a stopped ring never has a request
- * half done.
+ * queue runs on its own ring worker (vhu/virtq.h), with two helper threads
+ * for large reads and writes (up to 16 requests in flight per queue, each
+ * completed when done); the worker's function returns only when every
+ * request it took is complete, so a stopped ring never has a request half
+ * done.
  *
  * Requests: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES.  A request whose
  * range runs past the disk's end, whose data length is not a multiple of
