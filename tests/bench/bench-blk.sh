@@ -182,7 +182,7 @@ table() {
     echo "vhu-blk vs qemu-storage-daemon ($started; $rounds rounds x ${seconds}s per row and back-end)"
     echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(uname -r)"
     echo "qemu-storage-daemon: $(qemu-storage-daemon --version | head -1)"
-    echo "images: 256 MiB in /dev/shm (tmpfs), row tmp:* in /tmp ($(stat -f -c %T /tmp)); cache.direct=off, aio=threads for qsd"
+    echo "images: 256 MiB in /dev/shm (tmpfs), row tmp:* in /tmp ($(df --output=fstype /tmp | tail -1)); cache.direct=off, aio=threads for qsd"
     echo "driver: vhu-bench-blk, busy-polling, interrupts suppressed; ratio = vhu median / qsd median IOPS"
     echo
     table
