@@ -39,18 +39,10 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 
 # ThreadSanitizer (CMake option VHU_TSAN) over the tests whose back-end,
 # ring workers and transfer thread run beside the test's own threads.
-# Suppressed: only races reported inside test_virtq's direct-mode tests,
-# which drive a ring from the main thread while the back-end's server thread
-# owns it and hand it back by closing the socket (the server thread then
-# frees it on EOF): the kernel orders the two, TSan cannot see that.
 echo "=== build-tsan: ThreadSanitizer ==="
 tsan_tests=(test_state test_log test_lifecycle test_inflight test_virtq test_blk)
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVHU_TSAN=ON
 cmake --build build-tsan -j"$jobs" --target "${tsan_tests[@]}"
-tsan_supp=$(mktemp "${TMPDIR:-/tmp}/vhu-tsan.XXXXXX")
-trap 'rm -f "$tsan_supp"' EXIT
-printf 'race:^%s$\n' test_good_chains test_event_idx test_no_interrupt test_hostile_chains \
-  test_inflight_resubmit >"$tsan_supp"
-TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$tsan_supp" \
+TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
   ctest --test-dir build-tsan --output-on-failure -j"$jobs" --timeout 300 \
   -R "^($(IFS='|'; echo "${tsan_tests[*]}"))\$"
