@@ -39,7 +39,7 @@ done
 rm -f "$out.run"
 done=$(grep -c 'test-qemu-migrate: migration [0-9]*: .* completed' "$out")
 echo "bench-qemu-migrate: $runs run(s) of $count migration(s) in $((SECONDS - start)) s:" \
-     "$pass passed, $crash ended by a guest kernel crash, $other failed otherwise;" \
+     "$pass passed, $crash ended by a guest kernel fault (crash or stall with nothing outstanding), $other failed otherwise;" \
      "$done migration(s) completed"
 if ((done > 0)); then
     grep -o 'completed in [0-9]* ms (QEMU: total [0-9]* ms, downtime [0-9]* ms)' "$out" |

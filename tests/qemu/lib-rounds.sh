@@ -8,7 +8,9 @@
 #   qemu_cmd             the common QEMU arguments (array QEMU_ARGS)
 #   wait_serial FILE REGEX SECS   until a line matches, or fail (a guest
 #                        FAIL line, a dead QEMU (QPIDS) or the time out;
-#                        a guest kernel crash exits $GUEST_CRASH_EXIT)
+#                        a guest kernel crash, or a stall with nothing
+#                        outstanding on the disk (see stalled), exits
+#                        $GUEST_CRASH_EXIT)
 #   rounds_in FILE       "round N ok" lines' numbers, one a line
 #   round_data N         round N's 4 MiB, as the guest makes it
 #   check_image IMG N    the image holds round N at 1 MiB, the rest as made
@@ -101,6 +103,29 @@ crashed() {
     done
 }
 
+# stalled WHY: the guest made no progress.  With QMP_SOCK (the running
+# QEMU's QMP socket) set, look at the disk's ring in guest memory, twice, a
+# second apart: every request the guest submitted completed (avail = used)
+# and the driver saw every completion (used_event = used) means the guest
+# stopped on its own, as after a crash that printed nothing (QEMU TCG's
+# migration fault): exit $GUEST_CRASH_EXIT.  Requests outstanding or a
+# completion the driver was not told of is the back-end's: fail.
+stalled() {
+    local a u e a2 u2 e2
+    if [[ -n ${QMP_SOCK:-} ]] && read -r a u e < <("$here/qmp.py" "$QMP_SOCK" ring-idx) &&
+        sleep 1 && read -r a2 u2 e2 < <("$here/qmp.py" "$QMP_SOCK" ring-idx); then
+        show
+        if [[ $a == "$u" && $u == "$e" && $a2 == "$a" && $u2 == "$u" && $e2 == "$e" ]]; then
+            echo "$NAME: FAIL: $1; the guest stopped with nothing outstanding on its disk" \
+                 "(avail = used = used_event = $a): a guest fault, not the back-end's" >&2
+            exit "$GUEST_CRASH_EXIT"
+        fi
+        fail "$1; the disk's ring: avail $a -> $a2, used $u -> $u2, used_event $e -> $e2"
+    fi
+    show
+    fail "$1"
+}
+
 wait_serial() {
     local file=$1 re=$2 secs=$3 end p
     end=$((SECONDS + secs))
@@ -117,7 +142,10 @@ wait_serial() {
                 fail "QEMU $p exited while waiting for '$re' in ${file##*/}"
             fi
         done
-        ((SECONDS < end)) || { crashed "$dir"/*.serial; show; fail "no '$re' in ${file##*/} after $secs s"; }
+        if ((SECONDS >= end)); then
+            crashed "$dir"/*.serial
+            stalled "no '$re' in ${file##*/} after $secs s"
+        fi
         sleep 0.2
     done
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """qmp.py SOCKET COMMAND [ARGUMENTS-JSON]
    qmp.py SOCKET wait-migration TIMEOUT
+   qmp.py SOCKET ring-idx
 
 A tiny QMP client for the QEMU tests (QEMU started with
 -qmp unix:SOCKET,server=on,wait=off).  The first form runs one QMP command
@@ -8,7 +9,9 @@ and prints its "return" value as JSON; an error reply exits 1 with QEMU's
 message.  The second polls query-migrate every 50 ms until the status is
 completed (prints "completed TOTAL_TIME_MS DOWNTIME_MS", exit 0) or failed /
 cancelled (prints the status and error, exit 1), or TIMEOUT seconds passed
-(exit 1)."""
+(exit 1).  The third prints queue 0's avail index, used index and
+used_event as the guest's memory holds them (QEMU's vhost-user device:
+what the guest submitted, what the back-end completed)."""
 import json
 import socket
 import sys
@@ -48,12 +51,33 @@ class QMP:
         return msg.get("return")
 
 
+def read_u16(q, phys):
+    """A little-endian u16 of guest memory, through the monitor's xp."""
+    out = q.cmd("human-monitor-command", {"command-line": "xp /1hx %d" % phys})
+    return int(out.split(":")[1].split()[0], 16)
+
+
+def ring_idx(q):
+    """Queue 0 of the first virtio device, read from guest memory: the
+    driver's avail index, the device's used index, and the used_event the
+    driver last asked to be notified at (EVENT_IDX)."""
+    path = q.cmd("x-query-virtio")[0]["path"]
+    st = q.cmd("x-query-virtio-vhost-queue-status", {"path": path, "queue": 0})
+    avail = read_u16(q, st["avail-phys"] + 2)
+    used = read_u16(q, st["used-phys"] + 2)
+    used_event = read_u16(q, st["avail-phys"] + 4 + 2 * st["num"])
+    return avail, used, used_event
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2
     try:
         q = QMP(sys.argv[1])
+        if sys.argv[2] == "ring-idx":
+            print(" ".join(str(v) for v in ring_idx(q)))
+            return 0
         if sys.argv[2] == "wait-migration":
             deadline = time.monotonic() + float(sys.argv[3])
             while True:

@@ -64,6 +64,7 @@ qmp() { "$here/qmp.py" "$@"; }
 declare -a qpid
 t0=$SECONDS
 start_qemu 0 A
+QMP_SOCK=$dir/q0.qmp
 wait_file "$dir/q0.qmp" 30 "${qpid[0]}"
 wait_serial "$dir/q0.serial" 'round 2 ok' 120
 say "guest verifying rounds on A ($((SECONDS - t0)) s after start)"
@@ -94,6 +95,7 @@ for ((k = 1; k <= count; k++)); do
     qmp "$dir/q$src.qmp" quit >/dev/null || true
     wait "${qpid[$src]}" 2>/dev/null || true
     QPIDS=("${qpid[$k]}")
+    QMP_SOCK=$dir/q$k.qmp
     # The guest carries on there: at least one more verified round (two
     # after the last migration).
     need=1
