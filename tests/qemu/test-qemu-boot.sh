@@ -68,7 +68,7 @@ timeout 150 "$qemu" -nodefaults -no-user-config -display none -no-reboot \
     -chardev socket,id=blk0,path="$dir/blk.sock" \
     -device vhost-user-blk-pci,chardev=blk0,num-queues=1 \
     -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz" \
-    -append "console=ttyS0 panic=-1 loglevel=3" \
+    -append "console=ttyS0 panic=-1 loglevel=3 vhu.resize=1" \
     -serial "file:$serial" >"$dir/qemu.log" 2>&1 &
 qpid=$!
 # When the guest asks for it: grow the image by 1 MiB whose first sector
