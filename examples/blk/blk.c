@@ -6,7 +6,6 @@
 #include <linux/fs.h>
 #include <linux/virtio_blk.h>
 #include <pthread.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +283,19 @@ static void handle(struct blk *d, struct blk_req *r)
     ((uint8_t *)last->iov_base)[last->iov_len - 1] = r->status;
 }
 
+/* Take the oldest queued request, serve it outside the lock and move it to
+ * `done`.  Called with bq->mu held and todo_n > 0; returns with it held. */
+static void run_queued(struct blk_queue *bq)
+{
+    unsigned i = bq->todo[bq->todo_head];
+    bq->todo_head = (bq->todo_head + 1) % SLOTS;
+    bq->todo_n--;
+    pthread_mutex_unlock(&bq->mu);
+    handle(bq->d, &bq->reqs[i]);
+    pthread_mutex_lock(&bq->mu);
+    bq->done[bq->done_n++] = i;
+}
+
 static void *helper_main(void *arg)
 {
     struct blk_queue *bq = arg;
@@ -293,13 +305,7 @@ static void *helper_main(void *arg)
             pthread_cond_wait(&bq->work, &bq->mu);
         if (bq->quit)
             break;
-        unsigned i = bq->todo[bq->todo_head];
-        bq->todo_head = (bq->todo_head + 1) % SLOTS;
-        bq->todo_n--;
-        pthread_mutex_unlock(&bq->mu);
-        handle(bq->d, &bq->reqs[i]);
-        pthread_mutex_lock(&bq->mu);
-        bq->done[bq->done_n++] = i;
+        run_queued(bq);
         pthread_cond_signal(&bq->finished);
     }
     pthread_mutex_unlock(&bq->mu);
@@ -332,13 +338,7 @@ static void reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, boo
     pthread_mutex_lock(&bq->mu);
     while (wait && !bq->done_n) {
         if (bq->todo_n) {
-            unsigned i = bq->todo[bq->todo_head];
-            bq->todo_head = (bq->todo_head + 1) % SLOTS;
-            bq->todo_n--;
-            pthread_mutex_unlock(&bq->mu);
-            handle(bq->d, &bq->reqs[i]);
-            pthread_mutex_lock(&bq->mu);
-            bq->done[bq->done_n++] = i;
+            run_queued(bq);
         } else {
             pthread_cond_wait(&bq->finished, &bq->mu);
         }

@@ -554,12 +554,13 @@ static uint64_t fe_shmem_map(struct vhu_fe *fe, const struct vhu_shmem_mmap *mm,
     }
     if (fe->nshm_maps == VHU_SHMEM_MAX_MAPPINGS)
         return ENOSPC;
+    if (mm->fd_offset > (uint64_t)INT64_MAX)
+        return EINVAL;
     int prot = PROT_READ | ((mm->flags & VHU_SHMEM_MAP_RW) ? PROT_WRITE : 0);
     /* mmap checks alignment and the fd's size and mode. */
-    if (mm->fd_offset > (uint64_t)INT64_MAX ||
-        mmap(w->base + mm->shm_offset, mm->len, prot, MAP_SHARED | MAP_FIXED, fd,
+    if (mmap(w->base + mm->shm_offset, mm->len, prot, MAP_SHARED | MAP_FIXED, fd,
              (off_t)mm->fd_offset) == MAP_FAILED)
-        return mm->fd_offset > (uint64_t)INT64_MAX ? EINVAL : (uint64_t)errno;
+        return (uint64_t)errno;
     fe->shm_maps[fe->nshm_maps++] = (struct fe_shmem_mapping){
         .shmid = mm->shmid, .offset = mm->shm_offset, .len = mm->len};
     return 0;
