@@ -6,6 +6,12 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config libcbor-dev libzstd-dev libev-dev libcmocka-dev
           qemu-system-x86 clang libclang-rt-14-dev python3 valgrind)
 
+# --list: print the package list (for .ci/run) and stop.
+if [ "${1:-}" = --list ]; then
+  echo "${packages[*]}"
+  exit 0
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
