@@ -1,5 +1,6 @@
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -91,6 +92,15 @@ int config_change_served(struct vhu_backend *b, struct vhu_fe *fe, int *sent)
     pthread_join(t, NULL);
     *sent = cc.result;
     return r;
+}
+
+uint64_t wait_eventfd(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    uint64_t v = 0;
+    if (poll(&p, 1, ms) != 1 || read(fd, &v, sizeof(v)) != sizeof(v))
+        return 0;
+    return v;
 }
 
 int count_open_fds(void)

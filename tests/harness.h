@@ -33,6 +33,10 @@ struct vhu_fe *harness_connect_negotiated(struct harness *h);
  * vhu_fe_serve_backend_request() returned, *sent the back-end's result. */
 int config_change_served(struct vhu_backend *b, struct vhu_fe *fe, int *sent);
 
+/* Wait up to ms for an eventfd to be signalled and read its count (0 if it
+ * was not): a device writes the call eventfd just after the used index. */
+uint64_t wait_eventfd(int fd, int ms);
+
 /* Open fds of this process (entries of /proc/self/fd). */
 int count_open_fds(void);
 

@@ -326,7 +326,7 @@ static void test_write_read(void **state)
         assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, (struct layout){0}, &used),
                          VIRTIO_BLK_S_OK);
         assert_int_equal(used, 1);
-        assert_true(read_eventfd(t.g.call[0]) >= 1);
+        assert_true(wait_eventfd(t.g.call[0], 2000) >= 1);
         assert_int_equal(read_eventfd(t.g.err[0]), 0);
         assert_int_equal(blk_completed(t.dev, 0), 5);
         blkt_close(&t);

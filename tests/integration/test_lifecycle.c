@@ -49,14 +49,6 @@ static bool buf_filled(struct guest *g, unsigned ring, unsigned k, uint8_t v)
     return true;
 }
 
-static uint64_t read_eventfd(int fd)
-{
-    uint64_t v = 0;
-    if (read(fd, &v, sizeof(v)) != sizeof(v))
-        return 0;
-    return v;
-}
-
 static void stop_all(struct vhu_fe *fe, struct guest *g, unsigned *bases)
 {
     for (unsigned i = 0; i < g->nrings; i++) {
@@ -107,7 +99,7 @@ static void test_lifecycle(void **state)
         assert_int_equal(used_elem(&g, 0, k).len, 256);
     }
     assert_true(buf_filled(&g, 1, 1, TESTDEV_FILL));
-    assert_true(read_eventfd(g.call[0]) >= 1); /* the guest was notified */
+    assert_true(wait_eventfd(g.call[0], 2000) >= 1); /* the guest was notified */
     assert_int_equal(testdev_running(h.dev), 2);
 
     /* reset (the seed's): disable and stop each ring; GET_VRING_BASE says

@@ -182,19 +182,6 @@ static uint64_t read_eventfd(int fd)
     return v;
 }
 
-/* For a worker's signals: wait up to 2 s for the eventfd to be written,
- * then read it. */
-static uint64_t wait_eventfd(int fd)
-{
-    for (int i = 0; i < 2000; i++) {
-        uint64_t v = read_eventfd(fd);
-        if (v)
-            return v;
-        sleep_ms(1);
-    }
-    return 0;
-}
-
 static uint16_t *used_event(struct session *s)
 {
     return (uint16_t *)gptr(s, s->r->avail_gpa + 4 + 2u * RING, 2);
@@ -674,7 +661,7 @@ static void test_worker(void **state)
     assert_true(wait_used_idx(s.r, 5, 2000));
     for (unsigned k = 0; k < 5; k++)
         assert_true(filled(&s, k));
-    assert_true(wait_eventfd(s.g.call[0]) >= 1);
+    assert_true(wait_eventfd(s.g.call[0], 2000) >= 1);
     /* The worker asked for a kick at the next index (EVENT_IDX), just after
      * publishing the used entries. */
     for (int i = 0; i < 2000 && __atomic_load_n(avail_event(&s), __ATOMIC_ACQUIRE) != 5; i++)
@@ -722,7 +709,7 @@ static void test_worker(void **state)
     guest_kick(&s.g, 0);
     sleep_ms(20);
     assert_int_equal(log_count("ring 0 broken"), 1);
-    assert_int_equal(wait_eventfd(s.g.err[0]), 1);
+    assert_int_equal(wait_eventfd(s.g.err[0], 2000), 1);
     assert_int_equal(vhu_fe_get_vring_base(s.fe, 0, &base), 0);
     assert_int_equal(base, 8);
     s.r->avail_idx = 8; /* the driver takes the bad entry back */
