@@ -10,6 +10,22 @@ cd "$(dirname "$0")/.."
 tests/setup-deps.sh
 
 jobs=$(nproc)
+
+# On failure, print last the lines that say why (a CI log often keeps only
+# its tail): failed assertions, sanitizer and valgrind reports, from the
+# logs this run wrote.
+stamp=$(mktemp)
+why_failed() {
+  echo "=== tests/run.sh failed (exit $1); why, from this run's test logs ==="
+  find build* -path '*/Testing/Temporary/*.log' -newer "$stamp" 2>/dev/null | sort |
+  while read -r f; do
+    grep -hE '\[ +(ERROR|FAILED|LINE) +\]|: error:|ERROR: [A-Za-z]+Sanitizer|runtime error|WARNING: ThreadSanitizer|(definitely|indirectly) lost in|Invalid (read|write)|uninitialised|Conditional jump' "$f" |
+      sed "s|^|$f: |" | head -n 6
+    grep -hE -A6 '(definitely|indirectly) lost in' "$f" | grep -E 'at 0x|by 0x' | head -n 6
+  done | tail -n 40
+  rm -f "$stamp"
+}
+trap 'rc=$?; if [ "$rc" -ne 0 ]; then why_failed "$rc"; else rm -f "$stamp"; fi' EXIT
 run() {
   local dir=$1; shift
   echo "=== $dir: configure, build, test ==="

@@ -159,7 +159,11 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
 {
     if (vq->broken)
         return -EIO;
-    if (vhu_virtq_stop_requested(vq))
+    /* A disabled ring's chains stay in it (SET_VRING_ENABLE 0): checked
+     * here too, not only by the worker before it calls the device, so a
+     * device draining the ring stops taking chains once the disable is
+     * answered. */
+    if (vhu_virtq_stop_requested(vq) || !vhu_queue_enabled(vq->q))
         return 0;
     /* First what a previous back-end left in flight (inflight tracking):
      * those heads were taken from the avail ring before, and the queue's
