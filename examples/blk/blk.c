@@ -58,6 +58,9 @@ struct blk_queue {
 struct blk {
     struct vhu_device_ops ops;
     int fd;             /* the image, or -1 for a memory-only disk */
+    int dfd;            /* the image opened with O_DIRECT (--direct), or -1 */
+    uint32_t dio_mem_mask, dio_off_mask; /* what O_DIRECT on dfd needs aligned:
+                                          * buffer addresses; offsets and lengths */
     uint8_t *ram;       /* the disk, with --ram */
     uint64_t size;      /* bytes, a multiple of BLK_SECTOR; changed only by
                          * blk_resize() (atomic: the rings read it) */
@@ -120,6 +123,26 @@ static bool in_range(const struct blk *d, uint64_t sector, uint64_t bytes)
     return sector <= sectors && bytes / BLK_SECTOR <= sectors - sector;
 }
 
+/* With --direct, may this transfer bypass the page cache?  O_DIRECT wants
+ * the offset, and every buffer's address and length, aligned; a request
+ * that is not (a guest may split a sector across descriptors) goes through
+ * the page cache instead, which the kernel keeps coherent with direct I/O
+ * on the same file. */
+static bool direct_ok(const struct blk *d, const struct iovec *iov, unsigned n, uint64_t off)
+{
+    if (d->dfd < 0 || (off & d->dio_off_mask))
+        return false;
+    for (unsigned i = 0; i < n; i++)
+        if (((uintptr_t)iov[i].iov_base & d->dio_mem_mask) || (iov[i].iov_len & d->dio_off_mask))
+            return false;
+    return true;
+}
+
+static ssize_t rw(int fd, bool write, const struct iovec *iov, unsigned n, uint64_t off)
+{
+    return write ? pwritev(fd, iov, (int)n, (off_t)off) : preadv(fd, iov, (int)n, (off_t)off);
+}
+
 /* Read or write the whole iovec at off; partial transfers continue, a
  * transfer that makes no progress (the image shrank under us) fails. */
 static int disk_io(struct blk *d, bool write, struct iovec *iov, unsigned n, uint64_t off)
@@ -135,8 +158,11 @@ static int disk_io(struct blk *d, bool write, struct iovec *iov, unsigned n, uin
         return 0;
     }
     while (n) {
-        ssize_t r = write ? pwritev(d->fd, iov, (int)n, (off_t)off)
-                          : preadv(d->fd, iov, (int)n, (off_t)off);
+        bool direct = direct_ok(d, iov, n, off);
+        ssize_t r = rw(direct ? d->dfd : d->fd, write, iov, n, off);
+        /* An alignment rule the file did not report: the page cache then. */
+        if (r < 0 && errno == EINVAL && direct)
+            r = rw(d->fd, write, iov, n, off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -633,6 +659,36 @@ static int load_ram(struct blk *d, int fd, uint64_t image)
     return 0;
 }
 
+/* What O_DIRECT on d->dfd needs aligned: statx says (Linux 6.1 and later);
+ * before that, a block device's logical block size, or else a page. */
+static int direct_alignment(struct blk *d, const char *path)
+{
+    uint32_t mem = 4096, off = 4096;
+    struct statx sx;
+    struct stat st;
+    int lbs = 0;
+    if (statx(d->dfd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+        (sx.stx_mask & STATX_DIOALIGN)) {
+        mem = sx.stx_dio_mem_align;
+        off = sx.stx_dio_offset_align;
+        if (!mem || !off) {
+            fprintf(stderr, "vhu-blk: --direct: %s does not support direct I/O\n", path);
+            return -EINVAL;
+        }
+    } else if (fstat(d->dfd, &st) == 0 && S_ISBLK(st.st_mode) &&
+               ioctl(d->dfd, BLKSSZGET, &lbs) == 0 && lbs > 0) {
+        mem = off = (uint32_t)lbs;
+    }
+    if ((mem & (mem - 1)) || (off & (off - 1)) || off > 65536 || mem > 65536) {
+        fprintf(stderr, "vhu-blk: --direct: %s wants direct I/O aligned to %u (memory) and "
+                "%u (offsets), which vhu-blk does not handle\n", path, mem, off);
+        return -EINVAL;
+    }
+    d->dio_mem_mask = mem - 1;
+    d->dio_off_mask = off - 1;
+    return 0;
+}
+
 static int open_disk(struct blk *d, const struct blk_options *o)
 {
     int fd = -1, r;
@@ -647,6 +703,23 @@ static int open_disk(struct blk *d, const struct blk_options *o)
             return r;
         }
         if ((r = image_size(fd, o->image, &image)) < 0)
+            goto fail;
+    }
+    if (o->direct) {
+        if (!o->image || o->ram_size) {
+            fprintf(stderr, "vhu-blk: --direct is for an image read and written in place, "
+                    "not a disk in memory (--ram)\n");
+            r = -EINVAL;
+            goto fail;
+        }
+        d->dfd = open(o->image, (o->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_DIRECT);
+        if (d->dfd < 0) {
+            r = -errno;
+            fprintf(stderr, "vhu-blk: --direct: cannot open %s with O_DIRECT: %s%s\n", o->image,
+                    strerror(errno), errno == EINVAL ? " (no direct I/O on its filesystem)" : "");
+            goto fail;
+        }
+        if ((r = direct_alignment(d, o->image)) < 0)
             goto fail;
     }
     d->size = (o->ram_size ? o->ram_size : image) / BLK_SECTOR * BLK_SECTOR;
@@ -693,7 +766,7 @@ int blk_new(struct blk **out, const struct blk_options *o)
     struct blk *d = calloc(1, sizeof(*d));
     if (!d)
         return -ENOMEM;
-    d->fd = -1;
+    d->fd = d->dfd = -1;
     pthread_mutex_init(&d->config_lock, NULL);
     d->q = calloc(o->queues, sizeof(*d->q));
     int r = d->q ? open_disk(d, o) : -ENOMEM;
@@ -751,6 +824,8 @@ void blk_free(struct blk *d)
         return;
     if (d->fd >= 0)
         close(d->fd);
+    if (d->dfd >= 0)
+        close(d->dfd);
     free(d->ram);
     for (unsigned i = 0; d->q && i < d->nq; i++) {
         if (!d->q[i].reqs)

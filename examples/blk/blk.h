@@ -1,7 +1,7 @@
 /* vhu-blk: a virtio-blk device (virtio 1.x, 5.2) on the virtqueue layer.
  *
  * The disk is an image file (or block device) read and written with
- * preadv/pwritev, or a buffer in this process's memory (--ram).  Each
+ * preadv/pwritev (with O_DIRECT when asked and aligned), or a buffer in this process's memory (--ram).  Each
  * queue runs on its own ring worker (vhu/virtq.h), with two helper threads
  * for large reads and writes (up to 16 requests in flight per queue, each
  * completed when done); the worker's function returns only when every
@@ -43,6 +43,10 @@ struct blk_options {
                          * written */
     unsigned queues;    /* 1..BLK_MAX_QUEUES */
     bool read_only;
+    bool direct;        /* the image also opened with O_DIRECT: reads and
+                         * writes aligned as the file wants bypass the host
+                         * page cache (QEMU's cache.direct=on); others, and
+                         * flushes, go through it */
 };
 
 struct blk;

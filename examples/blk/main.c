@@ -15,7 +15,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vhu-blk --socket PATH --image FILE [--queues N] [--read-only]\n"
+            "usage: vhu-blk --socket PATH --image FILE [--queues N] [--read-only] [--direct]\n"
             "       vhu-blk --socket PATH --ram SIZE [--image FILE] [--queues N] [--read-only]\n"
             "\n"
             "Serve a virtio-blk disk on a vhost-user socket (QEMU: -device\n"
@@ -31,6 +31,9 @@ static void usage(FILE *f)
             "                     or, with --image, initialised from FILE, which is then\n"
             "                     only read; the contents go when the process exits\n"
             "  -q, --queues N     number of request queues, 1..%u (default 1)\n"
+            "  -d, --direct       also open the image with O_DIRECT (QEMU's cache.direct=on):\n"
+            "                     reads and writes aligned as its filesystem wants bypass\n"
+            "                     the host page cache; the others go through it\n"
             "  -R, --read-only    offer a read-only disk (VIRTIO_BLK_F_RO): writes,\n"
             "                     discards and write-zeroes fail with VIRTIO_BLK_S_IOERR\n"
             "  -c, --client       connect to PATH and reconnect when the front-end goes away\n"
@@ -109,13 +112,14 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'}, {"image", required_argument, NULL, 'i'},
         {"ram", required_argument, NULL, 'r'},    {"queues", required_argument, NULL, 'q'},
         {"read-only", no_argument, NULL, 'R'},    {"client", no_argument, NULL, 'c'},
+        {"direct", no_argument, NULL, 'd'},
         {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *path = NULL;
     bool client = false;
     struct blk_options o = {.queues = 1};
     int c;
-    while ((c = getopt_long(argc, argv, "s:i:r:q:Rcvh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:i:r:q:Rdcvh", opts, NULL)) != -1) {
         switch (c) {
         case 's': path = optarg; break;
         case 'i': o.image = optarg; break;
@@ -138,6 +142,7 @@ int main(int argc, char **argv)
             break;
         }
         case 'R': o.read_only = true; break;
+        case 'd': o.direct = true; break;
         case 'c': client = true; break;
         case 'v': vhu_set_log_level(VHU_LOG_DEBUG); break;
         case 'h': usage(stdout); return 0;
@@ -179,10 +184,11 @@ int main(int argc, char **argv)
         blk_free(dev);
         return 1;
     }
-    printf("vhu-blk: %s %s: %llu sectors (%s%s), %u queue(s) (vhu %s)\n",
+    printf("vhu-blk: %s %s: %llu sectors (%s%s%s), %u queue(s) (vhu %s)\n",
            client ? "connecting to" : "listening on", path,
            (unsigned long long)(blk_size(dev) / BLK_SECTOR), o.ram_size ? "in memory" : o.image,
-           o.read_only ? ", read-only" : "", o.queues, vhu_version());
+           o.read_only ? ", read-only" : "", o.direct ? ", O_DIRECT" : "", o.queues,
+           vhu_version());
     fflush(stdout);
     vhu_server_run(s);
     if (resizer) {

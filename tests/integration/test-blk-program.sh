@@ -31,7 +31,7 @@ trap cleanup EXIT
 
 # --- Command line -------------------------------------------------------------
 out=$("$blk" --help) || fail "--help exited $?"
-for opt in --socket --image --queues --read-only --ram; do
+for opt in --socket --image --queues --read-only --ram --direct; do
     grep -q -- "$opt" <<<"$out" || fail "--help does not document $opt"
 done
 expect_usage_error() {
@@ -49,6 +49,10 @@ r=0
 o=$("$blk" --socket "$dir/s" --image "$dir/missing.img" 2>&1) || r=$?
 ((r == 1)) || fail "a missing image exited $r (want 1): $o"
 grep -q "cannot open" <<<"$o" || fail "a missing image was not named: $o"
+r=0
+o=$("$blk" --socket "$dir/s" --ram 1M --direct 2>&1) || r=$?
+((r == 1)) || fail "--direct with --ram exited $r (want 1): $o"
+grep -q -- "--direct is for an image" <<<"$o" || fail "--direct with --ram not explained: $o"
 say "--help documents the options; bad command lines refused"
 
 # serve ARGS...: start vhu-blk on $dir/s, wait until it listens.
@@ -81,7 +85,8 @@ probe_out() {
 
 # --- An image: 3 MiB + 100 bytes -> 6144 sectors (0x1800) -------------------
 head -c $((3 * 1024 * 1024 + 100)) /dev/zero >"$dir/disk.img"
-serve --image "$dir/disk.img" --queues 3
+serve --image "$dir/disk.img" --queues 3 --direct
+grep -q "disk.img, O_DIRECT), 3 queue" "$dir/out" || fail "no O_DIRECT in: $(cat "$dir/out")"
 out=$(probe_out)
 grep -q '00 18 00 00 00 00 00 00' <<<"$out" || fail "capacity of 6144 sectors not in config: $out"
 grep -Eq '^queues: *3$' <<<"$out" || fail "3 queues not reported: $out"
@@ -106,7 +111,7 @@ grep -q '00 20 00 00 00 00 00 00' <<<"$out" || fail "capacity of 8192 sectors no
 kill -HUP "$pid"
 wait_out 'SIGHUP: still 8192 sectors'
 stop
-say "image: 6144 sectors, 3 queues, writable; SIGHUP after growing: 8192"
+say "image (O_DIRECT): 6144 sectors, 3 queues, writable; SIGHUP after growing: 8192"
 
 # --- RAM, read-only: 1 MiB -> 2048 sectors (0x800) -----------------------------
 serve --ram 1M --read-only

@@ -44,14 +44,15 @@ struct blkt {
     int image_fd;      /* the test's own view of the image */
 };
 
-enum { DISK_FILE, DISK_RAM };
+enum { DISK_FILE, DISK_RAM, DISK_FILE_DIRECT };
 
 static void blkt_open_sized(struct blkt *t, unsigned queues, bool ro, int disk, uint64_t ram)
 {
     memset(t, 0, sizeof(*t));
     t->image_fd = -1;
     struct blk_options o = {.queues = queues, .read_only = ro};
-    if (disk == DISK_FILE) {
+    if (disk == DISK_FILE || disk == DISK_FILE_DIRECT) {
+        o.direct = disk == DISK_FILE_DIRECT;
         strcpy(t->dir, "/tmp/vhu-blk-test-XXXXXX");
         assert_non_null(mkdtemp(t->dir));
         snprintf(t->image, sizeof(t->image), "%s/disk.img", t->dir);
@@ -230,6 +231,22 @@ static uint64_t read_eventfd(int fd)
     return v;
 }
 
+/* How many of the image's pages in [off, off + len) the host page cache
+ * holds (mincore on a mapping nothing touches). */
+static unsigned cached_pages(int fd, uint64_t off, uint64_t len)
+{
+    const size_t size = SECTORS * BLK_SECTOR, page = 4096;
+    void *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(m != MAP_FAILED);
+    unsigned char vec[SECTORS * BLK_SECTOR / 4096];
+    assert_int_equal(mincore(m, size, vec), 0);
+    unsigned n = 0;
+    for (uint64_t p = off / page; p < (off + len + page - 1) / page; p++)
+        n += vec[p] & 1;
+    munmap(m, size);
+    return n;
+}
+
 /* ---- tests ---- */
 
 static int fds_at_start;
@@ -329,6 +346,61 @@ static void test_write_read(void **state)
         assert_true(wait_eventfd(t.g.call[0], 2000) >= 1);
         assert_int_equal(read_eventfd(t.g.err[0]), 0);
         assert_int_equal(blk_completed(t.dev, 0), 5);
+        blkt_close(&t);
+    }
+}
+
+/* --direct: a request whose buffers and offset are aligned bypasses the
+ * host page cache (mincore shows the image's pages stay out of it, where
+ * the same write without --direct leaves them in); one split into
+ * unaligned buffers goes through the page cache; both read back the same,
+ * in the guest and in the file. */
+static void test_direct(void **state)
+{
+    (void)state;
+    const int disks[2] = {DISK_FILE, DISK_FILE_DIRECT};
+    enum { A = 1024, B = 1536 }; /* the sectors written: 512 KiB and 768 KiB in */
+    for (int k = 0; k < 2; k++) {
+        bool direct = disks[k] == DISK_FILE_DIRECT;
+        struct blkt t;
+        blkt_open(&t, 1, false, disks[k]);
+        static uint8_t w[16 * 512], r[16 * 512], img[16 * 512];
+        /* Nothing of the ranges used cached to begin with.  (Not the whole
+         * image: valgrind reads the start of every file mapped.) */
+        assert_int_equal(fdatasync(t.image_fd), 0);
+        assert_int_equal(posix_fadvise(t.image_fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+        assert_int_equal(cached_pages(t.image_fd, A * 512, (B + 16 - A) * 512), 0);
+
+        /* 8 KiB at sector A, one page-aligned buffer: written and read. */
+        pattern(w, sizeof(w), 7);
+        assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, A, w, sizeof(w)), VIRTIO_BLK_S_OK);
+        memset(r, 0, sizeof(r));
+        assert_int_equal(req(&t, VIRTIO_BLK_T_IN, A, r, sizeof(r)), VIRTIO_BLK_S_OK);
+        assert_memory_equal(w, r, sizeof(w));
+        assert_int_equal(cached_pages(t.image_fd, A * 512, sizeof(w)), direct ? 0 : 2);
+
+        /* 8 KiB at sector B in buffers of 2730, 2730 and 2732 bytes. */
+        uint8_t w2[sizeof(w)];
+        pattern(w2, sizeof(w2), 8);
+        assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_OUT, B, w2, sizeof(w2),
+                               (struct layout){.nseg = 3}, NULL), VIRTIO_BLK_S_OK);
+        assert_int_equal(cached_pages(t.image_fd, B * 512, sizeof(w2)), 2);
+        /* Read back in one aligned buffer (direct I/O after buffered). */
+        memset(r, 0, sizeof(r));
+        assert_int_equal(req(&t, VIRTIO_BLK_T_IN, B, r, sizeof(r)), VIRTIO_BLK_S_OK);
+        assert_memory_equal(w2, r, sizeof(r));
+        assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, (struct layout){0}, NULL),
+                         VIRTIO_BLK_S_OK);
+
+        /* The file holds both, and the fill around them. */
+        assert_int_equal(pread(t.image_fd, img, sizeof(img), A * 512), (ssize_t)sizeof(img));
+        assert_memory_equal(img, w, sizeof(w));
+        assert_int_equal(pread(t.image_fd, img, sizeof(img), B * 512), (ssize_t)sizeof(img));
+        assert_memory_equal(img, w2, sizeof(w2));
+        assert_true(image_is(&t, 0, A * 512, IMAGE_FILL));
+        assert_true(image_is(&t, (A + 16) * 512, (B - A - 16) * 512, IMAGE_FILL));
+        assert_true(image_is(&t, (B + 16) * 512, (SECTORS - B - 16) * 512, IMAGE_FILL));
+        assert_int_equal(read_eventfd(t.g.err[0]), 0);
         blkt_close(&t);
     }
 }
@@ -836,6 +908,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_and_features),
         cmocka_unit_test(test_write_read),
+        cmocka_unit_test(test_direct),
         cmocka_unit_test(test_get_id),
         cmocka_unit_test(test_discard_write_zeroes),
         cmocka_unit_test(test_out_of_range),
