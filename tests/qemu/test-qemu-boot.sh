@@ -2,7 +2,8 @@
 # test-qemu-boot.sh VHU_BLK CACHE_DIR
 #
 # QEMU 7.2 (vhost-user-blk-pci, TCG, -cpu qemu64) boots Debian's kernel with
-# a busybox initramfs on a disk served by vhu-blk; the guest writes a
+# a busybox initramfs on a disk served by vhu-blk (--direct: O_DIRECT on
+# the image where the guest's buffers allow it); the guest writes a
 # pattern with O_DIRECT, reads it back, discards a range, and reports on the
 # serial console (see guest-init.sh).  Then the host grows the image by
 # 1 MiB and sends vhu-blk SIGHUP: the guest must see the new capacity
@@ -50,7 +51,7 @@ head -c $((16 * 1024 * 1024)) /dev/zero | tr '\0' '\377' >"$img"
 printf 'vhu-blk host marker' | dd of="$img" conv=notrunc status=none
 cp "$img" "$dir/disk.orig"
 
-"$blk" --socket "$dir/blk.sock" --image "$img" >"$dir/blk.log" 2>&1 &
+"$blk" --socket "$dir/blk.sock" --image "$img" --direct >"$dir/blk.log" 2>&1 &
 bpid=$!
 for ((i = 0; i < 50; i++)); do
     grep -q 'listening on' "$dir/blk.log" 2>/dev/null && break
