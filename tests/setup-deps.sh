@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libcbor-dev libzstd-dev libev-dev libcmocka-dev
-          qemu-system-x86 clang libclang-rt-14-dev python3 valgrind)
+          liburing-dev qemu-system-x86 clang libclang-rt-14-dev python3 valgrind)
 
 # --list: print the package list (for .ci/run) and stop.
 if [ "${1:-}" = --list ]; then

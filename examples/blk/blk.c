@@ -5,6 +5,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/virtio_blk.h>
+#include <liburing.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,6 +36,9 @@
 struct blk_req {
     struct vhu_virtq_elem elem;
     struct iovec data[VHU_VIRTQ_MAX_SEGS];
+    unsigned n;         /* reads and writes: buffers in data */
+    uint64_t off, len;  /* ...where on the disk, how many bytes */
+    bool write;
     uint32_t written;
     uint8_t status;
 };
@@ -48,6 +52,12 @@ struct blk_queue {
      * of SLOTS entries, under mu); the worker pushes what is done. */
     pthread_t helper[HELPERS];
     unsigned nhelpers;
+    /* With --direct, reads and writes go to the kernel asynchronously
+     * through an io_uring instead (the worker submits and reaps; no
+     * helpers): a direct read waits for the device, and up to SLOTS of
+     * them are in flight at once. */
+    struct io_uring ring;
+    atomic_bool uring;
     pthread_mutex_t mu;
     pthread_cond_t work, finished;
     bool quit;
@@ -61,6 +71,7 @@ struct blk {
     int dfd;            /* the image opened with O_DIRECT (--direct), or -1 */
     uint32_t dio_mem_mask, dio_off_mask; /* what O_DIRECT on dfd needs aligned:
                                           * buffer addresses; offsets and lengths */
+    atomic_bool uring_refused;           /* said once */
     uint8_t *ram;       /* the disk, with --ram */
     uint64_t size;      /* bytes, a multiple of BLK_SECTOR; changed only by
                          * blk_resize() (atomic: the rings read it) */
@@ -123,6 +134,21 @@ static bool in_range(const struct blk *d, uint64_t sector, uint64_t bytes)
     return sector <= sectors && bytes / BLK_SECTOR <= sectors - sector;
 }
 
+/* Drop the first `done` bytes of *iov (n entries); returns the entries left. */
+static unsigned iov_advance(struct iovec **iov, unsigned n, size_t done)
+{
+    while (n && done >= (*iov)->iov_len) {
+        done -= (*iov)->iov_len;
+        (*iov)++;
+        n--;
+    }
+    if (n) {
+        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + done;
+        (*iov)->iov_len -= done;
+    }
+    return n;
+}
+
 /* With --direct, may this transfer bypass the page cache?  O_DIRECT wants
  * the offset, and every buffer's address and length, aligned; a request
  * that is not (a guest may split a sector across descriptors) goes through
@@ -168,16 +194,7 @@ static int disk_io(struct blk *d, bool write, struct iovec *iov, unsigned n, uin
         if (r <= 0)
             return r < 0 ? -errno : -EIO;
         off += (uint64_t)r;
-        size_t done = (size_t)r;
-        while (n && done >= iov->iov_len) {
-            done -= iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n) {
-            iov->iov_base = (uint8_t *)iov->iov_base + done;
-            iov->iov_len -= done;
-        }
+        n = iov_advance(&iov, n, (size_t)r);
     }
     return 0;
 }
@@ -235,6 +252,33 @@ static uint8_t discard_or_zero(struct blk *d, bool zero, const struct iovec *dat
                : VIRTIO_BLK_S_IOERR;
 }
 
+/* A read (IN) or write (OUT) at `sector`: checked, and its data buffers
+ * sliced into r->data.  VIRTIO_BLK_S_OK, or the status to answer with. */
+static uint8_t rw_setup(struct blk *d, struct blk_req *r, bool write, uint64_t sector)
+{
+    const struct vhu_virtq_elem *e = &r->elem;
+    const size_t hdr = sizeof(struct virtio_blk_outhdr);
+    /* Data after the header (writes), before the status byte (reads). */
+    uint64_t len = write ? e->out_bytes - hdr : e->in_bytes - 1;
+    /* The used length (data + status) must fit its 32 bits. */
+    if ((write && d->ro) || len % BLK_SECTOR || len >= UINT32_MAX || !in_range(d, sector, len))
+        return VIRTIO_BLK_S_IOERR;
+    r->n = write ? iov_slice(e->iov, e->n_out, hdr, len, r->data)
+                 : iov_slice(e->iov + e->n_out, e->n_in, 0, len, r->data);
+    r->write = write;
+    r->off = sector * BLK_SECTOR;
+    r->len = len;
+    return VIRTIO_BLK_S_OK;
+}
+
+/* A read or write done with result err (0 or a negative errno): its status,
+ * and the bytes it wrote into the driver's buffers. */
+static uint32_t rw_result(const struct blk_req *r, int err, uint8_t *status)
+{
+    *status = err == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+    return err == 0 && !r->write ? (uint32_t)r->len : 0;
+}
+
 /* Serve one request; returns the bytes written into the driver's writable
  * buffers before the status byte. */
 static uint32_t handle_req(struct blk *d, struct blk_req *r, uint8_t *status)
@@ -252,27 +296,10 @@ static uint32_t handle_req(struct blk *d, struct blk_req *r, uint8_t *status)
 
     switch (type) {
     case VIRTIO_BLK_T_IN:
-        /* The used length (data + status) must fit its 32 bits. */
-        if (in_len % BLK_SECTOR || in_len >= UINT32_MAX || !in_range(d, sector, in_len)) {
-            *status = VIRTIO_BLK_S_IOERR;
-            return 0;
-        }
-        n = iov_slice(in, e->n_in, 0, in_len, r->data);
-        if (disk_io(d, false, r->data, n, sector * BLK_SECTOR) < 0) {
-            *status = VIRTIO_BLK_S_IOERR;
-            return 0;
-        }
-        *status = VIRTIO_BLK_S_OK;
-        return (uint32_t)in_len;
     case VIRTIO_BLK_T_OUT:
-        if (d->ro || out_len % BLK_SECTOR || !in_range(d, sector, out_len)) {
-            *status = VIRTIO_BLK_S_IOERR;
+        if ((*status = rw_setup(d, r, type == VIRTIO_BLK_T_OUT, sector)) != VIRTIO_BLK_S_OK)
             return 0;
-        }
-        n = iov_slice(out, e->n_out, sizeof(h), out_len, r->data);
-        *status = disk_io(d, true, r->data, n, sector * BLK_SECTOR) == 0 ? VIRTIO_BLK_S_OK
-                                                                         : VIRTIO_BLK_S_IOERR;
-        return 0;
+        return rw_result(r, disk_io(d, r->write, r->data, r->n, r->off), status);
     case VIRTIO_BLK_T_FLUSH:
         *status = d->ram || fdatasync(d->fd) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
         return 0;
@@ -300,13 +327,18 @@ static uint32_t handle_req(struct blk *d, struct blk_req *r, uint8_t *status)
     }
 }
 
-/* Serve request r and write its status byte (the last byte of the last
- * writable buffer). */
+/* Write r's status byte (the last byte of the last writable buffer). */
+static void put_status(struct blk_req *r)
+{
+    const struct iovec *last = &r->elem.iov[r->elem.n_out + r->elem.n_in - 1];
+    ((uint8_t *)last->iov_base)[last->iov_len - 1] = r->status;
+}
+
+/* Serve request r and write its status byte. */
 static void handle(struct blk *d, struct blk_req *r)
 {
     r->written = handle_req(d, r, &r->status);
-    const struct iovec *last = &r->elem.iov[r->elem.n_out + r->elem.n_in - 1];
-    ((uint8_t *)last->iov_base)[last->iov_len - 1] = r->status;
+    put_status(r);
 }
 
 /* Take the oldest queued request, serve it outside the lock and move it to
@@ -356,10 +388,81 @@ static void complete(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p,
     }
 }
 
-/* Push what the helpers have finished; with `wait`, first wait for at
- * least one (doing a queued request here meanwhile rather than idling). */
+/* ---- io_uring (--direct) ---- */
+
+/* Queue read or write r (slot i) on the ring: on the O_DIRECT fd when its
+ * buffers allow, else through the page cache.  false when the ring has no
+ * room (it always has: SLOTS entries for SLOTS requests). */
+static bool uring_queue(struct blk_queue *bq, struct blk_req *r, unsigned i)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&bq->ring);
+    if (!sqe)
+        return false;
+    struct blk *d = bq->d;
+    int fd = direct_ok(d, r->data, r->n, r->off) ? d->dfd : d->fd;
+    if (r->write)
+        io_uring_prep_writev(sqe, fd, r->data, r->n, r->off);
+    else
+        io_uring_prep_readv(sqe, fd, r->data, r->n, r->off);
+    io_uring_sqe_set_data64(sqe, i);
+    return true;
+}
+
+/* The kernel's answer res for request r: done, or finished here
+ * synchronously when it was short (the rest) or refused for an alignment
+ * the file did not report (through the page cache). */
+static void uring_finish(struct blk *d, struct blk_req *r, int res)
+{
+    int err = 0;
+    if (res == -EINVAL || (res >= 0 && (uint64_t)res < r->len)) {
+        struct iovec *iov = r->data;
+        size_t done = res > 0 ? (size_t)res : 0;
+        unsigned n = iov_advance(&iov, r->n, done);
+        err = disk_io(d, r->write, iov, n, r->off + done);
+    } else if (res < 0) {
+        err = res;
+    }
+    r->written = rw_result(r, err, &r->status);
+    put_status(r);
+}
+
+/* Submit what is queued and push what the kernel has finished; with
+ * `wait`, first wait for at least one. */
+static void uring_reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, bool wait)
+{
+    for (;;) {
+        int r = wait ? io_uring_submit_and_wait(&bq->ring, 1) : io_uring_submit(&bq->ring);
+        if (r >= 0 || (r != -EINTR && r != -EAGAIN && r != -EBUSY))
+            break;
+        if (r != -EINTR)
+            usleep(100); /* the kernel is short of something: a moment */
+    }
+    struct io_uring_cqe *cqe;
+    unsigned n = 0;
+    while (io_uring_peek_cqe(&bq->ring, &cqe) == 0) {
+        uint64_t i = io_uring_cqe_get_data64(cqe);
+        int res = cqe->res;
+        io_uring_cqe_seen(&bq->ring, cqe);
+        if (i >= SLOTS)
+            continue; /* not ours: there is nothing else on this ring */
+        uring_finish(bq->d, &bq->reqs[i], res);
+        complete(vq, bq, p, (unsigned)i);
+        n++;
+    }
+    p->inflight -= n;
+    if (n)
+        vhu_virtq_flush(vq);
+}
+
+/* Push what the helpers (or the kernel) have finished; with `wait`, first
+ * wait for at least one (doing a queued request here meanwhile rather than
+ * idling). */
 static void reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, bool wait)
 {
+    if (bq->uring) {
+        uring_reap(vq, bq, p, wait);
+        return;
+    }
     unsigned got[SLOTS], n;
     pthread_mutex_lock(&bq->mu);
     while (wait && !bq->done_n) {
@@ -415,6 +518,21 @@ static void serve(struct vhu_virtq *vq, void *arg)
             iov_to_buf(e->iov, e->n_out, 0, &h, sizeof(h));
             uint32_t type = le32toh(h.type);
             bool rw = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_OUT;
+            if (rw && bq->uring) {
+                r->status = rw_setup(bq->d, r, type == VIRTIO_BLK_T_OUT, le64toh(h.sector));
+                if (r->status == VIRTIO_BLK_S_OK && uring_queue(bq, r, i)) {
+                    p.inflight++;
+                    continue;
+                }
+                if (r->status == VIRTIO_BLK_S_OK) /* no room: cannot happen; do it here */
+                    r->written = rw_result(r, disk_io(bq->d, r->write, r->data, r->n, r->off),
+                                           &r->status);
+                else
+                    r->written = 0;
+                put_status(r);
+                complete(vq, bq, &p, i);
+                continue;
+            }
             if (rw && bq->nhelpers && e->out_bytes + e->in_bytes >= PAR_MIN_BYTES) {
                 pthread_mutex_lock(&bq->mu);
                 bq->todo[(bq->todo_head + bq->todo_n) % SLOTS] = i;
@@ -486,6 +604,27 @@ static int blk_start_queue(void *dev, struct vhu_queue *q)
 {
     struct blk *d = dev;
     struct blk_queue *bq = &d->q[vhu_queue_index(q)];
+    /* With --direct, an io_uring when the kernel gives one (it may be
+     * turned off, e.g. by a seccomp filter): then no helpers. */
+    if (d->dfd >= 0) {
+        /* COOP_TASKRUN: completions run when the worker enters the
+         * kernel anyway, without an interrupt (Linux 5.19+; else plain). */
+        int r = io_uring_queue_init(SLOTS, &bq->ring, IORING_SETUP_COOP_TASKRUN);
+        if (r == -EINVAL)
+            r = io_uring_queue_init(SLOTS, &bq->ring, 0);
+        bq->uring = r == 0;
+        if (r < 0 && !atomic_exchange(&d->uring_refused, true))
+            vhu_log(VHU_LOG_WARN, "blk: no io_uring (%s): --direct reads and writes go "
+                    "through helper threads", strerror(-r));
+        if (bq->uring) {
+            int w = vhu_virtq_worker_start(&bq->worker, q, serve, bq);
+            if (w < 0) {
+                io_uring_queue_exit(&bq->ring);
+                bq->uring = false;
+            }
+            return w;
+        }
+    }
     /* Helpers are an optimisation: without them (no thread to be had)
      * the worker serves every batch itself. */
     for (unsigned i = 0; i < HELPERS; i++) {
@@ -505,6 +644,10 @@ static void blk_stop_queue(void *dev, struct vhu_queue *q)
     struct blk_queue *bq = &d->q[vhu_queue_index(q)];
     vhu_virtq_worker_stop(bq->worker); /* no batch runs after this */
     bq->worker = NULL;
+    if (bq->uring) {
+        io_uring_queue_exit(&bq->ring);
+        bq->uring = false;
+    }
     stop_helpers(bq);
 }
 
@@ -875,6 +1018,11 @@ int blk_resize(struct blk *d, uint64_t *size)
 const uint8_t *blk_ram(const struct blk *d)
 {
     return d->ram;
+}
+
+bool blk_async(const struct blk *d, unsigned q)
+{
+    return q < d->nq && atomic_load(&d->q[q].uring);
 }
 
 unsigned long blk_completed(struct blk *d, unsigned q)

@@ -4,7 +4,8 @@
  * preadv/pwritev (with O_DIRECT when asked and aligned), or a buffer in this process's memory (--ram).  Each
  * queue runs on its own ring worker (vhu/virtq.h), with two helper threads
  * for large reads and writes (up to 16 requests in flight per queue, each
- * completed when done); the worker's function returns only when every
+ * completed when done) or, with O_DIRECT, an io_uring through which every
+ * read and write goes to the kernel asynchronously; the worker's function returns only when every
  * request it took is complete, so a stopped ring never has a request half
  * done.
  *
@@ -68,6 +69,9 @@ uint64_t blk_size(const struct blk *d);
 int blk_resize(struct blk *d, uint64_t *size);
 /* The in-memory disk (--ram), or NULL. */
 const uint8_t *blk_ram(const struct blk *d);
+/* Does running queue q do its reads and writes through io_uring (with
+ * --direct, when the kernel gives one)? */
+bool blk_async(const struct blk *d, unsigned q);
 /* Requests completed on queue q (thread-safe). */
 unsigned long blk_completed(struct blk *d, unsigned q);
 
