@@ -16,8 +16,9 @@
 # and drives both with build/tests/vhu-bench-blk (a busy-polling virtio-blk
 # guest driver on vhu's front-end library; see its --help).  Each back-end
 # gets its own 256 MiB image in /dev/shm, written fully (random bytes)
-# before anything reads it; the last row uses images in /tmp (a regular file
-# system, through the page cache).  Every row runs on both back-ends, once
+# before anything reads it; row tmp:* uses images in /tmp (a regular file
+# system, through the page cache), rows direct:* the same with O_DIRECT
+# (vhu-blk --direct; qsd cache.direct=on,aio=native).  Every row runs on both back-ends, once
 # per round, alternating which goes first; the table gives the median IOPS
 # (and MB/s) of the rounds, the ratio vhu/qsd of the medians, and the spread
 # (min-max IOPS) of each.  Then build/tests/vhu-bench-state --sizes 64M,1G
@@ -69,19 +70,26 @@ trap cleanup EXIT
 csv=${out%.txt}.csv
 : >"$csv"
 
-# start_backends DIR: one image per back-end in DIR, both servers listening.
+# start_backends DIR [direct]: one image per back-end in DIR, both servers
+# listening; with "direct", vhu-blk --direct and qsd cache.direct=on,aio=native
+# (QEMU's usual choice for cache=none).
 start_backends() {
-    local dir=$1
+    local dir=$1 vhu_extra=() qsd_cache=cache.direct=off,aio=threads
+    if [ "${2:-}" = direct ]; then
+        vhu_extra=(--direct)
+        qsd_cache=cache.direct=on,aio=native
+    fi
     for b in vhu qsd; do
         rm -f "$dir/$b.img"
         head -c 256M /dev/urandom >"$dir/$b.img"
     done
     sync
-    "$vhublk" --socket "$work/vhu.sock" --image "$dir/vhu.img" --queues 4 \
+    rm -f "$work/vhu.sock" "$work/qsd.sock"
+    "$vhublk" --socket "$work/vhu.sock" --image "$dir/vhu.img" --queues 4 "${vhu_extra[@]}" \
         >"$work/vhu.log" 2>&1 &
     pids+=($!)
     qemu-storage-daemon \
-        --blockdev driver=file,filename="$dir/qsd.img",node-name=d,cache.direct=off,aio=threads \
+        --blockdev driver=file,filename="$dir/qsd.img",node-name=d,$qsd_cache \
         --export type=vhost-user-blk,id=e,node-name=d,addr.type=unix,addr.path="$work/qsd.sock",writable=on,num-queues=4 \
         >"$work/qsd.log" 2>&1 &
     pids+=($!)
@@ -110,6 +118,12 @@ rows_shm=(
 )
 rows_tmp=(
     "tmp:4k-randwrite-qd32|--rw randwrite --bs 4K --qd 32"
+)
+rows_direct=(
+    "direct:4k-randread-qd1|--rw randread --bs 4K --qd 1"
+    "direct:4k-randread-qd32|--rw randread --bs 4K --qd 32"
+    "direct:4k-randwrite-qd32|--rw randwrite --bs 4K --qd 32"
+    "direct:64k-read-qd8|--rw read --bs 64K --qd 8"
 )
 
 run_rows() {
@@ -140,13 +154,16 @@ stop_all
 start_backends "$work"
 for r in $(seq "$rounds"); do run_rows "$r" "${rows_tmp[@]}"; done
 stop_all
+start_backends "$work" direct
+for r in $(seq "$rounds"); do run_rows "$r" "${rows_direct[@]}"; done
+stop_all
 
 # CSV fields: backend,round,label,rw,bs,qd,queues,seconds,ios,iops,mbps,p50,p99,...
 table() {
     printf '%-22s %16s %16s %6s %22s %22s %14s %14s\n' row "vhu IOPS (MB/s)" \
         "qsd IOPS (MB/s)" ratio "vhu spread (IOPS)" "qsd spread (IOPS)" "vhu p50/p99us" \
         "qsd p50/p99us"
-    for row in "${rows_shm[@]}" "${rows_tmp[@]}"; do
+    for row in "${rows_shm[@]}" "${rows_tmp[@]}" "${rows_direct[@]}"; do
         local name=${row%%|*}
         awk -F, -v name="$name" '
             function med(a, n,   i, j, t) {
@@ -182,7 +199,8 @@ table() {
     echo "vhu-blk vs qemu-storage-daemon ($started; $rounds rounds x ${seconds}s per row and back-end)"
     echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(uname -r)"
     echo "qemu-storage-daemon: $(qemu-storage-daemon --version | head -1)"
-    echo "images: 256 MiB in /dev/shm (tmpfs), row tmp:* in /tmp ($(df --output=fstype /tmp | tail -1)); cache.direct=off, aio=threads for qsd"
+    echo "images: 256 MiB in /dev/shm (tmpfs), rows tmp:* and direct:* in /tmp ($(df --output=fstype /tmp | tail -1)); cache.direct=off, aio=threads for qsd"
+    echo "rows direct:*: vhu-blk --direct (O_DIRECT, io_uring) vs qsd cache.direct=on, aio=native"
     echo "driver: vhu-bench-blk, busy-polling, interrupts suppressed; ratio = vhu median / qsd median IOPS"
     echo
     table
