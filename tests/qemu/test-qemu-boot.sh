@@ -51,7 +51,14 @@ head -c $((16 * 1024 * 1024)) /dev/zero | tr '\0' '\377' >"$img"
 printf 'vhu-blk host marker' | dd of="$img" conv=notrunc status=none
 cp "$img" "$dir/disk.orig"
 
-"$blk" --socket "$dir/blk.sock" --image "$img" --direct >"$dir/blk.log" 2>&1 &
+# --direct where the file system takes O_DIRECT (tmpfs before Linux 6.6 does not).
+direct=(--direct)
+if ! dd if=/dev/zero of="$dir/direct.probe" bs=4096 count=1 oflag=direct status=none 2>/dev/null; then
+    say "no O_DIRECT in $dir: vhu-blk without --direct"
+    direct=()
+fi
+rm -f "$dir/direct.probe"
+"$blk" --socket "$dir/blk.sock" --image "$img" "${direct[@]}" >"$dir/blk.log" 2>&1 &
 bpid=$!
 for ((i = 0; i < 50; i++)); do
     grep -q 'listening on' "$dir/blk.log" 2>/dev/null && break
