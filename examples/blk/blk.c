@@ -24,10 +24,13 @@
 /* Requests in flight per queue at most.  Reads and writes of at least
  * PAR_MIN_BYTES go to the queue's helper threads (large copies in
  * parallel, each completed as soon as it is done, so one slow copy does not
- * hold up the others); everything else is done by the worker at once.  The
- * device function returns only when every request it took is complete, so
- * a stopped ring never has a request half done. */
-#define SLOTS 16u
+ * hold up the others); everything else is done by the worker at once.
+ * With --direct every read and write waits for the device, so this is the
+ * queue depth the device sees (16 held 4 KiB QD 32 direct reads to about
+ * 75 k IOPS here where 64 gave 100 k).  The device function returns only
+ * when every request it took is complete, so a stopped ring never has a
+ * request half done. */
+#define SLOTS 64u
 #define PAR_MIN_BYTES (32u * 1024u)
 #define HELPERS 2u
 

@@ -3,7 +3,7 @@
  * The disk is an image file (or block device) read and written with
  * preadv/pwritev (with O_DIRECT when asked and aligned), or a buffer in this process's memory (--ram).  Each
  * queue runs on its own ring worker (vhu/virtq.h), with two helper threads
- * for large reads and writes (up to 16 requests in flight per queue, each
+ * for large reads and writes (up to 64 requests in flight per queue, each
  * completed when done) or, with O_DIRECT, an io_uring through which every
  * read and write goes to the kernel asynchronously; the worker's function returns only when every
  * request it took is complete, so a stopped ring never has a request half

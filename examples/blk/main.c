@@ -34,7 +34,7 @@ static void usage(FILE *f)
             "  -d, --direct       also open the image with O_DIRECT (QEMU's cache.direct=on):\n"
             "                     reads and writes aligned as its filesystem wants bypass\n"
             "                     the host page cache; the others go through it; all go\n"
-            "                     to the kernel through an io_uring per queue, up to 16\n"
+            "                     to the kernel through an io_uring per queue, up to 64\n"
             "                     at once\n"
             "  -R, --read-only    offer a read-only disk (VIRTIO_BLK_F_RO): writes,\n"
             "                     discards and write-zeroes fail with VIRTIO_BLK_S_IOERR\n"
