@@ -974,6 +974,8 @@ void blk_free(struct blk *d)
         close(d->dfd);
     free(d->ram);
     for (unsigned i = 0; d->q && i < d->nq; i++) {
+        if (atomic_load(&d->q[i].uring)) /* left by blk_serve() */
+            io_uring_queue_exit(&d->q[i].ring);
         if (!d->q[i].reqs)
             continue;
         free(d->q[i].reqs);
@@ -1021,6 +1023,16 @@ int blk_resize(struct blk *d, uint64_t *size)
 const uint8_t *blk_ram(const struct blk *d)
 {
     return d->ram;
+}
+
+void blk_serve(struct blk *d, unsigned q, struct vhu_virtq *vq)
+{
+    if (q >= d->nq)
+        return;
+    struct blk_queue *bq = &d->q[q];
+    if (d->dfd >= 0 && !atomic_load(&bq->uring))
+        bq->uring = io_uring_queue_init(SLOTS, &bq->ring, 0) == 0;
+    serve(vq, bq);
 }
 
 bool blk_async(const struct blk *d, unsigned q)

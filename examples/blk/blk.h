@@ -69,6 +69,10 @@ uint64_t blk_size(const struct blk *d);
 int blk_resize(struct blk *d, uint64_t *size);
 /* The in-memory disk (--ram), or NULL. */
 const uint8_t *blk_ram(const struct blk *d);
+/* Serve what ring vq (queue q, not started through the library) has
+ * available, on the calling thread, as the ring's worker would: inline,
+ * or through io_uring with --direct.  For tests and fuzzing. */
+void blk_serve(struct blk *d, unsigned q, struct vhu_virtq *vq);
 /* Does running queue q do its reads and writes through io_uring (with
  * --direct, when the kernel gives one)? */
 bool blk_async(const struct blk *d, unsigned q);

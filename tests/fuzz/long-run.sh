@@ -12,7 +12,7 @@ shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_handler fuzz_snapshot fuzz_load fuzz_virtq)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_handler fuzz_snapshot fuzz_load fuzz_virtq fuzz_blk)
 declare -A seeds=([fuzz_handler]="$here/seeds/handler" [fuzz_snapshot]="$top/formats/corpus"
                   [fuzz_load]="$top/formats/corpus" [fuzz_virtq]="$here/seeds/virtq")
 declare -A dicts=([fuzz_handler]="$here/handler.dict" [fuzz_snapshot]="$here/snapshot.dict"
@@ -25,13 +25,15 @@ one() {
   local t=$1 corpus=$build/fuzz-corpus/$1
   mkdir -p "$corpus" "$out/$t-artifacts"
   local dirs=("$corpus")
-  [ -d "${seeds[$t]}" ] && dirs+=("${seeds[$t]}")
+  [ -d "${seeds[$t]:-}" ] && dirs+=("${seeds[$t]}")
   [ -d "$here/regress/$t" ] && dirs+=("$here/regress/$t")
+  local dict=()
+  [ -n "${dicts[$t]:-}" ] && dict=(-dict="${dicts[$t]}")
   # -fork=1: one child at a time that is restarted after a finding, so the
   # run goes on for SECONDS and collects every crash, not only the first.
   "$build/tests/fuzz/$t" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$out/$t-artifacts/" -dict="${dicts[$t]}" "${dirs[@]}" \
+    -artifact_prefix="$out/$t-artifacts/" "${dict[@]}" "${dirs[@]}" \
     >"$out/$t.log" 2>&1 || true
 }
 

@@ -12,7 +12,9 @@ declare -A seeds=([fuzz_handler]="$here/seeds/handler" [fuzz_snapshot]="$top/for
                   [fuzz_load]="$top/formats/corpus" [fuzz_virtq]="$here/seeds/virtq")
 declare -A dicts=([fuzz_handler]="$here/handler.dict" [fuzz_snapshot]="$here/snapshot.dict"
                   [fuzz_load]="$here/snapshot.dict" [fuzz_virtq]="$here/virtq.dict")
-for t in fuzz_handler fuzz_snapshot fuzz_load fuzz_virtq; do
+# fuzz_blk starts from nothing: its input lays out well-formed requests by
+# itself (see fuzz_blk.c).
+for t in fuzz_handler fuzz_snapshot fuzz_load fuzz_virtq fuzz_blk; do
   bin=$build/tests/fuzz/$t
   mkdir -p "$work/$t" "$here/regress/$t"
   # Replay every input that once found a bug.
@@ -22,9 +24,11 @@ for t in fuzz_handler fuzz_snapshot fuzz_load fuzz_virtq; do
   fi
   echo "fuzz: $t for ${secs}s"
   dirs=("$work/$t")
-  [ -d "${seeds[$t]}" ] && dirs+=("${seeds[$t]}")
+  [ -d "${seeds[$t]:-}" ] && dirs+=("${seeds[$t]}")
+  dict=()
+  [ -n "${dicts[$t]:-}" ] && dict=(-dict="${dicts[$t]}")
   if ! "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-       -artifact_prefix="$work/$t-" -dict="${dicts[$t]}" "${dirs[@]}" \
+       -artifact_prefix="$work/$t-" "${dict[@]}" "${dirs[@]}" \
        >"$work/$t.log" 2>&1; then
     grep -v '^#' "$work/$t.log" | tail -60
     for a in "$work/$t"-*; do
