@@ -559,8 +559,16 @@ static uint64_t fe_shmem_map(struct vhu_fe *fe, const struct vhu_shmem_mmap *mm,
     int prot = PROT_READ | ((mm->flags & VHU_SHMEM_MAP_RW) ? PROT_WRITE : 0);
     /* mmap checks alignment and the fd's size and mode. */
     if (mmap(w->base + mm->shm_offset, mm->len, prot, MAP_SHARED | MAP_FIXED, fd,
-             (off_t)mm->fd_offset) == MAP_FAILED)
-        return (uint64_t)errno;
+             (off_t)mm->fd_offset) == MAP_FAILED) {
+        uint64_t err = (uint64_t)errno;
+        /* A MAP_FIXED that fails may already have unmapped what it was to
+         * replace: reserve the range again unless it still is (EEXIST). */
+        void *r = mmap(w->base + mm->shm_offset, mm->len, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+        if (r != MAP_FAILED && r != w->base + mm->shm_offset)
+            munmap(r, mm->len); /* a kernel before 4.17 took it as a hint */
+        return err;
+    }
     fe->shm_maps[fe->nshm_maps++] = (struct fe_shmem_mapping){
         .shmid = mm->shmid, .offset = mm->shm_offset, .len = mm->len};
     return 0;

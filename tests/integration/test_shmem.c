@@ -6,6 +6,7 @@
  * the front-end leaves the back-end's table as it was, that a device reset
  * ends every mapping, and that no fd is left open. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -175,6 +176,21 @@ static void test_map_unmap(void **state)
     uint64_t w1size;
     assert_int_equal(vhu_fe_shmem_window(fe, 1, &w1, &w1size), 0);
     assert_int_equal(((uint8_t *)w1)[0], 0x11);
+
+    /* Refused by the front-end's mmap (a write-sealed memfd asked for
+     * read-write): reported, and the window's range is still reserved
+     * (mincore fails with ENOMEM on an address nothing maps). */
+    int sealed = memfd_create("sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(sealed >= 0);
+    assert_int_equal(ftruncate(sealed, 2 * PAGE), 0);
+    assert_int_equal(fcntl(sealed, F_ADD_SEALS, F_SEAL_WRITE), 0);
+    struct call ro = {.b = ds.b, .shmid = 0, .fd = sealed, .fd_offset = 0,
+                      .offset = 512 * 1024, .len = 2 * PAGE};
+    assert_int_equal(served(fe, &ro), -EPERM);
+    assert_int_equal(ro.result, -EREMOTEIO);
+    unsigned char resident[2];
+    assert_int_equal(mincore((uint8_t *)w0 + 512 * 1024, 2 * PAGE, resident), 0);
+    close(sealed);
 
     /* Unmap: the exact mapping; then the range can be mapped again. */
     struct call um = {.b = ds.b, .unmap = true, .shmid = 0, .offset = 256 * 1024,
