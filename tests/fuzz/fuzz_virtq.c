@@ -6,7 +6,8 @@
  * ring size and indices, ring placement, optional dirty log and inflight
  * region (also from the input), and a script of device and driver actions
  * (pop and walk every buffer, push, flush, enable_kick, the driver
- * publishing heads or rewriting bytes between two pops).  The ring is placed
+ * publishing heads or rewriting bytes between two pops, the front-end
+ * disabling and enabling the ring).  The ring is placed
  * with the back-end's own check (vhu_vring_translate) and recovered with its
  * own inflight start, as a real ring start does.
  *
@@ -219,6 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         q.features |= VHU_BIT(VHU_F_RING_INDIRECT_DESC);
     if (flags & 32)
         q.call_fd = call_fd;
+    atomic_store(&q.enabled, true); /* as SET_VRING_ENABLE 1 leaves it */
 
     char why[256];
     struct vhu_virtq *vq = NULL;
@@ -246,6 +248,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (busy[s] || pops++ >= POP_BUDGET)
                 break;
             r = vhu_virtq_pop(vq, &elems[s]);
+            if (r == 1 && !atomic_load(&q.enabled))
+                fail("a disabled ring gave a chain");
             if (r == 1) {
                 walk(&g, &elems[s], ring_size);
                 chains++;
@@ -323,6 +327,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         default:
             if (o[1] == 0xff)
                 vhu_virtq_set_broken(vq, "the device gave up");
+            else if (o[1] == 0xfe) /* SET_VRING_ENABLE 0 or 1: a disabled ring gives nothing */
+                atomic_store(&q.enabled, !atomic_load(&q.enabled));
             break;
         }
         if (vhu_virtq_broken(vq) && !snap) {
