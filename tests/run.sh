@@ -53,10 +53,12 @@ tests/fuzz/run.sh build-fuzz "${VHU_FUZZ_SECONDS:-15}"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run build-asan -DCMAKE_BUILD_TYPE=Debug -DVHU_SANITIZE=ON
 
-# ThreadSanitizer (CMake option VHU_TSAN) over the tests whose back-end,
-# ring workers and transfer thread run beside the test's own threads.
+# ThreadSanitizer (CMake option VHU_TSAN) over the test programs whose
+# back-end (server, ring workers, transfer thread) runs on threads beside the
+# test's own.
 echo "=== build-tsan: ThreadSanitizer ==="
-tsan_tests=(test_state test_log test_lifecycle test_inflight test_virtq test_blk)
+tsan_tests=(test_state test_log test_lifecycle test_inflight test_virtq test_blk test_shmem
+            test_server test_bad_input test_qemu_order)
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVHU_TSAN=ON
 cmake --build build-tsan -j"$jobs" --target "${tsan_tests[@]}"
 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
