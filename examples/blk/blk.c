@@ -521,19 +521,13 @@ static void serve(struct vhu_virtq *vq, void *arg)
             iov_to_buf(e->iov, e->n_out, 0, &h, sizeof(h));
             uint32_t type = le32toh(h.type);
             bool rw = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_OUT;
-            if (rw && bq->uring) {
-                r->status = rw_setup(bq->d, r, type == VIRTIO_BLK_T_OUT, le64toh(h.sector));
-                if (r->status == VIRTIO_BLK_S_OK && uring_queue(bq, r, i)) {
-                    p.inflight++;
-                    continue;
-                }
-                if (r->status == VIRTIO_BLK_S_OK) /* no room: cannot happen; do it here */
-                    r->written = rw_result(r, disk_io(bq->d, r->write, r->data, r->n, r->off),
-                                           &r->status);
-                else
-                    r->written = 0;
-                put_status(r);
-                complete(vq, bq, &p, i);
+            /* With io_uring, to the kernel; one refused (or, which cannot
+             * happen, with no room on the ring) is answered below. */
+            if (rw && atomic_load(&bq->uring) &&
+                rw_setup(bq->d, r, type == VIRTIO_BLK_T_OUT, le64toh(h.sector)) ==
+                    VIRTIO_BLK_S_OK &&
+                uring_queue(bq, r, i)) {
+                p.inflight++;
                 continue;
             }
             if (rw && bq->nhelpers && e->out_bytes + e->in_bytes >= PAR_MIN_BYTES) {
@@ -603,30 +597,42 @@ static void stop_helpers(struct blk_queue *bq)
     bq->todo_head = bq->todo_n = bq->done_n = 0; /* empty already: serve() waits */
 }
 
+/* With --direct, give queue bq an io_uring (once) when the kernel gives
+ * one: it may be turned off, e.g. by a seccomp filter, and then the helper
+ * threads do the work.  True when bq has one. */
+static bool uring_open(struct blk *d, struct blk_queue *bq)
+{
+    if (atomic_load(&bq->uring))
+        return true;
+    if (d->dfd < 0)
+        return false;
+    /* COOP_TASKRUN: completions run when the worker enters the kernel
+     * anyway, without an interrupt (Linux 5.19+; else plain). */
+    int r = io_uring_queue_init(SLOTS, &bq->ring, IORING_SETUP_COOP_TASKRUN);
+    if (r == -EINVAL)
+        r = io_uring_queue_init(SLOTS, &bq->ring, 0);
+    if (r < 0 && !atomic_exchange(&d->uring_refused, true))
+        vhu_log(VHU_LOG_WARN, "blk: no io_uring (%s): --direct reads and writes go "
+                "through helper threads", strerror(-r));
+    atomic_store(&bq->uring, r == 0);
+    return r == 0;
+}
+
+static void uring_close(struct blk_queue *bq)
+{
+    if (atomic_exchange(&bq->uring, false))
+        io_uring_queue_exit(&bq->ring);
+}
+
 static int blk_start_queue(void *dev, struct vhu_queue *q)
 {
     struct blk *d = dev;
     struct blk_queue *bq = &d->q[vhu_queue_index(q)];
-    /* With --direct, an io_uring when the kernel gives one (it may be
-     * turned off, e.g. by a seccomp filter): then no helpers. */
-    if (d->dfd >= 0) {
-        /* COOP_TASKRUN: completions run when the worker enters the
-         * kernel anyway, without an interrupt (Linux 5.19+; else plain). */
-        int r = io_uring_queue_init(SLOTS, &bq->ring, IORING_SETUP_COOP_TASKRUN);
-        if (r == -EINVAL)
-            r = io_uring_queue_init(SLOTS, &bq->ring, 0);
-        bq->uring = r == 0;
-        if (r < 0 && !atomic_exchange(&d->uring_refused, true))
-            vhu_log(VHU_LOG_WARN, "blk: no io_uring (%s): --direct reads and writes go "
-                    "through helper threads", strerror(-r));
-        if (bq->uring) {
-            int w = vhu_virtq_worker_start(&bq->worker, q, serve, bq);
-            if (w < 0) {
-                io_uring_queue_exit(&bq->ring);
-                bq->uring = false;
-            }
-            return w;
-        }
+    if (uring_open(d, bq)) { /* then no helpers */
+        int r = vhu_virtq_worker_start(&bq->worker, q, serve, bq);
+        if (r < 0)
+            uring_close(bq);
+        return r;
     }
     /* Helpers are an optimisation: without them (no thread to be had)
      * the worker serves every batch itself. */
@@ -647,10 +653,7 @@ static void blk_stop_queue(void *dev, struct vhu_queue *q)
     struct blk_queue *bq = &d->q[vhu_queue_index(q)];
     vhu_virtq_worker_stop(bq->worker); /* no batch runs after this */
     bq->worker = NULL;
-    if (bq->uring) {
-        io_uring_queue_exit(&bq->ring);
-        bq->uring = false;
-    }
+    uring_close(bq);
     stop_helpers(bq);
 }
 
@@ -974,8 +977,7 @@ void blk_free(struct blk *d)
         close(d->dfd);
     free(d->ram);
     for (unsigned i = 0; d->q && i < d->nq; i++) {
-        if (atomic_load(&d->q[i].uring)) /* left by blk_serve() */
-            io_uring_queue_exit(&d->q[i].ring);
+        uring_close(&d->q[i]); /* one blk_serve() left */
         if (!d->q[i].reqs)
             continue;
         free(d->q[i].reqs);
@@ -1030,8 +1032,7 @@ void blk_serve(struct blk *d, unsigned q, struct vhu_virtq *vq)
     if (q >= d->nq)
         return;
     struct blk_queue *bq = &d->q[q];
-    if (d->dfd >= 0 && !atomic_load(&bq->uring))
-        bq->uring = io_uring_queue_init(SLOTS, &bq->ring, 0) == 0;
+    uring_open(d, bq);
     serve(vq, bq);
 }
 

@@ -1,11 +1,12 @@
 /* vhu-blk: a virtio-blk device (virtio 1.x, 5.2) on the virtqueue layer.
  *
  * The disk is an image file (or block device) read and written with
- * preadv/pwritev (with O_DIRECT when asked and aligned), or a buffer in this process's memory (--ram).  Each
- * queue runs on its own ring worker (vhu/virtq.h), with two helper threads
- * for large reads and writes (up to 64 requests in flight per queue, each
- * completed when done) or, with O_DIRECT, an io_uring through which every
- * read and write goes to the kernel asynchronously; the worker's function returns only when every
+ * preadv/pwritev (with O_DIRECT when asked and aligned), or a buffer in
+ * this process's memory (--ram).  Each queue runs on its own ring worker
+ * (vhu/virtq.h), with two helper threads for large reads and writes (up to
+ * 64 requests in flight per queue, each completed when done) or, with
+ * --direct, an io_uring through which every read and write goes to the
+ * kernel asynchronously; the worker's function returns only when every
  * request it took is complete, so a stopped ring never has a request half
  * done.
  *

@@ -40,6 +40,8 @@
 #include "backend/backend_internal.h"
 #include "blk.h"
 
+#include "fuzz_common.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
@@ -71,13 +73,6 @@ static struct blk *disks[NDISKS];
 static char dir[64];
 static bool verbose;
 
-static void quiet(void *ctx, enum vhu_log_level level, const char *line)
-{
-    (void)ctx;
-    (void)level;
-    (void)line;
-}
-
 static void cleanup(void)
 {
     for (unsigned i = 0; i < NDISKS; i++)
@@ -92,9 +87,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    verbose = getenv("VHU_FUZZ_LOG") != NULL;
-    if (!verbose)
-        vhu_set_log_handler(quiet, NULL);
+    verbose = fuzz_log_init();
     const char *tmp = getenv("TMPDIR");
     snprintf(dir, sizeof(dir), "%s/vhu-fuzz-blk-XXXXXX",
              tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
@@ -121,9 +114,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     atexit(cleanup);
     return 0;
 }
-
-static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t le32(const uint8_t *p) { return le16(p) | (uint32_t)le16(p + 2) << 16; }
 
 static void fail(const char *what)
 {
@@ -154,9 +144,9 @@ static int lay_out(uint8_t *mem, unsigned k, const uint8_t *r, unsigned *next_de
                                      VIRTIO_BLK_T_WRITE_ZEROES};
     uint8_t layout = r[2];
     unsigned nseg = 1 + r[1] % 8;
-    uint32_t sector = le32(r + 4), extra = le32(r + 12);
-    uint32_t len = le16(r + 8) % (DATA_MAX + 1);
-    uint16_t misc = le16(r + 10);
+    uint32_t sector = fuzz_le32(r + 4), extra = fuzz_le32(r + 12);
+    uint32_t len = fuzz_le16(r + 8) % (DATA_MAX + 1);
+    uint16_t misc = fuzz_le16(r + 10);
     uint32_t type = r[0] < 6 ? types[r[0]] : extra;
     bool zero = type == VIRTIO_BLK_T_DISCARD || type == VIRTIO_BLK_T_WRITE_ZEROES;
     bool in = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID;

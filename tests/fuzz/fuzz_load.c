@@ -15,25 +15,19 @@
 
 #include "testdev.h"
 
+#include "fuzz_common.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static struct testdev *dev;
 static struct vhu_backend *b;
 
-static void quiet(void *ctx, enum vhu_log_level level, const char *line)
-{
-    (void)ctx;
-    (void)level;
-    (void)line;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    if (!getenv("VHU_FUZZ_LOG"))
-        vhu_set_log_handler(quiet, NULL);
+    fuzz_log_init();
     dev = testdev_new(2);
     if (!dev || vhu_backend_new(&b, testdev_ops(dev), dev) < 0)
         abort();

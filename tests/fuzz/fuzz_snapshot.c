@@ -8,20 +8,15 @@
 
 #include "state/state_internal.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_common.h"
 
-static void quiet(void *ctx, enum vhu_log_level level, const char *line)
-{
-    (void)ctx;
-    (void)level;
-    (void)line;
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static bool init;
     if (!init) {
-        vhu_set_log_handler(quiet, NULL);
+        fuzz_log_init();
         init = true;
     }
     int fd = memfd_create("snap", MFD_CLOEXEC);

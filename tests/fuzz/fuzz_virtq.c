@@ -41,6 +41,8 @@
 
 #include "backend/backend_internal.h"
 
+#include "fuzz_common.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
@@ -60,28 +62,16 @@ static struct vhu_virtq_elem elems[SLOTS], drain;
 static int call_fd = -1;
 static bool verbose;
 
-static void quiet(void *ctx, enum vhu_log_level level, const char *line)
-{
-    (void)ctx;
-    (void)level;
-    (void)line;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    verbose = getenv("VHU_FUZZ_LOG") != NULL;
-    if (!verbose)
-        vhu_set_log_handler(quiet, NULL);
+    verbose = fuzz_log_init();
     call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (call_fd < 0)
         abort();
     return 0;
 }
-
-static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t le32(const uint8_t *p) { return le16(p) | (uint32_t)le16(p + 2) << 16; }
 
 static void fail(const char *what)
 {
@@ -144,9 +134,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t flags = h[1];
     size_t r0_size = PAGE * (1u + h[2] % 32);
     unsigned log_bytes = h[3];
-    uint16_t last_avail = le16(h + 4);
-    unsigned n_ops = le16(h + 6) % (MAX_OPS + 1);
-    uint32_t desc_off = le32(h + 8), avail_off = le32(h + 12), used_off = le32(h + 16);
+    uint16_t last_avail = fuzz_le16(h + 4);
+    unsigned n_ops = fuzz_le16(h + 6) % (MAX_OPS + 1);
+    uint32_t desc_off = fuzz_le32(h + 8), avail_off = fuzz_le32(h + 12), used_off = fuzz_le32(h + 16);
     uint8_t fill = h[20];
     unsigned if_shift = h[21] % 3;
     data += HDR;
@@ -264,7 +254,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             unsigned s = o[1] % SLOTS;
             if (!busy[s])
                 break;
-            uint32_t w = le16(o + 2);
+            uint32_t w = fuzz_le16(o + 2);
             if (w > elems[s].in_bytes)
                 w = (uint32_t)elems[s].in_bytes;
             r = vhu_virtq_push(vq, &elems[s], w);
@@ -298,7 +288,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             unsigned n = 1 + o[3] % 4;
             for (unsigned j = 0; j < n; j++) {
                 uint16_t idx = __atomic_load_n(&avail[1], __ATOMIC_RELAXED);
-                avail[2 + (idx & (ring_size - 1))] = (uint16_t)(le16(o + 1) + j);
+                avail[2 + (idx & (ring_size - 1))] = (uint16_t)(fuzz_le16(o + 1) + j);
                 __atomic_store_n(&avail[1], (uint16_t)(idx + 1), __ATOMIC_RELEASE);
             }
             break;

@@ -83,8 +83,8 @@ VHU_API void vhu_virtq_free(struct vhu_virtq *vq);
 VHU_API struct vhu_queue *vhu_virtq_queue(const struct vhu_virtq *vq);
 
 /* Take the next chain: 1 with *e filled, 0 when the ring is empty (or
- * disabled, or its worker is being stopped), -EIO when the ring is (or has just become)
- * broken.  Chains a previous back-end left in flight come first (inflight
+ * disabled, or its worker is being stopped), -EIO when the ring is (or has
+ * just become) broken.  Chains a previous back-end left in flight come first (inflight
  * tracking, when the front-end gave an inflight region), oldest first; then
  * the avail ring's, advancing the queue's last_avail and recording each in
  * the inflight region.  The chain is not completed until pushed. */

@@ -1,0 +1,34 @@
+/* What the fuzz targets share: little-endian reads of the input, and the
+ * library's log silenced unless VHU_FUZZ_LOG is set. */
+#ifndef VHU_FUZZ_COMMON_H
+#define VHU_FUZZ_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <vhu/vhu.h>
+
+static inline uint16_t fuzz_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t fuzz_le32(const uint8_t *p)
+{
+    return fuzz_le16(p) | (uint32_t)fuzz_le16(p + 2) << 16;
+}
+
+static inline void fuzz_drop_log(void *ctx, enum vhu_log_level level, const char *line)
+{
+    (void)ctx;
+    (void)level;
+    (void)line;
+}
+
+/* Silence the library's log unless VHU_FUZZ_LOG is set; true when it is. */
+static inline bool fuzz_log_init(void)
+{
+    if (getenv("VHU_FUZZ_LOG"))
+        return true;
+    vhu_set_log_handler(fuzz_drop_log, NULL);
+    return false;
+}
+
+#endif
