@@ -35,9 +35,10 @@ rounds_args() {
     "$here/build-guest.sh" "$cache" || fail "could not build the guest (see above)"
     say "guest: $(cat "$cache/kernel") + busybox initramfs"
     # The guest of build-guest.sh in rounds mode, RAM shared through a memfd.
+    local mem=${guest_mem:-256M}
     QEMU_ARGS=(-nodefaults -no-user-config -display none -no-reboot
-        -machine pc,accel=tcg -cpu qemu64 -smp 1 -m 256M
-        -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem
+        -machine pc,accel=tcg -cpu qemu64 -smp 1 -m "$mem"
+        -object memory-backend-memfd,id=mem,size="$mem",share=on -numa node,memdev=mem
         -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz"
         -append "console=ttyS0 panic=-1 loglevel=3 vhu.mode=rounds")
 }

@@ -10,8 +10,8 @@ message.  The second polls query-migrate every 50 ms until the status is
 completed (prints "completed TOTAL_TIME_MS DOWNTIME_MS", exit 0) or failed /
 cancelled (prints the status and error, exit 1), or TIMEOUT seconds passed
 (exit 1).  The third prints queue 0's avail index, used index and
-used_event as the guest's memory holds them (QEMU's vhost-user device:
-what the guest submitted, what the back-end completed)."""
+used_event as the guest's memory holds them (what the guest submitted, what
+the back-end completed), for a vhost-user device or QEMU's own."""
 import json
 import socket
 import sys
@@ -62,10 +62,16 @@ def ring_idx(q):
     driver's avail index, the device's used index, and the used_event the
     driver last asked to be notified at (EVENT_IDX)."""
     path = q.cmd("x-query-virtio")[0]["path"]
-    st = q.cmd("x-query-virtio-vhost-queue-status", {"path": path, "queue": 0})
-    avail = read_u16(q, st["avail-phys"] + 2)
-    used = read_u16(q, st["used-phys"] + 2)
-    used_event = read_u16(q, st["avail-phys"] + 4 + 2 * st["num"])
+    try:
+        st = q.cmd("x-query-virtio-vhost-queue-status", {"path": path, "queue": 0})
+        avail_phys, used_phys, num = st["avail-phys"], st["used-phys"], st["num"]
+    except RuntimeError:
+        # QEMU's own virtio-blk (no vhost): the ring as QEMU's device sees it.
+        st = q.cmd("x-query-virtio-queue-status", {"path": path, "queue": 0})
+        avail_phys, used_phys, num = st["vring-avail"], st["vring-used"], st["vring-num"]
+    avail = read_u16(q, avail_phys + 2)
+    used = read_u16(q, used_phys + 2)
+    used_event = read_u16(q, avail_phys + 4 + 2 * num)
     return avail, used, used_event
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test-qemu-migrate.sh VHU_BLK CACHE_DIR [MIGRATIONS]
+# test-qemu-migrate.sh [--backend vhu|qsd|builtin] [--mem SIZE] VHU_BLK CACHE_DIR [MIGRATIONS]
 #
 # Live migration of a guest on vhu-blk under QEMU 7.2 (TCG, -cpu qemu64,
 # guest RAM in a shared memfd).  Two sides on this host, A and B, each with
@@ -17,7 +17,15 @@
 # Then: rounds 1..N each reported exactly once across the QEMUs' consoles,
 # the image holds round N's data and nothing else changed, both vhu-blk
 # stop cleanly on SIGTERM.  Prints each migration's time ("migration K:
-# ... ms"); bench-qemu-migrate.sh runs it with many migrations.
+# ... ms"); soak-migrate.sh runs it many times on each back-end.
+#
+# --backend names the disk's back-end, the same on both sides: vhu (the
+# default: vhu-blk), qsd (qemu-storage-daemon's vhost-user-blk export, with
+# file locking off so both sides open the image) or builtin (QEMU's own
+# virtio-blk-pci on the image, no vhost-user at all).  The same guest,
+# rounds and checks run on each: soak-migrate.sh compares their failure
+# rates.  --mem sets the guest's RAM (default 256M).  VHU_ROUND_WAIT
+# (seconds, default 90) bounds the wait for a round after a migration.
 #
 # Exit 77 (skipped) only when QEMU cannot run at all.  ctest runs it as
 # test_qemu_migrate; by hand (KEEP=1 keeps the logs in the work directory):
@@ -29,21 +37,66 @@ here=$(cd "$(dirname "$0")" && pwd)
 NAME=test-qemu-migrate
 # shellcheck source=lib-rounds.sh
 source "$here/lib-rounds.sh"
+backend=vhu
+while [[ $# -gt 0 && $1 == --* ]]; do
+    case $1 in
+    --backend) backend=${2:-}; shift 2 ;;
+    --mem) guest_mem=${2:-}; shift 2 ;;
+    *) echo "$0: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+case $backend in
+vhu | qsd | builtin) ;;
+*) echo "$0: --backend must be vhu, qsd or builtin" >&2; exit 2 ;;
+esac
 rounds_args MIGRATIONS 1 "$@"
+say "back-end: $backend"
+# How long the guest may take for a round after a migration before it is
+# taken to have stalled (soak-migrate.sh shortens it).
+round_wait=${VHU_ROUND_WAIT:-90}
 
 img=$dir/disk.img
 make_image "$img"
-# --verbose: each vhost-user message is logged (the dirty log's set-up).
-start_blk bpid_A "$dir/blk-A.log" --verbose --socket "$dir/A.sock" --image "$img"
-start_blk bpid_B "$dir/blk-B.log" --verbose --socket "$dir/B.sock" --image "$img"
+# start_qsd VAR LOG SOCKET: qemu-storage-daemon exporting the image as a
+# vhost-user-blk device on SOCKET; its pid in VAR.
+start_qsd() {
+    local var=$1 log=$2 sock=$3 pid i qsd
+    qsd=$(command -v qemu-storage-daemon) || fail "qemu-storage-daemon is not installed (qemu-utils)"
+    "$qsd" --blockdev driver=file,node-name=disk,filename="$img",locking=off \
+        --export type=vhost-user-blk,id=exp,node-name=disk,writable=on,num-queues=1,addr.type=unix,addr.path="$sock" \
+        >"$log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    for ((i = 0; i < 50; i++)); do
+        [[ -S $sock ]] && break
+        kill -0 "$pid" 2>/dev/null || fail "qemu-storage-daemon exited early: $(cat "$log")"
+        sleep 0.1
+    done
+    [[ -S $sock ]] || fail "qemu-storage-daemon made no socket after 5 s: $(cat "$log")"
+    printf -v "$var" %s "$pid"
+}
+case $backend in
+vhu)
+    # --verbose: each vhost-user message is logged (the dirty log's set-up).
+    start_blk bpid_A "$dir/blk-A.log" --verbose --socket "$dir/A.sock" --image "$img"
+    start_blk bpid_B "$dir/blk-B.log" --verbose --socket "$dir/B.sock" --image "$img"
+    ;;
+qsd)
+    start_qsd bpid_A "$dir/blk-A.log" "$dir/A.sock"
+    start_qsd bpid_B "$dir/blk-B.log" "$dir/B.sock"
+    ;;
+esac
 
 # start_qemu K SIDE [EXTRA...]: QEMU K on side A or B, QMP on $dir/qK.qmp.
 start_qemu() {
     local k=$1 side=$2
     shift 2
-    "$qemu" "${QEMU_ARGS[@]}" \
-        -chardev socket,id=blk0,path="$dir/$side.sock" \
-        -device vhost-user-blk-pci,chardev=blk0,num-queues=1 \
+    local disk=(-chardev socket,id=blk0,path="$dir/$side.sock"
+                -device vhost-user-blk-pci,chardev=blk0,num-queues=1)
+    [[ $backend == builtin ]] &&
+        disk=(-drive file="$img",format=raw,if=none,id=blk0,file.locking=off
+              -device virtio-blk-pci,drive=blk0,num-queues=1)
+    "$qemu" "${QEMU_ARGS[@]}" "${disk[@]}" \
         -qmp unix:"$dir/q$k.qmp",server=on,wait=off \
         -serial file:"$dir/q$k.serial" "$@" >"$dir/qemu-$k.log" 2>&1 &
     qpid[$k]=$!
@@ -100,9 +153,9 @@ for ((k = 1; k <= count; k++)); do
     # after the last migration).
     need=1
     ((k < count)) || need=2
-    end=$((SECONDS + 90))
+    end=$((SECONDS + round_wait))
     while (($(rounds_in "$dir/q$k.serial" | wc -l) < need)); do
-        wait_serial "$dir/q$k.serial" 'round [0-9]+ ok' 90
+        wait_serial "$dir/q$k.serial" 'round [0-9]+ ok' "$round_wait"
         ((SECONDS < end)) || { show; fail "the guest did not verify $need rounds on QEMU $k"; }
         sleep 0.2
     done
@@ -129,15 +182,18 @@ printf '\377\377\377\377\377\377\377\377' | dd of="$img" conv=notrunc status=non
 check_image "$img" "$n"
 say "image checked: round $n's data at 1 MiB, the rest untouched"
 
-# Each source back-end was given the dirty log (SET_LOG_BASE with the log
+[[ $backend == builtin ]] && { say "PASS ($((SECONDS - t0)) s)"; exit 0; }
+# Each source vhu-blk was given the dirty log (SET_LOG_BASE with the log
 # memfd) and VHOST_F_LOG_ALL: the migrations ran with dirty-page logging.
-nlog=$(cat "$dir/blk-A.log" "$dir/blk-B.log" | grep -c '<- SET_LOG_BASE' || true)
-((nlog >= count)) || fail "$nlog SET_LOG_BASE for $count migration(s)"
+if [[ $backend == vhu ]]; then
+    nlog=$(cat "$dir/blk-A.log" "$dir/blk-B.log" | grep -c '<- SET_LOG_BASE' || true)
+    ((nlog >= count)) || fail "$nlog SET_LOG_BASE for $count migration(s)"
+fi
 for s in A B; do
     v=bpid_$s
     kill -TERM "${!v}"
     r=0
     wait "${!v}" || r=$?
-    ((r == 0)) || fail "vhu-blk $s exited $r after SIGTERM: $(cat "$dir/blk-$s.log")"
+    ((r == 0)) || fail "$backend back-end $s exited $r after SIGTERM: $(cat "$dir/blk-$s.log")"
 done
 say "PASS ($((SECONDS - t0)) s)"
