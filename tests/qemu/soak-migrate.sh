@@ -63,7 +63,7 @@ for ((r = 1; r <= runs; r++)); do
         n[$b.$res]=$((n[$b.$res] + 1))
         kept=$(sed -n 's/^test-qemu-migrate: kept //p' "$log")
         why=$(grep -m1 'FAIL' "$log" | cut -c1-160)
-        mig=$(grep -o 'completed in [0-9]* ms (QEMU: total [0-9]* ms, downtime [0-9]* ms)' "$log" |
+        mig=$(grep -o 'completed in [0-9]* ms (QEMU: total [0-9]* ms, downtime [0-9]* ms), guest at round [0-9]* when it started, [0-9]* at switch-over' "$log" |
               head -1)
         echo "run $r $b: $res ($((SECONDS - t)) s)${mig:+ $mig}${why:+ -- $why}"
         if [[ $res == pass ]]; then
