@@ -1,11 +1,15 @@
 /* The server: a libev loop around one backend.  Server mode listens and
- * serves one front-end at a time; client mode connects and reconnects with
- * back-off.  Either way, a front-end that goes away leaves a reset device
- * behind, ready for the next one. */
+ * serves one front-end at a time: a second one is accepted and closed at
+ * once, so it fails instead of waiting in the listen queue (QEMU waits for
+ * its first reply without a timeout).  Client mode connects and reconnects
+ * with back-off.  Either way, a front-end that goes away leaves a reset
+ * device behind, ready for the next one. */
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +30,12 @@ struct vhu_server {
     unsigned backoff_ms, backoff_min, backoff_max;
     atomic_ulong sessions; /* read from any thread */
     bool counted;          /* this connection has sent a request */
+    /* Refusals of a second front-end: at most REFUSE_LOG_BURST lines per
+     * second are logged, the rest counted into the next line, so a flood
+     * of connections cannot flood the log. */
+    ev_tstamp refuse_window;
+    unsigned refuse_logged;
+    unsigned long refuse_quiet;
     ev_io listen_w;
     ev_io conn_w;
     ev_timer retry_w;
@@ -107,8 +117,6 @@ static void end_session(struct vhu_server *s)
     if (s->client) {
         s->backoff_ms = s->backoff_min;
         try_connect(s);
-    } else {
-        ev_io_start(s->loop, &s->listen_w);
     }
 }
 
@@ -128,8 +136,64 @@ static void on_conn(struct ev_loop *loop, ev_io *w, int revents)
         end_session(s);
 }
 
+#define REFUSE_LOG_BURST 10
+
+/* Has the current front-end hung up, with the hang-up not yet read?  Asked
+ * when another one connects: its socket has been closed (or shut down for
+ * writing), so nothing more can come from it.  Nothing is consumed. */
+static bool conn_hung_up(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
+}
+
+/* Close a front-end that connected while another is served, naming it by
+ * its credentials (the kernel's, not anything it says). */
+static void refuse_conn(struct vhu_server *s, int fd)
+{
+    ev_tstamp now = ev_now(s->loop);
+    if (now - s->refuse_window >= 1.0) {
+        s->refuse_window = now;
+        s->refuse_logged = 0;
+    }
+    if (s->refuse_logged >= REFUSE_LOG_BURST) {
+        s->refuse_quiet++;
+        close(fd);
+        return;
+    }
+    s->refuse_logged++;
+    char who[96] = "a peer of unknown pid";
+    struct ucred uc;
+    socklen_t len = sizeof(uc);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0 && len == sizeof(uc)) {
+        char comm[20] = "";
+        char proc[40];
+        snprintf(proc, sizeof(proc), "/proc/%d/comm", (int)uc.pid);
+        int cfd = uc.pid > 0 ? open(proc, O_RDONLY | O_CLOEXEC) : -1;
+        if (cfd >= 0) {
+            ssize_t n = read(cfd, comm, sizeof(comm) - 1);
+            close(cfd);
+            comm[n > 0 ? n : 0] = 0;
+            comm[strcspn(comm, "\n")] = 0;
+            for (char *c = comm; *c; c++) /* a process names itself: printable only */
+                if (*c < 0x20 || *c > 0x7e)
+                    *c = '?';
+        }
+        snprintf(who, sizeof(who), "pid %d%s%s%s uid %u", (int)uc.pid, comm[0] ? " (" : "",
+                 comm, comm[0] ? ")" : "", (unsigned)uc.uid);
+    }
+    char more[64] = "";
+    if (s->refuse_quiet)
+        snprintf(more, sizeof(more), " (%lu more refused unlogged)", s->refuse_quiet);
+    s->refuse_quiet = 0;
+    vhu_warn("%s: refused a second front-end, %s: another front-end is connected%s", s->path,
+             who, more);
+    close(fd);
+}
+
 static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
 {
+    (void)loop;
     (void)revents;
     struct vhu_server *s = w->data;
     int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -138,9 +202,19 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
             vhu_err("accept on %s: %s", s->path, vhu_strerror(-errno));
         return;
     }
+    /* One front-end at a time; the listener stays watched so a second one
+     * learns it at once (one accept per wake-up: a flood of them cannot
+     * starve the session). */
+    int cur = vhu_backend_fd(s->b);
+    if (cur >= 0) {
+        if (!conn_hung_up(cur)) {
+            refuse_conn(s, fd);
+            return;
+        }
+        vhu_info("front-end on %s hung up; serving the one that just connected", s->path);
+        end_session(s);
+    }
     vhu_info("front-end connected on %s", s->path);
-    /* One front-end at a time: stop accepting until this one is gone. */
-    ev_io_stop(loop, &s->listen_w);
     start_session(s, fd);
 }
 
@@ -217,6 +291,10 @@ int vhu_server_new(struct vhu_server **out, struct vhu_backend *b,
         }
     }
     ev_io_init(&s->listen_w, on_listen, s->listen_fd, EV_READ);
+    /* A hang-up and a new connection seen in the same wake-up go through
+     * on_listen's check first, whatever order the kernel reported them in
+     * (the outcome is the same either way; this makes it one path). */
+    ev_set_priority(&s->listen_w, EV_MAXPRI);
     ev_io_init(&s->conn_w, on_conn, -1, EV_READ);
     ev_timer_init(&s->retry_w, on_retry, 0., 0.);
     ev_async_init(&s->stop_w, on_stop);
@@ -234,12 +312,10 @@ int vhu_server_run(struct vhu_server *s)
         ev_signal_start(s->loop, &s->sigint_w);
         ev_signal_start(s->loop, &s->sigterm_w);
     }
-    if (vhu_backend_fd(s->b) < 0) {
-        if (s->client)
-            try_connect(s);
-        else
-            ev_io_start(s->loop, &s->listen_w);
-    }
+    if (!s->client)
+        ev_io_start(s->loop, &s->listen_w);
+    else if (vhu_backend_fd(s->b) < 0)
+        try_connect(s);
     ev_run(s->loop, 0);
     ev_io_stop(s->loop, &s->listen_w);
     ev_timer_stop(s->loop, &s->retry_w);

@@ -317,6 +317,10 @@ int vhu_fe_negotiate(struct vhu_fe *fe, uint64_t want_features, uint64_t want_pf
 {
     uint64_t f, pf = 0;
     int r = vhu_fe_get_features(fe, &f);
+    /* Closed before the first reply: how a vhu back-end (vhu_server) turns
+     * away a front-end while it serves another. */
+    if (r == -ECONNRESET || r == -EPIPE)
+        return -EBUSY;
     if (r < 0)
         return r;
     if (f & VHU_BIT(VHU_F_PROTOCOL_FEATURES)) {

@@ -1,4 +1,5 @@
-/* The server: one front-end at a time, the next one after a disconnect,
+/* The server: one front-end at a time (a second one closed at once), the
+ * next one after a disconnect (or after a hang-up not yet read),
  * client mode with reconnection, socket-file handling, clean stop. */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,34 +13,173 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
 
-static void test_one_front_end_at_a_time(void **state)
+#define VIRTQ_DESC_F_WRITE 2
+
+static uint64_t buf_gpa(unsigned k)
+{
+    return GUEST_BUF_GPA + k * 256u;
+}
+
+/* One request on ring 0, answered: the ring is served. */
+static void ring_round_trip(struct guest *g, unsigned k)
+{
+    assert_int_equal(vhu_fe_ring_push(&g->ring[0], (uint16_t)(k % GUEST_RING_SIZE), buf_gpa(k),
+                                      256, VIRTQ_DESC_F_WRITE), 0);
+    guest_kick(g, 0);
+    assert_true(wait_used_idx(&g->ring[0], (uint16_t)(k + 1), 2000));
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* One front-end at a time: a second one is closed at once (it would wait
+ * forever in the listen queue otherwise: QEMU has no timeout on its first
+ * reply), one line names it, and the session in progress is undisturbed,
+ * also by a hundred more. */
+static void test_second_front_end_refused(void **state)
 {
     (void)state;
     struct harness h;
     assert_int_equal(harness_start(&h, 1), 0);
     struct vhu_fe *a = harness_connect_negotiated(&h);
-    struct vhu_fe *b = harness_connect(&h); /* queued by the kernel */
-    vhu_fe_set_timeout(b, 100);
-    assert_int_equal(vhu_fe_send(b, VHU_REQ_GET_FEATURES, VHU_FLAG_VERSION, NULL, 0, NULL, 0), 0);
-    struct vhu_msg_header hdr;
-    uint64_t f;
-    assert_int_equal(vhu_fe_recv(b, &hdr, &f, sizeof(f), NULL, NULL), -ETIMEDOUT);
-    uint64_t n;
-    assert_int_equal(vhu_fe_get_queue_num(a, &n), 0); /* a is still served */
+    struct guest g;
+    guest_init(&g, 1);
+    guest_activate(&g, a, 0);
+    ring_round_trip(&g, 0);
+    log_clear();
+
+    struct vhu_fe *b = harness_connect(&h);
+    double t0 = now_s();
+    assert_true(vhu_fe_peer_closed(b, 2000));
+    assert_true(now_s() - t0 < 2.0);
+    vhu_fe_close(b);
+    char who[64];
+    snprintf(who, sizeof(who), "pid %d", (int)getpid());
+    assert_true(log_wait("refused a second front-end", 1000));
+    assert_int_equal(log_count(who), 1);
+    assert_int_equal(log_count(h.path), 1);
+
+    /* What a front-end library makes of it. */
+    b = harness_connect(&h);
+    assert_int_equal(vhu_fe_negotiate(b, ~0ull, ~0ull, NULL, NULL), -EBUSY);
+    vhu_fe_close(b);
+
+    /* a is still served: requests and its ring. */
+    uint64_t n = 0;
+    assert_int_equal(vhu_fe_get_queue_num(a, &n), 0);
+    assert_int_equal(n, 1);
+    ring_round_trip(&g, 1);
+
+    /* A hundred more: no fd kept, the log bounded, a undisturbed. */
+    log_clear();
+    int fds = count_open_fds();
+    t0 = now_s();
+    for (int i = 0; i < 100; i++) {
+        b = harness_connect(&h);
+        assert_true(vhu_fe_peer_closed(b, 2000));
+        vhu_fe_close(b);
+    }
+    double took = now_s() - t0;
+    assert_int_equal(count_open_fds(), fds);
+    int lines = log_count("refused a second front-end");
+    assert_true(lines >= 1);
+    assert_true(lines <= 10 * ((int)took + 2)); /* at most 10 a second */
+    assert_true(lines < 100);
+    /* The unlogged ones are counted into the next line logged. */
+    sleep_ms(1100);
+    b = harness_connect(&h);
+    assert_true(vhu_fe_peer_closed(b, 2000));
+    vhu_fe_close(b);
+    assert_true(log_wait("more refused unlogged", 1000));
+    assert_int_equal(vhu_fe_get_queue_num(a, &n), 0);
+    ring_round_trip(&g, 2);
+    assert_int_equal(testdev_resets(h.dev), 0);
+    assert_int_equal(vhu_server_sessions(h.s), 1);
+
     vhu_fe_close(a);
-    /* Now b's request is answered. */
+    guest_free(&g);
+    harness_stop(&h);
+}
+
+/* The front-end being served has hung up, but the server has not read the
+ * hang-up yet when the next one connects: the next one is served (the old
+ * session ends as on any disconnect), not refused.  The server thread is
+ * held in its log handler while it accepts a, so that a's hang-up and b's
+ * connection arrive together. */
+struct gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool armed, hit, released;
+    int hung_up, refused;
+};
+static struct gate gate = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void gate_log(void *ctx, enum vhu_log_level level, const char *line)
+{
+    (void)ctx;
+    (void)level;
+    pthread_mutex_lock(&gate.lock);
+    if (strstr(line, "hung up"))
+        gate.hung_up++;
+    if (strstr(line, "refused a second front-end"))
+        gate.refused++;
+    if (gate.armed && strstr(line, "front-end connected")) {
+        gate.armed = false;
+        gate.hit = true;
+        pthread_cond_broadcast(&gate.cond);
+        while (!gate.released)
+            pthread_cond_wait(&gate.cond, &gate.lock);
+    }
+    pthread_mutex_unlock(&gate.lock);
+}
+
+static void test_hung_up_front_end_replaced(void **state)
+{
+    (void)state;
+    vhu_set_log_handler(gate_log, NULL); /* before the server thread starts */
+    gate.armed = true;
+    struct harness h;
+    assert_int_equal(harness_start(&h, 1), 0);
+
+    struct vhu_fe *a = harness_connect(&h);
+    pthread_mutex_lock(&gate.lock);
+    while (!gate.hit)
+        pthread_cond_wait(&gate.cond, &gate.lock);
+    pthread_mutex_unlock(&gate.lock);
+    /* The server holds a's connection; a hangs up, b connects and asks. */
+    vhu_fe_close(a);
+    struct vhu_fe *b = harness_connect(&h);
+    assert_int_equal(vhu_fe_send(b, VHU_REQ_GET_FEATURES, VHU_FLAG_VERSION, NULL, 0, NULL, 0), 0);
+    pthread_mutex_lock(&gate.lock);
+    gate.released = true;
+    pthread_cond_broadcast(&gate.cond);
+    pthread_mutex_unlock(&gate.lock);
+
     vhu_fe_set_timeout(b, 2000);
+    struct vhu_msg_header hdr;
+    uint64_t f = 0;
     assert_int_equal(vhu_fe_recv(b, &hdr, &f, sizeof(f), NULL, NULL), 0);
     assert_int_equal(hdr.request, VHU_REQ_GET_FEATURES);
     assert_true(f & VHU_BIT(VHU_F_PROTOCOL_FEATURES));
+    assert_int_equal(vhu_fe_negotiate(b, ~0ull, ~0ull, NULL, NULL), 0);
     vhu_fe_close(b);
     harness_stop(&h);
+    vhu_set_log_handler(NULL, NULL); /* the thread is gone */
+    log_capture_install();
+    /* b came through the hung-up check, not the refusal. */
+    assert_int_equal(gate.refused, 0);
+    assert_int_equal(gate.hung_up, 1);
 }
 
 /* Stopping the server with a session and running rings: rings stopped,
@@ -207,7 +347,8 @@ int main(void)
 {
     log_capture_install();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_one_front_end_at_a_time),
+        cmocka_unit_test(test_second_front_end_refused),
+        cmocka_unit_test(test_hung_up_front_end_replaced),
         cmocka_unit_test(test_stop_with_session),
         cmocka_unit_test(test_socket_file),
         cmocka_unit_test(test_client_mode),

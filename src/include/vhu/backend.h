@@ -6,7 +6,11 @@
  *    vhu_backend_fd() for input, call vhu_backend_process()).
  *  - struct vhu_server owns a libev loop and the socket: it listens (or
  *    connects), serves one front-end at a time, resets the device when the
- *    front-end goes away and waits for the next one.
+ *    front-end goes away and waits for the next one.  In server mode a
+ *    front-end that connects while another is served is closed at once
+ *    (one warning line names it by pid and uid; a flood is logged at most
+ *    10 lines a second) -- unless the one served has already hung up, in
+ *    which case its session ends and the new one is served.
  *
  * Threading: a backend and its server are driven from one thread.  The only
  * calls allowed from other threads are vhu_server_stop(),

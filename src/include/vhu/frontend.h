@@ -78,7 +78,9 @@ VHU_API int vhu_fe_get_status(struct vhu_fe *fe, uint8_t *status);
 
 /* Negotiate as QEMU does: GET_FEATURES, GET/SET_PROTOCOL_FEATURES (offered &
  * want_pf), SET_OWNER, then SET_FEATURES(offered & want_features, plus
- * PROTOCOL_FEATURES when offered).  Out-params may be NULL. */
+ * PROTOCOL_FEATURES when offered).  Out-params may be NULL.  -EBUSY: the
+ * back-end closed the connection without answering GET_FEATURES, as a vhu
+ * server does while another front-end is connected. */
 VHU_API int vhu_fe_negotiate(struct vhu_fe *fe, uint64_t want_features,
                              uint64_t want_pf, uint64_t *acked_features,
                              uint64_t *acked_pf);
