@@ -26,6 +26,12 @@ int cli_fe_open(const char *sock, struct vhu_fe **out)
     }
     vhu_fe_set_timeout(fe, cli.timeout_ms);
     r = vhu_fe_negotiate(fe, ~0ull, ~0ull, NULL, &pf);
+    if (r == -EBUSY) {
+        cli_err("%s: the back-end is busy with another front-end (it closed this "
+                "connection)", sock);
+        vhu_fe_close(fe);
+        return CLI_ERR;
+    }
     if (r < 0) {
         cli_err("%s: negotiation failed: %s", sock, vhu_strerror(r));
         vhu_fe_close(fe);
@@ -177,7 +183,9 @@ const struct cli_cmd cli_capture_cmd = {
         "count comes from GET_QUEUE_NUM), then SET_DEVICE_STATE_FD (SAVE, phase\n"
         "STOPPED), copies the stream into FILE and sends CHECK_DEVICE_STATE.  The\n"
         "file appears only once CHECK succeeded.  The back-end must not be serving\n"
-        "another front-end (a vhost-user back-end serves one at a time).\n"
+        "another front-end (a vhost-user back-end serves one at a time): a vhu\n"
+        "back-end busy with one closes this connection at once, and capture says\n"
+        "so (\"busy\", exit status 2).\n"
         "\n"
         "Options:\n"
         "  -s, --socket SOCKET the back-end's vhost-user socket\n"
@@ -185,7 +193,7 @@ const struct cli_cmd cli_capture_cmd = {
         "                      then goes to stderr)\n"
         "\n"
         "Exit status: 0 saved and checked, 1 the back-end failed to save (CHECK\n"
-        "refused), 2 usage, connection or I/O error.\n"
+        "refused), 2 usage, connection or I/O error, or the back-end is busy.\n"
         "\n"
         "Examples:\n"
         "  vhu-state capture --socket /run/dev.sock -o snap.vhus\n"

@@ -5,8 +5,8 @@
 # usage errors, capture, inspect (human and --json, header only, one
 # section, hexdump), diff (same, different, --ignore, --json), validate
 # (good, damaged, version window), capture into a pipe, load, roundtrip,
-# refusals and connection errors, no progress line when stderr is not a
-# terminal.
+# refusals and connection errors, a back-end busy with another front-end,
+# no progress line when stderr is not a terminal.
 set -euo pipefail
 
 if [[ $# -ne 3 ]]; then
@@ -245,4 +245,36 @@ has "$err" "cannot connect"
 [[ ! -e $dir/x.vhus ]] || fail "a failed capture left a file"
 run 2 load --socket "$dir/nobody.sock" --timeout 1 "$dir/a.vhus"
 say "refused loads (1, device unchanged), no back-end (2, no file left)"
+
+# --- a busy back-end ------------------------------------------------------------
+# A front-end holds $sb: a load whose stdin (a FIFO) gives nothing yet.  Any
+# other front-end is closed at once, and vhu-state says "busy" (2), well
+# before its 5 s reply timeout.
+mkfifo "$dir/hold"
+connected() { grep -c 'front-end connected' "$dir/b.log" || true; }
+before=$(connected)
+"$vs" load --socket "$sb" - <"$dir/hold" >"$dir/hold.out" 2>&1 &
+holder=$!
+exec 9>"$dir/hold"
+for ((i = 0; i < 50; i++)); do
+    (($(connected) > before)) && break
+    sleep 0.1
+done
+(($(connected) > before)) || fail "the holding front-end did not connect: $(cat "$dir/b.log")"
+for cmd in "capture -o $dir/busy.vhus" "load $dir/a.vhus" "roundtrip $dir/a.vhus"; do
+    t0=$(date +%s%N)
+    # shellcheck disable=SC2086 # cmd is split on purpose
+    run 2 ${cmd%% *} --socket "$sb" ${cmd#* }
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    has "$err" "$sb: the back-end is busy with another front-end"
+    ((ms < 3000)) || fail "vhu-state ${cmd%% *} against a busy back-end took $ms ms"
+done
+[[ ! -e $dir/busy.vhus ]] || fail "a refused capture left a file"
+grep -q "refused a second front-end, pid [0-9]* (vhu-state)" "$dir/b.log" ||
+    fail "no line naming the refused front-end: $(cat "$dir/b.log")"
+exec 9>&- # the holder's stream ends: its load fails, the back-end is free again
+wait "$holder" || true
+run 0 capture --socket "$sb" -o "$dir/b5.vhus"
+run 0 diff "$dir/a.vhus" "$dir/b5.vhus"
+say "busy back-end: capture, load, roundtrip fail at once (2, \"busy\"), the back-end names them"
 say "all checks passed"
