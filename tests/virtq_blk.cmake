@@ -15,6 +15,14 @@ target_link_libraries(test_blk PRIVATE vhu_blk vhu_test_harness vhu_test_devserv
 add_test(NAME test_blk COMMAND test_blk)
 set_tests_properties(test_blk PROPERTIES TIMEOUT 120)
 
+# vhu-blk under a live migration of guest memory done as QEMU does it
+# (the dirty log read and cleared while requests run, a destination copy
+# that must equal the source page for page, the destination carrying on).
+add_executable(test_blk_migrate integration/test_blk_migrate.c)
+target_link_libraries(test_blk_migrate PRIVATE vhu_blk vhu_test_harness vhu_test_devserver)
+add_test(NAME test_blk_migrate COMMAND test_blk_migrate)
+set_tests_properties(test_blk_migrate PROPERTIES TIMEOUT 120)
+
 # The vhu-blk program: command line, image and RAM disks, clean stop.
 add_test(NAME test_blk_program
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test-blk-program.sh
