@@ -37,11 +37,23 @@ static const struct sch_field blk_disk[] = {
     {.key = "data", .type = SCH_BYTES, .since = 1, .len_from = "size"},
 };
 
+/* Capacity in sectors, block size in bytes, at most 64 queues
+ * (BLK_MAX_QUEUES), the GET_ID serial in 20 bytes (VIRTIO_BLK_ID_BYTES). */
+static const struct sch_field blk_config[] = {
+    {.key = "capacity", .type = SCH_UINT, .since = 1},
+    {.key = "block_size", .type = SCH_UINT, .since = 1},
+    {.key = "read_only", .type = SCH_BOOL, .since = 1},
+    {.key = "writeback", .type = SCH_BOOL, .since = 1},
+    {.key = "queues", .type = SCH_UINT, .since = 1, .max = 64},
+    {.key = "serial", .type = SCH_TEXT, .since = 1, .max = 20},
+};
+
 static const struct sch_section schemas[] = {
     {"testdev", "config", 2, td_config, N(td_config)},
     {"testdev", "blob", 1, td_blob, N(td_blob)},
     {"testdev", "stats", 1, td_stats, N(td_stats)},
     {"testdev", "extra", 1, td_extra, N(td_extra)},
+    {"blk", "config", 1, blk_config, N(blk_config)},
     {"blk", "disk", 1, blk_disk, N(blk_disk)},
 };
 

@@ -80,6 +80,7 @@ struct blk {
                          * blk_resize() (atomic: the rings read it) */
     bool ro;
     unsigned nq;
+    char id[VIRTIO_BLK_ID_BYTES]; /* what GET_ID answers, NUL-padded */
     pthread_mutex_t config_lock; /* config against blk_resize() */
     struct virtio_blk_config config;
     struct blk_queue *q;
@@ -308,12 +309,11 @@ static uint32_t handle_req(struct blk *d, struct blk_req *r, uint8_t *status)
         return 0;
     case VIRTIO_BLK_T_GET_ID: {
         /* 20 bytes, NUL-padded (not terminated when all 20 are used). */
-        char id[VIRTIO_BLK_ID_BYTES] = BLK_ID;
-        size_t c = in_len < sizeof(id) ? (size_t)in_len : sizeof(id);
+        size_t c = in_len < sizeof(d->id) ? (size_t)in_len : sizeof(d->id);
         n = iov_slice(in, e->n_in, 0, c, r->data);
         size_t done = 0;
         for (unsigned i = 0; i < n; i++) {
-            memcpy(r->data[i].iov_base, id + done, r->data[i].iov_len);
+            memcpy(r->data[i].iov_base, d->id + done, r->data[i].iov_len);
             done += r->data[i].iov_len;
         }
         *status = VIRTIO_BLK_S_OK;
@@ -669,13 +669,23 @@ static const struct vhu_device_ops blk_base_ops = {
     .tracks_inflight = true,
 };
 
-/* ---- device state: the RAM disk's contents ----
+/* ---- device state ----
  *
- * With --ram the disk is device state, moved by SET_DEVICE_STATE_FD like
- * any other: one section, "disk", with the size and the bytes as a blob.
- * A load fills a staged buffer and only a verified stream replaces the
- * live disk, so a failed load leaves the disk as it was.  (An image file
- * is not device state: the destination opens the same, shared image.) */
+ * Every vhu-blk offers device state (SET_DEVICE_STATE_FD).  Section
+ * "config" is the disk as the driver sees it: capacity, block size,
+ * read-only, writeback, queue count and the ID GET_ID answers.  The
+ * driver read them at start and will not read them again, so a
+ * destination that differs in any (the wrong image, a resized one,
+ * another --serial) would corrupt the guest's view: a load compares each
+ * with this back-end's own and refuses the first that differs.  The
+ * section is optional, so a snapshot from a build without it (the golden
+ * RAM snapshot has only "disk") still loads, and an older vhu-blk skips it.
+ *
+ * With --ram the disk's contents are device state too: section "disk",
+ * the size and the bytes as a blob.  A load fills a staged buffer and
+ * only a verified stream replaces the live disk, so a failed load leaves
+ * the disk as it was.  An image's data is not device state: the
+ * destination opens the same, shared image; only its identity travels. */
 
 #define STATE_CHUNK (1u << 20)
 
@@ -683,15 +693,39 @@ struct blk_staged {
     uint8_t *ram;
 };
 
+/* "config" first: a mismatch is refused before a RAM disk's bytes are
+ * read.  Image-backed disks declare only the first. */
 static const struct vhu_state_section blk_sections[] = {
+    {.name = "config", .version = 1, .min_version = 1, .optional = true},
     {.name = "disk", .version = 1, .min_version = 1, .optional = false},
 };
+
+/* Writes are cached until FLUSH: VIRTIO_BLK_F_FLUSH is always offered and
+ * CONFIG_WCE never, so the cache mode cannot change (virtio 1.x 5.2.6.2). */
+static bool blk_writeback(const struct blk *d)
+{
+    (void)d;
+    return true;
+}
+
+static int save_config(struct blk *d, struct vhu_state_writer *w)
+{
+    char serial[VIRTIO_BLK_ID_BYTES + 1] = {0};
+    memcpy(serial, d->id, sizeof(d->id));
+    vhu_state_put_u64(w, "capacity", blk_size(d) / BLK_SECTOR);
+    vhu_state_put_u64(w, "block_size", le32toh(d->config.blk_size));
+    vhu_state_put_bool(w, "read_only", d->ro);
+    vhu_state_put_bool(w, "writeback", blk_writeback(d));
+    vhu_state_put_u64(w, "queues", d->nq);
+    return vhu_state_put_str(w, "serial", serial); /* errors are sticky: this one tells */
+}
 
 static int blk_save_section(void *dev, const struct vhu_state_section *s,
                             struct vhu_state_writer *w)
 {
-    (void)s;
     struct blk *d = dev;
+    if (strcmp(s->name, "config") == 0)
+        return save_config(d, w);
     vhu_state_put_u64(w, "size", d->size);
     vhu_state_blob_begin(w, "data");
     for (uint64_t off = 0; off < d->size; off += STATE_CHUNK) {
@@ -708,13 +742,72 @@ static int blk_load_begin(void *dev, void **staged)
     return *staged ? 0 : -ENOMEM;
 }
 
+/* A serial from a snapshot, quoted for a log line: it is hostile and may
+ * hold control characters (UTF-8 beyond ASCII shown as \x escapes too). */
+static const char *quote_id(const char *id, char out[4 * VIRTIO_BLK_ID_BYTES + 3])
+{
+    char *o = out;
+    *o++ = '"';
+    for (size_t i = 0; i < VIRTIO_BLK_ID_BYTES && id[i]; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+            *o++ = (char)c;
+        else
+            o += sprintf(o, "\\x%02x", c);
+    }
+    *o++ = '"';
+    *o = 0;
+    return out;
+}
+
+/* Each field of "config" against this back-end's own: the first that
+ * differs is refused, naming it and both values. */
+static int load_config(struct blk *d, struct vhu_state_reader *r)
+{
+    uint64_t capacity, block_size, queues;
+    bool ro, writeback;
+    char serial[VIRTIO_BLK_ID_BYTES + 1];
+    if (vhu_state_get_u64(r, "capacity", &capacity) < 0 ||
+        vhu_state_get_u64(r, "block_size", &block_size) < 0 ||
+        vhu_state_get_bool(r, "read_only", &ro) < 0 ||
+        vhu_state_get_bool(r, "writeback", &writeback) < 0 ||
+        vhu_state_get_u64(r, "queues", &queues) < 0 ||
+        vhu_state_get_str(r, "serial", serial, sizeof(serial)) < 0)
+        return -EBADMSG; /* the reader's own message names the field */
+    uint64_t mine = blk_size(d) / BLK_SECTOR;
+    if (capacity != mine)
+        return vhu_state_fail(r, -EINVAL, "capacity: snapshot %llu sectors, this disk %llu",
+                              (unsigned long long)capacity, (unsigned long long)mine);
+    if (block_size != le32toh(d->config.blk_size))
+        return vhu_state_fail(r, -EINVAL, "block_size: snapshot %llu bytes, this disk %u",
+                              (unsigned long long)block_size, le32toh(d->config.blk_size));
+    if (ro != d->ro)
+        return vhu_state_fail(r, -EINVAL, "read_only: snapshot %s, this disk %s",
+                              ro ? "true" : "false", d->ro ? "true" : "false");
+    if (writeback != blk_writeback(d))
+        return vhu_state_fail(r, -EINVAL, "writeback: snapshot %s, this disk %s",
+                              writeback ? "true" : "false", blk_writeback(d) ? "true" : "false");
+    if (queues != d->nq)
+        return vhu_state_fail(r, -EINVAL, "queues: snapshot %llu, this disk %u",
+                              (unsigned long long)queues, d->nq);
+    char id[VIRTIO_BLK_ID_BYTES + 1] = {0};
+    memcpy(id, d->id, sizeof(d->id));
+    if (strcmp(serial, id) != 0) {
+        char a[4 * VIRTIO_BLK_ID_BYTES + 3], b[4 * VIRTIO_BLK_ID_BYTES + 3];
+        return vhu_state_fail(r, -EINVAL, "serial: snapshot %s, this disk %s",
+                              quote_id(serial, a), quote_id(id, b));
+    }
+    return 0;
+}
+
 static int blk_load_section(void *dev, void *staged, const struct vhu_state_section *s,
                             uint32_t version, struct vhu_state_reader *r)
 {
-    (void)s;
-    (void)version;
+    (void)version; /* version 1 only; a newer writer's extra fields are skipped */
     struct blk *d = dev;
     struct blk_staged *st = staged;
+    if (strcmp(s->name, "config") == 0)
+        return load_config(d, r);
     uint64_t size;
     int e = vhu_state_get_u64(r, "size", &size);
     if (e < 0)
@@ -753,9 +846,11 @@ static int blk_load_section(void *dev, void *staged, const struct vhu_state_sect
 
 static int blk_load_end(void *dev, void *staged)
 {
-    (void)dev;
+    struct blk *d = dev;
     struct blk_staged *st = staged;
-    return st->ram ? 0 : -EBADMSG; /* "disk" is not optional; be sure anyway */
+    /* "disk" is not optional for a RAM disk; be sure anyway.  An image's
+     * load stages nothing: "config" only checks. */
+    return d->ram && !st->ram ? -EBADMSG : 0;
 }
 
 static void blk_commit(void *dev, void *staged)
@@ -763,8 +858,10 @@ static void blk_commit(void *dev, void *staged)
     struct blk *d = dev;
     struct blk_staged *st = staged;
     /* Every ring is stopped: no worker reads d->ram now. */
-    free(d->ram);
-    d->ram = st->ram;
+    if (st->ram) {
+        free(d->ram);
+        d->ram = st->ram;
+    }
     free(st);
 }
 
@@ -912,9 +1009,26 @@ int blk_new(struct blk **out, const struct blk_options *o)
         fprintf(stderr, "vhu-blk: %u queues (1..%u)\n", o->queues, BLK_MAX_QUEUES);
         return -EINVAL;
     }
+    /* GET_ID's 20 bytes (virtio 1.x 5.2.6: VIRTIO_BLK_ID_BYTES), of text a
+     * log line and a snapshot can carry as it is. */
+    const char *serial = o->serial ? o->serial : BLK_ID;
+    size_t slen = strlen(serial);
+    if (slen == 0 || slen > VIRTIO_BLK_ID_BYTES) {
+        fprintf(stderr, "vhu-blk: the serial '%s' has %zu bytes; a virtio-blk serial has "
+                "1..%u\n", serial, slen, VIRTIO_BLK_ID_BYTES);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < slen; i++) {
+        if (serial[i] < 0x20 || serial[i] > 0x7e) {
+            fprintf(stderr, "vhu-blk: the serial has byte 0x%02x at %zu; printable ASCII "
+                    "only\n", (unsigned char)serial[i], i);
+            return -EINVAL;
+        }
+    }
     struct blk *d = calloc(1, sizeof(*d));
     if (!d)
         return -ENOMEM;
+    memcpy(d->id, serial, slen); /* NUL-padded by calloc */
     d->fd = d->dfd = -1;
     pthread_mutex_init(&d->config_lock, NULL);
     d->q = calloc(o->queues, sizeof(*d->q));
@@ -940,16 +1054,14 @@ int blk_new(struct blk **out, const struct blk_options *o)
     }
     d->ops = blk_base_ops;
     d->ops.num_queues = d->nq;
-    if (d->ram) {
-        d->ops.sections = blk_sections;
-        d->ops.num_sections = sizeof(blk_sections) / sizeof(blk_sections[0]);
-        d->ops.save_section = blk_save_section;
-        d->ops.load_begin = blk_load_begin;
-        d->ops.load_section = blk_load_section;
-        d->ops.load_end = blk_load_end;
-        d->ops.commit = blk_commit;
-        d->ops.discard = blk_discard;
-    }
+    d->ops.sections = blk_sections;
+    d->ops.num_sections = d->ram ? 2 : 1; /* "config", and "disk" with --ram */
+    d->ops.save_section = blk_save_section;
+    d->ops.load_begin = blk_load_begin;
+    d->ops.load_section = blk_load_section;
+    d->ops.load_end = blk_load_end;
+    d->ops.commit = blk_commit;
+    d->ops.discard = blk_discard;
 
     /* Config space, little-endian (virtio 1.x). */
     struct virtio_blk_config *c = &d->config;

@@ -17,9 +17,12 @@
  * without a 16-byte header or a writable status byte cannot be answered:
  * it breaks the ring (vhu_virtq_set_broken).
  *
- * With a RAM disk the contents are device state: saved and loaded through
- * SET_DEVICE_STATE_FD / CHECK_DEVICE_STATE (section "disk": the size, which
- * must match on load, and the bytes). */
+ * Device state (SET_DEVICE_STATE_FD / CHECK_DEVICE_STATE), for every disk:
+ * section "config", the disk as the driver sees it (capacity, block size,
+ * read-only, writeback, queue count, serial), each of which must match
+ * the loading back-end's own; with a RAM disk also section "disk", the
+ * contents (the size, which must match, and the bytes).  An image's data
+ * is not device state: it stays on the shared storage. */
 #ifndef VHU_EXAMPLES_BLK_H
 #define VHU_EXAMPLES_BLK_H
 
@@ -49,6 +52,8 @@ struct blk_options {
                          * writes aligned as the file wants bypass the host
                          * page cache (QEMU's cache.direct=on); others, and
                          * flushes, go through it */
+    const char *serial; /* what GET_ID answers: 1..VIRTIO_BLK_ID_BYTES (20)
+                         * bytes of printable ASCII; NULL: BLK_ID */
 };
 
 struct blk;

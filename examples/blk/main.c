@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/virtio_blk.h>
 
 #include <vhu/vhu.h>
 
@@ -16,7 +17,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vhu-blk --socket PATH --image FILE [--queues N] [--read-only] [--direct]\n"
+            "               [--serial S]\n"
             "       vhu-blk --socket PATH --ram SIZE [--image FILE] [--queues N] [--read-only]\n"
+            "               [--serial S]\n"
             "\n"
             "Serve a virtio-blk disk on a vhost-user socket (QEMU: -device\n"
             "vhost-user-blk-pci,chardev=CHR with -chardev socket,id=CHR,path=PATH and\n"
@@ -38,14 +41,24 @@ static void usage(FILE *f)
             "                     at once\n"
             "  -R, --read-only    offer a read-only disk (VIRTIO_BLK_F_RO): writes,\n"
             "                     discards and write-zeroes fail with VIRTIO_BLK_S_IOERR\n"
+            "      --serial S     the disk's serial, answered to VIRTIO_BLK_T_GET_ID (the\n"
+            "                     guest's /sys/block/vdX/serial): 1..%u bytes of printable\n"
+            "                     ASCII (default \"%s\")\n"
             "  -c, --client       connect to PATH and reconnect when the front-end goes away\n"
             "  -v, --verbose      log every request\n"
             "  -h, --help         this text\n"
             "\n"
             "Stops cleanly on SIGINT or SIGTERM.  On SIGHUP, takes the image's\n"
             "size again (after it was grown or shrunk) and tells the front-end the\n"
-            "capacity changed (CONFIG_CHANGE_MSG on the back-end channel).\n",
-            BLK_MAX_QUEUES);
+            "capacity changed (CONFIG_CHANGE_MSG on the back-end channel).\n"
+            "\n"
+            "Device state (vhost-user SET_DEVICE_STATE_FD, for migration): the disk's\n"
+            "capacity, block size, read-only flag, writeback flag, queue count and\n"
+            "serial, and with --ram its contents.  A load into a back-end whose disk\n"
+            "differs in any of them (the wrong or a resized image, another --serial)\n"
+            "is refused, naming the field, and changes nothing.  An image's data is\n"
+            "not device state: source and destination share the image.\n",
+            BLK_MAX_QUEUES, VIRTIO_BLK_ID_BYTES, BLK_ID);
 }
 
 /* "64M" -> 67108864; 0 on a malformed or overflowing size. */
@@ -114,7 +127,7 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'}, {"image", required_argument, NULL, 'i'},
         {"ram", required_argument, NULL, 'r'},    {"queues", required_argument, NULL, 'q'},
         {"read-only", no_argument, NULL, 'R'},    {"client", no_argument, NULL, 'c'},
-        {"direct", no_argument, NULL, 'd'},
+        {"direct", no_argument, NULL, 'd'},      {"serial", required_argument, NULL, 'S'},
         {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *path = NULL;
@@ -145,6 +158,15 @@ int main(int argc, char **argv)
         }
         case 'R': o.read_only = true; break;
         case 'd': o.direct = true; break;
+        case 'S':
+            /* Checked here too so that a bad one is a usage error (2). */
+            if (!*optarg || strlen(optarg) > VIRTIO_BLK_ID_BYTES) {
+                fprintf(stderr, "vhu-blk: --serial '%s' has %zu bytes; a virtio-blk serial "
+                        "has 1..%u\n", optarg, strlen(optarg), VIRTIO_BLK_ID_BYTES);
+                return 2;
+            }
+            o.serial = optarg;
+            break;
         case 'c': client = true; break;
         case 'v': vhu_set_log_level(VHU_LOG_DEBUG); break;
         case 'h': usage(stdout); return 0;
@@ -186,11 +208,11 @@ int main(int argc, char **argv)
         blk_free(dev);
         return 1;
     }
-    printf("vhu-blk: %s %s: %llu sectors (%s%s%s), %u queue(s) (vhu %s)\n",
+    printf("vhu-blk: %s %s: %llu sectors (%s%s%s), %u queue(s), serial %s (vhu %s)\n",
            client ? "connecting to" : "listening on", path,
            (unsigned long long)(blk_size(dev) / BLK_SECTOR), o.ram_size ? "in memory" : o.image,
            o.read_only ? ", read-only" : "", o.direct ? ", O_DIRECT" : "", o.queues,
-           vhu_version());
+           o.serial ? o.serial : BLK_ID, vhu_version());
     fflush(stdout);
     vhu_server_run(s);
     if (resizer) {
