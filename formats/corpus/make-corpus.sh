@@ -39,7 +39,9 @@ cleanup() {
 trap cleanup EXIT
 
 # capture TAG PROGRAM ARGS...: serve the device with these options, capture
-# it, name the snapshot from its header.
+# it, name the snapshot from its header.  With $restore_args set, also
+# write NAME.args: the ARGS test-vhu-state-corpus.sh restores it into.
+restore_args=
 capture() {
     local tag=$1
     shift
@@ -67,6 +69,10 @@ capture() {
         cp "$tmp/snap.vhus" "$here/$name"
         echo "make-corpus: wrote $name ($(stat -c %s "$here/$name") bytes): $(basename "$1")" \
              "${*:2}"
+        if [[ -n $restore_args ]]; then
+            echo "$restore_args" >"$here/${name%.vhus}.args"
+            echo "make-corpus: wrote ${name%.vhus}.args: $restore_args"
+        fi
     fi
 }
 
@@ -86,4 +92,12 @@ for ((i = 0; i < 128; i++)); do
     printf '%-511s\n' "vhu corpus sector $i"
 done >"$tmp/disk.img"
 capture ram64k "$blk" --ram 64K --image "$tmp/disk.img"
+
+# vhu-blk on a 1 MiB image with a serial: its state is the disk's identity
+# (section config), not its data, so it restores into any vhu-blk on an
+# image of the same size with the same serial (the .args sidecar).
+truncate -s 1M "$tmp/image.img"
+restore_args="--image @image:1M --serial vhu-corpus-0001"
+capture image1m-serial "$blk" --image "$tmp/image.img" --serial vhu-corpus-0001
+restore_args=
 "$vs" validate "$here"/*.vhus

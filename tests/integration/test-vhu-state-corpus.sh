@@ -6,8 +6,14 @@
 # must still validate and restore into the current build.  For each
 # DEVICE-*.vhus a fresh back-end of that device type is started (testdev:
 # TESTDEV; other types: "DEVICE=PROGRAM [ARGS]" arguments, a program taking
-# --socket PATH after its ARGS, e.g. "blk=vhu-blk --ram 64K"), and `vhu-state roundtrip` loads the snapshot, saves it
-# again and compares.  Any file that no longer restores fails the test,
+# --socket PATH after its ARGS, e.g. "blk=vhu-blk --ram 64K"), and `vhu-state
+# roundtrip` loads the snapshot, saves it again and compares.  A snapshot
+# whose back-end needs other ARGS has them in a sidecar, NAME.args next to
+# NAME.vhus: one line of words (no quoting) replacing ARGS, where a word
+# @image:SIZE becomes the path of a fresh sparse file of SIZE bytes
+# (truncate's sizes: 1M is 1 MiB), e.g. "--image @image:1M --serial X" for
+# an image-backed disk whose snapshot records its size and serial.  Any
+# file that no longer restores fails the test,
 # loudly, by name.  Copy this script into your own CI with your device's
 # corpus (see formats/corpus/README.md).
 set -euo pipefail
@@ -61,6 +67,19 @@ for f in "${files[@]}"; do
     log=$dir/$n.log
     n=$((n + 1))
     read -ra cmd <<<"$prog"
+    sidecar=${f%.vhus}.args
+    if [[ -e $sidecar ]]; then
+        read -ra args <"$sidecar" || true
+        cmd=("${cmd[0]}")
+        for a in "${args[@]}"; do
+            if [[ $a == @image:* ]]; then
+                truncate -s "${a#@image:}" "$dir/$n.img"
+                a=$dir/$n.img
+            fi
+            cmd+=("$a")
+        done
+        prog="${cmd[*]}"
+    fi
     "${cmd[@]}" --socket "$sock" >"$log" 2>&1 &
     pid=$!
     for ((i = 0; i < 50; i++)); do
@@ -81,7 +100,10 @@ for f in "${files[@]}"; do
     rc=0
     out=$(timeout 60 "$vs" roundtrip --socket "$sock" "$f" 2>&1) || rc=$?
     if ((rc != 0)); then
-        failed+=("$name: NO LONGER RESTORES into the current $device (exit $rc): $out")
+        # The back-end's log names the field or section it refused.
+        why=$(grep -m1 'LOAD failed' "$log" || true)
+        failed+=("$name: NO LONGER RESTORES into the current $device (exit $rc): $out${why:+
+    back-end: $why}")
     else
         say "$name: restores into the current $device ($(grep -c '^note:' <<<"$out" || true) notes)"
     fi
