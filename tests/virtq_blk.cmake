@@ -23,10 +23,11 @@ target_link_libraries(test_blk_migrate PRIVATE vhu_blk vhu_test_harness vhu_test
 add_test(NAME test_blk_migrate COMMAND test_blk_migrate)
 set_tests_properties(test_blk_migrate PROPERTIES TIMEOUT 120)
 
-# The vhu-blk program: command line, image and RAM disks, clean stop.
+# The vhu-blk program: command line, image and RAM disks, clean stop, an
+# image-backed disk's state through vhu-state.
 add_test(NAME test_blk_program
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test-blk-program.sh
-          $<TARGET_FILE:vhu-blk> $<TARGET_FILE:vhu-probe>)
+          $<TARGET_FILE:vhu-blk> $<TARGET_FILE:vhu-probe> $<TARGET_FILE:vhu-state>)
 
 # QEMU 7.2 boots a tiny guest (Debian's kernel, a busybox initramfs) on
 # vhu-blk and checks the disk from inside and outside; the guest is fetched

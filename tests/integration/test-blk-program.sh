@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# test-blk-program.sh VHU_BLK PROBE
+# test-blk-program.sh VHU_BLK PROBE VHU_STATE
 #
 # The vhu-blk program: --help documents every option, bad command lines exit
 # 2, an image and a RAM disk are served (vhu-probe sees the capacity, the
-# queue count and the read-only bit), SIGTERM stops it cleanly.
+# queue count and the read-only bit), SIGTERM stops it cleanly; an
+# image-backed disk's state (section config) is captured, inspected, loaded
+# into a vhu-blk on the same image and refused, by name, by one on a resized
+# image or with another serial, which keeps its fds and its state.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-    echo "usage: $0 VHU_BLK PROBE" >&2
+if [[ $# -ne 3 ]]; then
+    echo "usage: $0 VHU_BLK PROBE VHU_STATE" >&2
     exit 2
 fi
 blk=$1
 probe=$2
+vs=$3
 say() { echo "test-blk-program: $*"; }
 fail() {
     echo "test-blk-program: FAIL: $*" >&2
@@ -31,7 +35,7 @@ trap cleanup EXIT
 
 # --- Command line -------------------------------------------------------------
 out=$("$blk" --help) || fail "--help exited $?"
-for opt in --socket --image --queues --read-only --ram --direct; do
+for opt in --socket --image --queues --read-only --ram --direct --serial; do
     grep -q -- "$opt" <<<"$out" || fail "--help does not document $opt"
 done
 expect_usage_error() {
@@ -45,6 +49,12 @@ expect_usage_error --socket "$dir/s" --ram 100            # less than a sector
 expect_usage_error --socket "$dir/s" --ram 1Q
 expect_usage_error --socket "$dir/s" --ram 1M --queues 0
 expect_usage_error --socket "$dir/s" --ram 1M --queues 65
+expect_usage_error --socket "$dir/s" --ram 1M --serial ""
+expect_usage_error --socket "$dir/s" --ram 1M --serial 123456789012345678901    # 21 bytes
+r=0
+o=$("$blk" --socket "$dir/s" --ram 1M --serial $'a\tb' 2>&1) || r=$?
+((r == 1)) || fail "a serial with a tab exited $r (want 1): $o"
+grep -q "byte 0x09 at 1" <<<"$o" || fail "the serial's bad byte not named: $o"
 r=0
 o=$("$blk" --socket "$dir/s" --image "$dir/missing.img" 2>&1) || r=$?
 ((r == 1)) || fail "a missing image exited $r (want 1): $o"
@@ -125,4 +135,61 @@ wait_out 'SIGHUP: cannot resize: the disk is in memory'
 stop
 grep -qF 'served 1 front-end session(s)' "$dir/out" || fail "no session count: $(cat "$dir/out")"
 say "RAM disk: 2048 sectors, read-only; SIGTERM: exit 0, socket removed"
+
+# --- An image's state: its identity, not its data -----------------------------
+truncate -s 1M "$dir/disk.img"
+serve --image "$dir/disk.img" --serial SN-prog-1
+grep -q "serial SN-prog-1" "$dir/out" || fail "serial not in: $(cat "$dir/out")"
+"$vs" capture --socket "$dir/s" -o "$dir/snap.vhus" >/dev/null || fail "capture failed"
+stop
+out=$("$vs" inspect "$dir/snap.vhus") || fail "inspect failed"
+for f in 'capacity: 2048 ' 'block_size: 512 ' 'read_only: false' 'writeback: true' \
+         'queues: 1 ' 'serial: "SN-prog-1"'; do
+    grep -qF "  $f" <<<"$out" || fail "inspect does not show '$f': $out"
+done
+"$vs" validate "$dir/snap.vhus" >/dev/null || fail "the snapshot does not validate"
+# load_into ARGS...: serve ARGS, load the snapshot; vhu-state's exit code.
+load_into() {
+    serve "$@"
+    local r=0
+    "$vs" load --socket "$dir/s" "$dir/snap.vhus" >"$dir/load.out" 2>&1 || r=$?
+    return $r
+}
+load_into --image "$dir/disk.img" --serial SN-prog-1 || fail "same image refused: $(cat "$dir/out")"
+stop
+# refused WHY ARGS...: the load into ARGS fails with one line naming WHY;
+# the back-end's fds and its state stay as they were.
+refused() {
+    local why=$1
+    shift
+    serve "$@"
+    "$vs" capture --socket "$dir/s" -o "$dir/before.vhus" >/dev/null || fail "capture failed"
+    local fds r=0
+    fds=$(ls /proc/"$pid"/fd | wc -l)
+    "$vs" load --socket "$dir/s" "$dir/snap.vhus" >"$dir/load.out" 2>&1 || r=$?
+    ((r == 1)) || fail "load into $* exited $r (want 1): $(cat "$dir/load.out")"
+    # The session is over once vhu-state exits; give the back-end a moment.
+    local i
+    for ((i = 0; i < 20; i++)); do
+        (($(ls /proc/"$pid"/fd | wc -l) == fds)) && break
+        sleep 0.1
+    done
+    (($(ls /proc/"$pid"/fd | wc -l) == fds)) || fail "fds of vhu-blk $*: $fds before, \
+$(ls /proc/"$pid"/fd | wc -l) after"
+    (($(grep -c 'LOAD failed' "$dir/out") == 1)) || fail "not one refusal: $(cat "$dir/out")"
+    grep -qF "$why" "$dir/out" || fail "refusal does not say '$why': $(cat "$dir/out")"
+    "$vs" capture --socket "$dir/s" -o "$dir/after.vhus" >/dev/null || fail "capture failed"
+    cmp -s "$dir/before.vhus" "$dir/after.vhus" || fail "vhu-blk $* changed by a refused load"
+    stop
+}
+refused 'serial: snapshot "SN-prog-1", this disk "SN-prog-2"' \
+    --image "$dir/disk.img" --serial SN-prog-2
+refused 'read_only: snapshot false, this disk true' \
+    --image "$dir/disk.img" --serial SN-prog-1 --read-only
+refused 'queues: snapshot 1, this disk 4' --image "$dir/disk.img" --serial SN-prog-1 --queues 4
+truncate -s 2M "$dir/disk.img"
+refused 'capacity: snapshot 2048 sectors, this disk 4096' \
+    --image "$dir/disk.img" --serial SN-prog-1
+say "image state: capture, inspect, load into the same disk; refused, by field, unchanged:" \
+    "another serial, read-only, 4 queues, a resized image"
 say "all checks passed"
