@@ -26,6 +26,8 @@
 # rounds and checks run on each: soak-migrate.sh compares their failure
 # rates.  --mem sets the guest's RAM (default 256M).  VHU_ROUND_WAIT
 # (seconds, default 90) bounds the wait for a round after a migration.
+# VHU_MIGRATE_COMPARE=1 compares guest memory page by page at each
+# switch-over (see memcmp-pages.py) and says which pages differ.
 #
 # Exit 77 (skipped) only when QEMU cannot run at all.  ctest runs it as
 # test_qemu_migrate; by hand (KEEP=1 keeps the logs in the work directory):
@@ -54,6 +56,11 @@ say "back-end: $backend"
 # How long the guest may take for a round after a migration before it is
 # taken to have stalled (soak-migrate.sh shortens it).
 round_wait=${VHU_ROUND_WAIT:-90}
+# VHU_MIGRATE_COMPARE=1: the destination starts paused; after each migration
+# the source's guest memory (frozen since switch-over) is compared page by
+# page with what the destination received, before it runs.
+compare=${VHU_MIGRATE_COMPARE:-0}
+mem_bytes=$(numfmt --from=iec "${guest_mem:-256M}")
 
 img=$dir/disk.img
 make_image "$img"
@@ -126,7 +133,9 @@ total_ms=0
 for ((k = 1; k <= count; k++)); do
     src=$((k - 1))
     if ((k % 2)); then side=B; else side=A; fi
-    start_qemu "$k" "$side" -incoming unix:"$dir/mig$k.sock"
+    paused=()
+    ((compare)) && paused=(-S) # stays paused after the migration, for the comparison
+    start_qemu "$k" "$side" -incoming unix:"$dir/mig$k.sock" "${paused[@]}"
     QPIDS=("${qpid[$src]}" "${qpid[$k]}")
     wait_file "$dir/mig$k.sock" 30 "${qpid[$k]}"
     wait_file "$dir/q$k.qmp" 30 "${qpid[$k]}"
@@ -145,6 +154,18 @@ for ((k = 1; k <= count; k++)); do
     say "migration $k: QEMU $src -> QEMU $k (side $side) completed in $ms ms" \
         "(QEMU: total ${qtotal} ms, downtime ${qdown} ms), guest at round ${before:-0}" \
         "when it started, ${after:-0} at switch-over"
+    if ((compare)); then
+        # Guest memory as the source left it (stopped since switch-over)
+        # and as the destination received it (not started yet): any page
+        # that differs did not migrate.
+        qmp "$dir/q$src.qmp" pmemsave "{\"val\": 0, \"size\": $mem_bytes, \"filename\": \"$dir/mem-src\"}" >/dev/null ||
+            fail "pmemsave on QEMU $src"
+        qmp "$dir/q$k.qmp" pmemsave "{\"val\": 0, \"size\": $mem_bytes, \"filename\": \"$dir/mem-dst\"}" >/dev/null ||
+            fail "pmemsave on QEMU $k"
+        say "migration $k: guest memory compared: $("$here/memcmp-pages.py" "$dir/mem-src" "$dir/mem-dst")"
+        rm -f "$dir/mem-src" "$dir/mem-dst"
+        qmp "$dir/q$k.qmp" cont >/dev/null || fail "cont on QEMU $k"
+    fi
     qmp "$dir/q$src.qmp" quit >/dev/null || true
     wait "${qpid[$src]}" 2>/dev/null || true
     QPIDS=("${qpid[$k]}")
