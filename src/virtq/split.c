@@ -42,6 +42,11 @@ struct vhu_virtq {
     uint16_t signalled;     /* used index at the last notification decision */
     bool signalled_valid;
     unsigned inflight;
+    /* Heads popped and not pushed yet, one byte each: a device that pushes
+     * a head it does not hold, or a driver that publishes a head the
+     * device still holds, would complete one request twice and have the
+     * guest free memory it still uses. */
+    uint8_t *taken;
     uint16_t *pending;      /* heads pushed since the last flush */
     unsigned npending;
     bool broken;
@@ -114,9 +119,15 @@ int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q)
     if (!vhu_queue_desc(q) || !vhu_queue_avail(q) || !vhu_queue_used(q) || !vhu_is_pow2(size))
         return -EINVAL;
     struct vhu_virtq *vq = calloc(1, sizeof(*vq));
-    if (vq)
+    if (vq) {
         vq->pending = calloc(size, sizeof(*vq->pending));
-    if (!vq || !vq->pending) {
+        vq->taken = calloc(size, 1);
+    }
+    if (!vq || !vq->pending || !vq->taken) {
+        if (vq) {
+            free(vq->pending);
+            free(vq->taken);
+        }
         free(vq);
         return -ENOMEM;
     }
@@ -138,8 +149,10 @@ int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q)
 
 void vhu_virtq_free(struct vhu_virtq *vq)
 {
-    if (vq)
+    if (vq) {
         free(vq->pending);
+        free(vq->taken);
+    }
     free(vq);
 }
 
@@ -188,6 +201,10 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
     if (head >= vq->size) {
         vq_break(vq, "avail entry %u: head %u out of range (ring size %u)", vq->last_avail,
                  head, vq->size);
+        return -EIO;
+    }
+    if (vq->taken[head]) {
+        vq_break(vq, "avail entry %u: head %u is already in flight", vq->last_avail, head);
         return -EIO;
     }
 
@@ -280,6 +297,7 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
         vhu_queue_set_last_avail(vq->q, vq->last_avail);
         vhu_queue_inflight_get(vq->q, head);
     }
+    vq->taken[head] = 1;
     vq->inflight++;
     return 1;
 }
@@ -288,7 +306,8 @@ int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e, uint32_
 {
     if (vq->broken)
         return -EIO;
-    if (vq->inflight == 0 || e->head >= vq->size || e->n_out + e->n_in > VHU_VIRTQ_MAX_SEGS)
+    if (vq->inflight == 0 || e->head >= vq->size || !vq->taken[e->head] ||
+        e->n_out + e->n_in > VHU_VIRTQ_MAX_SEGS)
         return -EINVAL;
     /* A device that pushes a whole ring's worth without flushing would
      * overwrite entries the driver has not seen: publish them first. */
@@ -307,6 +326,7 @@ int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e, uint32_
     __atomic_store_n(&ue[1], written, __ATOMIC_RELAXED);
     vhu_queue_log_used(vq->q, 4 + 8ull * slot, 8);
     vhu_queue_inflight_put_begin(vq->q, e->head);
+    vq->taken[e->head] = 0;
     vq->pending[vq->npending++] = e->head;
     vq->used_idx++;
     vq->inflight--;

@@ -163,9 +163,11 @@ refused() {
     local why=$1
     shift
     serve "$@"
-    "$vs" capture --socket "$dir/s" -o "$dir/before.vhus" >/dev/null || fail "capture failed"
+    # Counted while no front-end is connected (after a capture the back-end
+    # may not have closed that session's fds yet).
     local fds r=0
     fds=$(ls /proc/"$pid"/fd | wc -l)
+    "$vs" capture --socket "$dir/s" -o "$dir/before.vhus" >/dev/null || fail "capture failed"
     "$vs" load --socket "$dir/s" "$dir/snap.vhus" >"$dir/load.out" 2>&1 || r=$?
     ((r == 1)) || fail "load into $* exited $r (want 1): $(cat "$dir/load.out")"
     # The session is over once vhu-state exits; give the back-end a moment.

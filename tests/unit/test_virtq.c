@@ -336,6 +336,35 @@ static int one_request(struct session *s, struct vhu_virtq *vq, struct vhu_virtq
     return vhu_virtq_flush(vq);
 }
 
+/* A head is the device's from pop to push: pushing one it does not hold is
+ * refused (it would complete whatever the driver has on that head next),
+ * and a driver that publishes a head the device still holds breaks the
+ * ring. */
+static void test_heads_in_flight(void **state)
+{
+    (void)state;
+    struct session s;
+    session_open(&s, false, ~0ull);
+    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq_elem *e = malloc(2 * sizeof(*e));
+    assert_non_null(e);
+    assert_int_equal(one_request(&s, vq, &e[1]), 1); /* e[1]: head 0, done */
+    assert_int_equal(vhu_fe_ring_push(s.r, 2, BUF(2), 64, F_WRITE), 0);
+    assert_int_equal(vhu_virtq_pop(vq, &e[0]), 1);
+    assert_int_equal(e[0].head, 2);
+    /* Head 0 again while head 2 is outstanding: refused, nothing written. */
+    assert_int_equal(vhu_virtq_push(vq, &e[1], 64), -EINVAL);
+    assert_int_equal(vhu_virtq_flush(vq), 0);
+    assert_int_equal(vhu_fe_ring_used_idx(s.r), 1);
+    /* The driver publishes head 2 a second time. */
+    vhu_fe_ring_publish(s.r, 2);
+    assert_int_equal(vhu_virtq_pop(vq, &e[1]), -EIO);
+    assert_int_equal(log_count("head 2 is already in flight"), 1);
+    assert_int_equal(read_eventfd(s.g.err[0]), 1);
+    free(e);
+    session_close(&s);
+}
+
 static void test_event_idx(void **state)
 {
     (void)state;
@@ -1041,6 +1070,7 @@ int main(void)
     log_capture_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_chains),
+        cmocka_unit_test(test_heads_in_flight),
         cmocka_unit_test(test_event_idx),
         cmocka_unit_test(test_no_interrupt),
         cmocka_unit_test(test_hostile_chains),

@@ -87,7 +87,8 @@ VHU_API struct vhu_queue *vhu_virtq_queue(const struct vhu_virtq *vq);
  * just become) broken.  Chains a previous back-end left in flight come first (inflight
  * tracking, when the front-end gave an inflight region), oldest first; then
  * the avail ring's, advancing the queue's last_avail and recording each in
- * the inflight region.  The chain is not completed until pushed. */
+ * the inflight region.  The chain is not completed until pushed.  A head
+ * the driver publishes while the device still holds it breaks the ring. */
 VHU_API int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e);
 /* Complete a popped chain (in any order): writes the used entry {e->head,
  * written}, written = bytes the device wrote into its writable buffers.
@@ -96,7 +97,9 @@ VHU_API int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e);
  * write into the buffers.  Not visible to the driver until
  * vhu_virtq_flush() (which a push of a whole ring's worth triggers by
  * itself).  -EINVAL when nothing is outstanding or e is not a chain of
- * this ring, -EIO on a broken ring. */
+ * this ring that is popped and not yet pushed (a second push of one chain
+ * would complete the driver's next request on that head), -EIO on a
+ * broken ring. */
 VHU_API int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e,
                            uint32_t written);
 /* Publish the pushed entries (release barrier: the entries and the data
