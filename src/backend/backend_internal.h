@@ -45,6 +45,8 @@ void vhu_mem_unmap(struct vhu_region *r);
 int vhu_mem_append(struct vhu_mem *mem, const struct vhu_region *r);
 /* Unmap every region and free the table's array. */
 void vhu_mem_clear(struct vhu_mem *mem);
+/* End (exclusive) of the highest region: max(gpa + size); 0 when empty. */
+uint64_t vhu_mem_end(const struct vhu_mem *mem);
 /* Host pointer for [addr, addr+len) when it lies inside one region; NULL
  * otherwise.  gpa: guest-physical; uva: front-end virtual. */
 void *vhu_mem_gpa(const struct vhu_mem *mem, uint64_t gpa, uint64_t len);

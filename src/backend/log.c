@@ -25,6 +25,43 @@ void vhu_log_unmap(struct vhu_dirty_log *l)
     l->size = 0;
 }
 
+/* "512 KiB": v in the largest binary unit it reaches; "~1.5 MiB" when the
+ * unit does not divide it (the exact figure is given beside it). */
+static void human_bytes(uint64_t v, char *out, size_t n)
+{
+    static const char *const unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    unsigned u = 0;
+    while (u + 1 < VHU_ARRAY_SIZE(unit) && v >> (10 * (u + 1)))
+        u++;
+    uint64_t scale = 1ull << (10 * u);
+    if (v % scale == 0)
+        snprintf(out, n, "%" PRIu64 " %s", v / scale, unit[u]);
+    else
+        snprintf(out, n, "~%.1f %s", (double)v / (double)scale, unit[u]);
+}
+
+/* A log must cover every page of the current memory table, or a write into
+ * the pages past it could not be marked and would not migrate.  QEMU sizes
+ * the log from the table and grows it before it sends a bigger table
+ * (hw/virtio/vhost.c, vhost_commit), so its logs always cover.  With no
+ * table yet there is nothing to cover: any log is accepted, and a table
+ * that arrives later is checked by the ring threads (log_range). */
+static int check_covers(struct vhu_req *r, uint64_t size)
+{
+    uint64_t end = vhu_mem_end(&r->b->mem);
+    uint64_t need = end / LOG_PAGE + (end % LOG_PAGE != 0);
+    uint64_t have = size * 8; /* size <= LOG_MAX_SIZE: no overflow */
+    if (need <= have)
+        return 0;
+    char covers[32], reaches[32];
+    human_bytes(have * LOG_PAGE, covers, sizeof(covers));
+    human_bytes(end, reaches, sizeof(reaches));
+    uint64_t need_bytes = need / 8 + (need % 8 != 0);
+    return vhu_refuse(r, -EINVAL, "log of %" PRIu64 " bytes covers %s of guest memory (%" PRIu64
+                      " pages); the memory table reaches 0x%" PRIx64 " (%s): need at least %"
+                      PRIu64 " bytes", size, covers, have, end, reaches, need_bytes);
+}
+
 int vhu_req_set_log_base(struct vhu_req *r)
 {
     struct vhu_backend *b = r->b;
@@ -36,6 +73,10 @@ int vhu_req_set_log_base(struct vhu_req *r)
     if (!vhu_range_end(d->mmap_offset, d->mmap_size, &end) || end > (uint64_t)INT64_MAX)
         return vhu_refuse(r, -EINVAL, "log offset 0x%" PRIx64 " + size 0x%" PRIx64 " overflows",
                           d->mmap_offset, d->mmap_size);
+    /* Before the map: a refused log leaves the old one in place. */
+    int e = check_covers(r, d->mmap_size);
+    if (e < 0)
+        return e;
     struct stat st;
     if (fstat(r->m->fds[0], &st) < 0)
         return vhu_refuse(r, -EBADF, "the log fd cannot be examined");

@@ -141,6 +141,15 @@ void vhu_mem_clear(struct vhu_mem *mem)
     memset(mem, 0, sizeof(*mem));
 }
 
+uint64_t vhu_mem_end(const struct vhu_mem *mem)
+{
+    uint64_t end = 0;
+    for (unsigned i = 0; i < mem->n; i++)
+        if (mem->r[i].gpa + mem->r[i].size > end) /* no wrap: vhu_mem_region_check */
+            end = mem->r[i].gpa + mem->r[i].size;
+    return end;
+}
+
 void *vhu_mem_gpa(const struct vhu_mem *mem, uint64_t gpa, uint64_t len)
 {
     for (unsigned i = 0; i < mem->n; i++) {

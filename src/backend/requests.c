@@ -212,6 +212,11 @@ static int req_set_mem_table(struct vhu_req *r)
     }
     if ((e = rings_fit(r, &next)) < 0)
         goto fail;
+    /* A table reaching past the dirty log is accepted, logging or not:
+     * QEMU's vhost_dev_start sends it before SET_LOG_BASE when a device
+     * starts during migration.  Until a covering log arrives, a write past
+     * the log signals the ring's error (log.c, log_range); only
+     * SET_LOG_BASE is held to cover the table. */
     swap_mem(r->b, &next);
     return 0;
 fail:
@@ -238,6 +243,7 @@ static int req_add_mem_reg(struct vhu_req *r)
     struct vhu_region reg;
     if ((e = vhu_mem_map(d, r->m->fds[0], &reg, r->why, sizeof(r->why))) < 0)
         return e;
+    /* Past the dirty log or not, accepted: see req_set_mem_table. */
     /* Appending may move the region array: pause rings around it. */
     bool was[256];
     vhu_backend_pause(b, was);

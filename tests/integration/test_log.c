@@ -145,28 +145,160 @@ static void test_log_refusals(void **state)
     assert_true(set_log_base(fe, lfd, 16, 0xfffffffffffffff8ull) > 0);
     assert_int_equal(log_count("runs past the end of its fd"), 2);
     assert_int_equal(log_count("overflows"), 1);
+    /* No memory table yet: nothing to cover, any size is accepted. */
+    assert_int_equal(set_log_base(fe, lfd, 1, 0), 0);
 
-    /* A log too small for where the device writes: never a write past its
-     * end; the error is logged once and the ring's err eventfd fires. */
+    vhu_fe_close(fe);
+    munmap(log, LOG_BYTES);
+    close(lfd);
+    harness_stop(&h);
+}
+
+/* The guest's 1 MiB at guest 0 is 256 pages: a log of 32 bytes covers it
+ * exactly. */
+#define COVER_BYTES (GUEST_MEM_SIZE / 4096 / 8)
+
+/* Read an eventfd (non-blocking): its count, 0 when not signalled. */
+static uint64_t take_eventfd(int fd)
+{
+    uint64_t v = 0;
+    return read(fd, &v, sizeof(v)) == (ssize_t)sizeof(v) ? v : 0;
+}
+
+/* A log that does not cover the memory table is refused, naming both
+ * figures, before anything changes: the old log stays, no fd is kept, the
+ * session goes on.  The boundary: 32 bytes cover 1 MiB, 31 do not. */
+static void test_log_too_small(void **state)
+{
+    (void)state;
+    struct harness h;
+    assert_int_equal(harness_start(&h, 1), 0);
+    struct vhu_fe *fe = harness_connect_negotiated(&h); /* LOG_ALL included */
     struct guest g;
     guest_init(&g, 1);
     guest_activate(&g, fe, 0);
-    uint64_t f;
-    assert_int_equal(vhu_fe_get_features(fe, &f), 0);
-    assert_int_equal(set_log_base(fe, lfd, 1, 0), 0); /* 8 pages: 32 KiB */
-    assert_int_equal(vhu_fe_set_features(fe, f), 0); /* LOG_ALL included */
+    assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], VHU_VRING_F_LOG), 0);
+    int fds_before = count_open_fds();
+    int lfd, lfd2;
+    uint8_t *log = new_log(&lfd, LOG_BYTES), *log2 = new_log(&lfd2, LOG_BYTES);
+
+    log_clear();
+    assert_true(set_log_base(fe, lfd, 1, 0) > 0);
+    assert_int_equal(log_count("SET_LOG_BASE refused: log of 1 bytes covers 32 KiB of guest "
+                               "memory (8 pages); the memory table reaches 0x100000 (1 MiB): "
+                               "need at least 32 bytes"), 1);
+    assert_true(set_log_base(fe, lfd, COVER_BYTES - 1, 0) > 0);
+    assert_int_equal(log_count("log of 31 bytes covers 992 KiB of guest memory (248 pages); "
+                               "the memory table reaches 0x100000 (1 MiB): need at least 32 "
+                               "bytes"), 1);
+    /* A log at an offset in its fd is held to the same figure. */
+    assert_true(set_log_base(fe, lfd, COVER_BYTES - 1, 4096 - COVER_BYTES) > 0);
+    assert_int_equal(log_count("refused"), 3);
+    assert_int_equal(count_open_fds(), fds_before + 2);
+
+    /* Exactly covering: accepted, and it marks pages. */
+    assert_int_equal(set_log_base(fe, lfd, COVER_BYTES, 0), 0);
     push(&g, 0);
     assert_true(wait_used_idx(&g.ring[0], 1, 2000));
-    assert_true(log_wait("beyond the 1-byte log", 2000));
-    uint64_t v = 0;
-    assert_int_equal(read(g.err[0], &v, sizeof(v)), (ssize_t)sizeof(v));
-    assert_true(v >= 1);
-    for (size_t i = 1; i < LOG_BYTES; i++)
-        assert_int_equal(log[i], 0);
+    assert_true(bit(log, GUEST_BUF_GPA));
+    assert_true(bit(log, g.ring[0].used_gpa));
+    /* A refused log leaves the accepted one in place. */
+    assert_true(set_log_base(fe, lfd2, COVER_BYTES - 1, 0) > 0);
+    push(&g, 1);
+    assert_true(wait_used_idx(&g.ring[0], 2, 2000));
+    assert_true(bit(log, GUEST_BUF_GPA + 0x2000));
+    assert_int_equal(count_bits(log2, LOG_BYTES), 0);
+    assert_int_equal(take_eventfd(g.err[0]), 0);
+    assert_int_equal(log_count("dirty log:"), 0);
+    assert_int_equal(count_open_fds(), fds_before + 2);
+
     vhu_fe_close(fe);
     guest_free(&g);
     munmap(log, LOG_BYTES);
+    munmap(log2, LOG_BYTES);
     close(lfd);
+    close(lfd2);
+    harness_stop(&h);
+}
+
+/* A memory table that grows past the log while logging is on is accepted
+ * (QEMU sends it before the covering log when a device starts during
+ * migration); a write into the new memory fails loudly until a covering
+ * log arrives, and a log that still does not cover is refused. */
+static void test_log_table_grows(void **state)
+{
+    (void)state;
+    struct harness h;
+    assert_int_equal(harness_start(&h, 1), 0);
+    struct vhu_fe *fe = harness_connect_negotiated(&h); /* LOG_ALL included */
+    struct guest g;
+    guest_init(&g, 1);
+    guest_activate(&g, fe, 0);
+    assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], VHU_VRING_F_LOG), 0);
+    int lfd;
+    uint8_t *log = new_log(&lfd, LOG_BYTES);
+    assert_int_equal(set_log_base(fe, lfd, COVER_BYTES, 0), 0);
+
+    /* 1 MiB more, just above: the table now reaches 2 MiB, past the log. */
+    struct vhu_guest_mem more;
+    assert_int_equal(vhu_guest_mem_new(&more, GUEST_MEM_SIZE, GUEST_MEM_SIZE), 0);
+    struct vhu_mem_region regs[2] = {vhu_guest_mem_region(&g.mem), vhu_guest_mem_region(&more)};
+    int mfds[2] = {g.mem.fd, more.fd};
+    log_clear();
+    assert_int_equal(vhu_fe_set_mem_table(fe, regs, mfds, 2), 0);
+
+    const uint64_t past = GUEST_MEM_SIZE + 0x3000; /* page 259 */
+    assert_int_equal(vhu_fe_ring_push(&g.ring[0], 0, past, 256, 2), 0);
+    guest_kick(&g, 0);
+    assert_true(wait_used_idx(&g.ring[0], 1, 2000));
+    assert_true(log_wait("dirty log: write at guest 0x103000+256 is beyond the 32-byte log", 2000));
+    assert_true(wait_eventfd(g.err[0], 2000) >= 1);
+    assert_true(bit(log, g.ring[0].used_gpa)); /* inside the log: marked */
+
+    /* The old log's size no longer covers: refused; writes past it still
+     * signal the ring's error (the line is not repeated for the same log). */
+    int lfd2;
+    uint8_t *log2 = new_log(&lfd2, LOG_BYTES);
+    assert_true(set_log_base(fe, lfd2, COVER_BYTES, 0) > 0);
+    assert_int_equal(log_count("the memory table reaches 0x200000 (2 MiB): need at least 64 "
+                               "bytes"), 1);
+    assert_int_equal(vhu_fe_ring_push(&g.ring[0], 1, past + 0x1000, 256, 2), 0);
+    guest_kick(&g, 0);
+    assert_true(wait_used_idx(&g.ring[0], 2, 2000));
+    assert_true(wait_eventfd(g.err[0], 2000) >= 1);
+    assert_int_equal(log_count("dirty log:"), 1);
+    assert_int_equal(count_bits(log2, LOG_BYTES), 0);
+
+    /* The covering log: writes past the old one are marked, silently. */
+    assert_int_equal(set_log_base(fe, lfd2, 2 * COVER_BYTES, 0), 0);
+    assert_int_equal(take_eventfd(g.err[0]), 0);
+    assert_int_equal(vhu_fe_ring_push(&g.ring[0], 2, past + 0x2000, 256, 2), 0);
+    guest_kick(&g, 0);
+    assert_true(wait_used_idx(&g.ring[0], 3, 2000));
+    assert_true(bit(log2, past + 0x2000));
+    assert_true(bit(log2, g.ring[0].used_gpa));
+    assert_int_equal(take_eventfd(g.err[0]), 0);
+    assert_int_equal(log_count("dirty log:"), 1);
+
+    /* ADD_MEM_REG past the log is accepted too. */
+    struct vhu_guest_mem third;
+    assert_int_equal(vhu_guest_mem_new(&third, 2 * GUEST_MEM_SIZE, GUEST_MEM_SIZE), 0);
+    struct vhu_mem_region r3 = vhu_guest_mem_region(&third);
+    assert_int_equal(vhu_fe_add_mem_reg(fe, &r3, third.fd), 0);
+    assert_int_equal(vhu_fe_ring_push(&g.ring[0], 3, 2 * GUEST_MEM_SIZE, 256, 2), 0);
+    guest_kick(&g, 0);
+    assert_true(wait_used_idx(&g.ring[0], 4, 2000));
+    assert_true(log_wait("write at guest 0x200000+256 is beyond the 64-byte log", 2000));
+    assert_true(wait_eventfd(g.err[0], 2000) >= 1);
+
+    vhu_fe_close(fe);
+    guest_free(&g);
+    vhu_guest_mem_free(&more);
+    vhu_guest_mem_free(&third);
+    munmap(log, LOG_BYTES);
+    munmap(log2, LOG_BYTES);
+    close(lfd);
+    close(lfd2);
     harness_stop(&h);
 }
 
@@ -176,6 +308,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dirty_log),
         cmocka_unit_test(test_log_refusals),
+        cmocka_unit_test(test_log_too_small),
+        cmocka_unit_test(test_log_table_grows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
