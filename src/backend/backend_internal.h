@@ -99,7 +99,9 @@ struct vhu_dirty_log {
     size_t map_len;
     uint8_t *bits;        /* bit for guest page p: bits[p / 8] & (1 << p % 8) */
     uint64_t size;        /* bytes of bitmap */
-    atomic_bool overflow_logged; /* set from any ring thread */
+    /* A write the log could not mark was reported (one line per log or
+     * per LOG_ALL switch-on); set from any ring thread. */
+    atomic_bool overflow_logged;
 };
 void vhu_log_unmap(struct vhu_dirty_log *l);
 
@@ -135,7 +137,7 @@ struct vhu_backend {
     struct vhu_dirty_log log;
     struct vhu_inflight_region inflight;
     int log_fd;
-    atomic_bool logging;       /* VHOST_F_LOG_ALL acked and a log mapped */
+    atomic_bool logging;       /* VHOST_F_LOG_ALL acked (a log may be missing) */
     struct vhu_queue *queues;
     unsigned nqueues;
     unsigned max_queue_size;

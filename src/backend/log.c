@@ -117,18 +117,34 @@ int vhu_req_set_log_fd(struct vhu_req *r)
     return 0;
 }
 
-/* Set the bits for [gpa, gpa+len).  Called from ring threads. */
+/* Set the bits for [gpa, gpa+len).  Called from ring threads.
+ *
+ * A write the log cannot mark - no log at all, or one that ends before the
+ * page - fails loudly: the ring's err eventfd and an error line (one per
+ * log change or LOG_ALL switch-on), never a silent drop, since the page
+ * would not migrate.  Both happen with a correct front-end: QEMU's
+ * vhost_dev_start, when a device starts during migration, sends SET_FEATURES
+ * with LOG_ALL, SET_MEM_TABLE and starts the rings before SET_LOG_BASE, and
+ * a table may grow past the current log until the covering log arrives.
+ * The data is already written and cannot be taken back; the error is what
+ * tells QEMU (it reports the vring error) that this migration may miss a
+ * page. */
 static void log_range(struct vhu_queue *q, uint64_t gpa, uint64_t len)
 {
     struct vhu_dirty_log *l = &q->b->log;
-    if (!len || !l->bits)
+    if (!len)
         return;
     uint64_t last;
-    if (!vhu_range_end(gpa, len - 1, &last) || last / LOG_PAGE / 8 >= l->size) {
-        /* Never a write past the map; QEMU must learn the log is too small. */
+    if (!l->bits || !vhu_range_end(gpa, len - 1, &last) || last / LOG_PAGE / 8 >= l->size) {
+        /* Never a write past the map; QEMU must learn the page is not marked. */
         if (!atomic_exchange(&l->overflow_logged, true)) {
-            vhu_err("dirty log: write at guest 0x%" PRIx64 "+%" PRIu64 " is beyond the %" PRIu64
-                    "-byte log; migration would miss it", gpa, len, l->size);
+            if (!l->bits)
+                vhu_err("dirty log: write at guest 0x%" PRIx64 "+%" PRIu64 " while logging is "
+                        "on but no log was given (SET_LOG_BASE); migration would miss it", gpa,
+                        len);
+            else
+                vhu_err("dirty log: write at guest 0x%" PRIx64 "+%" PRIu64 " is beyond the %"
+                        PRIu64 "-byte log; migration would miss it", gpa, len, l->size);
         }
         vhu_queue_signal_error(q);
         return;

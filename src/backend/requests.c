@@ -71,7 +71,11 @@ static int req_set_features(struct vhu_req *r)
             return vhu_refuse(r, e, "the device refused features 0x%llx", (unsigned long long)f);
     }
     b->acked_features = f;
-    atomic_store(&b->logging, (f & VHU_BIT(VHU_F_LOG_ALL)) != 0);
+    bool log_all = f & VHU_BIT(VHU_F_LOG_ALL);
+    /* Each switch-on (a new migration) reports its first unmarked write. */
+    if (log_all && !atomic_load(&b->logging))
+        atomic_store(&b->log.overflow_logged, false);
+    atomic_store(&b->logging, log_all);
     /* Without PROTOCOL_FEATURES rings are enabled from the start; with it
      * they wait for SET_VRING_ENABLE. */
     if (!(f & VHU_BIT(VHU_F_PROTOCOL_FEATURES)))
@@ -215,8 +219,8 @@ static int req_set_mem_table(struct vhu_req *r)
     /* A table reaching past the dirty log is accepted, logging or not:
      * QEMU's vhost_dev_start sends it before SET_LOG_BASE when a device
      * starts during migration.  Until a covering log arrives, a write past
-     * the log signals the ring's error (log.c, log_range); only
-     * SET_LOG_BASE is held to cover the table. */
+     * the log fails loudly (log.c, log_range); only SET_LOG_BASE is held
+     * to cover the table. */
     swap_mem(r->b, &next);
     return 0;
 fail:
