@@ -26,8 +26,8 @@
  *   u8 inflight_shift, u16 unused;
  * then n_ops 6-byte operations [op, a, b, c, d, e], then region 0's bytes,
  * then the inflight region's bytes; what is missing reads as zeroes.
- * Flags: 1 EVENT_IDX, 2 INDIRECT_DESC, 4 logging on, 8 log the used ring,
- * 16 inflight region, 32 a call eventfd. */
+ * Flags: 1 EVENT_IDX, 2 INDIRECT_DESC, 4 logging on (log_bytes 0: with no
+ * log), 8 log the used ring, 16 inflight region, 32 a call eventfd. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -178,8 +178,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         fb.log.bits = log_bits;
         fb.log.size = log_bytes;
-        atomic_store(&fb.logging, (flags & 4) != 0);
     }
+    /* Logging may be on with no log (QEMU starts rings before SET_LOG_BASE). */
+    atomic_store(&fb.logging, (flags & 4) != 0);
     uint8_t *inflight = NULL;
     unsigned if_qs = ring_size << if_shift;
     if ((flags & 16) && if_qs <= 32768) {

@@ -37,6 +37,9 @@ seeds = {
     "setup-mem-slots": setup + [mem_slot] + ring + stop + [msg(38, u64(0) + region, V | NEED)],
     "log-and-inflight": setup + [mem_table, msg(31, struct.pack("<QQHH", 0, 0, 1, 16))] + ring +
     [msg(6, struct.pack("<QQ", 4096, 0), V, fds=1, memfds=1)] + stop,
+    # 1 byte of log covers 32 KiB, the table 64 KiB: refused.
+    "log-too-small": setup + [mem_table] + ring +
+    [msg(6, struct.pack("<QQ", 1, 0), V, fds=1, memfds=1)] + stop,
     "state-save": setup + [msg(42, struct.pack("<II", 0, 0), V, fds=1, memfds=1), msg(43)],
     "reset": setup + [mem_table] + ring + [msg(34, b"", V | NEED), msg(39, u64(15), V | NEED), msg(40)],
 }

@@ -65,6 +65,9 @@ seed("publish-drain", 3, [desc(0x3000 + 0x40 * i, 0x40, WRITE if i % 2 else 0) f
 # Dirty logging of buffers and the used ring, a log too small for region 1.
 seed("logging", 4, [desc(0x3000, 16, NEXT, 1), desc(0x3100, 64, WRITE), desc(R1, 64, WRITE)],
      [0, 2], basic_ops, flags=LOGGING | LOG_USED, log_bytes=2)
+# Logging on and no log yet (QEMU starts rings before SET_LOG_BASE).
+seed("logging-no-log", 4, [desc(0x3000, 16, NEXT, 1), desc(0x3100, 64, WRITE)], [0],
+     basic_ops, flags=LOGGING | LOG_USED)
 # An inflight region from a previous back-end: heads 1 and 3 in flight.
 ifr = bytearray(16 + 16 * 16)
 struct.pack_into("<QHHHH", ifr, 0, 0, 1, 16, 0, 0)
