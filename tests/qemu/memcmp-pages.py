@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""memcmp-pages.py A B
+"""memcmp-pages.py A B [GPA:LEN ...]
 
 Compare two dumps of guest memory (QMP pmemsave, guest-physical address 0
-up) in 4 KiB pages.  Prints "N of M pages differ" and, for the first 20
-that do, the page's guest-physical address and how many bytes differ.
-Exit 0 when none differ, 1 when some do, 2 on error."""
+up) in 4 KiB pages.  Prints "N of M pages differ, K in the device ranges"
+(the GPA:LEN ranges given, in hex or decimal: what a device writes, such as
+a disk's virtqueue) and, for the first 20 pages that differ, the page's
+guest-physical address and how many bytes differ.  Exit 0 when none differ,
+1 when some do, 2 on error."""
 import mmap
 import sys
 
@@ -12,9 +14,13 @@ PAGE = 4096
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2
+    ranges = []
+    for arg in sys.argv[3:]:
+        start, length = (int(x, 0) for x in arg.split(":"))
+        ranges.append((start // PAGE, (start + length - 1) // PAGE))
     with open(sys.argv[1], "rb") as fa, open(sys.argv[2], "rb") as fb:
         a = mmap.mmap(fa.fileno(), 0, access=mmap.ACCESS_READ)
         b = mmap.mmap(fb.fileno(), 0, access=mmap.ACCESS_READ)
@@ -22,17 +28,14 @@ def main():
             print("sizes differ: %d and %d bytes" % (len(a), len(b)))
             return 1
         pages = len(a) // PAGE
-        bad = []
-        for p in range(pages):
-            off = p * PAGE
-            if a[off:off + PAGE] != b[off:off + PAGE]:
-                bad.append(p)
-        print("%d of %d pages differ" % (len(bad), pages))
+        bad = [p for p in range(pages) if a[p * PAGE:(p + 1) * PAGE] != b[p * PAGE:(p + 1) * PAGE]]
+        in_dev = [p for p in bad if any(lo <= p <= hi for lo, hi in ranges)]
+        print("%d of %d pages differ, %d in the device ranges" % (len(bad), pages, len(in_dev)))
         for p in bad[:20]:
-            off = p * PAGE
-            pa, pb = a[off:off + PAGE], b[off:off + PAGE]
+            pa, pb = a[p * PAGE:(p + 1) * PAGE], b[p * PAGE:(p + 1) * PAGE]
             n = sum(1 for i in range(PAGE) if pa[i] != pb[i])
-            print("  page 0x%x: %d bytes differ" % (off, n))
+            print("  page 0x%x: %d bytes differ%s" % (p * PAGE, n,
+                  " (device range)" if p in in_dev else ""))
         return 1 if bad else 0
 
 

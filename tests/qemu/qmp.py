@@ -2,6 +2,7 @@
 """qmp.py SOCKET COMMAND [ARGUMENTS-JSON]
    qmp.py SOCKET wait-migration TIMEOUT
    qmp.py SOCKET ring-idx
+   qmp.py SOCKET ring-pages
 
 A tiny QMP client for the QEMU tests (QEMU started with
 -qmp unix:SOCKET,server=on,wait=off).  The first form runs one QMP command
@@ -11,7 +12,9 @@ completed (prints "completed TOTAL_TIME_MS DOWNTIME_MS", exit 0) or failed /
 cancelled (prints the status and error, exit 1), or TIMEOUT seconds passed
 (exit 1).  The third prints queue 0's avail index, used index and
 used_event as the guest's memory holds them (what the guest submitted, what
-the back-end completed), for a vhost-user device or QEMU's own."""
+the back-end completed), for a vhost-user device or QEMU's own.  The fourth
+prints queue 0's descriptor table, avail ring and used ring as GPA:LEN
+(for memcmp-pages.py)."""
 import json
 import socket
 import sys
@@ -57,18 +60,24 @@ def read_u16(q, phys):
     return int(out.split(":")[1].split()[0], 16)
 
 
+def ring_layout(q):
+    """Queue 0 of the first virtio device: the guest-physical addresses of
+    its avail and used rings and descriptor table, and its size."""
+    path = q.cmd("x-query-virtio")[0]["path"]
+    try:
+        st = q.cmd("x-query-virtio-vhost-queue-status", {"path": path, "queue": 0})
+        return st["desc-phys"], st["avail-phys"], st["used-phys"], st["num"]
+    except RuntimeError:
+        # QEMU's own virtio-blk (no vhost): the ring as QEMU's device sees it.
+        st = q.cmd("x-query-virtio-queue-status", {"path": path, "queue": 0})
+        return st["vring-desc"], st["vring-avail"], st["vring-used"], st["vring-num"]
+
+
 def ring_idx(q):
     """Queue 0 of the first virtio device, read from guest memory: the
     driver's avail index, the device's used index, and the used_event the
     driver last asked to be notified at (EVENT_IDX)."""
-    path = q.cmd("x-query-virtio")[0]["path"]
-    try:
-        st = q.cmd("x-query-virtio-vhost-queue-status", {"path": path, "queue": 0})
-        avail_phys, used_phys, num = st["avail-phys"], st["used-phys"], st["num"]
-    except RuntimeError:
-        # QEMU's own virtio-blk (no vhost): the ring as QEMU's device sees it.
-        st = q.cmd("x-query-virtio-queue-status", {"path": path, "queue": 0})
-        avail_phys, used_phys, num = st["vring-avail"], st["vring-used"], st["vring-num"]
+    _, avail_phys, used_phys, num = ring_layout(q)
     avail = read_u16(q, avail_phys + 2)
     used = read_u16(q, used_phys + 2)
     used_event = read_u16(q, avail_phys + 4 + 2 * num)
@@ -81,6 +90,11 @@ def main():
         return 2
     try:
         q = QMP(sys.argv[1])
+        if sys.argv[2] == "ring-pages":
+            desc, avail, used, num = ring_layout(q)
+            print("0x%x:%d 0x%x:%d 0x%x:%d" % (desc, 16 * num, avail, 6 + 2 * num,
+                                                used, 6 + 8 * num))
+            return 0
         if sys.argv[2] == "ring-idx":
             print(" ".join(str(v) for v in ring_idx(q)))
             return 0
