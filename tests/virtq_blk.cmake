@@ -21,7 +21,7 @@ set_tests_properties(test_blk PROPERTIES TIMEOUT 120)
 add_executable(test_blk_migrate integration/test_blk_migrate.c)
 target_link_libraries(test_blk_migrate PRIVATE vhu_blk vhu_test_harness vhu_test_devserver)
 add_test(NAME test_blk_migrate COMMAND test_blk_migrate)
-set_tests_properties(test_blk_migrate PROPERTIES TIMEOUT 120)
+set_tests_properties(test_blk_migrate PROPERTIES TIMEOUT 600)
 
 # The vhu-blk program: command line, image and RAM disks, clean stop, an
 # image-backed disk's state through vhu-state.
