@@ -73,6 +73,9 @@ struct vhu_queue {
     uint16_t *resubmit;       /* heads to resubmit, oldest first */
     unsigned resubmit_n, resubmit_pos;
     uint64_t features;
+    /* Requests completed (used index published) since the back-end was
+     * created: written by the device's thread, read by `info`. */
+    atomic_ulong completed;
 };
 
 void vhu_vring_init(struct vhu_queue *q, struct vhu_backend *b, unsigned index);
@@ -219,9 +222,31 @@ int vhu_req_check_device_state(struct vhu_req *r);
 void vhu_transfer_abort(struct vhu_backend *b);
 /* Stop the transfer thread (vhu_backend_free). */
 void vhu_state_worker_free(struct vhu_backend *b);
+/* "idle", "save" or "load": the transfer in progress (loop thread). */
+const char *vhu_transfer_state(const struct vhu_backend *b);
 
 /* Fill r->why and return err: `return vhu_refuse(r, -EINVAL, "...", ...)`. */
 int vhu_refuse(struct vhu_req *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- server.c / control.c: unix listening sockets ---- */
+
+/* Listen on path: a stale socket file left by a dead process is replaced,
+ * a live one is -EADDRINUSE, anything else -EEXIST.  mode 0 leaves the
+ * file's mode to the umask; otherwise it is set before listen(), so nobody
+ * can connect while it is wider.  Logs its refusals. */
+int vhu_listen_unix(const char *path, unsigned mode, int *out_fd);
+
+struct ev_loop;
+struct vhu_control;
+/* The control socket (docs/control-protocol.md) on the server's loop.
+ * started: CLOCK_MONOTONIC seconds at vhu_server_new. */
+int vhu_control_new(struct vhu_control **out, struct ev_loop *loop, const char *path,
+                    struct vhu_backend *b, const struct vhu_server *s, double started);
+void vhu_control_start(struct vhu_control *c);
+void vhu_control_stop(struct vhu_control *c);
+/* Closes every client and removes the socket file. */
+void vhu_control_free(struct vhu_control *c);
+double vhu_monotonic(void);
 
 #endif

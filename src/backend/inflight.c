@@ -269,6 +269,9 @@ void vhu_queue_inflight_put_begin(struct vhu_queue *q, uint16_t head)
 
 void vhu_queue_inflight_put_end(struct vhu_queue *q, uint16_t head, uint16_t used_idx)
 {
+    /* Every completion passes here (the virtq helpers call it whether or
+     * not an inflight region exists), so this is where `info` counts. */
+    atomic_fetch_add_explicit(&q->completed, 1, memory_order_relaxed);
     struct inflight_queue *iq = q->inflight;
     if (!iq || head >= iq->desc_num)
         return;

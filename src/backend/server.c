@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend_internal.h"
@@ -42,7 +43,15 @@ struct vhu_server {
     ev_async stop_w;
     ev_signal sigint_w, sigterm_w;
     bool signals;
+    struct vhu_control *control; /* NULL without a control_path */
 };
+
+double vhu_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static int make_addr(const char *path, struct sockaddr_un *sa)
 {
@@ -66,38 +75,48 @@ static bool socket_is_live(const struct sockaddr_un *sa)
     return live;
 }
 
-static int open_listener(struct vhu_server *s)
+int vhu_listen_unix(const char *path, unsigned mode, int *out_fd)
 {
     struct sockaddr_un sa;
-    int r = make_addr(s->path, &sa);
+    int r = make_addr(path, &sa);
     if (r < 0) {
-        vhu_err("socket path too long: %s", s->path);
+        vhu_err("socket path too long: %s", path);
         return r;
     }
     struct stat st;
-    if (lstat(s->path, &st) == 0) {
+    if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
-            vhu_err("%s exists and is not a socket", s->path);
+            vhu_err("%s exists and is not a socket", path);
             return -EEXIST;
         }
         if (socket_is_live(&sa)) {
-            vhu_err("%s: another back-end is listening there", s->path);
+            vhu_err("%s: another back-end is listening there", path);
             return -EADDRINUSE;
         }
-        unlink(s->path); /* stale, left by a process that died */
+        unlink(path); /* stale, left by a process that died */
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+    /* chmod between bind and listen rather than umask (process-wide, racy
+     * with other threads): until listen() nobody can connect anyway. */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        (mode && chmod(path, mode) < 0) || listen(fd, 4) < 0) {
         r = -errno;
-        vhu_err("listening on %s: %s", s->path, vhu_strerror(r));
+        vhu_err("listening on %s: %s", path, vhu_strerror(r));
         close(fd);
         return r;
     }
-    s->listen_fd = fd;
-    s->own_socket_file = true;
+    *out_fd = fd;
     return 0;
+}
+
+static int open_listener(struct vhu_server *s)
+{
+    int r = vhu_listen_unix(s->path, 0, &s->listen_fd);
+    if (r == 0)
+        s->own_socket_file = true;
+    return r;
 }
 
 static void start_session(struct vhu_server *s, int fd)
@@ -290,6 +309,13 @@ int vhu_server_new(struct vhu_server **out, struct vhu_backend *b,
             return r;
         }
     }
+    if (cfg->control_path) {
+        int r = vhu_control_new(&s->control, s->loop, cfg->control_path, b, s, vhu_monotonic());
+        if (r < 0) {
+            vhu_server_free(s);
+            return r;
+        }
+    }
     ev_io_init(&s->listen_w, on_listen, s->listen_fd, EV_READ);
     /* A hang-up and a new connection seen in the same wake-up go through
      * on_listen's check first, whatever order the kernel reported them in
@@ -312,11 +338,15 @@ int vhu_server_run(struct vhu_server *s)
         ev_signal_start(s->loop, &s->sigint_w);
         ev_signal_start(s->loop, &s->sigterm_w);
     }
+    if (s->control)
+        vhu_control_start(s->control);
     if (!s->client)
         ev_io_start(s->loop, &s->listen_w);
     else if (vhu_backend_fd(s->b) < 0)
         try_connect(s);
     ev_run(s->loop, 0);
+    if (s->control)
+        vhu_control_stop(s->control);
     ev_io_stop(s->loop, &s->listen_w);
     ev_timer_stop(s->loop, &s->retry_w);
     if (s->signals) {
@@ -344,6 +374,7 @@ void vhu_server_free(struct vhu_server *s)
         ev_io_stop(s->loop, &s->conn_w);
         ev_async_stop(s->loop, &s->stop_w);
     }
+    vhu_control_free(s->control);
     if (s->b && vhu_backend_fd(s->b) >= 0)
         vhu_backend_detach(s->b);
     vhu_close_fd(&s->listen_fd);

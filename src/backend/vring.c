@@ -161,8 +161,16 @@ int vhu_queue_kick_fd(const struct vhu_queue *q) { return q->kick_fd; }
 void *vhu_queue_desc(const struct vhu_queue *q) { return q->desc; }
 void *vhu_queue_avail(const struct vhu_queue *q) { return q->avail; }
 void *vhu_queue_used(const struct vhu_queue *q) { return q->used; }
-uint16_t vhu_queue_last_avail(const struct vhu_queue *q) { return q->last_avail; }
-void vhu_queue_set_last_avail(struct vhu_queue *q, uint16_t idx) { q->last_avail = idx; }
+/* Atomic: the control socket's `info` reads it on the loop thread while the
+ * device's thread advances it. */
+uint16_t vhu_queue_last_avail(const struct vhu_queue *q)
+{
+    return __atomic_load_n(&q->last_avail, __ATOMIC_RELAXED);
+}
+void vhu_queue_set_last_avail(struct vhu_queue *q, uint16_t idx)
+{
+    __atomic_store_n(&q->last_avail, idx, __ATOMIC_RELAXED);
+}
 bool vhu_queue_enabled(const struct vhu_queue *q) { return atomic_load(&q->enabled); }
 int vhu_queue_notify(struct vhu_queue *q) { return signal_fd(q, &q->call_fd); }
 int vhu_queue_signal_error(struct vhu_queue *q) { return signal_fd(q, &q->err_fd); }

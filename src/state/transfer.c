@@ -427,6 +427,13 @@ static void transfer_finish(struct vhu_transfer *t, int timeout_s)
     pthread_mutex_unlock(&t->lock);
 }
 
+const char *vhu_transfer_state(const struct vhu_backend *b)
+{
+    if (!b->transfer)
+        return "idle";
+    return b->transfer->direction == VHU_TRANSFER_SAVE ? "save" : "load";
+}
+
 void vhu_transfer_abort(struct vhu_backend *b)
 {
     struct vhu_transfer *t = b->transfer;

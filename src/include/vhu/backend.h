@@ -95,6 +95,10 @@ struct vhu_server_config {
     bool handle_signals;       /* stop cleanly on SIGINT/SIGTERM */
     unsigned reconnect_min_ms; /* client mode back-off: first delay (100) */
     unsigned reconnect_max_ms; /* ... doubling up to this (5000) */
+    /* Optional: also listen here (mode 0600, either mode) for the control
+     * protocol (docs/control-protocol.md: `info`).  Only peers running as
+     * the back-end's effective uid are served. */
+    const char *control_path;
 };
 
 /* Create a server for a backend (the server does not own the backend).
@@ -106,7 +110,7 @@ VHU_API int vhu_server_new(struct vhu_server **out, struct vhu_backend *b,
 VHU_API int vhu_server_run(struct vhu_server *s);
 /* Make vhu_server_run() return soon; safe from any thread. */
 VHU_API void vhu_server_stop(struct vhu_server *s);
-/* Detaches any front-end and removes the socket file it created. */
+/* Detaches any front-end and removes the socket files it created. */
 VHU_API void vhu_server_free(struct vhu_server *s);
 /* Front-end sessions served so far: connections that sent at least one
  * request the back-end handled.  Safe from any thread. */

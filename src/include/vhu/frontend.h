@@ -200,6 +200,53 @@ VHU_API void *vhu_fe_ring_desc(const struct vhu_fe_ring *r);
  * when there is none. */
 VHU_API int vhu_fe_ring_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len);
 
+/* --- Control socket (a back-end's control_path; docs/control-protocol.md) --- */
+
+struct vhu_fe_control;
+
+/* Connect (retrying until timeout_ms while the socket does not exist yet);
+ * the reply timeout is timeout_ms too (at least 1000). */
+VHU_API int vhu_fe_control_connect(struct vhu_fe_control **out, const char *path,
+                                   int timeout_ms);
+VHU_API void vhu_fe_control_close(struct vhu_fe_control *c);
+/* The socket, for tests that write raw bytes to it. */
+VHU_API int vhu_fe_control_fd(const struct vhu_fe_control *c);
+/* Read one reply: 0 for {"ok": true}; for {"ok": false} the reply's
+ * -errno (-EIO if it has none), its "error" text copied into error (n
+ * bytes, may be 0).  -ECONNRESET when the back-end closed the connection,
+ * -ETIMEDOUT, -EPROTO for a reply that is not a well-formed one (at most
+ * VHU_FE_CONTROL_REPLY_MAX bytes). */
+#define VHU_FE_CONTROL_REPLY_MAX (256u << 10)
+VHU_API int vhu_fe_control_recv(struct vhu_fe_control *c, char *error, size_t n);
+/* Send {"op": op, "id": N} and read its reply as vhu_fe_control_recv. */
+VHU_API int vhu_fe_control_call(struct vhu_fe_control *c, const char *op, char *error,
+                                size_t n);
+
+/* The `info` reply. */
+struct vhu_fe_control_queue {
+    unsigned index, size;
+    bool started, enabled;
+    uint16_t last_avail;
+    uint64_t completed;   /* requests completed since the back-end started */
+};
+struct vhu_fe_control_info {
+    char device[64];
+    char vhu_version[32];
+    uint64_t pid, uptime_s, sessions;
+    bool connected;       /* a front-end is attached now */
+    uint64_t offered_features, acked_features;
+    uint64_t offered_protocol_features, acked_protocol_features;
+    uint8_t status;
+    char transfer[8];     /* "idle", "save", "load" */
+    unsigned num_queues;
+    struct vhu_fe_control_queue *queues; /* num_queues of them */
+};
+/* `info`; on success free with vhu_fe_control_info_free().  Errors as
+ * vhu_fe_control_call. */
+VHU_API int vhu_fe_control_info(struct vhu_fe_control *c, struct vhu_fe_control_info *info,
+                                char *error, size_t n);
+VHU_API void vhu_fe_control_info_free(struct vhu_fe_control_info *info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,453 @@
+/* The control socket: a second unix socket, next to the vhost-user one,
+ * where tools ask the back-end about itself (docs/control-protocol.md).
+ * It runs on the server's loop and must never disturb the vhost-user
+ * session: every client socket is non-blocking, input is read in bounded
+ * pieces, output is bounded (a client that does not read is dropped), and
+ * there are at most CTL_MAX_CLIENTS of them. */
+#include <errno.h>
+#include <ev.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backend_internal.h"
+#include "../common/ctl.h"
+
+#define CTL_MAX_CLIENTS 16
+#define CTL_OUT_MAX (1u << 20)  /* replies waiting for a slow reader */
+#define CTL_READ_CHUNK 16384    /* read per wake-up */
+#define CTL_LOG_BURST 10        /* refusal lines per second */
+
+struct ctl_client {
+    struct vhu_control *c;
+    unsigned slot;
+    int fd;
+    ev_io w;
+    struct vhu_ctl_buf in, out;
+};
+
+struct vhu_control {
+    struct ev_loop *loop;
+    struct vhu_backend *b;
+    const struct vhu_server *s;
+    double started;
+    char *path;
+    int listen_fd;
+    ev_io listen_w;
+    struct ctl_client *clients[CTL_MAX_CLIENTS];
+    /* Refusal lines: at most CTL_LOG_BURST a second, the rest counted. */
+    ev_tstamp log_window;
+    unsigned log_n;
+    unsigned long log_quiet;
+};
+
+static void ctl_refuse_log(struct vhu_control *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void ctl_refuse_log(struct vhu_control *c, const char *fmt, ...)
+{
+    ev_tstamp now = ev_now(c->loop);
+    if (now - c->log_window >= 1.0) {
+        c->log_window = now;
+        c->log_n = 0;
+    }
+    if (c->log_n >= CTL_LOG_BURST) {
+        c->log_quiet++;
+        return;
+    }
+    c->log_n++;
+    char line[300], more[64] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (c->log_quiet)
+        snprintf(more, sizeof(more), " (%lu more unlogged)", c->log_quiet);
+    c->log_quiet = 0;
+    vhu_warn("control %s: %s%s", c->path, line, more);
+}
+
+static void client_free(struct ctl_client *cl)
+{
+    ev_io_stop(cl->c->loop, &cl->w);
+    vhu_close_fd(&cl->fd);
+    vhu_ctl_buf_free(&cl->in);
+    vhu_ctl_buf_free(&cl->out);
+    cl->c->clients[cl->slot] = NULL;
+    free(cl);
+}
+
+static void put_error(struct vhu_ctl_buf *o, bool has_id, uint64_t id, int err, const char *what)
+{
+    size_t at = vhu_ctl_frame_begin(o);
+    vhu_ctl_put_map(o, has_id ? 4 : 3);
+    vhu_ctl_put_text(o, "ok");
+    vhu_ctl_put_bool(o, false);
+    vhu_ctl_put_text(o, "error");
+    vhu_ctl_put_text(o, what);
+    vhu_ctl_put_text(o, "errno");
+    vhu_ctl_put_int(o, -err);
+    if (has_id) {
+        vhu_ctl_put_text(o, "id");
+        vhu_ctl_put_uint(o, id);
+    }
+    vhu_ctl_frame_end(o, at);
+}
+
+/* Send what fits without blocking.  0, or <0 when the peer is gone. */
+static int client_flush(struct ctl_client *cl)
+{
+    size_t sent = 0;
+    while (sent < cl->out.len) {
+        ssize_t n = send(cl->fd, cl->out.p + sent, cl->out.len - sent,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0)
+            return -EPIPE;
+        sent += (size_t)n;
+    }
+    vhu_ctl_consume(&cl->out, sent);
+    return 0;
+}
+
+/* Answer a request we will not serve further, then close: one try to send
+ * (the reply is small; a peer whose buffer is full does not get it). */
+static void client_fail(struct ctl_client *cl, int err, const char *what)
+{
+    cl->out.max = CTL_OUT_MAX + 512; /* room for the last word */
+    put_error(&cl->out, false, 0, err, what);
+    client_flush(cl);
+    client_free(cl);
+}
+
+static void put_info(struct vhu_control *c, struct vhu_ctl_buf *o, bool has_id, uint64_t id)
+{
+    struct vhu_backend *b = c->b;
+    size_t at = vhu_ctl_frame_begin(o);
+    vhu_ctl_put_map(o, 15 + has_id);
+    vhu_ctl_put_text(o, "ok");
+    vhu_ctl_put_bool(o, true);
+    if (has_id) {
+        vhu_ctl_put_text(o, "id");
+        vhu_ctl_put_uint(o, id);
+    }
+    vhu_ctl_put_text(o, "device");
+    vhu_ctl_put_text(o, b->ops->name ? b->ops->name : "");
+    vhu_ctl_put_text(o, "vhu_version");
+    vhu_ctl_put_text(o, vhu_version());
+    vhu_ctl_put_text(o, "pid");
+    vhu_ctl_put_uint(o, (uint64_t)getpid());
+    vhu_ctl_put_text(o, "uptime");
+    double up = vhu_monotonic() - c->started;
+    vhu_ctl_put_uint(o, up > 0 ? (uint64_t)up : 0);
+    vhu_ctl_put_text(o, "connected");
+    vhu_ctl_put_bool(o, vhu_backend_fd(b) >= 0);
+    vhu_ctl_put_text(o, "sessions");
+    vhu_ctl_put_uint(o, vhu_server_sessions(c->s));
+    vhu_ctl_put_text(o, "offered_features");
+    vhu_ctl_put_uint(o, b->features_offered);
+    vhu_ctl_put_text(o, "acked_features");
+    vhu_ctl_put_uint(o, b->acked_features);
+    vhu_ctl_put_text(o, "offered_protocol_features");
+    vhu_ctl_put_uint(o, b->pf_offered);
+    vhu_ctl_put_text(o, "acked_protocol_features");
+    vhu_ctl_put_uint(o, b->acked_pf);
+    vhu_ctl_put_text(o, "status");
+    vhu_ctl_put_uint(o, b->status);
+    vhu_ctl_put_text(o, "transfer");
+    vhu_ctl_put_text(o, vhu_transfer_state(b));
+    vhu_ctl_put_text(o, "num_queues");
+    vhu_ctl_put_uint(o, b->nqueues);
+    vhu_ctl_put_text(o, "queues");
+    vhu_ctl_put_array(o, b->nqueues);
+    for (unsigned i = 0; i < b->nqueues; i++) {
+        struct vhu_queue *q = &b->queues[i];
+        vhu_ctl_put_map(o, 6);
+        vhu_ctl_put_text(o, "index");
+        vhu_ctl_put_uint(o, i);
+        vhu_ctl_put_text(o, "size");
+        vhu_ctl_put_uint(o, q->num);
+        vhu_ctl_put_text(o, "started");
+        vhu_ctl_put_bool(o, q->started);
+        vhu_ctl_put_text(o, "enabled");
+        vhu_ctl_put_bool(o, atomic_load(&q->enabled));
+        vhu_ctl_put_text(o, "last_avail");
+        vhu_ctl_put_uint(o, vhu_queue_last_avail(q));
+        vhu_ctl_put_text(o, "completed");
+        vhu_ctl_put_uint(o, atomic_load_explicit(&q->completed, memory_order_relaxed));
+    }
+    vhu_ctl_frame_end(o, at);
+}
+
+/* One request body.  Returns 0 to keep the client, or a negative code
+ * after which it is closed (what was wrong is answered and logged). */
+static int handle(struct ctl_client *cl, const uint8_t *p, size_t len)
+{
+    struct vhu_control *c = cl->c;
+    size_t pos = 0;
+    struct vhu_ctl_item it, v;
+    char why[160];
+    int r = vhu_ctl_next(p, len, &pos, &it);
+    if (r < 0 || it.t != CTL_MAP) {
+        snprintf(why, sizeof(why), "request is not a CBOR map (%s, %zu bytes)",
+                 r == -ENODATA ? "truncated" : r < 0 ? "malformed" : "another item", len);
+        goto bad;
+    }
+    if (it.u > 16) {
+        snprintf(why, sizeof(why), "request map has %llu pairs (at most 16)",
+                 (unsigned long long)it.u);
+        goto bad;
+    }
+    char op[33] = "";
+    bool has_op = false, has_id = false;
+    uint64_t id = 0;
+    for (uint64_t i = 0; i < it.u; i++) {
+        struct vhu_ctl_item k;
+        if ((r = vhu_ctl_next(p, len, &pos, &k)) < 0 || k.t != CTL_TSTR ||
+            (r = vhu_ctl_next(p, len, &pos, &v)) < 0) {
+            snprintf(why, sizeof(why), "request pair %llu: %s", (unsigned long long)i,
+                     r < 0 ? "truncated or malformed CBOR" : "key is not text");
+            goto bad;
+        }
+        if (vhu_ctl_is(&k, "op")) {
+            if (v.t != CTL_TSTR || v.len >= sizeof(op) || !vhu_utf8_valid(v.data, v.len) ||
+                memchr(v.data, 0, v.len)) {
+                snprintf(why, sizeof(why), "\"op\" is not UTF-8 text of at most %zu bytes",
+                         sizeof(op) - 1);
+                goto bad;
+            }
+            memcpy(op, v.data, v.len);
+            op[v.len] = 0;
+            has_op = true;
+        } else if (vhu_ctl_is(&k, "id")) {
+            if (v.t != CTL_UINT) {
+                snprintf(why, sizeof(why), "\"id\" is not an unsigned integer");
+                goto bad;
+            }
+            id = v.u;
+            has_id = true;
+        } else if ((r = vhu_ctl_skip(p, len, &pos, &v, 0)) < 0) {
+            snprintf(why, sizeof(why), "request pair %llu: malformed value",
+                     (unsigned long long)i);
+            goto bad;
+        }
+    }
+    if (pos != len) {
+        snprintf(why, sizeof(why), "%zu bytes after the request map", len - pos);
+        goto bad;
+    }
+    if (!has_op) {
+        snprintf(why, sizeof(why), "request has no \"op\"");
+        goto bad;
+    }
+    if (strcmp(op, "info") == 0) {
+        put_info(c, &cl->out, has_id, id);
+        return 0;
+    }
+    /* An operation this version does not know: the client may go on. */
+    char printable[33];
+    for (size_t i = 0; i <= strlen(op); i++)
+        printable[i] = op[i] && (op[i] < 0x20 || op[i] > 0x7e) ? '?' : op[i];
+    snprintf(why, sizeof(why), "unknown op \"%s\"", printable);
+    ctl_refuse_log(c, "%s", why);
+    put_error(&cl->out, has_id, id, -EOPNOTSUPP, why);
+    return 0;
+bad:
+    ctl_refuse_log(c, "%s; closing the client", why);
+    client_fail(cl, -EBADMSG, why);
+    return -EBADMSG;
+}
+
+static void client_update_watch(struct ctl_client *cl)
+{
+    int ev = EV_READ | (cl->out.len ? EV_WRITE : 0);
+    if ((cl->w.events & (EV_READ | EV_WRITE)) == ev)
+        return;
+    ev_io_stop(cl->c->loop, &cl->w);
+    ev_io_set(&cl->w, cl->fd, ev);
+    ev_io_start(cl->c->loop, &cl->w);
+}
+
+static void on_client(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    struct ctl_client *cl = w->data;
+    struct vhu_control *c = cl->c;
+    if (revents & EV_WRITE && client_flush(cl) < 0) {
+        client_free(cl);
+        return;
+    }
+    if (revents & EV_READ) {
+        uint8_t buf[CTL_READ_CHUNK];
+        ssize_t n = recv(cl->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n <= 0) {
+            if (cl->in.len)
+                ctl_refuse_log(c, "client closed inside a message (%zu bytes of it)",
+                               cl->in.len);
+            client_free(cl);
+            return;
+        }
+        vhu_ctl_put(&cl->in, buf, (size_t)n); /* in.max leaves room for one chunk */
+        if (cl->in.err) {
+            client_fail(cl, cl->in.err, "out of memory");
+            return;
+        }
+        /* Every whole message read so far; the work is bounded by the
+         * bytes just read, and the output cap stops a client that asks
+         * faster than it reads. */
+        size_t pos = 0;
+        while (cl->in.len - pos >= 4) {
+            const uint8_t *h = cl->in.p + pos;
+            uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+            if (len > VHU_CTL_REQ_MAX) {
+                char why[96];
+                snprintf(why, sizeof(why), "request of %u bytes (at most %u)", len,
+                         VHU_CTL_REQ_MAX);
+                ctl_refuse_log(c, "%s; closing the client", why);
+                client_fail(cl, -EMSGSIZE, why);
+                return;
+            }
+            if (cl->in.len - pos - 4 < len)
+                break;
+            if (handle(cl, h + 4, len) < 0)
+                return; /* cl is gone */
+            pos += 4 + (size_t)len;
+            if (cl->out.err) {
+                ctl_refuse_log(c, "client does not read its replies (%zu bytes waiting, at "
+                               "most %u); dropped", cl->out.len, CTL_OUT_MAX);
+                client_free(cl);
+                return;
+            }
+        }
+        vhu_ctl_consume(&cl->in, pos);
+        if (client_flush(cl) < 0) {
+            client_free(cl);
+            return;
+        }
+    }
+    client_update_watch(cl);
+}
+
+/* Reply once and close, for peers we do not serve at all. */
+static void refuse_peer(int fd, int err, const char *what)
+{
+    struct vhu_ctl_buf o = {.max = 512};
+    put_error(&o, false, 0, err, what);
+    if (!o.err)
+        (void)!send(fd, o.p, o.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    vhu_ctl_buf_free(&o);
+    close(fd);
+}
+
+static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct vhu_control *c = w->data;
+    int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            ctl_refuse_log(c, "accept: %s", vhu_strerror(-errno));
+        return;
+    }
+    /* Only our own user (the kernel's word, not the peer's): the socket's
+     * mode says the same, this holds even if the file's mode is changed. */
+    struct ucred uc;
+    socklen_t ul = sizeof(uc);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) < 0 || ul != sizeof(uc) ||
+        uc.uid != geteuid()) {
+        ctl_refuse_log(c, "refused pid %d uid %u: not uid %u", ul == sizeof(uc) ? (int)uc.pid : -1,
+                       ul == sizeof(uc) ? (unsigned)uc.uid : ~0u, (unsigned)geteuid());
+        refuse_peer(fd, -EACCES, "permission denied: not the back-end's user");
+        return;
+    }
+    unsigned slot = 0;
+    while (slot < CTL_MAX_CLIENTS && c->clients[slot])
+        slot++;
+    struct ctl_client *cl = slot < CTL_MAX_CLIENTS ? calloc(1, sizeof(*cl)) : NULL;
+    if (!cl) {
+        ctl_refuse_log(c, "refused pid %d: %s", (int)uc.pid,
+                       slot < CTL_MAX_CLIENTS ? "out of memory" : "already 16 clients");
+        refuse_peer(fd, slot < CTL_MAX_CLIENTS ? -ENOMEM : -EBUSY, "too many control clients");
+        return;
+    }
+    cl->c = c;
+    cl->slot = slot;
+    cl->fd = fd;
+    cl->in.max = 4 + VHU_CTL_REQ_MAX + CTL_READ_CHUNK;
+    cl->out.max = CTL_OUT_MAX;
+    ev_io_init(&cl->w, on_client, fd, EV_READ);
+    cl->w.data = cl;
+    ev_io_start(c->loop, &cl->w);
+    c->clients[slot] = cl;
+}
+
+int vhu_control_new(struct vhu_control **out, struct ev_loop *loop, const char *path,
+                    struct vhu_backend *b, const struct vhu_server *s, double started)
+{
+    *out = NULL;
+    if (!path[0]) {
+        vhu_err("control socket: empty path");
+        return -EINVAL;
+    }
+    struct vhu_control *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->loop = loop;
+    c->b = b;
+    c->s = s;
+    c->started = started;
+    c->listen_fd = -1;
+    c->path = strdup(path);
+    if (!c->path) {
+        free(c);
+        return -ENOMEM;
+    }
+    int r = vhu_listen_unix(path, 0600, &c->listen_fd);
+    if (r < 0) {
+        free(c->path);
+        free(c);
+        return r;
+    }
+    ev_io_init(&c->listen_w, on_listen, c->listen_fd, EV_READ);
+    c->listen_w.data = c;
+    *out = c;
+    return 0;
+}
+
+void vhu_control_start(struct vhu_control *c)
+{
+    ev_io_start(c->loop, &c->listen_w);
+    for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+        if (c->clients[i])
+            ev_io_start(c->loop, &c->clients[i]->w);
+}
+
+void vhu_control_stop(struct vhu_control *c)
+{
+    ev_io_stop(c->loop, &c->listen_w);
+    for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+        if (c->clients[i])
+            ev_io_stop(c->loop, &c->clients[i]->w);
+}
+
+void vhu_control_free(struct vhu_control *c)
+{
+    if (!c)
+        return;
+    for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+        if (c->clients[i])
+            client_free(c->clients[i]);
+    ev_io_stop(c->loop, &c->listen_w);
+    vhu_close_fd(&c->listen_fd);
+    unlink(c->path);
+    free(c->path);
+    free(c);
+}
