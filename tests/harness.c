@@ -22,7 +22,7 @@ static void *server_thread(void *arg)
     return NULL;
 }
 
-int harness_start(struct harness *h, unsigned queues)
+static int start(struct harness *h, unsigned queues, bool control)
 {
     memset(h, 0, sizeof(*h));
     strcpy(h->dir, "/tmp/vhu-test-XXXXXX");
@@ -36,10 +36,24 @@ int harness_start(struct harness *h, unsigned queues)
     if (r < 0)
         return r;
     struct vhu_server_config cfg = {.socket_path = h->path};
+    if (control) {
+        snprintf(h->control, sizeof(h->control), "%s/control", h->dir);
+        cfg.control_path = h->control;
+    }
     r = vhu_server_new(&h->s, h->b, &cfg);
     if (r < 0)
         return r;
     return -pthread_create(&h->thread, NULL, server_thread, h);
+}
+
+int harness_start(struct harness *h, unsigned queues)
+{
+    return start(h, queues, false);
+}
+
+int harness_start_control(struct harness *h, unsigned queues)
+{
+    return start(h, queues, true);
 }
 
 void harness_stop(struct harness *h)

@@ -18,10 +18,13 @@ struct harness {
     pthread_t thread;
     char dir[64];
     char path[128];
+    char control[128]; /* the control socket, when started with one */
 };
 
 /* Start a test device with `queues` rings on a fresh socket; 0 or error. */
 int harness_start(struct harness *h, unsigned queues);
+/* The same, with a control socket at h->control. */
+int harness_start_control(struct harness *h, unsigned queues);
 void harness_stop(struct harness *h);
 /* Connect a front-end (cmocka-asserts success). */
 struct vhu_fe *harness_connect(struct harness *h);
