@@ -17,7 +17,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vhu-blk --socket PATH --image FILE [--queues N] [--read-only] [--direct]\n"
-            "               [--serial S]\n"
+            "               [--serial S] [--control PATH]\n"
             "       vhu-blk --socket PATH --ram SIZE [--image FILE] [--queues N] [--read-only]\n"
             "               [--serial S]\n"
             "\n"
@@ -45,6 +45,8 @@ static void usage(FILE *f)
             "                     guest's /sys/block/vdX/serial): 1..%u bytes of printable\n"
             "                     ASCII (default \"%s\")\n"
             "  -c, --client       connect to PATH and reconnect when the front-end goes away\n"
+            "      --control PATH also listen on this unix socket (mode 0600, this user only)\n"
+            "                     for the control protocol: vhu-state info --control PATH\n"
             "  -v, --verbose      log every request\n"
             "  -h, --help         this text\n"
             "\n"
@@ -129,8 +131,8 @@ int main(int argc, char **argv)
         {"read-only", no_argument, NULL, 'R'},    {"client", no_argument, NULL, 'c'},
         {"direct", no_argument, NULL, 'd'},      {"serial", required_argument, NULL, 'S'},
         {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    const char *path = NULL;
+        {"control", required_argument, NULL, 'K'}, {NULL, 0, NULL, 0}};
+    const char *path = NULL, *control = NULL;
     bool client = false;
     struct blk_options o = {.queues = 1};
     int c;
@@ -168,6 +170,7 @@ int main(int argc, char **argv)
             o.serial = optarg;
             break;
         case 'c': client = true; break;
+        case 'K': control = optarg; break;
         case 'v': vhu_set_log_level(VHU_LOG_DEBUG); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -192,7 +195,7 @@ int main(int argc, char **argv)
     r = vhu_backend_new(&b, blk_ops(dev), dev);
     if (r == 0) {
         struct vhu_server_config cfg = {.socket_path = path, .client = client,
-                                        .handle_signals = true};
+                                        .handle_signals = true, .control_path = control};
         r = vhu_server_new(&s, b, &cfg);
     }
     struct resizer z = {.dev = dev, .b = b};

@@ -14,13 +14,15 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: vhu-testdev --socket PATH [--client] [--queues N] [--verbose]\n"
             "                   [--blob-size N] [--label TEXT] [--config-version 1|2]\n"
-            "                   [--no-stats]\n"
+            "                   [--no-stats] [--control PATH]\n"
             "\n"
             "Serve vhu's test device on a vhost-user socket.\n"
             "\n"
             "  -s, --socket PATH  unix socket to listen on (or connect to with --client)\n"
             "  -c, --client       connect to PATH and reconnect when the front-end goes away\n"
             "  -q, --queues N     number of virtqueues, 1..64 (default 2)\n"
+            "      --control PATH also listen on this unix socket (mode 0600, this user only)\n"
+            "                     for the control protocol: vhu-state info --control PATH\n"
             "  -v, --verbose      log every request\n"
             "\n"
             "Device state (what SET_DEVICE_STATE_FD saves), for snapshot tests:\n"
@@ -43,8 +45,9 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"blob-size", required_argument, NULL, 'B'}, {"label", required_argument, NULL, 'L'},
         {"config-version", required_argument, NULL, 'C'},
-        {"no-stats", no_argument, NULL, 'N'},     {NULL, 0, NULL, 0}};
-    const char *path = NULL;
+        {"no-stats", no_argument, NULL, 'N'},     {"control", required_argument, NULL, 'K'},
+        {NULL, 0, NULL, 0}};
+    const char *path = NULL, *control = NULL;
     bool client = false;
     unsigned queues = 2;
     unsigned long blob_size = 0;
@@ -55,6 +58,7 @@ int main(int argc, char **argv)
         switch (c) {
         case 's': path = optarg; break;
         case 'c': client = true; break;
+        case 'K': control = optarg; break;
         case 'q': {
             char *end;
             unsigned long v = strtoul(optarg, &end, 10);
@@ -128,7 +132,7 @@ int main(int argc, char **argv)
     int r = dev ? vhu_backend_new(&b, testdev_ops(dev), dev) : -1;
     if (r == 0) {
         struct vhu_server_config cfg = {.socket_path = path, .client = client,
-                                        .handle_signals = true};
+                                        .handle_signals = true, .control_path = control};
         r = vhu_server_new(&s, b, &cfg);
     }
     if (r < 0) {
