@@ -30,7 +30,7 @@ struct cli_cmd {
 };
 
 extern const struct cli_cmd cli_inspect_cmd, cli_diff_cmd, cli_validate_cmd, cli_capture_cmd,
-    cli_load_cmd, cli_roundtrip_cmd;
+    cli_load_cmd, cli_roundtrip_cmd, cli_info_cmd;
 
 /* Settings of the common options. */
 struct cli_common {

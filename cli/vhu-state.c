@@ -11,7 +11,7 @@
 
 static const struct cli_cmd *const cmds[] = {
     &cli_inspect_cmd, &cli_diff_cmd, &cli_validate_cmd,
-    &cli_capture_cmd, &cli_load_cmd, &cli_roundtrip_cmd,
+    &cli_capture_cmd, &cli_load_cmd, &cli_roundtrip_cmd, &cli_info_cmd,
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -45,6 +45,7 @@ static void usage(FILE *f)
                "  vhu-state diff --ignore stats old.vhus new.vhus\n"
                "  vhu-state validate --device-version config=2 formats/corpus/*.vhus\n"
                "  vhu-state roundtrip --socket /run/dev.sock old.vhus\n"
+               "  vhu-state info --control /run/dev.ctl\n"
                "\n"
                "vhu-state help COMMAND shows a command's options and examples.\n"
                "vhu %s\n", vhu_version());

@@ -6,7 +6,7 @@
 # section, hexdump), diff (same, different, --ignore, --json), validate
 # (good, damaged, version window), capture into a pipe, load, roundtrip,
 # refusals and connection errors, a back-end busy with another front-end,
-# no progress line when stderr is not a terminal.
+# no progress line when stderr is not a terminal; info over a control socket.
 set -euo pipefail
 
 if [[ $# -ne 3 ]]; then
@@ -277,4 +277,58 @@ wait "$holder" || true
 run 0 capture --socket "$sb" -o "$dir/b5.vhus"
 run 0 diff "$dir/a.vhus" "$dir/b5.vhus"
 say "busy back-end: capture, load, roundtrip fail at once (2, \"busy\"), the back-end names them"
+# --- info over the control socket -------------------------------------------
+# A back-end with --control: info (human and --json) with no front-end, with
+# one mid-load (connected, transfer "load"), and after two sessions.
+ctl=$dir/e.ctl
+start "$dir/e.sock" "$dir/e.log" --control "$ctl"
+epid=${pids[-1]}
+[[ $(stat -c %a "$ctl") == 600 ]] || fail "control socket mode $(stat -c %a "$ctl"), want 600"
+run 0 help info
+has "$out" "usage: vhu-state info --control PATH"
+run 2 info
+has "$err" "--control"
+run 0 info --control "$ctl"
+has "$out" "device     testdev (vhu "
+has "$out" ", pid $epid, up "
+has "$out" "front-end  none; 0 session(s) served"
+has "$out" "transfer   idle"
+has "$out" "queues     2"
+has "$out" "  queue size  started enabled last_avail completed"
+has "$out" "  1     0     no      no      0          0"
+run 0 info --json --control "$ctl"
+has "$out" '"device":"testdev"'
+has "$out" "\"pid\":$epid,"
+has "$out" '"connected":false,"sessions":0,'
+has "$out" '"transfer":"idle","num_queues":2,"queues":[{"index":0,"size":0,"started":false,'
+mkfifo "$dir/ehold"
+"$vs" load --socket "$dir/e.sock" - <"$dir/ehold" >"$dir/ehold.out" 2>&1 &
+holder=$!
+exec 8>"$dir/ehold"
+for ((i = 0; i < 50; i++)); do
+    run 0 info --json --control "$ctl"
+    grep -qF '"transfer":"load"' <<<"$out" && break
+    sleep 0.1
+done
+has "$out" '"connected":true,"sessions":1,'
+has "$out" '"transfer":"load"'
+run 0 info --control "$ctl"
+has "$out" "front-end  connected; 1 session(s) served"
+has "$out" "transfer   load"
+exec 8>&-
+wait "$holder" || true
+run 0 capture --socket "$dir/e.sock" -o "$dir/e.vhus"
+for ((i = 0; i < 50; i++)); do
+    run 0 info --control "$ctl"
+    grep -qF "front-end  none" <<<"$out" && break
+    sleep 0.1
+done
+has "$out" "front-end  none; 2 session(s) served"
+has "$out" "transfer   idle"
+run 2 info --control "$dir/nobody.ctl" --timeout 1
+has "$err" "cannot connect"
+kill -TERM "$epid"
+wait "$epid" || true
+[[ ! -e $ctl ]] || fail "the control socket outlived its back-end"
+say "info: human and --json, idle / mid-load / after sessions, mode 0600, removed at exit"
 say "all checks passed"
