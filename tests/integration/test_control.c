@@ -100,8 +100,8 @@ static void test_info(void **state)
 {
     (void)state;
     struct harness h;
+    log_capture_install(); /* before the server thread starts */
     assert_int_equal(harness_start_control(&h, 2), 0);
-    log_capture_install();
     log_clear();
 
     /* Only the back-end's user may connect. */
@@ -239,8 +239,8 @@ static void test_bad_input(void **state)
 {
     (void)state;
     struct harness h;
+    log_capture_install(); /* before the server thread starts */
     assert_int_equal(harness_start_control(&h, 2), 0);
-    log_capture_install();
     struct session s;
     session_open(&h, &s);
     session_requests(&s, 0, 1);
@@ -352,8 +352,8 @@ static void test_many_clients(void **state)
 {
     (void)state;
     struct harness h;
+    log_capture_install(); /* before the server thread starts */
     assert_int_equal(harness_start_control(&h, 1), 0);
-    log_capture_install();
     log_clear();
     struct session s;
     memset(&s, 0, sizeof(s));
@@ -411,8 +411,8 @@ static void test_other_uid(void **state)
         return;
     }
     struct harness h;
+    log_capture_install(); /* before the server thread starts */
     assert_int_equal(harness_start_control(&h, 1), 0);
-    log_capture_install();
     log_clear();
     assert_int_equal(chmod(h.dir, 0755), 0);
     assert_int_equal(chmod(h.control, 0666), 0);
