@@ -33,7 +33,7 @@ run() {
   cmake --build "$dir" -j"$jobs"
   ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 300
 }
-run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVHU_WERROR=ON
 
 # valgrind memcheck over the normal build's test programs: invalid accesses,
 # uninitialised reads, and definite/indirect leaks fail the test.  Not run
@@ -46,12 +46,12 @@ ctest --test-dir build -T memcheck --output-on-failure -j"$jobs" --timeout 600 \
   -E '^test_(qemu_(boot|migrate|reconnect)|install|exports|bench_blk_smoke|blk_program|testdev_program|vhu_state.*)$'
 
 echo "=== build-fuzz: libFuzzer targets (clang), a short run each ==="
-CC=clang cmake -S . -B build-fuzz -DVHU_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+CC=clang cmake -S . -B build-fuzz -DVHU_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVHU_WERROR=ON
 cmake --build build-fuzz -j"$jobs"
 tests/fuzz/run.sh build-fuzz "${VHU_FUZZ_SECONDS:-15}"
 
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run build-asan -DCMAKE_BUILD_TYPE=Debug -DVHU_SANITIZE=ON
+  run build-asan -DCMAKE_BUILD_TYPE=Debug -DVHU_SANITIZE=ON -DVHU_WERROR=ON
 
 # ThreadSanitizer (CMake option VHU_TSAN) over the test programs whose
 # back-end (server, ring workers, transfer thread) runs on threads beside the
@@ -61,7 +61,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 echo "=== build-tsan: ThreadSanitizer ==="
 tsan_tests=(test_state test_log test_lifecycle test_inflight test_virtq test_blk test_shmem
             test_server test_bad_input test_qemu_order test_control)
-cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVHU_TSAN=ON
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVHU_TSAN=ON -DVHU_WERROR=ON
 cmake --build build-tsan -j"$jobs" --target "${tsan_tests[@]}"
 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
   ctest --test-dir build-tsan --output-on-failure -j"$jobs" --timeout 300 \
