@@ -16,7 +16,10 @@
 #           not signalled, on its disk: the back-end's (or QEMU's device's)
 #   fail    anything else (data mismatch, I/O error, QEMU or back-end
 #           failure, migration failed)
-# One line per run as it ends, then a table per back-end.  Logs of every
+# One line per run as it ends, then a table per back-end, with how many
+# runs lost guest pages in the migration (the test compares guest memory at
+# switch-over) and in how many of those a lost page was in the disk's
+# virtqueue.  Logs of every
 # run that did not pass are kept under $SOAK_DIR (default a new directory
 # in TMPDIR), named BACKEND-RUN.log (plus the test's work directory).
 # Environment: VHU_ROUND_WAIT (seconds a round may take after a migration
@@ -38,7 +41,7 @@ mkdir -p "$out"
 export VHU_ROUND_WAIT=${VHU_ROUND_WAIT:-40}
 declare -A n
 for b in $backends; do
-    for k in pass crash hang stall fail; do n[$b.$k]=0; done
+    for k in pass crash hang stall fail lost ringlost; do n[$b.$k]=0; done
 done
 start=$SECONDS
 echo "soak-migrate: $runs run(s) x ($backends), $count migration(s) each;" \
@@ -68,6 +71,10 @@ for ((r = 1; r <= runs; r++)); do
               head -1)
         # How many guest pages did not migrate (unless VHU_MIGRATE_COMPARE=0).
         cmp=$(grep -o 'guest memory compared: [0-9]* of [0-9]* pages differ, [0-9]* in the device ranges' "$log" | head -1)
+        if [[ $cmp =~ compared:\ ([0-9]+)\ of\ [0-9]+\ pages\ differ,\ ([0-9]+)\ in ]]; then
+            ((BASH_REMATCH[1] > 0)) && n[$b.lost]=$((n[$b.lost] + 1))
+            ((BASH_REMATCH[2] > 0)) && n[$b.ringlost]=$((n[$b.ringlost] + 1))
+        fi
         echo "run $r $b: $res ($((SECONDS - t)) s)${mig:+ $mig}${cmp:+; $cmp}${why:+ -- $why}"
         if [[ $res == pass ]]; then
             rm -rf "$kept" "$log"
@@ -77,11 +84,13 @@ for ((r = 1; r <= runs; r++)); do
     done
 done
 echo "soak-migrate: $((SECONDS - start)) s"
-printf '%-8s %5s %5s %6s %5s %6s %5s\n' back-end runs pass crash hang stall fail
+# lost: runs in which guest pages did not migrate; in-ring: of those, runs
+# with a lost page in the disk's virtqueue (what a back-end writes).
+printf '%-8s %5s %5s %6s %5s %6s %5s %5s %7s\n' back-end runs pass crash hang stall fail lost in-ring
 all=0
 for b in $backends; do
-    printf '%-8s %5d %5d %6d %5d %6d %5d\n' "$b" "$runs" "${n[$b.pass]}" "${n[$b.crash]}" \
-        "${n[$b.hang]}" "${n[$b.stall]}" "${n[$b.fail]}"
+    printf '%-8s %5d %5d %6d %5d %6d %5d %5d %7d\n' "$b" "$runs" "${n[$b.pass]}" "${n[$b.crash]}" \
+        "${n[$b.hang]}" "${n[$b.stall]}" "${n[$b.fail]}" "${n[$b.lost]}" "${n[$b.ringlost]}"
     ((n[$b.pass] == runs)) || all=1
 done
 exit "$all"

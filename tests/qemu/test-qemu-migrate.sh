@@ -174,7 +174,7 @@ for ((k = 1; k <= count; k++)); do
         # the vCPU wrote (the back-end writes the rings and the buffers of
         # reads, and a lost buffer page shows as a data mismatch in the
         # guest, which is never put down to QEMU).
-        read -r nlost _ _ _ _ _ nring _ <<<"$cmpout"
+        read -r nlost _ _ _ _ nring _ <<<"$cmpout"
         if [[ $nlost =~ ^[0-9]+$ ]] && ((nlost > 0 && nring == 0)); then
             QEMU_LOST_PAGES="$nlost page(s) at migration $k, none in the disk's virtqueue:"
             QEMU_LOST_PAGES+=" $(grep -o 'page 0x[0-9a-f]*' <<<"$cmpout" | head -3 | tr '\n' ' ')"
