@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-state capture: act as the front-end and save a back-end's state:
  * connect, negotiate (DEVICE_STATE required), stop every ring with
  * GET_VRING_BASE, SET_DEVICE_STATE_FD(SAVE), copy the stream out, CHECK. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-state diff: two snapshots compared structurally, field by field, both
  * streamed in lockstep (memory does not grow with their size).
  *

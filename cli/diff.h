@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The structural diff shared by `diff` and `roundtrip`. */
 #ifndef VHU_CLI_DIFF_H
 #define VHU_CLI_DIFF_H

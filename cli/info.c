@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-state info: ask a running back-end about itself over its control
  * socket (docs/control-protocol.md) and print the answer. */
 #include <inttypes.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-state inspect: the header at once, then every record with its fields,
  * streamed (a blob is never held whole). */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-state load: push a snapshot into a back-end (SET_DEVICE_STATE_FD
  * LOAD, the stream, CHECK_DEVICE_STATE) and report CHECK's verdict. */
 #include <errno.h>

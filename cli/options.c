@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-state: shared option handling, output helpers, progress line and the
  * snapshot input (see options.h). */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-state: what every subcommand shares.  Exit codes, the common options
  * (--json, --max-size, --timeout, --help), output helpers for human and
  * JSON output, the progress line, and the snapshot input (snapin: a file or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-state roundtrip: restore compatibility in one command.  Load FILE
  * into the back-end, save its state again on the same session, and diff
  * the two (header.producer and handler.protocol_features, which belong to

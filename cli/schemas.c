@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Section schemas for `vhu-state validate`, one table per device type vhu
  * ships.  Keep in step with the device's save/load code:
  *   testdev: examples/testdev/testdev.c (td_save_section, td_load_section)

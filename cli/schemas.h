@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Section schemas of the device types vhu ships, for `validate`: the
  * fields a device's load_section reads, in order, by section version. */
 #ifndef VHU_CLI_SCHEMAS_H

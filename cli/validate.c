@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-state validate: every rule of formats/snapshot-v1.md checked, one
  * line per problem with its byte offset.  The library's reader checks the
  * container (magic, header, zstd frame and checksum, CBOR well-formedness,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The validator shared by `validate` and `load` (which uses it to explain
  * a refusal). */
 #ifndef VHU_CLI_VALIDATE_H

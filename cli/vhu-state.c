@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-state: inspect, diff, validate, capture, load and round-trip vhu
  * device-state snapshots (formats/snapshot-v1.md).  One file per command;
  * this one dispatches and prints help.  The manual is cli/vhu-state.md. */

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The main job: install what is missing, build vhu, and serve a virtio-blk
 # disk (examples/blk, vhu-blk) on a vhost-user socket until Ctrl-C, printing
 # the QEMU command line that attaches it.

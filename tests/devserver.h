@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Any device served by vhu on a fresh unix socket, in a thread of the test
  * process (the harness does the same for the test device only). */
 #ifndef VHU_TEST_DEVSERVER_H

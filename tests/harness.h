@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Test harness: a test device served by vhu on a real unix socket, in a
  * thread of the test process, plus helpers the integration tests share. */
 #ifndef VHU_TEST_HARNESS_H

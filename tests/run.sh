@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The whole test suite: installs missing packages, then builds and runs every
 # test twice, in a normal build (build/) and under AddressSanitizer +
 # UndefinedBehaviorSanitizer (build-asan/), with the normal build's compiled

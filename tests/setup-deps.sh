@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Install, with apt-get, whatever of vhu's build and test dependencies is
 # missing on this Debian 12 machine.  Does nothing when all are there.
 set -euo pipefail

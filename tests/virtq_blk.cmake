@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Virtqueue layer and examples/blk (issue #5).  test_virtq serves a small
 # device of its own through a real back-end, so it links the harness (the
 # shared library) rather than vhu_static.

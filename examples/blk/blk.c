@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The virtio-blk device (see blk.h). */
 #include <endian.h>
 #include <errno.h>

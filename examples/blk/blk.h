@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-blk: a virtio-blk device (virtio 1.x, 5.2) on the virtqueue layer.
  *
  * The disk is an image file (or block device) read and written with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-blk: a virtio-blk device on a vhost-user socket. */
 #include <errno.h>
 #include <getopt.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-probe: connect to a vhost-user back-end as a front-end would, and
  * print what it offers: features, protocol features, queues, config space. */
 #include <getopt.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-testdev: the test device on a vhost-user socket. */
 #include <getopt.h>
 #include <stdint.h>

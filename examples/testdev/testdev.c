@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The test device (see testdev.h). */
 #include <errno.h>
 #include <poll.h>

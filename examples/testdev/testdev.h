@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The test device: a small virtio device used by vhu's tests and by the
  * README's first command until examples/blk exists.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # make-corpus.sh BUILD_DIR
 #
 # Adds the current build's snapshots to the golden corpus (formats/corpus/).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Private state of a back-end: the protocol state machine's data. */
 #ifndef VHU_BACKEND_INTERNAL_H
 #define VHU_BACKEND_INTERNAL_H

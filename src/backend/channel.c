@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The back-end request channel (SET_BACKEND_REQ_FD): messages the back-end
  * sends to the front-end.  May be used from any thread; one request at a
  * time, as the spec requires. */

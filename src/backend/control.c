@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The control socket: a second unix socket, next to the vhost-user one,
  * where tools ask the back-end about itself (docs/control-protocol.md).
  * It runs on the server's loop and must never disturb the vhost-user

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The back-end's dispatcher: frame a message, hold it against its table row
  * and the negotiated state, hand it to its request function, and answer.
  * Every refusal logs exactly one line naming the request and the problem. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Inflight tracking (PF_INFLIGHT_SHMFD, split rings): a shared region the
  * front-end keeps across back-end restarts, recording which requests were
  * taken from each ring and not yet completed, so a restarted back-end

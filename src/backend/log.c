@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Dirty-page log (SET_LOG_BASE, SET_LOG_FD, VHOST_F_LOG_ALL): while QEMU
  * copies guest memory during live migration, every byte the back-end writes
  * into guest memory sets its 4 KiB page's bit in a bitmap shared with QEMU.

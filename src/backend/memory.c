@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Guest memory: regions mapped from the front-end's fds, and translation of
  * guest-physical and front-end virtual addresses to host pointers.  Every
  * translation checks the whole range, with overflow-safe arithmetic. */

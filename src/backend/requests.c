@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* One function per front-end request, reached through the table at the end
  * of this file.  Each runs only on a message that passed the wire checks
  * (size, fd count, structure) and the negotiation gate; it checks values

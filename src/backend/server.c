@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The server: a libev loop around one backend.  Server mode listens and
  * serves one front-end at a time: a second one is accepted and closed at
  * once, so it fails instead of waiting in the listen queue (QEMU waits for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Per-ring state: addresses, size, base, eventfds, started/enabled, and the
  * accessors a device uses while the ring runs. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Control protocol CBOR: one item header at a time (libcbor's streaming
  * decoder) and a bounded encoder. */
 #include <errno.h>

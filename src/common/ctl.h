@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The control protocol's framing and CBOR, shared by the back-end's control
  * socket (src/backend/control.c) and its client (src/frontend/control.c);
  * docs/control-protocol.md describes the protocol. */

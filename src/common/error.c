@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu_strerror and vhu_version. */
 #include <errno.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Private helpers shared by every module of the library. */
 #ifndef VHU_INTERNAL_H
 #define VHU_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Process-wide logging: one formatted line per call to the handler. */
 #include <errno.h>
 #include <stdarg.h>

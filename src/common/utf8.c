@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* UTF-8 validation (RFC 3629): no overlong forms, no surrogates, nothing
  * past U+10FFFF. */
 #include "internal.h"

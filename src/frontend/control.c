@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The client side of the control protocol (docs/control-protocol.md), for
  * vhu-state and the tests.  The back-end's replies are checked as any
  * peer's bytes: a bounded length, then a streamed walk over the CBOR. */

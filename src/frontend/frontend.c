@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The front-end side of the socket: what a VMM sends, as synchronous calls.
  * Replies are framed and checked by the same wire layer the back-end uses. */
 #include <errno.h>

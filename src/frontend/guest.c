@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Guest memory (a memfd shared with the back-end) and split rings laid out
  * in it, as a driver would: what the tests and benchmarks run devices on. */
 #include <errno.h>

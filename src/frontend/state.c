@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The front-end side of device-state transfer: what QEMU's
  * vhost_save_backend_state / vhost_load_backend_state do, over a socket
  * pair (a peer that closes early gives EPIPE here, never SIGPIPE). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The snapshot container, version 1 (formats/snapshot-v1.md is the spec).
  *
  *   zstd skippable frame   magic 0x184D2A56, u32 LE length, then "VHUSTATE"

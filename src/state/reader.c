@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Snapshot reader: the plain header, then the zstd frame decompressed in
  * bounded pieces and decoded one CBOR item at a time with libcbor's
  * streaming decoder.  Everything read is hostile: every length is checked

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Snapshot writer and reader internals shared by the transfer thread, the
  * front-end side and (later) vhu-state. */
 #ifndef VHU_STATE_INTERNAL_H

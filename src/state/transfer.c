@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* SET_DEVICE_STATE_FD / CHECK_DEVICE_STATE: the transfer thread.
  *
  * SET checks the seed's three conditions (phase STOPPED, every ring

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Snapshot writer: CBOR items from libcbor's encoders, compressed through
  * zstd's streaming API straight to the fd.  Memory is the two fixed buffers
  * below plus zstd's context, whatever the state's size. */

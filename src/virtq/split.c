@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Split virtqueues (virtio 1.x, 2.7): taking descriptor chains from the
  * avail ring, completing them in the used ring, notification with and
  * without VIRTIO_F_EVENT_IDX.  See vhu/virtq.h for the rules enforced on

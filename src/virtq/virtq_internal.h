@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Between the split-ring code and the ring workers. */
 #ifndef VHU_VIRTQ_INTERNAL_H
 #define VHU_VIRTQ_INTERNAL_H

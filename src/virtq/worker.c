@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Ring workers: one thread and one libev loop per started ring.  The kick
  * eventfd is an ev_io; an ev_async ends the loop.  Everything the loop
  * needs is set up before the thread starts, so starting and stopping are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Framing over an AF_UNIX stream socket: header, payload, SCM_RIGHTS fds. */
 #include <errno.h>
 #include <poll.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The request tables: one row per request of the vhost-user spec, in both
  * directions.  Sizes and fd counts are what the spec fixes; the check
  * functions look inside payloads whose valid size depends on their content. */

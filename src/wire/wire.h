@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The wire layer: framing, fd passing and the per-request rules table.
  *
  * Receiving is two steps.  vhu_wire_recv() frames one message (header,

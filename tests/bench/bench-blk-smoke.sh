@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Smoke test for vhu-bench-blk: one short row against vhu-blk (a RAM
 # disk), which must complete with non-zero IOPS and no failed request;
 # then 64 KiB requests (vhu-blk's parallel batches) with --verify: a

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # bench-blk.sh - vhu-blk next to qemu-storage-daemon, same driver, same disk.
 #
 # Usage (from the top of a clone, after the build):

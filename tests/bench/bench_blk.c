@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-bench-blk: a guest-side virtio-blk driver on the front-end library,
  * for measuring a vhost-user-blk back-end (vhu-blk, qemu-storage-daemon,
  * anything that serves a vhost-user-blk socket).

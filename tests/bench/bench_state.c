@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-bench-state: device-state transfer figures, side by side with zstd.
  *
  *   vhu-bench-state [--sizes 64M,1G] [--workers N] [--repeat R]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: vhu-blk (examples/blk) serving hostile virtio-blk
  * requests from guest memory.
  *

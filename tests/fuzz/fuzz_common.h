@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* What the fuzz targets share: little-endian reads of the input, and the
  * library's log silenced unless VHU_FUZZ_LOG is set. */
 #ifndef VHU_FUZZ_COMMON_H

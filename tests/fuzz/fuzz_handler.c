@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: the back-end's request handling fed message sequences
  * over a real socket, with real fds (memfds for memory, eventfds for
  * rings) attached as the input asks.  Any crash, leak or sanitizer report

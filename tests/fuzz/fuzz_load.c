@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: the LOAD path of device-state transfer into the test
  * device, end to end through the request handler (SET_DEVICE_STATE_FD with
  * the input as a regular file, then CHECK_DEVICE_STATE).  Whatever the

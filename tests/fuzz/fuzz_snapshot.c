@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: the snapshot reader behind inspect/validate, walking
  * any bytes as a snapshot (header, records, every field, every blob). */
 #include <stdint.h>

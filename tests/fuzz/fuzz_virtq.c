@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: the virtqueue layer (src/virtq) walking descriptor
  * chains in hostile guest memory.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # tests/fuzz/long-run.sh BUILD_DIR SECONDS [TARGET...]: long fuzzing runs,
 # each target one libFuzzer process for SECONDS, VHU_FUZZ_PARALLEL (default:
 # the number of cores) targets at a time.  Corpora persist in

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Write fuzz_handler's seed inputs (tests/fuzz/seeds/handler/): the set-up
 sequences a real front-end sends, in the target's record format
 [u8 fd-kind bits][u8 nfds][u16 LE len][message bytes]."""

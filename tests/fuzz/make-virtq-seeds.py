@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Write fuzz_virtq's seed inputs (tests/fuzz/seeds/virtq/): valid rings
 with good chains (direct, indirect, mixed regions), EVENT_IDX, dirty
 logging, an inflight region to recover, in the target's input format (see

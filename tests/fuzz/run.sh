@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # tests/fuzz/run.sh BUILD_DIR SECONDS: run each fuzz target for SECONDS over
 # its seeds and regression inputs; fails on the first finding.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # check-exports.sh LIBPATH
 #
 # libvhu.so must export only the public API: every defined dynamic symbol

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* A program built against an installed vhu, the way a user would: only
  * <vhu/vhu.h>, found through pkg-config or find_package(vhu). */
 #include <errno.h>

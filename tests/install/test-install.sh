@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-install.sh BUILD_DIR INSTALL_TEST_DIR
 #
 # Install a vhu build into a scratch prefix and build a small consumer

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-blk-program.sh VHU_BLK PROBE VHU_STATE
 #
 # The vhu-blk program: --help documents every option, bad command lines exit

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-testdev-program.sh TESTDEV PROBE
 #
 # The README's main program, end to end: vhu-testdev serving on a socket,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-vhu-state-corpus.sh VHU_STATE TESTDEV CORPUS_DIR [DEVICE=PROGRAM]...
 #
 # The restore-compatibility regression test: every snapshot of the golden

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-vhu-state-damage.sh VHU_STATE TESTDEV SNAPCRAFT
 #
 # Bad input: a real snapshot (captured from vhu-testdev) truncated at every

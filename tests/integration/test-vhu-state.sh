@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-vhu-state.sh VHU_STATE TESTDEV SNAPCRAFT
 #
 # vhu-state end to end against two real vhu-testdev back-ends: help and

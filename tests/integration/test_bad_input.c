@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The bad-input matrix: each hostile message gets an error reply or a clean
  * disconnect, with one log line naming the problem; afterwards the back-end
  * still serves a fresh front-end and the process holds no more fds than

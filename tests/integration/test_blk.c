@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* examples/blk through the front-end library's driver, over a real socket
  * with real eventfds and shared guest memory: config and features, write
  * and read back (chained, indirect, header and status sharing buffers),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-blk under a live migration of guest memory done the way QEMU does it,
  * with this test as the VMM: a driver thread (the guest's vCPU) keeps QD
  * requests in flight on one ring, each slot writing a version of its data

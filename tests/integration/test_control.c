@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The control socket (docs/control-protocol.md): `info` over a real socket
  * while a front-end runs a ring, and hostile clients that must neither
  * disturb the vhost-user session nor leak the back-end's fds. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Inflight tracking across a back-end that goes away with requests in
  * flight: the front-end keeps the inflight region (GET_INFLIGHT_FD), a new
  * session hands it back (SET_INFLIGHT_FD) and starts the ring at the used

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The seed's lifecycle test, ported: a front-end drives the test device
  * through negotiation, config, activation, request processing, reset,
  * re-activation and sleep, over a real socket with real eventfds and shared

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Dirty-page logging as QEMU drives it at migration: SET_LOG_BASE with a
  * shared bitmap while the rings run, SET_FEATURES with LOG_ALL, SET_VRING_ADDR
  * with the LOG flag on the running ring; every page the device writes

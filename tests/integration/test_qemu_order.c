@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* What Debian's QEMU 7.2 really sends to a vhost-user-blk back-end
  * (shared/design/qemu72-traces): the same requests, in the same order, with
  * the same flags (NEED_REPLY only where QEMU sets it).  Two start/stop

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The server: one front-end at a time (a second one closed at once), the
  * next one after a disconnect (or after a hang-up not yet read),
  * client mode with reconnection, socket-file handling, clean stop. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* VIRTIO shared memory (PROTOCOL_F_SHMEM): GET_SHMEM_CONFIG, and
  * BACKEND_SHMEM_MAP / UNMAP on the back-end channel, over a real socket
  * with real memfds.  The front-end library maps what the back-end sends

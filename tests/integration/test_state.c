@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Device-state transfer: SET_DEVICE_STATE_FD / CHECK_DEVICE_STATE over real
  * sockets and pipes.  A test device with several sections (one large, one
  * optional, one at an older version) saves through the front-end library

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-snapcraft: makes damaged and hostile snapshots for the vhu-state
  * tests (test-vhu-state-damage.sh).  Not installed.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # build-guest.sh CACHE_DIR
 #
 # The tiny guest of the QEMU boot test, built once into CACHE_DIR:

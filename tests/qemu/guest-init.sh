@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# SPDX-License-Identifier: BSD-3-Clause
 # /init of the QEMU tests' guest.  It loads the virtio-blk driver, then does
 # what the kernel command line's vhu.mode= asks for on /dev/vda (the vhu-blk
 # disk), reporting on the serial console:

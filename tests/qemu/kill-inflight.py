@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """kill-inflight.py PID QEMU_PID TIMEOUT
 
 Kill -9 the vhu-blk process PID while it has requests in flight, for

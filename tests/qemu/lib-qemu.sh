@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # lib-qemu.sh: sourced by the QEMU tests.  Set NAME (the prefix of every
 # message) before sourcing.  Provides say, fail, and check_qemu: exit 77
 # (skipped) unless qemu-system-x86_64 runs with TCG; sets $qemu.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # lib-rounds.sh: sourced by test-qemu-migrate.sh and test-qemu-reconnect.sh.
 # Set NAME (the prefix of every message) before sourcing.  Provides:
 #   rounds_args WHAT DEFAULT "$@"   blk, cache, count from the command line;

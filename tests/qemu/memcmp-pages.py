@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """memcmp-pages.py A B [GPA:LEN ...]
 
 Compare two dumps of guest memory (QMP pmemsave, guest-physical address 0

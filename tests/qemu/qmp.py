@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """qmp.py SOCKET COMMAND [ARGUMENTS-JSON]
    qmp.py SOCKET wait-migration TIMEOUT
    qmp.py SOCKET ring-idx

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # retry-guest-crash.sh TRIES COMMAND [ARGS...]
 #
 # Run a QEMU migration test again when, and only when, it exits 3: the

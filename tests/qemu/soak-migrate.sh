@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # soak-migrate.sh VHU_BLK CACHE_DIR [RUNS [BACKENDS [MIGRATIONS]]]
 #
 # Migration soak (not a ctest test): the scenario of test-qemu-migrate.sh

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-qemu-boot.sh VHU_BLK CACHE_DIR
 #
 # QEMU 7.2 (vhost-user-blk-pci, TCG, -cpu qemu64) boots Debian's kernel with

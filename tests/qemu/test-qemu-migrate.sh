@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-qemu-migrate.sh [--backend vhu|qsd|builtin] [--mem SIZE] VHU_BLK CACHE_DIR [MIGRATIONS]
 #
 # Live migration of a guest on vhu-blk under QEMU 7.2 (TCG, -cpu qemu64,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-qemu-reconnect.sh VHU_BLK CACHE_DIR [KILLS]
 #
 # vhu-blk dies (kill -9) with requests in flight and comes back, twice, under

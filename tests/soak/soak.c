@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-soak: a long run against one back-end process (vhu-testdev), to find
  * what leaks slowly.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The virtqueue layer on hand-built split rings in real shared memory: a
  * front-end (this test, as the driver) lays rings out in a memfd, a real
  * back-end maps it and starts the ring on a small device, and the test

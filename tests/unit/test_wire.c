@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests of the wire layer: the request tables, vhu_wire_check() on
  * hand-built messages, and vhu_wire_recv()/vhu_wire_send() over a real
  * AF_UNIX socketpair, including every error path of the framer and the fds

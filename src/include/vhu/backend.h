@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu/backend.h - the back-end: a device behind a vhost-user socket.
  *
  * Two levels:

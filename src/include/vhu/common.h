@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu/common.h - export macro, error codes and logging shared by every part
  * of the library.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu/device.h - what a device implements, and what it gets from the
  * library while its rings run.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu/frontend.h - the front-end side of a vhost-user socket.
  *
  * What a VMM does to a back-end, as a library: connect, negotiate, share

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu/protocol.h - vhost-user wire constants and payload layouts.
  *
  * Everything here is fixed by the vhost-user specification (QEMU's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu/state.h - device state: what a device saves and loads, and how a
  * front-end moves it (SET_DEVICE_STATE_FD / CHECK_DEVICE_STATE).
  *

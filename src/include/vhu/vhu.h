@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu/vhu.h - everything: include this one. */
 #ifndef VHU_VHU_H
 #define VHU_VHU_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu/virtq.h - split virtqueues for devices, and ring workers.
  *
  * A device gets a started ring as a struct vhu_queue (see vhu/device.h).
