@@ -49,6 +49,7 @@ struct vhu_virtq {
      * guest free memory it still uses. */
     uint8_t *taken;
     uint16_t *pending;      /* heads pushed since the last flush */
+    bool trace;             /* VHU_TRACE_GUEST_WRITES (trace.c) */
     unsigned npending;
     bool broken;
     atomic_bool stop;       /* set from another thread by a worker's stop */
@@ -135,6 +136,7 @@ int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q)
     uint64_t f = vhu_queue_features(q);
     vq->q = q;
     vq->size = size;
+    vq->trace = vhu_trace_guest_writes();
     vq->event_idx = f & VHU_BIT(VHU_F_RING_EVENT_IDX);
     vq->indirect = f & VHU_BIT(VHU_F_RING_INDIRECT_DESC);
     vq->desc = vhu_queue_desc(q);
@@ -321,6 +323,9 @@ int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e, uint32_
     if (vhu_queue_logging(vq->q))
         for (unsigned i = e->n_out; i < e->n_out + e->n_in; i++)
             vhu_queue_log_write(vq->q, e->gpa[i], e->iov[i].iov_len);
+    if (vq->trace)
+        for (unsigned i = e->n_out; i < e->n_out + e->n_in; i++)
+            vhu_trace_guest_write(e->gpa[i], e->iov[i].iov_len);
     unsigned slot = vq->used_idx & (vq->size - 1);
     uint32_t *ue = used_elem_ptr(vq, vq->used_idx);
     __atomic_store_n(&ue[0], (uint32_t)e->head, __ATOMIC_RELAXED);

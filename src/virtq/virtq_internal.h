@@ -11,4 +11,10 @@
 void vhu_virtq_request_stop(struct vhu_virtq *vq);
 bool vhu_virtq_stop_requested(const struct vhu_virtq *vq);
 
+/* Guest-write trace (trace.c): on when VHU_TRACE_GUEST_WRITES names a
+ * file; vhu_trace_guest_write() only after vhu_trace_guest_writes() said
+ * it is on. */
+bool vhu_trace_guest_writes(void);
+void vhu_trace_guest_write(uint64_t gpa, uint64_t len);
+
 #endif

@@ -93,11 +93,14 @@ show() {
 }
 
 # QEMU_LOST_PAGES: set by a test that compared guest memory at a
-# migration's switch-over (test-qemu-migrate.sh) to what it found: the
-# guest pages QEMU failed to migrate that no device writes (outside the
-# disk's virtqueue; see memcmp-pages.py).  Only with such evidence is a
-# guest crash or an idle stall put down to QEMU (exit $GUEST_CRASH_EXIT,
-# which retry-guest-crash.sh may run again); without it, it fails (exit 1).
+# migration's switch-over (test-qemu-migrate.sh) to what it found: guest
+# pages QEMU did not migrate, none in the disk's virtqueue and none that
+# the back-end wrote (vhu-blk's VHU_TRACE_GUEST_WRITES; see
+# memcmp-pages.py).  Only with such evidence is a failure inside the guest
+# (a kernel crash, an idle stall, a data mismatch or I/O error it reports)
+# put down to QEMU (exit $GUEST_CRASH_EXIT, which retry-guest-crash.sh may
+# run again); without it, it fails (exit 1).  A stall with requests
+# outstanding on the disk always fails.
 QEMU_LOST_PAGES=
 guest_fault() {
     if [[ -n $QEMU_LOST_PAGES ]]; then
@@ -147,7 +150,7 @@ wait_serial() {
         crashed "$file"
         if grep -aq 'VHU-BLK-GUEST: FAIL' "$file" 2>/dev/null; then
             show
-            fail "the guest failed: $(grep -a 'VHU-BLK-GUEST: FAIL' "$file")"
+            guest_fault "the guest failed: $(grep -a 'VHU-BLK-GUEST: FAIL' "$file")"
         fi
         for p in "${QPIDS[@]}"; do
             if ! kill -0 "$p" 2>/dev/null; then

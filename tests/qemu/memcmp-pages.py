@@ -15,14 +15,24 @@ PAGE = 4096
 
 
 def main():
-    if len(sys.argv) < 3:
+    args = sys.argv[1:]
+    written = None
+    if args[:1] == ["--written"] and len(args) > 1:
+        written = set()
+        with open(args[1]) as f:
+            for line in f:
+                gpa, length = line.split()
+                first, last = int(gpa, 0) // PAGE, (int(gpa, 0) + int(length) - 1) // PAGE
+                written.update(range(first, last + 1))
+        args = args[2:]
+    if len(args) < 2:
         print(__doc__, file=sys.stderr)
         return 2
     ranges = []
-    for arg in sys.argv[3:]:
+    for arg in args[2:]:
         start, length = (int(x, 0) for x in arg.split(":"))
         ranges.append((start // PAGE, (start + length - 1) // PAGE))
-    with open(sys.argv[1], "rb") as fa, open(sys.argv[2], "rb") as fb:
+    with open(args[0], "rb") as fa, open(args[1], "rb") as fb:
         a = mmap.mmap(fa.fileno(), 0, access=mmap.ACCESS_READ)
         b = mmap.mmap(fb.fileno(), 0, access=mmap.ACCESS_READ)
         if len(a) != len(b):
@@ -31,12 +41,16 @@ def main():
         pages = len(a) // PAGE
         bad = [p for p in range(pages) if a[p * PAGE:(p + 1) * PAGE] != b[p * PAGE:(p + 1) * PAGE]]
         in_dev = [p for p in bad if any(lo <= p <= hi for lo, hi in ranges)]
-        print("%d of %d pages differ, %d in the device ranges" % (len(bad), pages, len(in_dev)))
+        line = "%d of %d pages differ, %d in the device ranges" % (len(bad), pages, len(in_dev))
+        if written is not None:
+            line += ", %d written by the back-end" % sum(1 for p in bad if p in written)
+        print(line)
         for p in bad[:20]:
             pa, pb = a[p * PAGE:(p + 1) * PAGE], b[p * PAGE:(p + 1) * PAGE]
             n = sum(1 for i in range(PAGE) if pa[i] != pb[i])
-            print("  page 0x%x: %d bytes differ%s" % (p * PAGE, n,
-                  " (device range)" if p in in_dev else ""))
+            print("  page 0x%x: %d bytes differ%s%s" % (p * PAGE, n,
+                  " (device range)" if p in in_dev else "",
+                  " (written by the back-end)" if written and p in written else ""))
         return 1 if bad else 0
 
 

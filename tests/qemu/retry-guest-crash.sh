@@ -3,21 +3,24 @@
 # retry-guest-crash.sh TRIES COMMAND [ARGS...]
 #
 # Run a QEMU migration test again when, and only when, it exits 3: the
-# guest's kernel crashed or the guest stopped with nothing outstanding on
-# its disk, AND the test's page-by-page comparison of guest memory at the
-# switch-over (source frozen, destination not yet started) found pages
-# that QEMU did not migrate, none of them in the disk's virtqueue (see
-# guest_fault in lib-rounds.sh).  At most TRIES runs in all; any other
-# result is final at once, and every retry is reported on stderr.
+# guest failed (its kernel crashed, it stopped with its disk idle, or it
+# reported a data mismatch or I/O error) AND the test's page-by-page
+# comparison of guest memory at the switch-over (source frozen, destination
+# not yet started) found pages that QEMU did not migrate, none of them in
+# the disk's virtqueue and none that vhu-blk wrote (its
+# VHU_TRACE_GUEST_WRITES trace; see guest_fault in lib-rounds.sh).  At most
+# TRIES runs in all; any other result is final at once, and every retry is
+# reported on stderr.
 #
 # Why: QEMU 7.2 under TCG now and then fails to migrate pages the guest's
-# vCPU wrote (kernel memory near the top of RAM that no device touches); the
-# guest then dies with list corruption or hangs.  tests/qemu/soak-migrate.sh
-# measured it with QEMU's own virtio-blk (no vhost-user) at the same rate as
-# with vhu-blk and qemu-storage-daemon, and every such failure came with
-# lost pages outside the virtqueue (README, "Migration soak").  A crash
-# without such evidence, a data mismatch, an I/O error, or a stall with
-# requests outstanding could be the back-end's, and is never retried.
+# vCPU wrote (kernel memory that no device touches), more often on a busy
+# host; the guest then dies with list corruption, hangs, or reads wrong
+# data.  tests/qemu/soak-migrate.sh measured it with QEMU's own virtio-blk
+# (no vhost-user) at the same rate as with vhu-blk and qemu-storage-daemon,
+# and every such failure came with lost pages outside the virtqueue (README,
+# "Live migration under QEMU: measured").  A failure without such evidence,
+# a lost page the back-end wrote, or a stall with requests outstanding could
+# be the back-end's, and is never retried.
 set -uo pipefail
 
 if [[ $# -lt 2 || ! $1 =~ ^[1-9][0-9]*$ ]]; then
