@@ -96,7 +96,7 @@ void vhu_vring_stop(struct vhu_queue *q);
 void vhu_vring_set_call(struct vhu_queue *q, int fd);
 void vhu_vring_set_err(struct vhu_queue *q, int fd);
 
-/* ---- log.c: dirty-page log ---- */
+/* ---- dirty_log.c: dirty-page log ---- */
 
 struct vhu_dirty_log {
     void *map;
@@ -107,7 +107,7 @@ struct vhu_dirty_log {
      * per LOG_ALL switch-on); set from any ring thread. */
     atomic_bool overflow_logged;
 };
-void vhu_log_unmap(struct vhu_dirty_log *l);
+void vhu_dirty_log_unmap(struct vhu_dirty_log *l);
 
 /* ---- inflight.c: inflight tracking region ---- */
 
@@ -211,7 +211,7 @@ const struct vhu_req_handler *vhu_req_handler(uint32_t code);
 int vhu_req_get_inflight_fd(struct vhu_req *r);
 int vhu_req_set_inflight_fd(struct vhu_req *r);
 
-/* Dirty log requests (log.c). */
+/* Dirty log requests (dirty_log.c). */
 int vhu_req_set_log_base(struct vhu_req *r);
 int vhu_req_set_log_fd(struct vhu_req *r);
 

@@ -198,7 +198,7 @@ void vhu_backend_detach(struct vhu_backend *b)
     for (unsigned i = 0; i < b->nqueues; i++)
         vhu_vring_reset(&b->queues[i], false);
     vhu_mem_clear(&b->mem);
-    vhu_log_unmap(&b->log);
+    vhu_dirty_log_unmap(&b->log);
     vhu_close_fd(&b->log_fd);
     vhu_inflight_unmap(&b->inflight);
     pthread_mutex_lock(&b->chan_lock);

@@ -220,7 +220,7 @@ static int req_set_mem_table(struct vhu_req *r)
     /* A table reaching past the dirty log is accepted, logging or not:
      * QEMU's vhost_dev_start sends it before SET_LOG_BASE when a device
      * starts during migration.  Until a covering log arrives, a write past
-     * the log fails loudly (log.c, log_range); only SET_LOG_BASE is held
+     * the log fails loudly (dirty_log.c, mark_dirty); only SET_LOG_BASE is held
      * to cover the table. */
     swap_mem(r->b, &next);
     return 0;

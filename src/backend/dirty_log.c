@@ -13,11 +13,11 @@
 
 #include "backend_internal.h"
 
-#define LOG_PAGE 4096u
+#define DIRTY_PAGE 4096u
 /* The largest log accepted: one bit per page of 64 TiB of guest memory. */
-#define LOG_MAX_SIZE (2ull << 30)
+#define DIRTY_LOG_MAX_SIZE (2ull << 30)
 
-void vhu_log_unmap(struct vhu_dirty_log *l)
+void vhu_dirty_log_unmap(struct vhu_dirty_log *l)
 {
     if (l->map)
         munmap(l->map, l->map_len);
@@ -46,16 +46,16 @@ static void human_bytes(uint64_t v, char *out, size_t n)
  * the log from the table and grows it before it sends a bigger table
  * (hw/virtio/vhost.c, vhost_commit), so its logs always cover.  With no
  * table yet there is nothing to cover: any log is accepted, and a table
- * that arrives later is checked by the ring threads (log_range). */
+ * that arrives later is checked by the ring threads (mark_dirty). */
 static int check_covers(struct vhu_req *r, uint64_t size)
 {
     uint64_t end = vhu_mem_end(&r->b->mem);
-    uint64_t need = end / LOG_PAGE + (end % LOG_PAGE != 0);
-    uint64_t have = size * 8; /* size <= LOG_MAX_SIZE: no overflow */
+    uint64_t need = end / DIRTY_PAGE + (end % DIRTY_PAGE != 0);
+    uint64_t have = size * 8; /* size <= DIRTY_LOG_MAX_SIZE: no overflow */
     if (need <= have)
         return 0;
     char covers[32], reaches[32];
-    human_bytes(have * LOG_PAGE, covers, sizeof(covers));
+    human_bytes(have * DIRTY_PAGE, covers, sizeof(covers));
     human_bytes(end, reaches, sizeof(reaches));
     uint64_t need_bytes = need / 8 + (need % 8 != 0);
     return vhu_refuse(r, -EINVAL, "log of %" PRIu64 " bytes covers %s of guest memory (%" PRIu64
@@ -68,9 +68,9 @@ int vhu_req_set_log_base(struct vhu_req *r)
     struct vhu_backend *b = r->b;
     const struct vhu_log *d = &r->m->p.log;
     uint64_t end;
-    if (d->mmap_size == 0 || d->mmap_size > LOG_MAX_SIZE)
+    if (d->mmap_size == 0 || d->mmap_size > DIRTY_LOG_MAX_SIZE)
         return vhu_refuse(r, -EINVAL, "log size %" PRIu64 " (want 1..%llu bytes)", d->mmap_size,
-                          LOG_MAX_SIZE);
+                          DIRTY_LOG_MAX_SIZE);
     if (!vhu_range_end(d->mmap_offset, d->mmap_size, &end) || end > (uint64_t)INT64_MAX)
         return vhu_refuse(r, -EINVAL, "log offset 0x%" PRIx64 " + size 0x%" PRIx64 " overflows",
                           d->mmap_offset, d->mmap_size);
@@ -103,7 +103,7 @@ int vhu_req_set_log_base(struct vhu_req *r)
     b->log.size = d->mmap_size;
     atomic_store(&b->log.overflow_logged, false);
     vhu_backend_resume(b, was);
-    vhu_log_unmap(&old);
+    vhu_dirty_log_unmap(&old);
     r->rep->p.u64 = 0; /* QEMU waits for this reply */
     return 0;
 }
@@ -130,13 +130,13 @@ int vhu_req_set_log_fd(struct vhu_req *r)
  * The data is already written and cannot be taken back; the error is what
  * tells QEMU (it reports the vring error) that this migration may miss a
  * page. */
-static void log_range(struct vhu_queue *q, uint64_t gpa, uint64_t len)
+static void mark_dirty(struct vhu_queue *q, uint64_t gpa, uint64_t len)
 {
     struct vhu_dirty_log *l = &q->b->log;
     if (!len)
         return;
     uint64_t last;
-    if (!l->bits || !vhu_range_end(gpa, len - 1, &last) || last / LOG_PAGE / 8 >= l->size) {
+    if (!l->bits || !vhu_range_end(gpa, len - 1, &last) || last / DIRTY_PAGE / 8 >= l->size) {
         /* Never a write past the map; QEMU must learn the page is not marked. */
         if (!atomic_exchange(&l->overflow_logged, true)) {
             if (!l->bits)
@@ -151,14 +151,14 @@ static void log_range(struct vhu_queue *q, uint64_t gpa, uint64_t len)
         return;
     }
     /* Release: the data is visible before QEMU can see the bit. */
-    for (uint64_t page = gpa / LOG_PAGE; page <= last / LOG_PAGE; page++)
+    for (uint64_t page = gpa / DIRTY_PAGE; page <= last / DIRTY_PAGE; page++)
         __atomic_fetch_or(&l->bits[page / 8], (uint8_t)(1u << (page % 8)), __ATOMIC_RELEASE);
 }
 
 void vhu_queue_log_write(struct vhu_queue *q, uint64_t gpa, uint64_t len)
 {
     if (atomic_load_explicit(&q->b->logging, memory_order_relaxed))
-        log_range(q, gpa, len);
+        mark_dirty(q, gpa, len);
 }
 
 void vhu_queue_log_used(struct vhu_queue *q, uint64_t offset, uint64_t len)
@@ -170,7 +170,7 @@ void vhu_queue_log_used(struct vhu_queue *q, uint64_t offset, uint64_t len)
         vhu_queue_signal_error(q);
         return;
     }
-    log_range(q, gpa, len);
+    mark_dirty(q, gpa, len);
 }
 
 bool vhu_queue_logging(const struct vhu_queue *q)
