@@ -13,6 +13,10 @@
 #include "../common/internal.h"
 #include "../wire/wire.h"
 
+/* Most queues a device may declare (vhu_device_ops.num_queues); arrays
+ * with one entry per queue, such as vhu_backend_pause's, have this many. */
+#define VHU_MAX_QUEUES 256
+
 /* Most memory regions held at once (GET_MAX_MEM_SLOTS). */
 #define VHU_MAX_MEM_SLOTS 509u
 
@@ -168,7 +172,8 @@ static inline bool vhu_pf_acked(const struct vhu_backend *b, unsigned bit)
 }
 
 /* Stop every started ring, remembering which ones ran; restart them.  Used
- * to change what a running ring depends on (memory table, addresses). */
+ * to change what a running ring depends on (memory table, addresses).
+ * was_started has VHU_MAX_QUEUES entries. */
 void vhu_backend_pause(struct vhu_backend *b, bool *was_started);
 int vhu_backend_resume(struct vhu_backend *b, const bool *was_started);
 /* Stop every ring, reset the device and the per-session state; keeps the
@@ -194,7 +199,7 @@ struct vhu_req {
     struct vhu_backend *b;
     struct vhu_wire_msg *m;  /* handlers take fds they keep: m->fds[i] = -1 */
     struct vhu_reply *rep;   /* DATA replies: payload and size */
-    char why[256];           /* reason for a refusal */
+    char why[VHU_REASON_MAX]; /* reason for a refusal */
 };
 
 typedef int (*vhu_req_fn)(struct vhu_req *r);

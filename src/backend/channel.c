@@ -34,7 +34,7 @@ static int channel_request(struct vhu_backend *b, uint32_t code, const void *pay
     if (!ack)
         return 0;
     struct vhu_wire_msg m;
-    char why[256] = "";
+    char why[VHU_REASON_MAX] = "";
     r = vhu_wire_recv(b->chan_fd, &m, b->timeout_ms, why, sizeof(why));
     if (r < 0) {
         vhu_err("%s: waiting for the front-end's reply: %s", row->name, why);

@@ -94,7 +94,7 @@ int vhu_req_set_log_base(struct vhu_req *r)
                           vhu_strerror(-errno));
     /* Rings that log are paused around the switch: none keeps writing into
      * the old map, which is dropped only after the new one is in place. */
-    bool was[256];
+    bool was[VHU_MAX_QUEUES];
     vhu_backend_pause(b, was);
     struct vhu_dirty_log old = b->log;
     b->log.map = p;

@@ -9,7 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../state/format.h"
 #include "backend_internal.h"
+
+/* A snapshot can hold every queue and every section a device may have. */
+_Static_assert(VHU_MAX_QUEUES <= VHU_SNAP_MAX_QUEUES, "a snapshot holds every queue");
 
 /* Virtio transport features this version cannot honour: a device offering
  * them gets them masked out (with a warning). */
@@ -39,7 +43,7 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, 
     const char *bad = NULL;
     if (!ops || !ops->features || !ops->start_queue || !ops->stop_queue)
         bad = "features, start_queue and stop_queue are required";
-    else if (ops->num_queues < 1 || ops->num_queues > 256)
+    else if (ops->num_queues < 1 || ops->num_queues > VHU_MAX_QUEUES)
         bad = "num_queues must be 1..256";
     else if (ops->max_queue_size &&
              (!vhu_is_pow2(ops->max_queue_size) || ops->max_queue_size > VHU_MAX_QUEUE_SIZE))
@@ -48,7 +52,7 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, 
         bad = "config_size must be <= 256";
     else if (ops->config_size && !ops->get_config)
         bad = "get_config is required when config_size > 0";
-    else if (ops->num_sections > 256 || (ops->num_sections && !ops->sections))
+    else if (ops->num_sections > VHU_SNAP_MAX_SECTIONS || (ops->num_sections && !ops->sections))
         bad = "sections: at most 256, and num_sections needs the array";
     else if (ops->num_shmem_regions > VHU_SHMEM_MAX_REGIONS ||
              (ops->num_shmem_regions && !ops->shmem_sizes))
@@ -150,7 +154,7 @@ int vhu_backend_resume(struct vhu_backend *b, const bool *was)
     for (unsigned i = 0; i < b->nqueues; i++) {
         if (!was[i])
             continue;
-        char why[256];
+        char why[VHU_REASON_MAX];
         int r = vhu_vring_start(&b->queues[i], why, sizeof(why));
         if (r < 0) {
             /* Callers validate before pausing, so this is the device's own
@@ -320,7 +324,7 @@ int vhu_backend_process(struct vhu_backend *b)
     if (b->sock < 0)
         return -ENOTCONN;
     struct vhu_wire_msg *m = &b->msg;
-    char why[256];
+    char why[VHU_REASON_MAX];
     int r = vhu_wire_recv(b->sock, m, b->timeout_ms, why, sizeof(why));
     if (r == -ECONNRESET) {
         vhu_info("front-end disconnected");

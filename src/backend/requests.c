@@ -178,7 +178,7 @@ static int rings_fit(struct vhu_req *r, const struct vhu_mem *mem)
         struct vhu_queue *q = &b->queues[i];
         if (!q->started)
             continue;
-        char why[200];
+        char why[VHU_REASON_MAX];
         if (vhu_vring_translate(q, mem, &q->addr, q->num, q->features, false, why,
                                 sizeof(why)) < 0)
             return vhu_refuse(r, -EBUSY, "ring %u runs and would lose its memory: %s", i, why);
@@ -189,7 +189,7 @@ static int rings_fit(struct vhu_req *r, const struct vhu_mem *mem)
 /* Install `next` as the memory table under paused rings; frees the old. */
 static void swap_mem(struct vhu_backend *b, struct vhu_mem *next)
 {
-    bool was[256];
+    bool was[VHU_MAX_QUEUES];
     vhu_backend_pause(b, was);
     struct vhu_mem old = b->mem;
     b->mem = *next;
@@ -250,7 +250,7 @@ static int req_add_mem_reg(struct vhu_req *r)
         return e;
     /* Past the dirty log or not, accepted: see req_set_mem_table. */
     /* Appending may move the region array: pause rings around it. */
-    bool was[256];
+    bool was[VHU_MAX_QUEUES];
     vhu_backend_pause(b, was);
     e = vhu_mem_append(&b->mem, &reg);
     vhu_backend_resume(b, was);
@@ -294,7 +294,7 @@ static int req_rem_mem_reg(struct vhu_req *r)
         free(copy);
     if (e < 0)
         return e;
-    bool was[256];
+    bool was[VHU_MAX_QUEUES];
     vhu_backend_pause(b, was);
     struct vhu_region gone = b->mem.r[i];
     memmove(&b->mem.r[i], &b->mem.r[i + 1], (b->mem.n - i - 1) * sizeof(b->mem.r[0]));
@@ -406,7 +406,7 @@ static int req_set_vring_kick(struct vhu_req *r)
     if (e < 0) {
         /* Leave the ring as it was: running on its old kick fd. */
         q->kick_fd = old;
-        char again[256];
+        char again[VHU_REASON_MAX];
         if (was && vhu_vring_start(q, again, sizeof(again)) < 0)
             vhu_close_fd(&q->kick_fd);
         return e;

@@ -11,6 +11,10 @@
 
 #define VHU_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Size of a buffer that holds the reason for a refusal or a broken ring
+ * (the `why` a function fills in for its caller's error line). */
+#define VHU_REASON_MAX 256
+
 #define vhu_err(...)   vhu_log(VHU_LOG_ERROR, __VA_ARGS__)
 #define vhu_warn(...)  vhu_log(VHU_LOG_WARN, __VA_ARGS__)
 #define vhu_info(...)  vhu_log(VHU_LOG_INFO, __VA_ARGS__)

@@ -75,7 +75,7 @@ static void vq_break(struct vhu_virtq *vq, const char *fmt, ...)
     if (vq->broken)
         return;
     vq->broken = true;
-    char why[200];
+    char why[VHU_REASON_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
