@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The virtio-blk device (see blk.h). */
+/* The virtio-blk device (see blk.h); its io_uring path is in uring.c. */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/virtio_blk.h>
-#include <liburing.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,76 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "blk.h"
+#include "blk_internal.h"
 
 /* Flush the used ring at least this often while a long batch runs, so the
  * driver sees completions before the ring is empty. */
 #define FLUSH_EVERY 32
-
-/* Requests in flight per queue at most.  Reads and writes of at least
- * PAR_MIN_BYTES go to the queue's helper threads (large copies in
- * parallel, each completed as soon as it is done, so one slow copy does not
- * hold up the others); everything else is done by the worker at once.
- * With --direct every read and write waits for the device, so this is the
- * queue depth the device sees (16 held 4 KiB QD 32 direct reads to about
- * 75 k IOPS here where 64 gave 100 k).  The device function returns only
- * when every request it took is complete, so a stopped ring never has a
- * request half done. */
-#define SLOTS 64u
-#define PAR_MIN_BYTES (32u * 1024u)
-#define HELPERS 2u
-
-/* One request in flight: the chain, and its data part (the buffers minus
- * header / status). */
-struct blk_req {
-    struct vhu_virtq_elem elem;
-    struct iovec data[VHU_VIRTQ_MAX_SEGS];
-    unsigned n;         /* reads and writes: buffers in data */
-    uint64_t off, len;  /* ...where on the disk, how many bytes */
-    bool write;
-    uint32_t written;
-    uint8_t status;
-};
-
-struct blk_queue {
-    struct blk *d;
-    struct vhu_virtq_worker *worker;
-    struct blk_req *reqs; /* SLOTS of them */
-    atomic_ulong completed;
-    /* Helpers take slot numbers from `todo` and put them in `done` (FIFOs
-     * of SLOTS entries, under mu); the worker pushes what is done. */
-    pthread_t helper[HELPERS];
-    unsigned nhelpers;
-    /* With --direct, reads and writes go to the kernel asynchronously
-     * through an io_uring instead (the worker submits and reaps; no
-     * helpers): a direct read waits for the device, and up to SLOTS of
-     * them are in flight at once. */
-    struct io_uring ring;
-    atomic_bool uring;
-    pthread_mutex_t mu;
-    pthread_cond_t work, finished;
-    bool quit;
-    unsigned todo[SLOTS], todo_head, todo_n;
-    unsigned done[SLOTS], done_n;
-};
-
-struct blk {
-    struct vhu_device_ops ops;
-    int fd;             /* the image, or -1 for a memory-only disk */
-    int dfd;            /* the image opened with O_DIRECT (--direct), or -1 */
-    uint32_t dio_mem_mask, dio_off_mask; /* what O_DIRECT on dfd needs aligned:
-                                          * buffer addresses; offsets and lengths */
-    atomic_bool uring_refused;           /* said once */
-    uint8_t *ram;       /* the disk, with --ram */
-    uint64_t size;      /* bytes, a multiple of BLK_SECTOR; changed only by
-                         * blk_resize() (atomic: the rings read it) */
-    bool ro;
-    unsigned nq;
-    char id[VIRTIO_BLK_ID_BYTES]; /* what GET_ID answers, NUL-padded */
-    pthread_mutex_t config_lock; /* config against blk_resize() */
-    struct virtio_blk_config config;
-    struct blk_queue *q;
-};
 
 /* ---- iovec helpers ---- */
 
@@ -140,7 +74,7 @@ static bool in_range(const struct blk *d, uint64_t sector, uint64_t bytes)
 }
 
 /* Drop the first `done` bytes of *iov (n entries); returns the entries left. */
-static unsigned iov_advance(struct iovec **iov, unsigned n, size_t done)
+unsigned blk_iov_advance(struct iovec **iov, unsigned n, size_t done)
 {
     while (n && done >= (*iov)->iov_len) {
         done -= (*iov)->iov_len;
@@ -159,7 +93,7 @@ static unsigned iov_advance(struct iovec **iov, unsigned n, size_t done)
  * that is not (a guest may split a sector across descriptors) goes through
  * the page cache instead, which the kernel keeps coherent with direct I/O
  * on the same file. */
-static bool direct_ok(const struct blk *d, const struct iovec *iov, unsigned n, uint64_t off)
+bool blk_direct_ok(const struct blk *d, const struct iovec *iov, unsigned n, uint64_t off)
 {
     if (d->dfd < 0 || (off & d->dio_off_mask))
         return false;
@@ -176,7 +110,7 @@ static ssize_t rw(int fd, bool write, const struct iovec *iov, unsigned n, uint6
 
 /* Read or write the whole iovec at off; partial transfers continue, a
  * transfer that makes no progress (the image shrank under us) fails. */
-static int disk_io(struct blk *d, bool write, struct iovec *iov, unsigned n, uint64_t off)
+int blk_disk_io(struct blk *d, bool write, struct iovec *iov, unsigned n, uint64_t off)
 {
     if (d->ram) {
         for (unsigned i = 0; i < n; i++) {
@@ -189,7 +123,7 @@ static int disk_io(struct blk *d, bool write, struct iovec *iov, unsigned n, uin
         return 0;
     }
     while (n) {
-        bool direct = direct_ok(d, iov, n, off);
+        bool direct = blk_direct_ok(d, iov, n, off);
         ssize_t r = rw(direct ? d->dfd : d->fd, write, iov, n, off);
         /* An alignment rule the file did not report: the page cache then. */
         if (r < 0 && errno == EINVAL && direct)
@@ -199,7 +133,7 @@ static int disk_io(struct blk *d, bool write, struct iovec *iov, unsigned n, uin
         if (r <= 0)
             return r < 0 ? -errno : -EIO;
         off += (uint64_t)r;
-        n = iov_advance(&iov, n, (size_t)r);
+        n = blk_iov_advance(&iov, n, (size_t)r);
     }
     return 0;
 }
@@ -278,7 +212,7 @@ static uint8_t rw_setup(struct blk *d, struct blk_req *r, bool write, uint64_t s
 
 /* A read or write done with result err (0 or a negative errno): its status,
  * and the bytes it wrote into the driver's buffers. */
-static uint32_t rw_result(const struct blk_req *r, int err, uint8_t *status)
+uint32_t blk_rw_result(const struct blk_req *r, int err, uint8_t *status)
 {
     *status = err == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
     return err == 0 && !r->write ? (uint32_t)r->len : 0;
@@ -304,7 +238,7 @@ static uint32_t handle_req(struct blk *d, struct blk_req *r, uint8_t *status)
     case VIRTIO_BLK_T_OUT:
         if ((*status = rw_setup(d, r, type == VIRTIO_BLK_T_OUT, sector)) != VIRTIO_BLK_S_OK)
             return 0;
-        return rw_result(r, disk_io(d, r->write, r->data, r->n, r->off), status);
+        return blk_rw_result(r, blk_disk_io(d, r->write, r->data, r->n, r->off), status);
     case VIRTIO_BLK_T_FLUSH:
         *status = d->ram || fdatasync(d->fd) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
         return 0;
@@ -332,7 +266,7 @@ static uint32_t handle_req(struct blk *d, struct blk_req *r, uint8_t *status)
 }
 
 /* Write r's status byte (the last byte of the last writable buffer). */
-static void put_status(struct blk_req *r)
+void blk_put_status(struct blk_req *r)
 {
     const struct iovec *last = &r->elem.iov[r->elem.n_out + r->elem.n_in - 1];
     ((uint8_t *)last->iov_base)[last->iov_len - 1] = r->status;
@@ -342,7 +276,7 @@ static void put_status(struct blk_req *r)
 static void handle(struct blk *d, struct blk_req *r)
 {
     r->written = handle_req(d, r, &r->status);
-    put_status(r);
+    blk_put_status(r);
 }
 
 /* Take the oldest queued request, serve it outside the lock and move it to
@@ -374,14 +308,7 @@ static void *helper_main(void *arg)
     return NULL;
 }
 
-/* The worker's side of a queue's requests. */
-struct pipe {
-    unsigned free[SLOTS], nfree;
-    unsigned inflight;  /* handed to the helpers, not pushed yet */
-    unsigned unflushed;
-};
-
-static void complete(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, unsigned i)
+void blk_complete(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, unsigned i)
 {
     vhu_virtq_push(vq, &bq->reqs[i].elem, bq->reqs[i].written + 1);
     atomic_fetch_add_explicit(&bq->completed, 1, memory_order_relaxed);
@@ -392,79 +319,13 @@ static void complete(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p,
     }
 }
 
-/* ---- io_uring (--direct) ---- */
-
-/* Queue read or write r (slot i) on the ring: on the O_DIRECT fd when its
- * buffers allow, else through the page cache.  false when the ring has no
- * room (it always has: SLOTS entries for SLOTS requests). */
-static bool uring_queue(struct blk_queue *bq, struct blk_req *r, unsigned i)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&bq->ring);
-    if (!sqe)
-        return false;
-    struct blk *d = bq->d;
-    int fd = direct_ok(d, r->data, r->n, r->off) ? d->dfd : d->fd;
-    if (r->write)
-        io_uring_prep_writev(sqe, fd, r->data, r->n, r->off);
-    else
-        io_uring_prep_readv(sqe, fd, r->data, r->n, r->off);
-    io_uring_sqe_set_data64(sqe, i);
-    return true;
-}
-
-/* The kernel's answer res for request r: done, or finished here
- * synchronously when it was short (the rest) or refused for an alignment
- * the file did not report (through the page cache). */
-static void uring_finish(struct blk *d, struct blk_req *r, int res)
-{
-    int err = 0;
-    if (res == -EINVAL || (res >= 0 && (uint64_t)res < r->len)) {
-        struct iovec *iov = r->data;
-        size_t done = res > 0 ? (size_t)res : 0;
-        unsigned n = iov_advance(&iov, r->n, done);
-        err = disk_io(d, r->write, iov, n, r->off + done);
-    } else if (res < 0) {
-        err = res;
-    }
-    r->written = rw_result(r, err, &r->status);
-    put_status(r);
-}
-
-/* Submit what is queued and push what the kernel has finished; with
- * `wait`, first wait for at least one. */
-static void uring_reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, bool wait)
-{
-    for (;;) {
-        int r = wait ? io_uring_submit_and_wait(&bq->ring, 1) : io_uring_submit(&bq->ring);
-        if (r >= 0 || (r != -EINTR && r != -EAGAIN && r != -EBUSY))
-            break;
-        if (r != -EINTR)
-            usleep(100); /* the kernel is short of something: a moment */
-    }
-    struct io_uring_cqe *cqe;
-    unsigned n = 0;
-    while (io_uring_peek_cqe(&bq->ring, &cqe) == 0) {
-        uint64_t i = io_uring_cqe_get_data64(cqe);
-        int res = cqe->res;
-        io_uring_cqe_seen(&bq->ring, cqe);
-        if (i >= SLOTS)
-            continue; /* not ours: there is nothing else on this ring */
-        uring_finish(bq->d, &bq->reqs[i], res);
-        complete(vq, bq, p, (unsigned)i);
-        n++;
-    }
-    p->inflight -= n;
-    if (n)
-        vhu_virtq_flush(vq);
-}
-
 /* Push what the helpers (or the kernel) have finished; with `wait`, first
  * wait for at least one (doing a queued request here meanwhile rather than
  * idling). */
 static void reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, bool wait)
 {
     if (bq->uring) {
-        uring_reap(vq, bq, p, wait);
+        blk_uring_reap(vq, bq, p, wait);
         return;
     }
     unsigned got[SLOTS], n;
@@ -482,7 +343,7 @@ static void reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, boo
     bq->done_n = 0;
     pthread_mutex_unlock(&bq->mu);
     for (unsigned k = 0; k < n; k++)
-        complete(vq, bq, p, got[k]);
+        blk_complete(vq, bq, p, got[k]);
     p->inflight -= n;
     if (n) /* let the driver refill while the rest is being done */
         vhu_virtq_flush(vq);
@@ -527,7 +388,7 @@ static void serve(struct vhu_virtq *vq, void *arg)
             if (rw && atomic_load(&bq->uring) &&
                 rw_setup(bq->d, r, type == VIRTIO_BLK_T_OUT, le64toh(h.sector)) ==
                     VIRTIO_BLK_S_OK &&
-                uring_queue(bq, r, i)) {
+                blk_uring_queue(bq, r, i)) {
                 p.inflight++;
                 continue;
             }
@@ -545,7 +406,7 @@ static void serve(struct vhu_virtq *vq, void *arg)
             while (!rw && p.inflight)
                 reap(vq, bq, &p, true);
             handle(bq->d, r);
-            complete(vq, bq, &p, i);
+            blk_complete(vq, bq, &p, i);
         }
         if (p.inflight)
             reap(vq, bq, &p, !took || !p.nfree || malformed);
@@ -598,41 +459,14 @@ static void stop_helpers(struct blk_queue *bq)
     bq->todo_head = bq->todo_n = bq->done_n = 0; /* empty already: serve() waits */
 }
 
-/* With --direct, give queue bq an io_uring (once) when the kernel gives
- * one: it may be turned off, e.g. by a seccomp filter, and then the helper
- * threads do the work.  True when bq has one. */
-static bool uring_open(struct blk *d, struct blk_queue *bq)
-{
-    if (atomic_load(&bq->uring))
-        return true;
-    if (d->dfd < 0)
-        return false;
-    /* COOP_TASKRUN: completions run when the worker enters the kernel
-     * anyway, without an interrupt (Linux 5.19+; else plain). */
-    int r = io_uring_queue_init(SLOTS, &bq->ring, IORING_SETUP_COOP_TASKRUN);
-    if (r == -EINVAL)
-        r = io_uring_queue_init(SLOTS, &bq->ring, 0);
-    if (r < 0 && !atomic_exchange(&d->uring_refused, true))
-        vhu_log(VHU_LOG_WARN, "blk: no io_uring (%s): --direct reads and writes go "
-                "through helper threads", strerror(-r));
-    atomic_store(&bq->uring, r == 0);
-    return r == 0;
-}
-
-static void uring_close(struct blk_queue *bq)
-{
-    if (atomic_exchange(&bq->uring, false))
-        io_uring_queue_exit(&bq->ring);
-}
-
 static int blk_start_queue(void *dev, struct vhu_queue *q)
 {
     struct blk *d = dev;
     struct blk_queue *bq = &d->q[vhu_queue_index(q)];
-    if (uring_open(d, bq)) { /* then no helpers */
+    if (blk_uring_open(d, bq)) { /* then no helpers */
         int r = vhu_virtq_worker_start(&bq->worker, q, serve, bq);
         if (r < 0)
-            uring_close(bq);
+            blk_uring_close(bq);
         return r;
     }
     /* Helpers are an optimisation: without them (no thread to be had)
@@ -654,7 +488,7 @@ static void blk_stop_queue(void *dev, struct vhu_queue *q)
     struct blk_queue *bq = &d->q[vhu_queue_index(q)];
     vhu_virtq_worker_stop(bq->worker); /* no batch runs after this */
     bq->worker = NULL;
-    uring_close(bq);
+    blk_uring_close(bq);
     stop_helpers(bq);
 }
 
@@ -1090,7 +924,7 @@ void blk_free(struct blk *d)
         close(d->dfd);
     free(d->ram);
     for (unsigned i = 0; d->q && i < d->nq; i++) {
-        uring_close(&d->q[i]); /* one blk_serve() left */
+        blk_uring_close(&d->q[i]); /* one blk_serve() left */
         if (!d->q[i].reqs)
             continue;
         free(d->q[i].reqs);
@@ -1145,7 +979,7 @@ void blk_serve(struct blk *d, unsigned q, struct vhu_virtq *vq)
     if (q >= d->nq)
         return;
     struct blk_queue *bq = &d->q[q];
-    uring_open(d, bq);
+    blk_uring_open(d, bq);
     serve(vq, bq);
 }
 
