@@ -655,24 +655,11 @@ static int blk_load_section(void *dev, void *staged, const struct vhu_state_sect
     st->ram = malloc((size_t)size);
     if (!st->ram)
         return -ENOMEM;
-    if ((e = vhu_state_blob_open(r, "data")) < 0)
+    /* Exactly `size` bytes: a longer blob is refused by
+     * vhu_state_get_bytes, a shorter one here. */
+    size_t got;
+    if ((e = vhu_state_get_bytes(r, "data", st->ram, (size_t)size, &got)) < 0)
         return e;
-    uint64_t got = 0;
-    for (;;) {
-        /* Ask for one byte more than is left, to see a blob that is too
-         * long. */
-        uint8_t extra;
-        ssize_t n = got < size ? vhu_state_blob_read(r, st->ram + got, (size_t)(size - got))
-                               : vhu_state_blob_read(r, &extra, 1);
-        if (n < 0)
-            return (int)n;
-        if (n == 0)
-            break;
-        if (got == size)
-            return vhu_state_fail(r, -EBADMSG, "disk data longer than its %llu bytes",
-                                  (unsigned long long)size);
-        got += (uint64_t)n;
-    }
     if (got != size)
         return vhu_state_fail(r, -EBADMSG, "disk data has %llu of %llu bytes",
                               (unsigned long long)got, (unsigned long long)size);

@@ -322,23 +322,11 @@ static int td_load_section(void *dev, void *staged, const struct vhu_state_secti
         st->blob = malloc(len ? len : 1);
         if (!st->blob)
             return -ENOMEM;
-        if (vhu_state_blob_open(r, "data") < 0)
+        /* Exactly `length` bytes: a longer blob is refused by
+         * vhu_state_get_bytes, a shorter one here. */
+        size_t got;
+        if (vhu_state_get_bytes(r, "data", st->blob, (size_t)len, &got) < 0)
             return -EBADMSG;
-        /* Exactly `length` bytes, then the blob's end (a read of 0). */
-        size_t got = 0;
-        for (;;) {
-            uint8_t extra;
-            ssize_t n = got < len ? vhu_state_blob_read(r, st->blob + got, len - got)
-                                  : vhu_state_blob_read(r, &extra, 1);
-            if (n < 0)
-                return (int)n;
-            if (n == 0)
-                break;
-            if (got == len)
-                return vhu_state_fail(r, -EBADMSG, "blob longer than its length %llu",
-                                      (unsigned long long)len);
-            got += (size_t)n;
-        }
         if (got != len)
             return vhu_state_fail(r, -EBADMSG, "blob has %zu of %llu bytes", got,
                                   (unsigned long long)len);
