@@ -72,12 +72,12 @@ serve() {
     "$blk" --socket "$dir/s" "$@" >"$dir/out" 2>&1 &
     pid=$!
     local i
-    for ((i = 0; i < 50; i++)); do
+    for ((i = 0; i < 200; i++)); do
         grep -q 'listening on' "$dir/out" 2>/dev/null && return 0
         kill -0 "$pid" 2>/dev/null || fail "vhu-blk $* exited early: $(cat "$dir/out")"
         sleep 0.1
     done
-    fail "vhu-blk $* not listening after 5 s"
+    fail "vhu-blk $* not listening after 20 s"
 }
 
 stop() {
@@ -110,7 +110,7 @@ truncate -s $((4 * 1024 * 1024)) "$dir/disk.img"
 kill -HUP "$pid"
 wait_out() {
     local i
-    for ((i = 0; i < 50; i++)); do
+    for ((i = 0; i < 200; i++)); do
         grep -qF "$1" "$dir/out" && return 0
         sleep 0.1
     done
@@ -173,7 +173,7 @@ refused() {
     ((r == 1)) || fail "load into $* exited $r (want 1): $(cat "$dir/load.out")"
     # The session is over once vhu-state exits; give the back-end a moment.
     local i
-    for ((i = 0; i < 20; i++)); do
+    for ((i = 0; i < 100; i++)); do
         (($(ls /proc/"$pid"/fd | wc -l) == fds)) && break
         sleep 0.1
     done
