@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* vhu-state capture: act as the front-end and save a back-end's state:
  * connect, negotiate (DEVICE_STATE required), stop every ring with
- * GET_VRING_BASE, SET_DEVICE_STATE_FD(SAVE), copy the stream out, CHECK. */
+ * GET_VRING_BASE, SET_DEVICE_STATE_FD(SAVE), copy the stream out, CHECK.
+ * Or, with --control, a live snapshot over the back-end's control socket:
+ * the output fd is handed over and the back-end writes it while its VM
+ * keeps running. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -82,21 +85,24 @@ static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
     static const struct option lo[] = {
         CLI_COMMON_OPTIONS,
         {"socket", required_argument, NULL, 's'},
+        {"control", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'},
         {NULL, 0, NULL, 0}};
-    const char *sock = NULL, *outp = NULL;
+    const char *sock = NULL, *ctlp = NULL, *outp = NULL;
     int c, r;
-    while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "s:o:", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "s:c:o:", lo, NULL)) != -1) {
         switch (c) {
         case 's': sock = optarg; break;
+        case 'c': ctlp = optarg; break;
         case 'o': outp = optarg; break;
         default:
             if ((r = cli_common_option(cmd, c, optarg)) >= 0)
                 return r;
         }
     }
-    if (!sock || !outp || optind != argc)
-        return cli_usage_error(cmd, "--socket and -o are required, and nothing else");
+    if (!sock == !ctlp || !outp || optind != argc)
+        return cli_usage_error(cmd, "one of --socket or --control, and -o, are required, and "
+                               "nothing else");
     bool to_stdout = strcmp(outp, "-") == 0;
     /* The report goes to stderr when the snapshot goes to stdout. */
     FILE *rep = to_stdout ? stderr : stdout;
@@ -126,18 +132,40 @@ static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
     }
     struct vhu_fe *fe = NULL;
     unsigned nrings = 0;
-    int code = cli_fe_open(sock, &fe);
-    if (code == 0)
-        code = cli_fe_stop_rings(fe, sock, &nrings);
-    if (code == 0) {
-        r = vhu_fe_save_state(fe, fd);
+    struct vhu_fe_control_snapshot snap = {0};
+    int code;
+    if (ctlp) {
+        struct vhu_fe_control *ctl = NULL;
+        char why[512];
+        r = vhu_fe_control_connect(&ctl, ctlp, cli.timeout_ms);
         if (r < 0) {
-            cli_err("%s: saving the state failed: %s%s", sock, vhu_strerror(r),
-                    r == -EPIPE || r == -EIO ? "" : " (the back-end's log names the reason)");
-            code = r == -EPIPE || r == -ENOSPC || r == -EBADF ? CLI_ERR : CLI_BAD;
+            cli_err("%s: cannot connect: %s", ctlp, vhu_strerror(r));
+            code = CLI_ERR;
+        } else {
+            /* The reply comes when the stream is complete: no limit. */
+            r = vhu_fe_control_snapshot(ctl, fd, -1, &snap, why, sizeof(why));
+            code = 0;
+            if (r < 0) {
+                cli_err("%s: snapshot failed: %s%s%s", ctlp, vhu_strerror(r), why[0] ? ": " : "",
+                        why);
+                code = r == -ECONNRESET || r == -EPROTO || r == -ETIMEDOUT ? CLI_ERR : CLI_BAD;
+            }
         }
+        vhu_fe_control_close(ctl);
+    } else {
+        code = cli_fe_open(sock, &fe);
+        if (code == 0)
+            code = cli_fe_stop_rings(fe, sock, &nrings);
+        if (code == 0) {
+            r = vhu_fe_save_state(fe, fd);
+            if (r < 0) {
+                cli_err("%s: saving the state failed: %s%s", sock, vhu_strerror(r),
+                        r == -EPIPE || r == -EIO ? "" : " (the back-end's log names the reason)");
+                code = r == -EPIPE || r == -ENOSPC || r == -EBADF ? CLI_ERR : CLI_BAD;
+            }
+        }
+        vhu_fe_close(fe);
     }
-    vhu_fe_close(fe);
     off_t size = 0;
     if (!to_stdout) {
         struct stat st;
@@ -154,7 +182,22 @@ static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
     }
     if (code != 0)
         return code;
-    if (cli.json) {
+    if (cli.json && ctlp) {
+        j_obj(NULL);
+        j_str("control", ctlp);
+        j_str("output", outp);
+        j_u64("size", (uint64_t)size);
+        j_u64("bytes", snap.bytes);
+        j_u64("pause_us", snap.pause_us);
+        j_u64("fork_us", snap.fork_us);
+        j_u64("duration_us", snap.duration_us);
+        j_end();
+    } else if (ctlp) {
+        fprintf(rep, "snapshot of %s into %s (%" PRIu64 " bytes); rings paused %" PRIu64
+                " us (fork %" PRIu64 " us), written in %" PRIu64 " ms\n", ctlp,
+                to_stdout ? "stdout" : outp, snap.bytes, snap.pause_us, snap.fork_us,
+                snap.duration_us / 1000);
+    } else if (cli.json) {
         j_obj(NULL);
         j_str("socket", sock);
         j_str("output", outp);
@@ -176,7 +219,7 @@ const struct cli_cmd cli_capture_cmd = {
     .name = "capture",
     .run = capture_main,
     .summary = "save a running back-end's device state into a snapshot file",
-    .usage = "capture --socket SOCKET -o FILE [--json] [--timeout SECS]",
+    .usage = "capture (--socket SOCKET | --control CONTROL) -o FILE [--json] [--timeout SECS]",
     .help =
         "Acts as the front-end (as QEMU does at migration): connects to the\n"
         "back-end's vhost-user socket, negotiates (DEVICE_STATE must be offered),\n"
@@ -188,15 +231,26 @@ const struct cli_cmd cli_capture_cmd = {
         "back-end busy with one closes this connection at once, and capture says\n"
         "so (\"busy\", exit status 2).\n"
         "\n"
+        "With --control, a live snapshot instead: the back-end's control socket\n"
+        "(docs/control-protocol.md) is handed FILE's fd; the back-end stops its\n"
+        "rings at a request boundary, forks, restarts them (the pause is\n"
+        "reported, in microseconds) and its child writes the same stream as a\n"
+        "SAVE.  The VM keeps running and no vhost-user connection is needed.\n"
+        "capture waits for the whole stream without a time limit (--timeout\n"
+        "bounds the connection only).\n"
+        "\n"
         "Options:\n"
         "  -s, --socket SOCKET the back-end's vhost-user socket\n"
+        "  -c, --control PATH  the back-end's control socket (live snapshot)\n"
         "  -o, --output FILE   where to write the snapshot; '-' is stdout (the report\n"
         "                      then goes to stderr)\n"
         "\n"
         "Exit status: 0 saved and checked, 1 the back-end failed to save (CHECK\n"
-        "refused), 2 usage, connection or I/O error, or the back-end is busy.\n"
+        "refused, or the snapshot was refused or failed: busy, no state), 2 usage,\n"
+        "connection or I/O error, or the back-end is busy (--socket).\n"
         "\n"
         "Examples:\n"
         "  vhu-state capture --socket /run/dev.sock -o snap.vhus\n"
-        "  vhu-state capture --socket /run/dev.sock -o - | vhu-state inspect -\n",
+        "  vhu-state capture --socket /run/dev.sock -o - | vhu-state inspect -\n"
+        "  vhu-state capture --control /run/dev.ctl -o snap.vhus\n",
 };

@@ -11,16 +11,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend_internal.h"
+#include "snapshot.h"
 #include "../common/ctl.h"
 
 #define CTL_MAX_CLIENTS 16
 #define CTL_OUT_MAX (1u << 20)  /* replies waiting for a slow reader */
 #define CTL_READ_CHUNK 16384    /* read per wake-up */
 #define CTL_LOG_BURST 10        /* refusal lines per second */
+#define CTL_MAX_FDS 4           /* fds received and not yet given to a request */
 
 struct ctl_client {
     struct vhu_control *c;
@@ -28,6 +32,12 @@ struct ctl_client {
     int fd;
     ev_io w;
     struct vhu_ctl_buf in, out;
+    /* fds that came with the bytes from in.p + fd_at[i] on (SCM_RIGHTS):
+     * they belong to the request holding that byte. */
+    int fds[CTL_MAX_FDS];
+    size_t fd_at[CTL_MAX_FDS];
+    unsigned nfds;
+    bool snap_wait; /* its snapshot runs: later requests wait for its reply */
 };
 
 struct vhu_control {
@@ -43,6 +53,14 @@ struct vhu_control {
     ev_tstamp log_window;
     unsigned log_n;
     unsigned long log_quiet;
+    /* The snapshot in progress (one at a time), and who asked for it (NULL
+     * once that client is gone: the child is killed, then reaped). */
+    bool snap_running;
+    struct vhu_snapshot_job job;
+    ev_io snap_w;
+    struct ctl_client *snap_cl;
+    bool snap_has_id;
+    uint64_t snap_id;
 };
 
 static void ctl_refuse_log(struct vhu_control *c, const char *fmt, ...)
@@ -72,6 +90,17 @@ static void ctl_refuse_log(struct vhu_control *c, const char *fmt, ...)
 
 static void client_free(struct ctl_client *cl)
 {
+    struct vhu_control *c = cl->c;
+    if (c->snap_cl == cl) {
+        /* Nobody to answer and perhaps nobody reading the output: the
+         * child is killed; on_snap reaps it. */
+        ctl_refuse_log(c, "client gone during its snapshot: killing pid %d", (int)c->job.pid);
+        vhu_snapshot_kill(&c->job, false);
+        c->snap_cl = NULL;
+    }
+    for (unsigned i = 0; i < cl->nfds; i++)
+        vhu_close_fd(&cl->fds[i]);
+    cl->nfds = 0;
     ev_io_stop(cl->c->loop, &cl->w);
     vhu_close_fd(&cl->fd);
     vhu_ctl_buf_free(&cl->in);
@@ -185,9 +214,145 @@ static void put_info(struct vhu_control *c, struct vhu_ctl_buf *o, bool has_id, 
     vhu_ctl_frame_end(o, at);
 }
 
-/* One request body.  Returns 0 to keep the client, or a negative code
- * after which it is closed (what was wrong is answered and logged). */
-static int handle(struct ctl_client *cl, const uint8_t *p, size_t len)
+static void put_snapshot_ok(struct vhu_ctl_buf *o, bool has_id, uint64_t id,
+                            const struct vhu_snapshot_job *job, uint64_t bytes,
+                            uint64_t duration_us)
+{
+    size_t at = vhu_ctl_frame_begin(o);
+    vhu_ctl_put_map(o, 6 + has_id);
+    vhu_ctl_put_text(o, "ok");
+    vhu_ctl_put_bool(o, true);
+    if (has_id) {
+        vhu_ctl_put_text(o, "id");
+        vhu_ctl_put_uint(o, id);
+    }
+    vhu_ctl_put_text(o, "pause_us");
+    vhu_ctl_put_uint(o, job->pause_us);
+    vhu_ctl_put_text(o, "fork_us");
+    vhu_ctl_put_uint(o, job->fork_us);
+    vhu_ctl_put_text(o, "bytes");
+    vhu_ctl_put_uint(o, bytes);
+    vhu_ctl_put_text(o, "duration_us");
+    vhu_ctl_put_uint(o, duration_us);
+    vhu_ctl_put_text(o, "pid");
+    vhu_ctl_put_uint(o, (uint64_t)job->pid);
+    vhu_ctl_frame_end(o, at);
+}
+
+static int client_process(struct ctl_client *cl);
+static void client_update_watch(struct ctl_client *cl);
+
+/* The child exited (or the pidfd woke us early). */
+static void on_snap(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct vhu_control *c = w->data;
+    pid_t pid = c->job.pid;
+    ev_io_stop(loop, w); /* before finish closes the pidfd */
+    uint64_t bytes = 0;
+    char why[300];
+    int r = vhu_snapshot_finish(&c->job, &bytes, why, sizeof(why));
+    if (r == -EAGAIN) {
+        ev_io_start(loop, w);
+        return;
+    }
+    c->snap_running = false;
+    uint64_t dur = (uint64_t)((vhu_monotonic() - c->job.started) * 1e6);
+    struct ctl_client *cl = c->snap_cl;
+    c->snap_cl = NULL;
+    if (r < 0)
+        ctl_refuse_log(c, "snapshot (pid %d) failed%s: %s", (int)pid,
+                       cl ? "" : " (its client was gone)", why);
+    else
+        vhu_info("control %s: snapshot (pid %d): %llu bytes in %llu us; rings paused %llu us "
+                 "(fork %llu us)", c->path, (int)pid, (unsigned long long)bytes,
+                 (unsigned long long)dur, (unsigned long long)c->job.pause_us,
+                 (unsigned long long)c->job.fork_us);
+    if (!cl)
+        return;
+    cl->snap_wait = false;
+    c->job.pid = pid; /* for the reply */
+    if (r < 0) {
+        char msg[340];
+        snprintf(msg, sizeof(msg), "snapshot failed: %s", why);
+        put_error(&cl->out, c->snap_has_id, c->snap_id, r, msg);
+    } else {
+        put_snapshot_ok(&cl->out, c->snap_has_id, c->snap_id, &c->job, bytes, dur);
+    }
+    c->job.pid = 0;
+    /* Requests that came while it ran. */
+    if (client_process(cl) < 0)
+        return;
+    if (client_flush(cl) < 0) {
+        client_free(cl);
+        return;
+    }
+    client_update_watch(cl);
+}
+
+/* {"op":"snapshot"} with the output fd attached.  Always 0: refusals are
+ * answered, the client stays. */
+static int op_snapshot(struct ctl_client *cl, bool has_id, uint64_t id, int *fd)
+{
+    struct vhu_control *c = cl->c;
+    struct vhu_backend *b = c->b;
+    char why[300];
+    int err;
+    struct stat st;
+    int fl;
+    if (*fd < 0) {
+        err = -EBADF;
+        snprintf(why, sizeof(why), "snapshot: no fd came with the request (send the output "
+                 "with SCM_RIGHTS)");
+    } else if (c->snap_running) {
+        err = -EBUSY;
+        snprintf(why, sizeof(why), "snapshot: another snapshot is running (pid %d)",
+                 (int)c->job.pid);
+    } else if (b->transfer) {
+        err = -EBUSY;
+        snprintf(why, sizeof(why), "snapshot: a device-state transfer (%s) is active",
+                 vhu_transfer_state(b));
+    } else if (!b->ops->num_sections || !b->ops->save_section) {
+        err = -EOPNOTSUPP;
+        snprintf(why, sizeof(why), "snapshot: the device has no state sections");
+    } else if (fstat(*fd, &st) < 0 || (fl = fcntl(*fd, F_GETFL)) < 0) {
+        err = -EBADF;
+        snprintf(why, sizeof(why), "snapshot: the fd cannot be examined");
+    } else if (!S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) && !S_ISREG(st.st_mode)) {
+        err = -EINVAL;
+        snprintf(why, sizeof(why), "snapshot: the fd is not a pipe, a socket or a regular "
+                 "file");
+    } else if ((fl & O_ACCMODE) == O_RDONLY) {
+        err = -EBADF;
+        snprintf(why, sizeof(why), "snapshot: the fd is not writable");
+    } else {
+        err = vhu_snapshot_start(b, *fd, &c->job, why, sizeof(why));
+    }
+    vhu_close_fd(fd); /* the child has its copy */
+    if (err < 0) {
+        ctl_refuse_log(c, "%s", why);
+        put_error(&cl->out, has_id, id, err, why);
+        return 0;
+    }
+    c->snap_running = true;
+    c->snap_cl = cl;
+    c->snap_has_id = has_id;
+    c->snap_id = id;
+    cl->snap_wait = true;
+    ev_io_init(&c->snap_w, on_snap, c->job.pidfd, EV_READ);
+    c->snap_w.data = c;
+    ev_io_start(c->loop, &c->snap_w);
+    vhu_debug("control %s: snapshot: pid %d, rings paused %llu us (fork %llu us)", c->path,
+              (int)c->job.pid, (unsigned long long)c->job.pause_us,
+              (unsigned long long)c->job.fork_us);
+    return 0;
+}
+
+/* One request body, with the fd that came with it (or -1; taken by a
+ * request that keeps it, else closed by the caller).  Returns 0 to keep the
+ * client, or a negative code after which it is closed (what was wrong is
+ * answered and logged). */
+static int handle(struct ctl_client *cl, const uint8_t *p, size_t len, int *fd)
 {
     struct vhu_control *c = cl->c;
     size_t pos = 0;
@@ -246,14 +411,21 @@ static int handle(struct ctl_client *cl, const uint8_t *p, size_t len)
         snprintf(why, sizeof(why), "request has no \"op\"");
         goto bad;
     }
+    if (strcmp(op, "snapshot") == 0)
+        return op_snapshot(cl, has_id, id, fd);
+    char printable[33];
+    for (size_t i = 0; i <= strlen(op); i++)
+        printable[i] = op[i] && (op[i] < 0x20 || op[i] > 0x7e) ? '?' : op[i];
+    if (*fd >= 0) {
+        ctl_refuse_log(c, "an fd came with a \"%s\" request, which takes none: closed",
+                       printable);
+        vhu_close_fd(fd);
+    }
     if (strcmp(op, "info") == 0) {
         put_info(c, &cl->out, has_id, id);
         return 0;
     }
     /* An operation this version does not know: the client may go on. */
-    char printable[33];
-    for (size_t i = 0; i <= strlen(op); i++)
-        printable[i] = op[i] && (op[i] < 0x20 || op[i] > 0x7e) ? '?' : op[i];
     snprintf(why, sizeof(why), "unknown op \"%s\"", printable);
     ctl_refuse_log(c, "%s", why);
     put_error(&cl->out, has_id, id, -EOPNOTSUPP, why);
@@ -274,6 +446,92 @@ static void client_update_watch(struct ctl_client *cl)
     ev_io_start(cl->c->loop, &cl->w);
 }
 
+/* Every whole message read so far, unless a snapshot of this client runs
+ * (its reply comes first); the work is bounded by the bytes buffered, and
+ * the output cap stops a client that asks faster than it reads.  0, or <0
+ * when cl is gone. */
+static int client_process(struct ctl_client *cl)
+{
+    struct vhu_control *c = cl->c;
+    size_t pos = 0;
+    while (!cl->snap_wait && cl->in.len - pos >= 4) {
+        const uint8_t *h = cl->in.p + pos;
+        uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+        if (len > VHU_CTL_REQ_MAX) {
+            char why[96];
+            snprintf(why, sizeof(why), "request of %u bytes (at most %u)", len,
+                     VHU_CTL_REQ_MAX);
+            ctl_refuse_log(c, "%s; closing the client", why);
+            client_fail(cl, -EMSGSIZE, why);
+            return -EMSGSIZE;
+        }
+        if (cl->in.len - pos - 4 < len)
+            break;
+        size_t end = pos + 4 + (size_t)len;
+        /* The fds that came with this message's bytes: one is kept for
+         * the request, the others closed. */
+        int mfd = -1;
+        unsigned extra = 0, keep = 0;
+        for (unsigned i = 0; i < cl->nfds; i++) {
+            if (cl->fd_at[i] >= end) {
+                cl->fds[keep] = cl->fds[i];
+                cl->fd_at[keep++] = cl->fd_at[i];
+            } else if (mfd < 0) {
+                mfd = cl->fds[i];
+            } else {
+                close(cl->fds[i]);
+                extra++;
+            }
+        }
+        cl->nfds = keep;
+        if (extra)
+            ctl_refuse_log(c, "%u fds too many came with one request (at most 1): closed",
+                           extra);
+        int r = handle(cl, h + 4, len, &mfd);
+        vhu_close_fd(&mfd);
+        if (r < 0)
+            return r; /* cl is gone */
+        pos = end;
+        if (cl->out.err) {
+            ctl_refuse_log(c, "client does not read its replies (%zu bytes waiting, at "
+                           "most %u); dropped", cl->out.len, CTL_OUT_MAX);
+            client_free(cl);
+            return -ENOBUFS;
+        }
+    }
+    vhu_ctl_consume(&cl->in, pos);
+    for (unsigned i = 0; i < cl->nfds; i++)
+        cl->fd_at[i] -= pos;
+    return 0;
+}
+
+/* Take the fds of an SCM_RIGHTS message: they belong to byte `at` on. */
+static void take_fds(struct ctl_client *cl, struct msghdr *mh, size_t at)
+{
+    unsigned dropped = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+            cm->cmsg_len < CMSG_LEN(0))
+            continue;
+        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (cl->nfds < CTL_MAX_FDS) {
+                cl->fds[cl->nfds] = fd;
+                cl->fd_at[cl->nfds++] = at;
+            } else {
+                close(fd);
+                dropped++;
+            }
+        }
+    }
+    if (dropped || (mh->msg_flags & MSG_CTRUNC))
+        ctl_refuse_log(cl->c, "client sent more fds than %u waiting requests take: %u%s "
+                       "closed", CTL_MAX_FDS, dropped,
+                       mh->msg_flags & MSG_CTRUNC ? " and more" : "");
+}
+
 static void on_client(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -285,9 +543,18 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (revents & EV_READ) {
         uint8_t buf[CTL_READ_CHUNK];
-        ssize_t n = recv(cl->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        union {
+            struct cmsghdr h;
+            char b[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+        } cbuf;
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b,
+                            .msg_controllen = sizeof(cbuf.b)};
+        ssize_t n = recvmsg(cl->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             return;
+        if (n >= 0)
+            take_fds(cl, &mh, cl->in.len);
         if (n <= 0) {
             if (cl->in.len)
                 ctl_refuse_log(c, "client closed inside a message (%zu bytes of it)",
@@ -300,34 +567,8 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
             client_fail(cl, cl->in.err, "out of memory");
             return;
         }
-        /* Every whole message read so far; the work is bounded by the
-         * bytes just read, and the output cap stops a client that asks
-         * faster than it reads. */
-        size_t pos = 0;
-        while (cl->in.len - pos >= 4) {
-            const uint8_t *h = cl->in.p + pos;
-            uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
-            if (len > VHU_CTL_REQ_MAX) {
-                char why[96];
-                snprintf(why, sizeof(why), "request of %u bytes (at most %u)", len,
-                         VHU_CTL_REQ_MAX);
-                ctl_refuse_log(c, "%s; closing the client", why);
-                client_fail(cl, -EMSGSIZE, why);
-                return;
-            }
-            if (cl->in.len - pos - 4 < len)
-                break;
-            if (handle(cl, h + 4, len) < 0)
-                return; /* cl is gone */
-            pos += 4 + (size_t)len;
-            if (cl->out.err) {
-                ctl_refuse_log(c, "client does not read its replies (%zu bytes waiting, at "
-                               "most %u); dropped", cl->out.len, CTL_OUT_MAX);
-                client_free(cl);
-                return;
-            }
-        }
-        vhu_ctl_consume(&cl->in, pos);
+        if (client_process(cl) < 0)
+            return;
         if (client_flush(cl) < 0) {
             client_free(cl);
             return;
@@ -426,6 +667,8 @@ int vhu_control_new(struct vhu_control **out, struct ev_loop *loop, const char *
 void vhu_control_start(struct vhu_control *c)
 {
     ev_io_start(c->loop, &c->listen_w);
+    if (c->snap_running)
+        ev_io_start(c->loop, &c->snap_w);
     for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
         if (c->clients[i])
             ev_io_start(c->loop, &c->clients[i]->w);
@@ -434,6 +677,8 @@ void vhu_control_start(struct vhu_control *c)
 void vhu_control_stop(struct vhu_control *c)
 {
     ev_io_stop(c->loop, &c->listen_w);
+    if (c->snap_running)
+        ev_io_stop(c->loop, &c->snap_w);
     for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
         if (c->clients[i])
             ev_io_stop(c->loop, &c->clients[i]->w);
@@ -446,6 +691,12 @@ void vhu_control_free(struct vhu_control *c)
     for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
         if (c->clients[i])
             client_free(c->clients[i]);
+    if (c->snap_running) {
+        /* Never a zombie: killed and reaped before the back-end goes. */
+        ev_io_stop(c->loop, &c->snap_w);
+        vhu_snapshot_kill(&c->job, true);
+        c->snap_running = false;
+    }
     ev_io_stop(c->loop, &c->listen_w);
     vhu_close_fd(&c->listen_fd);
     unlink(c->path);

@@ -151,7 +151,8 @@ int vhu_fe_control_recv(struct vhu_fe_control *c, char *error, size_t n)
     return ok ? 0 : err;
 }
 
-int vhu_fe_control_call(struct vhu_fe_control *c, const char *op, char *error, size_t n)
+/* Send {"op": op, "id": N}, with fd attached (SCM_RIGHTS) unless it is -1. */
+static int send_request(struct vhu_fe_control *c, const char *op, int fd)
 {
     struct vhu_ctl_buf b = {.max = 4096};
     size_t at = vhu_ctl_frame_begin(&b);
@@ -163,7 +164,23 @@ int vhu_fe_control_call(struct vhu_fe_control *c, const char *op, char *error, s
     vhu_ctl_frame_end(&b, at);
     int r = b.err;
     for (size_t sent = 0; r == 0 && sent < b.len;) {
-        ssize_t w = send(c->fd, b.p + sent, b.len - sent, MSG_NOSIGNAL);
+        struct iovec iov = {.iov_base = b.p + sent, .iov_len = b.len - sent};
+        union {
+            struct cmsghdr h;
+            char b[CMSG_SPACE(sizeof(int))];
+        } cbuf;
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        if (fd >= 0 && sent == 0) { /* with the first byte */
+            memset(&cbuf, 0, sizeof(cbuf));
+            mh.msg_control = cbuf.b;
+            mh.msg_controllen = sizeof(cbuf.b);
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+        }
+        ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
@@ -172,6 +189,14 @@ int vhu_fe_control_call(struct vhu_fe_control *c, const char *op, char *error, s
             sent += (size_t)w;
     }
     vhu_ctl_buf_free(&b);
+    return r;
+}
+
+int vhu_fe_control_call(struct vhu_fe_control *c, const char *op, char *error, size_t n)
+{
+    if (n)
+        error[0] = 0;
+    int r = send_request(c, op, -1);
     return r < 0 ? r : vhu_fe_control_recv(c, error, n);
 }
 
@@ -297,4 +322,51 @@ void vhu_fe_control_info_free(struct vhu_fe_control_info *info)
     free(info->queues);
     info->queues = NULL;
     info->num_queues = 0;
+}
+
+int vhu_fe_control_snapshot(struct vhu_fe_control *c, int out_fd, int timeout_ms,
+                            struct vhu_fe_control_snapshot *res, char *error, size_t n)
+{
+    memset(res, 0, sizeof(*res));
+    if (n)
+        error[0] = 0;
+    if (out_fd < 0)
+        return -EBADF;
+    int r = send_request(c, "snapshot", out_fd);
+    if (r < 0)
+        return r;
+    int saved = c->timeout_ms;
+    c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+    r = vhu_fe_control_recv(c, error, n);
+    c->timeout_ms = saved;
+    if (r < 0)
+        return r;
+    const uint8_t *p = c->reply;
+    size_t len = c->reply_len, pos = 0;
+    struct vhu_ctl_item m, k, v;
+    bool have_pause = false;
+    vhu_ctl_next(p, len, &pos, &m); /* checked by vhu_fe_control_recv */
+    for (uint64_t i = 0; i < m.u && r == 0; i++) {
+        if (vhu_ctl_next(p, len, &pos, &k) < 0 || vhu_ctl_next(p, len, &pos, &v) < 0) {
+            r = -EPROTO;
+        } else if (vhu_ctl_is(&k, "pause_us")) {
+            r = want_uint(&v, UINT64_MAX, &res->pause_us);
+            have_pause = true;
+        } else if (vhu_ctl_is(&k, "fork_us")) {
+            r = want_uint(&v, UINT64_MAX, &res->fork_us);
+        } else if (vhu_ctl_is(&k, "bytes")) {
+            r = want_uint(&v, UINT64_MAX, &res->bytes);
+        } else if (vhu_ctl_is(&k, "duration_us")) {
+            r = want_uint(&v, UINT64_MAX, &res->duration_us);
+        } else if (vhu_ctl_is(&k, "pid")) {
+            r = want_uint(&v, UINT64_MAX, &res->pid);
+        } else if (vhu_ctl_skip(p, len, &pos, &v, 0) < 0) {
+            r = -EPROTO;
+        }
+    }
+    if (r == 0 && !have_pause)
+        r = -EPROTO;
+    if (r < 0 && n)
+        snprintf(error, n, "malformed snapshot reply");
+    return r;
 }

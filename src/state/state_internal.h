@@ -59,6 +59,19 @@ int vhu_snap_write_end(struct vhu_state_writer *w, unsigned nsections);
 int vhu_snap_writer_error(const struct vhu_state_writer *w, const char **why);
 uint64_t vhu_snap_writer_bytes_out(const struct vhu_state_writer *w);
 
+/* ---- saving a back-end (transfer.c) ---- */
+
+struct vhu_backend;
+/* The handler record of b as it is now (its rings' last_avail included). */
+void vhu_state_fill_handler(const struct vhu_backend *b, struct vhu_snap_handler *h);
+/* The whole SAVE stream of b into fd (header, handler record hd, the
+ * device's sections, end): what SET_DEVICE_STATE_FD SAVE writes.  Logs
+ * nothing (the snapshot child calls it).  0, or <0 with why filled;
+ * *bytes: compressed bytes written. */
+int vhu_state_save_stream(struct vhu_backend *b, int fd, int cancel_fd, int workers,
+                          ZSTD_CCtx *cctx, const struct vhu_snap_handler *hd, uint64_t *bytes,
+                          char *why, size_t n);
+
 /* ---- reader ---- */
 
 /* dctx: a context to reuse (reset here, not freed), or NULL. */

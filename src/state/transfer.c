@@ -97,37 +97,61 @@ static void fill_header(const struct vhu_device_ops *ops, struct vhu_snap_header
     }
 }
 
-static void do_save(struct vhu_transfer *t)
+void vhu_state_fill_handler(const struct vhu_backend *b, struct vhu_snap_handler *h)
 {
-    const struct vhu_device_ops *ops = t->b->ops;
-    struct vhu_state_writer *w = vhu_snap_writer_new(t->fd, t->cancel_fd, t->b->state_level,
-                                                     t->b->state_workers,
-                                                     t->b->state_worker->cctx);
-    if (!w) {
-        tfail(t, -ENOMEM, "out of memory");
-        return;
-    }
+    memset(h, 0, sizeof(*h));
+    h->features = b->acked_features;
+    h->protocol_features = b->acked_pf;
+    h->nqueues = b->nqueues;
+    for (unsigned i = 0; i < b->nqueues; i++)
+        h->queues[i] = (struct vhu_snap_queue){.index = i, .size = b->queues[i].num,
+                                               .last_avail = b->queues[i].last_avail,
+                                               .enabled = atomic_load(&b->queues[i].enabled)};
+}
+
+static int save_fail(char *why, size_t n, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int save_fail(char *why, size_t n, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+    return err < 0 ? err : -EIO;
+}
+
+int vhu_state_save_stream(struct vhu_backend *b, int fd, int cancel_fd, int workers,
+                          ZSTD_CCtx *cctx, const struct vhu_snap_handler *hd, uint64_t *bytes,
+                          char *why_out, size_t n)
+{
+    const struct vhu_device_ops *ops = b->ops;
+    int ret = 0;
+    *bytes = 0;
+    struct vhu_state_writer *w = vhu_snap_writer_new(fd, cancel_fd, b->state_level, workers,
+                                                     cctx);
+    if (!w)
+        return save_fail(why_out, n, -ENOMEM, "out of memory");
     struct vhu_snap_header *h = malloc(sizeof(*h));
     const char *why;
     const char *where = "header";
     if (!h) {
-        tfail(t, -ENOMEM, "out of memory");
+        ret = save_fail(why_out, n, -ENOMEM, "out of memory");
         goto out;
     }
     fill_header(ops, h);
-    if (vhu_snap_write_header(w, h) < 0 || vhu_snap_write_handler(w, &t->handler) < 0)
+    if (vhu_snap_write_header(w, h) < 0 || vhu_snap_write_handler(w, hd) < 0)
         goto werr;
     for (unsigned i = 0; i < ops->num_sections; i++) {
         const struct vhu_state_section *s = &ops->sections[i];
         where = s->name;
         if (vhu_snap_section_begin(w, s) < 0)
             goto werr;
-        int e = ops->save_section(t->b->dev, s, w);
+        int e = ops->save_section(b->dev, s, w);
         if (vhu_snap_writer_error(w, &why))
             goto werr;
         if (e < 0) {
-            tfail(t, e, "section '%s': the device failed to save it: %s", s->name,
-                  vhu_strerror(e));
+            ret = save_fail(why_out, n, e, "section '%s': the device failed to save it: %s",
+                            s->name, vhu_strerror(e));
             goto out;
         }
         if (vhu_snap_section_end(w) < 0)
@@ -136,15 +160,30 @@ static void do_save(struct vhu_transfer *t)
     where = "end";
     if (vhu_snap_write_end(w, ops->num_sections) < 0)
         goto werr;
-    vhu_debug("state: saved %llu bytes", (unsigned long long)vhu_snap_writer_bytes_out(w));
     goto out;
 werr:
     vhu_snap_writer_error(w, &why);
-    tfail(t, vhu_snap_writer_error(w, NULL), "saving %s%s: %s",
-          strcmp(where, "header") && strcmp(where, "end") ? "section " : "the ", where, why);
+    ret = save_fail(why_out, n, vhu_snap_writer_error(w, NULL), "saving %s%s: %s",
+                    strcmp(where, "header") && strcmp(where, "end") ? "section " : "the ",
+                    where, why);
 out:
+    *bytes = vhu_snap_writer_bytes_out(w);
     free(h);
     vhu_snap_writer_free(w);
+    return ret;
+}
+
+static void do_save(struct vhu_transfer *t)
+{
+    uint64_t bytes;
+    char why[sizeof(t->why)];
+    int e = vhu_state_save_stream(t->b, t->fd, t->cancel_fd, t->b->state_workers,
+                                  t->b->state_worker->cctx, &t->handler, &bytes, why,
+                                  sizeof(why));
+    if (e < 0)
+        tfail(t, e, "%s", why);
+    else
+        vhu_debug("state: saved %llu bytes", (unsigned long long)bytes);
 }
 
 /* Check the snapshot's handler record against this back-end. */
@@ -494,14 +533,7 @@ int vhu_req_set_device_state_fd(struct vhu_req *r)
         return vhu_refuse(r, -errno, "cannot make the fd non-blocking");
     }
     if (p->direction == VHU_TRANSFER_SAVE) {
-        struct vhu_snap_handler *h = &t->handler;
-        h->features = b->acked_features;
-        h->protocol_features = b->acked_pf;
-        h->nqueues = b->nqueues;
-        for (unsigned i = 0; i < b->nqueues; i++)
-            h->queues[i] = (struct vhu_snap_queue){.index = i, .size = b->queues[i].num,
-                                                   .last_avail = b->queues[i].last_avail,
-                                                   .enabled = atomic_load(&b->queues[i].enabled)};
+        vhu_state_fill_handler(b, &t->handler);
     }
     int e = worker_get(b);
     if (e < 0) {

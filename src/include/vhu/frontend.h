@@ -248,6 +248,25 @@ VHU_API int vhu_fe_control_info(struct vhu_fe_control *c, struct vhu_fe_control_
                                 char *error, size_t n);
 VHU_API void vhu_fe_control_info_free(struct vhu_fe_control_info *info);
 
+/* The `snapshot` reply. */
+struct vhu_fe_control_snapshot {
+    uint64_t pause_us;    /* rings stopped, guest-visible: quiesce + fork */
+    uint64_t fork_us;     /* of which fork() */
+    uint64_t bytes;       /* snapshot bytes written into out_fd */
+    uint64_t duration_us; /* request to the child's exit */
+    uint64_t pid;         /* the child that wrote it */
+};
+/* `snapshot`: the back-end writes its device state (formats/snapshot-v1.md)
+ * into out_fd (a writable regular file, pipe or socket; sent with
+ * SCM_RIGHTS, the caller keeps its own copy) while its rings keep running.
+ * Waits up to timeout_ms (-1: no limit) for the reply, which comes once the
+ * stream is complete: out_fd must be read meanwhile if it is a pipe.
+ * Errors as vhu_fe_control_call; -EBUSY when a snapshot or a state
+ * transfer is already running. */
+VHU_API int vhu_fe_control_snapshot(struct vhu_fe_control *c, int out_fd, int timeout_ms,
+                                    struct vhu_fe_control_snapshot *res, char *error,
+                                    size_t n);
+
 #ifdef __cplusplus
 }
 #endif

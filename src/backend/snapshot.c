@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Live snapshots: stop every running ring at a request boundary, fork(),
+ * restart the rings.  The child is a copy-on-write image of the device at
+ * the pause: it writes the SAVE stream (the one SET_DEVICE_STATE_FD SAVE
+ * writes) into the output fd on its only thread and exits; the parent
+ * learns the result from a small report on a pipe and reaps the child
+ * through a pidfd (docs/live-snapshots.md).
+ *
+ * The child runs without the library: no lock another thread may have held
+ * at fork (the ring threads were joined by the pause, the transfer thread is
+ * idle), no libev, no logging, no guest memory (MAP_SHARED: the guest goes
+ * on writing it), no fd but its output and its report pipe. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend_internal.h"
+#include "snapshot.h"
+#include "../state/state_internal.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+/* What the child tells the parent: one write, smaller than PIPE_BUF. */
+struct snap_report {
+    int32_t result;
+    uint32_t magic;
+    uint64_t bytes;
+    char why[240];
+};
+#define REPORT_MAGIC 0x76687553u
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t us(double from, double to)
+{
+    return to > from ? (uint64_t)((to - from) * 1e6 + 0.5) : 0;
+}
+
+static void close_from_to(unsigned lo, unsigned hi)
+{
+    if (lo > hi)
+        return;
+    if (syscall(SYS_close_range, lo, hi, 0) == 0)
+        return;
+    /* Before Linux 5.9: every possible number. */
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > (1l << 20))
+        max = 1l << 20;
+    for (long fd = lo; fd <= (long)hi && fd < max; fd++)
+        close((int)fd);
+}
+
+/* Move fd to 3 or above (0-2 are closed in the child). */
+static int above_stdio(int fd)
+{
+    if (fd > 2)
+        return fd;
+    int n = fcntl(fd, F_DUPFD, 3);
+    return n < 0 ? fd : n;
+}
+
+static void child_main(struct vhu_backend *b, int out, int rep, pid_t parent)
+    __attribute__((noreturn));
+static void child_main(struct vhu_backend *b, int out, int rep, pid_t parent)
+{
+    /* The back-end's handlers would act on a process they do not know. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP)
+            (void)sigaction(s, &sa, NULL);
+    sa.sa_handler = SIG_IGN; /* a reader gone: EPIPE, reported */
+    (void)sigaction(SIGPIPE, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Dies with the back-end. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(3);
+
+    /* Every fd but the output and the report pipe: the vhost-user socket,
+     * kick/call fds, guest memory fds, control clients.  stderr stays (the
+     * child writes nothing there; sanitizers may). */
+    out = above_stdio(out);
+    rep = above_stdio(rep);
+    int lo = out < rep ? out : rep, hi = out < rep ? rep : out;
+    close_from_to(0, 1);
+    close_from_to(3, (unsigned)lo - 1);
+    close_from_to((unsigned)lo + 1, (unsigned)hi - 1);
+    close_from_to((unsigned)hi + 1, ~0u);
+
+    struct snap_report r;
+    memset(&r, 0, sizeof(r));
+    r.magic = REPORT_MAGIC;
+    struct vhu_snap_handler *h = malloc(sizeof(*h));
+    if (!h) {
+        r.result = -ENOMEM;
+        snprintf(r.why, sizeof(r.why), "out of memory");
+    } else {
+        /* The rings as the pause left them: last_avail names the next
+         * request each ring takes. */
+        vhu_state_fill_handler(b, h);
+        r.result = vhu_state_save_stream(b, out, -1, 0, NULL, h, &r.bytes, r.why,
+                                         sizeof(r.why));
+        free(h);
+    }
+    close(out);
+    ssize_t w;
+    do
+        w = write(rep, &r, sizeof(r));
+    while (w < 0 && errno == EINTR);
+    _exit(r.result ? 1 : 0);
+}
+
+int vhu_snapshot_start(struct vhu_backend *b, int out_fd, struct vhu_snapshot_job *job,
+                       char *why, size_t n)
+{
+    memset(job, 0, sizeof(*job));
+    job->pidfd = job->status_fd = -1;
+    job->started = mono();
+    int sp[2];
+    if (pipe2(sp, O_CLOEXEC | O_NONBLOCK) < 0) {
+        int e = -errno;
+        snprintf(why, n, "no pipe for the child's report: %s", vhu_strerror(e));
+        return e;
+    }
+    bool *was = calloc(b->nqueues ? b->nqueues : 1, sizeof(*was));
+    if (!was) {
+        close(sp[0]);
+        close(sp[1]);
+        snprintf(why, n, "out of memory");
+        return -ENOMEM;
+    }
+    pid_t parent = getpid();
+    double t0 = mono();
+    vhu_backend_pause(b, was);
+    double t1 = mono();
+    pid_t pid = fork();
+    if (pid == 0)
+        child_main(b, out_fd, sp[1], parent);
+    int fe = errno;
+    double t2 = mono();
+    int rr = vhu_backend_resume(b, was);
+    double t3 = mono();
+    free(was);
+    close(sp[1]);
+    if (rr < 0)
+        vhu_err("snapshot: a ring did not restart after the pause: %s", vhu_strerror(rr));
+    if (pid < 0) {
+        close(sp[0]);
+        snprintf(why, n, "fork: %s", vhu_strerror(-fe));
+        return -fe;
+    }
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) {
+        int e = -errno;
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        close(sp[0]);
+        snprintf(why, n, "pidfd_open (Linux 5.3 or newer): %s", vhu_strerror(e));
+        return e;
+    }
+    job->pid = pid;
+    job->pidfd = pidfd;
+    job->status_fd = sp[0];
+    job->pause_us = us(t0, t3);
+    job->fork_us = us(t1, t2);
+    return 0;
+}
+
+static void job_close(struct vhu_snapshot_job *job)
+{
+    vhu_close_fd(&job->pidfd);
+    vhu_close_fd(&job->status_fd);
+}
+
+int vhu_snapshot_finish(struct vhu_snapshot_job *job, uint64_t *bytes, char *why, size_t n)
+{
+    *bytes = 0;
+    int st = 0;
+    bool known = false;
+    if (job->pid > 0) {
+        pid_t r;
+        do
+            r = waitpid(job->pid, &st, WNOHANG);
+        while (r < 0 && errno == EINTR);
+        if (r == 0)
+            return -EAGAIN;
+        /* ECHILD: the application reaped it (a SIGCHLD handler): the
+         * report alone says how it went. */
+        known = r == job->pid;
+        job->pid = 0;
+    }
+    struct snap_report rep;
+    ssize_t got = job->status_fd >= 0 ? read(job->status_fd, &rep, sizeof(rep)) : -1;
+    job_close(job);
+    if (got == (ssize_t)sizeof(rep) && rep.magic == REPORT_MAGIC) {
+        rep.why[sizeof(rep.why) - 1] = 0;
+        if (rep.result < 0) {
+            snprintf(why, n, "%s", rep.why);
+            return rep.result > -4096 ? rep.result : -EIO;
+        }
+        if (known && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+            snprintf(why, n, "the snapshot process reported success but ended with status "
+                     "0x%x", (unsigned)st);
+            return -EIO;
+        }
+        *bytes = rep.bytes;
+        return 0;
+    }
+    if (known && WIFSIGNALED(st)) {
+        snprintf(why, n, "the snapshot process was killed by signal %d (%s)", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+        return WTERMSIG(st) == SIGKILL ? -ECANCELED : -EIO;
+    }
+    if (known)
+        snprintf(why, n, "the snapshot process exited with status %d without a report",
+                 WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    else
+        snprintf(why, n, "the snapshot process ended without a report (reaped elsewhere)");
+    return -EIO;
+}
+
+void vhu_snapshot_kill(struct vhu_snapshot_job *job, bool wait)
+{
+    if (job->pid <= 0) {
+        if (wait)
+            job_close(job);
+        return;
+    }
+    kill(job->pid, SIGKILL); /* not reaped yet: the pid is still ours */
+    if (!wait)
+        return;
+    while (waitpid(job->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    job->pid = 0;
+    job_close(job);
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Live snapshots (docs/live-snapshots.md): quiesce the rings, fork, let the
+ * child write the SAVE stream while the parent's rings run again. */
+#ifndef VHU_BACKEND_SNAPSHOT_H
+#define VHU_BACKEND_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct vhu_backend;
+
+struct vhu_snapshot_job {
+    pid_t pid;          /* the child; 0 once reaped */
+    int pidfd;          /* readable once the child exited */
+    int status_fd;      /* the child's report (read end of a pipe) */
+    uint64_t pause_us;  /* rings stopped: quiesce + fork */
+    uint64_t fork_us;   /* of which fork() */
+    double started;     /* vhu_monotonic() at the request */
+};
+
+/* Pause, fork a child writing b's SAVE stream into out_fd, resume.  The
+ * caller keeps out_fd (and closes it).  0 with *job filled, or <0 with why
+ * filled (nothing to clean up). */
+int vhu_snapshot_start(struct vhu_backend *b, int out_fd, struct vhu_snapshot_job *job,
+                       char *why, size_t n);
+/* After job->pidfd became readable: reap the child and read its report.
+ * 0 (the stream was written, *bytes of it) or <0 with why filled; the job's
+ * fds are closed either way.  -EAGAIN: not exited yet, call again later. */
+int vhu_snapshot_finish(struct vhu_snapshot_job *job, uint64_t *bytes, char *why, size_t n);
+/* SIGKILL the child (if not reaped yet); the caller then waits for pidfd
+ * and calls vhu_snapshot_finish, or passes wait to reap here (blocking). */
+void vhu_snapshot_kill(struct vhu_snapshot_job *job, bool wait);
+
+#endif
