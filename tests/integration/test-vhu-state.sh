@@ -7,7 +7,8 @@
 # section, hexdump), diff (same, different, --ignore, --json), validate
 # (good, damaged, version window), capture into a pipe, load, roundtrip,
 # refusals and connection errors, a back-end busy with another front-end,
-# no progress line when stderr is not a terminal; info over a control socket.
+# no progress line when stderr is not a terminal; info over a control socket;
+# live snapshots (capture --control).
 set -euo pipefail
 
 if [[ $# -ne 3 ]]; then
@@ -316,6 +317,10 @@ has "$out" '"transfer":"load"'
 run 0 info --control "$ctl"
 has "$out" "front-end  connected; 1 session(s) served"
 has "$out" "transfer   load"
+# A live snapshot is refused while the transfer runs (and leaves no file).
+run 1 capture --control "$ctl" -o "$dir/busy2.vhus"
+has "$err" "transfer (load) is active"
+[[ ! -e $dir/busy2.vhus ]] || fail "a refused snapshot left a file"
 exec 8>&-
 wait "$holder" || true
 run 0 capture --socket "$dir/e.sock" -o "$dir/e.vhus"
@@ -328,8 +333,28 @@ has "$out" "front-end  none; 2 session(s) served"
 has "$out" "transfer   idle"
 run 2 info --control "$dir/nobody.ctl" --timeout 1
 has "$err" "cannot connect"
+say "info: human and --json, idle / mid-load / after sessions, mode 0600, removed at exit"
+# --- live snapshot over the control socket ------------------------------------
+run 0 help capture
+has "$out" "--control PATH"
+run 2 capture --control "$ctl" --socket "$dir/e.sock" -o "$dir/x.vhus"
+run 0 capture --control "$ctl" -o "$dir/live.vhus"
+has "$out" "snapshot of $ctl into $dir/live.vhus ("
+has "$out" " us), written in "
+run 0 validate "$dir/live.vhus"
+# The same device state as the SAVE; the handler differs only in what the
+# session that saved e.vhus had negotiated (none is attached now).
+run 0 diff --ignore "handler.*features" "$dir/e.vhus" "$dir/live.vhus"
+run 0 capture --json --control "$ctl" -o "$dir/live2.vhus"
+has "$out" '"pause_us":'
+timeout 30 "$vs" capture --control "$ctl" -o - 2>"$dir/cap.err" |
+    "$vs" inspect - >"$dir/pipe.out" 2>"$dir/pipe.err" || fail "capture --control -o - | inspect -: $(cat "$dir/cap.err" "$dir/pipe.err")"
+grep -q "device:   testdev" "$dir/pipe.out" || fail "inspect of a live snapshot: $(cat "$dir/pipe.out")"
+grep -q "rings paused" "$dir/cap.err" || fail "capture --control -o - report: $(cat "$dir/cap.err")"
+run 2 capture --control "$dir/nobody.ctl" --timeout 1 -o "$dir/x.vhus"
+[[ ! -e $dir/x.vhus ]] || fail "a failed snapshot left a file"
+say "capture --control: file, --json, -o - | inspect -, refused mid-transfer, diff-equal to a SAVE"
 kill -TERM "$epid"
 wait "$epid" || true
 [[ ! -e $ctl ]] || fail "the control socket outlived its back-end"
-say "info: human and --json, idle / mid-load / after sessions, mode 0600, removed at exit"
 say "all checks passed"
