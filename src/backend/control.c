@@ -339,7 +339,7 @@ static int op_snapshot(struct ctl_client *cl, bool has_id, uint64_t id, int *fd)
     c->snap_has_id = has_id;
     c->snap_id = id;
     cl->snap_wait = true;
-    ev_io_init(&c->snap_w, on_snap, c->job.pidfd, EV_READ);
+    ev_io_init(&c->snap_w, on_snap, vhu_snapshot_watch_fd(&c->job), EV_READ);
     c->snap_w.data = c;
     ev_io_start(c->loop, &c->snap_w);
     vhu_debug("control %s: snapshot: pid %d, rings paused %llu us (fork %llu us)", c->path,

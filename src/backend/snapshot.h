@@ -10,10 +10,20 @@
 
 struct vhu_backend;
 
+/* What the child tells the parent: one write, smaller than PIPE_BUF. */
+struct vhu_snapshot_report {
+    int32_t result;
+    uint32_t magic;
+    uint64_t bytes;
+    char why[240];
+};
+
 struct vhu_snapshot_job {
     pid_t pid;          /* the child; 0 once reaped */
-    int pidfd;          /* readable once the child exited */
+    int pidfd;          /* readable once the child exited; -1 without pidfd_open */
     int status_fd;      /* the child's report (read end of a pipe) */
+    struct vhu_snapshot_report rep;
+    size_t rep_got;     /* bytes of rep read so far */
     uint64_t pause_us;  /* rings stopped: quiesce + fork */
     uint64_t fork_us;   /* of which fork() */
     double started;     /* vhu_monotonic() at the request */
@@ -24,7 +34,10 @@ struct vhu_snapshot_job {
  * filled (nothing to clean up). */
 int vhu_snapshot_start(struct vhu_backend *b, int out_fd, struct vhu_snapshot_job *job,
                        char *why, size_t n);
-/* After job->pidfd became readable: reap the child and read its report.
+/* The fd to wait on: the pidfd, or where pidfd_open is missing (before Linux
+ * 5.3, valgrind 3.19) the report pipe, which ends once the child exited. */
+int vhu_snapshot_watch_fd(const struct vhu_snapshot_job *job);
+/* After the watch fd became readable: reap the child and read its report.
  * 0 (the stream was written, *bytes of it) or <0 with why filled; the job's
  * fds are closed either way.  -EAGAIN: not exited yet, call again later. */
 int vhu_snapshot_finish(struct vhu_snapshot_job *job, uint64_t *bytes, char *why, size_t n);

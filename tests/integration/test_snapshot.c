@@ -253,7 +253,7 @@ static void test_snapshot_live(void **state)
     unsigned before = atomic_load(&rq.done);
 
     struct vhu_fe_control *c = NULL;
-    assert_int_equal(vhu_fe_control_connect(&c, h.control, 2000), 0);
+    assert_int_equal(vhu_fe_control_connect(&c, h.control, 30000), 0);
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     struct snap_call sc = {.c = c, .fd = p[1]};
@@ -274,6 +274,8 @@ static void test_snapshot_live(void **state)
     uint8_t *snap = read_to_eof(p[0], &n);
     close(p[0]);
     pthread_join(sc.t, NULL);
+    atomic_store(&rq.stop, true);
+    pthread_join(rq.t, NULL);
     if (sc.r < 0)
         fprintf(stderr, "snapshot: %s: %s\n", vhu_strerror(sc.r), sc.err);
     assert_int_equal(sc.r, 0);
@@ -283,8 +285,6 @@ static void test_snapshot_live(void **state)
     assert_true(sc.res.fork_us <= sc.res.pause_us);
     assert_true(sc.res.duration_us >= sc.res.pause_us);
     assert_true(sc.res.pid > 0 && sc.res.pid != (uint64_t)getpid());
-    atomic_store(&rq.stop, true);
-    pthread_join(rq.t, NULL);
     unsigned after = atomic_load(&rq.done);
     assert_int_equal(atomic_load(&rq.failed), 0);
     assert_true(ring_requests(&s, 1, 2));
@@ -347,8 +347,8 @@ static void test_snapshot_refusals(void **state)
     int fds0 = settled_fds();
     log_clear();
     struct vhu_fe_control *c = NULL, *c2 = NULL;
-    assert_int_equal(vhu_fe_control_connect(&c, h.control, 2000), 0);
-    assert_int_equal(vhu_fe_control_connect(&c2, h.control, 2000), 0);
+    assert_int_equal(vhu_fe_control_connect(&c, h.control, 30000), 0);
+    assert_int_equal(vhu_fe_control_connect(&c2, h.control, 30000), 0);
     char err[256];
     struct vhu_fe_control_info in;
     struct vhu_fe_control_snapshot res;
@@ -441,7 +441,7 @@ static void test_snapshot_client_gone(void **state)
     log_clear();
 
     struct vhu_fe_control *c = NULL;
-    assert_int_equal(vhu_fe_control_connect(&c, h.control, 2000), 0);
+    assert_int_equal(vhu_fe_control_connect(&c, h.control, 30000), 0);
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     send_raw(c, "snapshot", &p[1], 1);
@@ -461,7 +461,7 @@ static void test_snapshot_client_gone(void **state)
     assert_true(ring_requests(&s, 0, 2));
 
     /* Still serving. */
-    assert_int_equal(vhu_fe_control_connect(&c, h.control, 2000), 0);
+    assert_int_equal(vhu_fe_control_connect(&c, h.control, 30000), 0);
     int f = memfd_create("s", MFD_CLOEXEC);
     struct vhu_fe_control_snapshot res;
     char err[256];
@@ -472,7 +472,7 @@ static void test_snapshot_client_gone(void **state)
     assert_no_child();
 
     /* The back-end stops with a snapshot running: killed and reaped too. */
-    assert_int_equal(vhu_fe_control_connect(&c, h.control, 2000), 0);
+    assert_int_equal(vhu_fe_control_connect(&c, h.control, 30000), 0);
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     send_raw(c, "snapshot", &p[1], 1);
     close(p[1]);

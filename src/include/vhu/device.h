@@ -91,7 +91,15 @@ struct vhu_device_ops {
     /* Device-state transfer (SET_DEVICE_STATE_FD; see vhu/state.h).  Offered
      * to the front-end only when save_section and load_section are set.
      * All run on the library's transfer thread while every ring is stopped
-     * and the front-end cannot change the device. */
+     * and the front-end cannot change the device.
+     *
+     * save_section also runs in a live snapshot's child process (the
+     * control socket's `snapshot`, docs/live-snapshots.md): a fork() of the
+     * back-end taken with every ring stopped, single-threaded, while the
+     * parent and the guest go on.  There it must not read guest memory (it
+     * is shared with the running guest, not a copy), must not take a lock
+     * another of the device's threads may hold, nor use any fd but the
+     * writer's; it may read the device's own memory (a private copy). */
     const struct vhu_state_section *sections;
     unsigned num_sections;
     /* Write one section's fields. */
