@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,8 @@ static void *serve(void *arg)
     return NULL;
 }
 
-int devserver_start(struct devserver *ds, const struct vhu_device_ops *ops, void *dev)
+static int start(struct devserver *ds, const struct vhu_device_ops *ops, void *dev,
+                 bool control)
 {
     memset(ds, 0, sizeof(*ds));
     strcpy(ds->dir, "/tmp/vhu-test-XXXXXX");
@@ -30,10 +32,24 @@ int devserver_start(struct devserver *ds, const struct vhu_device_ops *ops, void
     if (r < 0)
         return r;
     struct vhu_server_config cfg = {.socket_path = ds->path};
+    if (control) {
+        snprintf(ds->control, sizeof(ds->control), "%s/control", ds->dir);
+        cfg.control_path = ds->control;
+    }
     r = vhu_server_new(&ds->s, ds->b, &cfg);
     if (r < 0)
         return r;
     return -pthread_create(&ds->thread, NULL, serve, ds);
+}
+
+int devserver_start(struct devserver *ds, const struct vhu_device_ops *ops, void *dev)
+{
+    return start(ds, ops, dev, false);
+}
+
+int devserver_start_control(struct devserver *ds, const struct vhu_device_ops *ops, void *dev)
+{
+    return start(ds, ops, dev, true);
 }
 
 void devserver_stop(struct devserver *ds)

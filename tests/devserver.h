@@ -14,10 +14,13 @@ struct devserver {
     pthread_t thread;
     char dir[64];
     char path[128];
+    char control[128]; /* the control socket, when started with one */
 };
 
 /* Serve dev with ops on DIR/sock; 0 or a negative error. */
 int devserver_start(struct devserver *ds, const struct vhu_device_ops *ops, void *dev);
+/* The same, with a control socket at ds->control (DIR/control). */
+int devserver_start_control(struct devserver *ds, const struct vhu_device_ops *ops, void *dev);
 /* Stop the server (rings stop, the device is reset) and remove the socket. */
 void devserver_stop(struct devserver *ds);
 /* Connect and negotiate as QEMU does, asking for `features` and every

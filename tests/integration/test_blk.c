@@ -21,6 +21,7 @@
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -50,11 +51,16 @@ struct blkt {
 
 enum { DISK_FILE, DISK_RAM, DISK_FILE_DIRECT };
 
+/* The next blkt_start also opens a control socket (t->ds.control). */
+static bool blkt_control;
+
 /* Serve disk o (an image it names belongs to someone else) to a driver. */
 static void blkt_start(struct blkt *t, const struct blk_options *o)
 {
     assert_int_equal(blk_new(&t->dev, o), 0);
-    assert_int_equal(devserver_start(&t->ds, blk_ops(t->dev), t->dev), 0);
+    assert_int_equal((blkt_control ? devserver_start_control : devserver_start)(
+                         &t->ds, blk_ops(t->dev), t->dev), 0);
+    blkt_control = false;
     /* LOG_ALL is for migration, turned on later (as QEMU does). */
     t->fe = devserver_connect(&t->ds, ~VHU_BIT(VHU_F_LOG_ALL));
     guest_init(&t->g, o->queues);
@@ -884,6 +890,204 @@ static void test_ram_state(void **state)
     close(snap);
 }
 
+/* A live snapshot of a RAM disk (the control socket's `snapshot`) while a
+ * driver keeps every slot of the ring busy with writes: each 4 KiB block
+ * written holds (block, sequence number) in every 16 bytes, and slot k
+ * writes only blocks k, k + 16, ... (one write per block in flight).  In
+ * the snapshot every block must be whole (one write, not two mixed), not
+ * older than the last write to it completed before the request, not newer
+ * than the last one submitted before the reply.  The driver keeps going
+ * through it; the longest request and the longest gap between completions
+ * are printed.  Depth 16: the harness's ring size. */
+#define SNAP_BLOCK 4096u
+#define SNAP_BLOCKS (SECTORS * 512u / SNAP_BLOCK)
+
+struct snapwriter {
+    struct blkt *t;
+    atomic_bool stop;
+    pthread_mutex_t lock; /* seq, done, issued, completed */
+    uint64_t seq;
+    uint64_t done[SNAP_BLOCKS];   /* last completed write per block */
+    uint64_t issued[SNAP_BLOCKS]; /* last submitted */
+    unsigned long completed;
+    unsigned slot_block[GUEST_RING_SIZE];
+    uint64_t slot_seq[GUEST_RING_SIZE];
+    double slot_t[GUEST_RING_SIZE];
+    double max_stall, max_gap, last_done;
+    bool bad;
+    uint32_t rng;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sw_submit(struct snapwriter *w, unsigned k)
+{
+    w->rng ^= w->rng << 13;
+    w->rng ^= w->rng >> 17;
+    w->rng ^= w->rng << 5;
+    unsigned block = (w->rng % (SNAP_BLOCKS / GUEST_RING_SIZE)) * GUEST_RING_SIZE + k;
+    pthread_mutex_lock(&w->lock);
+    uint64_t seq = ++w->seq;
+    w->issued[block] = seq;
+    pthread_mutex_unlock(&w->lock);
+    uint64_t *d = (uint64_t *)gptr(w->t, SLOT(0, k) + DATA_OFF, SNAP_BLOCK);
+    for (unsigned i = 0; i < SNAP_BLOCK / 16; i++) {
+        d[2 * i] = block;
+        d[2 * i + 1] = seq;
+    }
+    w->slot_block[k] = block;
+    w->slot_seq[k] = seq;
+    w->slot_t[k] = now_s();
+    submit(w->t, 0, k, VIRTIO_BLK_T_OUT, (uint64_t)block * (SNAP_BLOCK / 512), SNAP_BLOCK,
+           (struct layout){.indirect = true});
+}
+
+static void *snapwriter_main(void *arg)
+{
+    struct snapwriter *w = arg;
+    struct blkt *t = w->t;
+    for (unsigned k = 0; k < GUEST_RING_SIZE; k++)
+        sw_submit(w, k);
+    guest_kick(&t->g, 0);
+    w->last_done = now_s();
+    while (!atomic_load(&w->stop)) {
+        uint32_t id;
+        bool any = false;
+        while (vhu_fe_ring_pop_used(&t->g.ring[0], &id, NULL) == 1) {
+            double now = now_s();
+            if (id >= GUEST_RING_SIZE ||
+                status_of(t, 0, id, SNAP_BLOCK, (struct layout){0}) != VIRTIO_BLK_S_OK) {
+                w->bad = true;
+                continue;
+            }
+            if (now - w->slot_t[id] > w->max_stall)
+                w->max_stall = now - w->slot_t[id];
+            if (now - w->last_done > w->max_gap)
+                w->max_gap = now - w->last_done;
+            w->last_done = now;
+            pthread_mutex_lock(&w->lock);
+            w->done[w->slot_block[id]] = w->slot_seq[id];
+            w->completed++;
+            pthread_mutex_unlock(&w->lock);
+            sw_submit(w, id);
+            any = true;
+        }
+        if (any)
+            guest_kick(&t->g, 0);
+        else
+            usleep(20);
+    }
+    return NULL;
+}
+
+static unsigned long sw_completed(struct snapwriter *w)
+{
+    pthread_mutex_lock(&w->lock);
+    unsigned long n = w->completed;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+static void test_ram_snapshot_live(void **state)
+{
+    (void)state;
+    struct blkt a, b;
+    blkt_control = true;
+    blkt_open(&a, 1, false, DISK_RAM);
+    struct snapwriter *w = calloc(1, sizeof(*w));
+    assert_non_null(w);
+    w->t = &a;
+    w->rng = 0x9e3779b9u;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, snapwriter_main, w), 0);
+    for (int i = 0; i < 5000 && sw_completed(w) < 500; i++)
+        sleep_ms(1);
+
+    struct vhu_fe_control *ctl = NULL;
+    assert_int_equal(vhu_fe_control_connect(&ctl, a.ds.control, 30000), 0);
+    static uint64_t lower[SNAP_BLOCKS], upper[SNAP_BLOCKS];
+    pthread_mutex_lock(&w->lock);
+    memcpy(lower, w->done, sizeof(lower));
+    unsigned long before = w->completed;
+    pthread_mutex_unlock(&w->lock);
+    int f = memfd_create("blk-live", MFD_CLOEXEC);
+    assert_true(f >= 0);
+    struct vhu_fe_control_snapshot res;
+    char err[256];
+    int r = vhu_fe_control_snapshot(ctl, f, 30000, &res, err, sizeof(err));
+    pthread_mutex_lock(&w->lock);
+    memcpy(upper, w->issued, sizeof(upper));
+    unsigned long at_reply = w->completed;
+    pthread_mutex_unlock(&w->lock);
+    /* The driver goes on after it too. */
+    for (int i = 0; i < 5000 && sw_completed(w) < at_reply + 100; i++)
+        sleep_ms(1);
+    atomic_store(&w->stop, true);
+    pthread_join(th, NULL);
+    if (r < 0)
+        fprintf(stderr, "snapshot: %s: %s\n", vhu_strerror(r), err);
+    assert_int_equal(r, 0);
+    assert_false(w->bad);
+    assert_true(w->completed >= at_reply + 100);
+    fprintf(stderr, "vhu-blk --ram 1 MiB, depth %u writes: rings paused %llu us (fork %llu us), "
+            "%llu bytes in %llu us; %lu writes before, %lu during, longest request %.0f us, "
+            "longest gap between completions %.0f us\n", GUEST_RING_SIZE,
+            (unsigned long long)res.pause_us, (unsigned long long)res.fork_us,
+            (unsigned long long)res.bytes, (unsigned long long)res.duration_us, before,
+            at_reply - before, w->max_stall * 1e6, w->max_gap * 1e6);
+
+    /* Into a fresh RAM disk; every block checked. */
+    blkt_open(&b, 1, false, DISK_RAM);
+    unsigned base;
+    assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &base), 0);
+    lseek(f, 0, SEEK_SET);
+    assert_int_equal(vhu_fe_load_state(b.fe, f), 0);
+    const uint8_t *ram = blk_ram(b.dev);
+    unsigned written = 0, newer = 0;
+    for (unsigned blk = 0; blk < SNAP_BLOCKS; blk++) {
+        uint64_t d[SNAP_BLOCK / 8];
+        memcpy(d, ram + (size_t)blk * SNAP_BLOCK, SNAP_BLOCK);
+        uint64_t seq = d[1];
+        if (d[0] == 0 && seq == 0) {
+            for (unsigned i = 0; i < SNAP_BLOCK / 8; i++)
+                assert_int_equal(d[i], 0);
+            assert_int_equal(lower[blk], 0);
+            continue;
+        }
+        written++;
+        for (unsigned i = 0; i < SNAP_BLOCK / 16; i++) {
+            if (d[2 * i] != blk || d[2 * i + 1] != seq)
+                fail_msg("block %u torn at byte %u: (%llu, %llu) after (%u, %llu)", blk, i * 16,
+                         (unsigned long long)d[2 * i], (unsigned long long)d[2 * i + 1], blk,
+                         (unsigned long long)seq);
+        }
+        if (seq < lower[blk] || seq > upper[blk])
+            fail_msg("block %u holds write %llu: the last completed before the request was "
+                     "%llu, the last submitted before the reply %llu", blk,
+                     (unsigned long long)seq, (unsigned long long)lower[blk],
+                     (unsigned long long)upper[blk]);
+        newer += seq > lower[blk];
+    }
+    fprintf(stderr, "%u of %u blocks written in the snapshot, %u of them by writes completed "
+            "after the request was sent\n", written, SNAP_BLOCKS, newer);
+    assert_true(written > 0);
+    /* The ring's base in it: what the device had taken at the pause. */
+    assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &base), 0);
+    assert_true(base >= (uint16_t)before);
+    blkt_close(&b);
+    vhu_fe_control_close(ctl);
+    close(f);
+    blkt_close(&a);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
 /* The whole of fd `f` (a saved snapshot), malloc'd; its length in *n. */
 static uint8_t *slurp(int f, size_t *n)
 {
@@ -1111,6 +1315,7 @@ int main(void)
         cmocka_unit_test(test_multiqueue),
         cmocka_unit_test(test_stop_in_flight),
         cmocka_unit_test(test_ram_state),
+        cmocka_unit_test(test_ram_snapshot_live),
         cmocka_unit_test(test_image_state),
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_no_fd_leak),
