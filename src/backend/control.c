@@ -32,7 +32,7 @@ struct ctl_client {
     int fd;
     ev_io w;
     struct vhu_ctl_buf in, out;
-    /* fds that came with the bytes from in.p + fd_at[i] on (SCM_RIGHTS):
+    /* fds that came with a read ending at in.p + fd_at[i] (SCM_RIGHTS):
      * they belong to the request holding that byte. */
     int fds[CTL_MAX_FDS];
     size_t fd_at[CTL_MAX_FDS];
@@ -505,7 +505,8 @@ static int client_process(struct ctl_client *cl)
     return 0;
 }
 
-/* Take the fds of an SCM_RIGHTS message: they belong to byte `at` on. */
+/* Take the fds of an SCM_RIGHTS message: they belong to the request
+ * holding byte `at`. */
 static void take_fds(struct ctl_client *cl, struct msghdr *mh, size_t at)
 {
     unsigned dropped = 0;
@@ -553,7 +554,11 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
         ssize_t n = recvmsg(cl->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             return;
-        if (n >= 0)
+        /* The kernel ends a read with the message that carried fds: they
+         * belong to the request holding the last byte read. */
+        if (n > 0)
+            take_fds(cl, &mh, cl->in.len + (size_t)n - 1);
+        else if (n == 0)
             take_fds(cl, &mh, cl->in.len);
         if (n <= 0) {
             if (cl->in.len)

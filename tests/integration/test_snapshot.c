@@ -381,6 +381,16 @@ static void test_snapshot_refusals(void **state)
     assert_true(st.st_size > 1000);
     close(f);
 
+    /* Pipelined: a request, then a snapshot with its fd, read together. */
+    f = memfd_create("s", MFD_CLOEXEC);
+    send_raw(c, "info", NULL, 0);
+    send_raw(c, "snapshot", &f, 1);
+    assert_int_equal(vhu_fe_control_recv(c, err, sizeof(err)), 0);
+    assert_int_equal(vhu_fe_control_recv(c, err, sizeof(err)), 0);
+    assert_int_equal(fstat(f, &st), 0);
+    assert_true(st.st_size > 1000);
+    close(f);
+
     /* A second snapshot while one runs (its child blocked on a pipe nobody
      * reads yet). */
     send_raw(c, "snapshot", &p[1], 1);
