@@ -61,7 +61,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 # ThreadSanitizer rightly calls a race.
 echo "=== build-tsan: ThreadSanitizer ==="
 tsan_tests=(test_state test_log test_lifecycle test_inflight test_virtq test_blk test_shmem
-            test_server test_bad_input test_qemu_order test_control)
+            test_server test_bad_input test_qemu_order test_control test_snapshot)
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVHU_TSAN=ON -DVHU_WERROR=ON
 cmake --build build-tsan -j"$jobs" --target "${tsan_tests[@]}"
 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
