@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -555,6 +556,42 @@ static int save_config(struct blk *d, struct vhu_state_writer *w)
     return vhu_state_put_str(w, "serial", serial); /* errors are sticky: this one tells */
 }
 
+/* A RAM disk's memory: anonymous, 2 MiB-aligned and in transparent huge
+ * pages where the kernel allows (MADV_HUGEPAGE).  Besides fewer TLB
+ * misses, a live snapshot's fork() then copies one page-table entry per
+ * 2 MiB instead of 512: for 1 GiB the guest's pause went from 24-45 ms to
+ * a few ms here. */
+#define RAM_ALIGN (2u << 20)
+
+static size_t ram_span(uint64_t size)
+{
+    return (size_t)((size + RAM_ALIGN - 1) & ~(uint64_t)(RAM_ALIGN - 1));
+}
+
+static uint8_t *ram_alloc(uint64_t size)
+{
+    if (size > SIZE_MAX - 2 * RAM_ALIGN)
+        return NULL;
+    size_t span = ram_span(size), len = span + RAM_ALIGN;
+    uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    /* Trim to a 2 MiB-aligned span. */
+    uint8_t *a = (uint8_t *)(((uintptr_t)p + RAM_ALIGN - 1) & ~(uintptr_t)(RAM_ALIGN - 1));
+    if (a > p)
+        munmap(p, (size_t)(a - p));
+    if (a + span < p + len)
+        munmap(a + span, (size_t)(p + len - (a + span)));
+    madvise(a, span, MADV_HUGEPAGE); /* a hint: without THP it is ordinary memory */
+    return a;
+}
+
+static void ram_free(uint8_t *p, uint64_t size)
+{
+    if (p)
+        munmap(p, ram_span(size));
+}
+
 static int blk_save_section(void *dev, const struct vhu_state_section *s,
                             struct vhu_state_writer *w)
 {
@@ -651,8 +688,8 @@ static int blk_load_section(void *dev, void *staged, const struct vhu_state_sect
     if (size != d->size)
         return vhu_state_fail(r, -EINVAL, "a disk of %llu bytes cannot be loaded into one of "
                               "%llu", (unsigned long long)size, (unsigned long long)d->size);
-    free(st->ram);
-    st->ram = malloc((size_t)size);
+    ram_free(st->ram, size);
+    st->ram = ram_alloc(size);
     if (!st->ram)
         return -ENOMEM;
     /* Exactly `size` bytes: a longer blob is refused by
@@ -681,7 +718,7 @@ static void blk_commit(void *dev, void *staged)
     struct blk_staged *st = staged;
     /* Every ring is stopped: no worker reads d->ram now. */
     if (st->ram) {
-        free(d->ram);
+        ram_free(d->ram, d->size);
         d->ram = st->ram;
     }
     free(st);
@@ -689,10 +726,10 @@ static void blk_commit(void *dev, void *staged)
 
 static void blk_discard(void *dev, void *staged)
 {
-    (void)dev;
+    struct blk *d = dev;
     struct blk_staged *st = staged;
     if (st)
-        free(st->ram);
+        ram_free(st->ram, d->size); /* staged only for a disk of d->size */
     free(st);
 }
 
@@ -798,7 +835,7 @@ static int open_disk(struct blk *d, const struct blk_options *o)
         goto fail;
     }
     if (o->ram_size) {
-        if (d->size > SIZE_MAX || !(d->ram = calloc(1, (size_t)d->size))) {
+        if (d->size > SIZE_MAX || !(d->ram = ram_alloc(d->size))) {
             fprintf(stderr, "vhu-blk: cannot allocate %llu bytes of disk\n",
                     (unsigned long long)d->size);
             r = -ENOMEM;
@@ -909,7 +946,7 @@ void blk_free(struct blk *d)
         close(d->fd);
     if (d->dfd >= 0)
         close(d->dfd);
-    free(d->ram);
+    ram_free(d->ram, d->size);
     for (unsigned i = 0; d->q && i < d->nq; i++) {
         blk_uring_close(&d->q[i]); /* one blk_serve() left */
         if (!d->q[i].reqs)
