@@ -94,8 +94,7 @@ show() {
 
 # QEMU_LOST_PAGES: set by a test that compared guest memory at a
 # migration's switch-over (test-qemu-migrate.sh) to what it found: guest
-# pages QEMU did not migrate, none in the disk's virtqueue and none that
-# the back-end wrote (vhu-blk's VHU_TRACE_GUEST_WRITES; see
+# pages QEMU did not migrate, none in the disk's virtqueue (see
 # memcmp-pages.py).  Only with such evidence is a failure inside the guest
 # (a kernel crash, an idle stall, a data mismatch or I/O error it reports)
 # put down to QEMU (exit $GUEST_CRASH_EXIT, which retry-guest-crash.sh may

@@ -7,8 +7,7 @@
 # reported a data mismatch or I/O error) AND the test's page-by-page
 # comparison of guest memory at the switch-over (source frozen, destination
 # not yet started) found pages that QEMU did not migrate, none of them in
-# the disk's virtqueue and none that vhu-blk wrote (its
-# VHU_TRACE_GUEST_WRITES trace; see guest_fault in lib-rounds.sh).  At most
+# the disk's virtqueue (see guest_fault in lib-rounds.sh).  At most
 # TRIES runs in all; any other result is final at once, and every retry is
 # reported on stderr.
 #
@@ -19,8 +18,9 @@
 # (no vhost-user) at the same rate as with vhu-blk and qemu-storage-daemon,
 # and every such failure came with lost pages outside the virtqueue (README,
 # "Live migration under QEMU: measured").  A failure without such evidence,
-# a lost page the back-end wrote, or a stall with requests outstanding could
-# be the back-end's, and is never retried.
+# a lost page in the virtqueue, or a stall with requests outstanding could
+# be the back-end's, and is never retried.  What the back-end itself writes
+# and logs is checked exactly, without QEMU, by test_blk_migrate.
 set -uo pipefail
 
 if [[ $# -lt 2 || ! $1 =~ ^[1-9][0-9]*$ ]]; then

@@ -19,8 +19,8 @@
 #           failure, migration failed)
 # One line per run as it ends, then a table per back-end, with how many
 # runs lost guest pages in the migration (the test compares guest memory at
-# switch-over) and in how many of those a lost page was one the device
-# writes (the disk's virtqueue, or for vhu-blk any buffer it wrote).  Logs of every
+# switch-over) and in how many of those a lost page was in the disk's
+# virtqueue.  Logs of every
 # run that did not pass are kept under $SOAK_DIR (default a new directory
 # in TMPDIR), named BACKEND-RUN.log (plus the test's work directory).
 # Environment: VHU_ROUND_WAIT (seconds a round may take after a migration
@@ -74,7 +74,7 @@ for ((r = 1; r <= runs; r++)); do
         cmp=$(grep -oE 'guest memory compared: [0-9]+ of [0-9]+ pages differ, [0-9]+ in the device ranges(, [0-9]+ written by the back-end)?' "$log" | head -1)
         if [[ $cmp =~ compared:\ ([0-9]+)\ of\ [0-9]+\ pages\ differ,\ ([0-9]+)\ in\ the\ device\ ranges(,\ ([0-9]+)\ written)? ]]; then
             ((BASH_REMATCH[1] > 0)) && n[$b.lost]=$((n[$b.lost] + 1))
-            ((BASH_REMATCH[2] > 0 || ${BASH_REMATCH[4]:-0} > 0)) && n[$b.ringlost]=$((n[$b.ringlost] + 1))
+            ((BASH_REMATCH[2] > 0)) && n[$b.ringlost]=$((n[$b.ringlost] + 1))
         fi
         echo "run $r $b: $res ($((SECONDS - t)) s)${mig:+ $mig}${cmp:+; $cmp}${why:+ -- $why}"
         if [[ $res == pass ]]; then
@@ -86,8 +86,7 @@ for ((r = 1; r <= runs; r++)); do
 done
 echo "soak-migrate: $((SECONDS - start)) s"
 # lost: runs in which guest pages did not migrate; device: of those, runs
-# with a lost page in the disk's virtqueue or one vhu-blk wrote (its
-# VHU_TRACE_GUEST_WRITES): pages a back-end's missed dirty bit would lose.
+# with a lost page in the disk's virtqueue.
 printf '%-8s %5s %5s %6s %5s %6s %5s %5s %7s\n' back-end runs pass crash hang stall fail lost device
 all=0
 for b in $backends; do
