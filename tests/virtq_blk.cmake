@@ -47,12 +47,15 @@ set_tests_properties(test_qemu_boot PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77)
 # on vhu-blk, qemu-storage-daemon and QEMU's own virtio-blk.  The QEMU tests
 # share the guest cache; each runs alone (TCG needs the CPUs, and a busy
 # host makes QEMU's migration fault more often).
-# One migration here.  It runs again (up to three times in all, each retry
-# reported) only when the guest crashed or stopped idle AND QEMU lost guest
-# pages that no device writes (see retry-guest-crash.sh); every other
-# failure counts at once.
+# One migration here.  It runs again (up to eight runs in all, each retry
+# reported) only when the guest failed AND QEMU lost guest pages, none in
+# the disk's virtqueue (see retry-guest-crash.sh); every other failure
+# counts at once.  Eight: on the 2-CPU machines here QEMU 7.2 TCG lost pages
+# in a third of these migrations and the guest died of it in about a third
+# (2 of 6 and 2 of 6 in two rows of runs on an idle machine), so three tries
+# failed a CI run now and then.
 add_test(NAME test_qemu_migrate
-  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/retry-guest-crash.sh 3
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/retry-guest-crash.sh 8
           ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-migrate.sh $<TARGET_FILE:vhu-blk>
           ${CMAKE_BINARY_DIR}/qemu-guest 1)
 add_test(NAME test_qemu_reconnect
@@ -60,6 +63,9 @@ add_test(NAME test_qemu_reconnect
           ${CMAKE_BINARY_DIR}/qemu-guest 2)
 set_tests_properties(test_qemu_boot test_qemu_migrate test_qemu_reconnect PROPERTIES
   TIMEOUT 600 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE LABELS qemu)
+# Up to eight runs of ~20 s; a stalled guest is given 40 s (a round takes
+# about a second) so eight stalls still fit.
+set_tests_properties(test_qemu_migrate PROPERTIES TIMEOUT 900 ENVIRONMENT VHU_ROUND_WAIT=40)
 
 # VIRTIO shared memory: GET_SHMEM_CONFIG, BACKEND_SHMEM_MAP / UNMAP.
 add_executable(test_shmem integration/test_shmem.c)
