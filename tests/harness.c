@@ -214,12 +214,19 @@ bool wait_used_idx(const struct vhu_fe_ring *r, uint16_t want, int ms)
 
 void guest_init(struct guest *g, unsigned nrings)
 {
+    guest_init_ring(g, nrings, GUEST_RING_SIZE);
+}
+
+void guest_init_ring(struct guest *g, unsigned nrings, unsigned size)
+{
     memset(g, 0, sizeof(*g));
     assert_true(nrings <= 4);
+    assert_true(size >= 1 && size <= GUEST_RING_MAX && (size & (size - 1)) == 0);
     assert_int_equal(vhu_guest_mem_new(&g->mem, 0, GUEST_MEM_SIZE), 0);
     g->nrings = nrings;
+    g->ring_size = size;
     for (unsigned i = 0; i < nrings; i++) {
-        assert_int_equal(vhu_fe_ring_init(&g->ring[i], &g->mem, i, GUEST_RING_SIZE,
+        assert_int_equal(vhu_fe_ring_init(&g->ring[i], &g->mem, i, size,
                                           0x10000u * (i + 1)), 0);
         g->kick[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         g->call[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -244,7 +251,7 @@ void guest_activate(struct guest *g, struct vhu_fe *fe, unsigned base)
     assert_int_equal(vhu_fe_set_mem_table(fe, &reg, &g->mem.fd, 1), 0);
     for (unsigned i = 0; i < g->nrings; i++) {
         g->ring[i].avail_idx = (uint16_t)base;
-        assert_int_equal(vhu_fe_set_vring_num(fe, i, GUEST_RING_SIZE), 0);
+        assert_int_equal(vhu_fe_set_vring_num(fe, i, g->ring_size), 0);
         assert_int_equal(vhu_fe_ring_set_addr(fe, &g->ring[i], 0), 0);
         assert_int_equal(vhu_fe_set_vring_base(fe, i, base), 0);
         assert_int_equal(vhu_fe_set_vring_call(fe, i, g->call[i]), 0);

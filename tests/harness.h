@@ -59,16 +59,20 @@ void sleep_ms(unsigned ms);
 
 /* Guest memory + one ring per queue, mapped and set up on the back-end:
  * SET_MEM_TABLE, then per ring NUM, BASE, ADDR, CALL, KICK, ENABLE. */
-#define GUEST_RING_SIZE 16
+#define GUEST_RING_SIZE 16 /* guest_init's; guest_init_ring picks another */
+#define GUEST_RING_MAX 256
 #define GUEST_MEM_SIZE (1u << 20)
 #define GUEST_BUF_GPA 0x80000u
 struct guest {
     struct vhu_guest_mem mem;
     unsigned nrings;
+    unsigned ring_size; /* entries of every ring */
     struct vhu_fe_ring ring[4];
     int kick[4], call[4], err[4];
 };
 void guest_init(struct guest *g, unsigned nrings);
+/* Rings of `size` entries (a power of two up to GUEST_RING_MAX). */
+void guest_init_ring(struct guest *g, unsigned nrings, unsigned size);
 void guest_free(struct guest *g);
 /* Set up every ring with `base` as SET_VRING_BASE; asserts success. */
 void guest_activate(struct guest *g, struct vhu_fe *fe, unsigned base);

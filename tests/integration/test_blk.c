@@ -53,6 +53,8 @@ enum { DISK_FILE, DISK_RAM, DISK_FILE_DIRECT };
 
 /* The next blkt_start also opens a control socket (t->ds.control). */
 static bool blkt_control;
+/* The next blkt_start's rings have this many entries (0: GUEST_RING_SIZE). */
+static unsigned blkt_ring_size;
 
 /* Serve disk o (an image it names belongs to someone else) to a driver. */
 static void blkt_start(struct blkt *t, const struct blk_options *o)
@@ -63,7 +65,8 @@ static void blkt_start(struct blkt *t, const struct blk_options *o)
     blkt_control = false;
     /* LOG_ALL is for migration, turned on later (as QEMU does). */
     t->fe = devserver_connect(&t->ds, ~VHU_BIT(VHU_F_LOG_ALL));
-    guest_init(&t->g, o->queues);
+    guest_init_ring(&t->g, o->queues, blkt_ring_size ? blkt_ring_size : GUEST_RING_SIZE);
+    blkt_ring_size = 0;
     log_clear();
     guest_activate(&t->g, t->fe, 0);
 }
@@ -893,12 +896,13 @@ static void test_ram_state(void **state)
 /* A live snapshot of a RAM disk (the control socket's `snapshot`) while a
  * driver keeps every slot of the ring busy with writes: each 4 KiB block
  * written holds (block, sequence number) in every 16 bytes, and slot k
- * writes only blocks k, k + 16, ... (one write per block in flight).  In
+ * writes only blocks k, k + 32, ... (one write per block in flight).  In
  * the snapshot every block must be whole (one write, not two mixed), not
  * older than the last write to it completed before the request, not newer
  * than the last one submitted before the reply.  The driver keeps going
  * through it; the longest request and the longest gap between completions
- * are printed.  Depth 16: the harness's ring size. */
+ * are printed.  Queue depth 32, on a ring of 32 entries. */
+#define SNAP_DEPTH 32u /* requests in flight; slots 0-31 of ring 0 */
 #define SNAP_BLOCK 4096u
 #define SNAP_BLOCKS (SECTORS * 512u / SNAP_BLOCK)
 
@@ -910,9 +914,9 @@ struct snapwriter {
     uint64_t done[SNAP_BLOCKS];   /* last completed write per block */
     uint64_t issued[SNAP_BLOCKS]; /* last submitted */
     unsigned long completed;
-    unsigned slot_block[GUEST_RING_SIZE];
-    uint64_t slot_seq[GUEST_RING_SIZE];
-    double slot_t[GUEST_RING_SIZE];
+    unsigned slot_block[SNAP_DEPTH];
+    uint64_t slot_seq[SNAP_DEPTH];
+    double slot_t[SNAP_DEPTH];
     double max_stall, max_gap, last_done;
     bool bad;
     uint32_t rng;
@@ -930,7 +934,7 @@ static void sw_submit(struct snapwriter *w, unsigned k)
     w->rng ^= w->rng << 13;
     w->rng ^= w->rng >> 17;
     w->rng ^= w->rng << 5;
-    unsigned block = (w->rng % (SNAP_BLOCKS / GUEST_RING_SIZE)) * GUEST_RING_SIZE + k;
+    unsigned block = (w->rng % (SNAP_BLOCKS / SNAP_DEPTH)) * SNAP_DEPTH + k;
     pthread_mutex_lock(&w->lock);
     uint64_t seq = ++w->seq;
     w->issued[block] = seq;
@@ -951,7 +955,7 @@ static void *snapwriter_main(void *arg)
 {
     struct snapwriter *w = arg;
     struct blkt *t = w->t;
-    for (unsigned k = 0; k < GUEST_RING_SIZE; k++)
+    for (unsigned k = 0; k < SNAP_DEPTH; k++)
         sw_submit(w, k);
     guest_kick(&t->g, 0);
     w->last_done = now_s();
@@ -960,7 +964,7 @@ static void *snapwriter_main(void *arg)
         bool any = false;
         while (vhu_fe_ring_pop_used(&t->g.ring[0], &id, NULL) == 1) {
             double now = now_s();
-            if (id >= GUEST_RING_SIZE ||
+            if (id >= SNAP_DEPTH ||
                 status_of(t, 0, id, SNAP_BLOCK, (struct layout){0}) != VIRTIO_BLK_S_OK) {
                 w->bad = true;
                 continue;
@@ -998,6 +1002,7 @@ static void test_ram_snapshot_live(void **state)
     (void)state;
     struct blkt a, b;
     blkt_control = true;
+    blkt_ring_size = SNAP_DEPTH;
     blkt_open(&a, 1, false, DISK_RAM);
     struct snapwriter *w = calloc(1, sizeof(*w));
     assert_non_null(w);
@@ -1035,9 +1040,9 @@ static void test_ram_snapshot_live(void **state)
     assert_int_equal(r, 0);
     assert_false(w->bad);
     assert_true(w->completed >= at_reply + 100);
-    fprintf(stderr, "vhu-blk --ram 1 MiB, depth %u writes: rings paused %llu us (fork %llu us), "
+    fprintf(stderr, "vhu-blk --ram 1 MiB, queue depth %u writes: rings paused %llu us (fork %llu us), "
             "%llu bytes in %llu us; %lu writes before, %lu during, longest request %.0f us, "
-            "longest gap between completions %.0f us\n", GUEST_RING_SIZE,
+            "longest gap between completions %.0f us\n", SNAP_DEPTH,
             (unsigned long long)res.pause_us, (unsigned long long)res.fork_us,
             (unsigned long long)res.bytes, (unsigned long long)res.duration_us, before,
             at_reply - before, w->max_stall * 1e6, w->max_gap * 1e6);
