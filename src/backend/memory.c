@@ -101,6 +101,10 @@ int vhu_mem_map(const struct vhu_mem_region *d, int fd, struct vhu_region *out, 
                  (unsigned long long)off, vhu_strerror(e));
         return e;
     }
+    /* A live snapshot's child (snapshot.c) must not read guest memory, which
+     * the guest goes on writing: it does not even inherit the mapping.  Best
+     * effort: without it the child still never touches the region. */
+    (void)madvise(p, (size_t)len, MADV_DONTFORK);
     out->gpa = d->guest_phys_addr;
     out->size = d->memory_size;
     out->uva = d->userspace_addr;

@@ -11,12 +11,14 @@
  * idle), no libev, no logging, no guest memory (MAP_SHARED: the guest goes
  * on writing it), no fd but its output and its report pipe. */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -90,6 +92,12 @@ static void child_main(struct vhu_backend *b, int out, int rep, pid_t parent)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(3);
+    /* The device's ring threads serve the guest on the same CPUs while this
+     * process compresses: they come first.  SCHED_BATCH + nice 10 rather
+     * than SCHED_IDLE, which a busy host could starve forever. */
+    struct sched_param sp = {.sched_priority = 0};
+    (void)sched_setscheduler(0, SCHED_BATCH, &sp);
+    (void)setpriority(PRIO_PROCESS, 0, 10);
 
     /* Every fd but the output and the report pipe: the vhost-user socket,
      * kick/call fds, guest memory fds, control clients.  stderr stays (the
