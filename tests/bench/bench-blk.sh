@@ -23,7 +23,9 @@
 # per round, alternating which goes first; the table gives the median IOPS
 # (and MB/s) of the rounds, the ratio vhu/qsd of the medians, and the spread
 # (min-max IOPS) of each.  Then build/tests/vhu-bench-state --sizes 64M,1G
-# --repeat 3 runs and its output goes in the same report.
+# --repeat 3 and build/tests/vhu-bench-snapshot --sizes 64M,1G --repeat 3
+# (a live snapshot's guest-visible stall next to a stop-the-world save) run
+# and their output goes in the same report (--no-state skips both).
 #
 # Defaults: 5 rounds of 2 s per row and back-end (+0.5 s warm-up): about
 # 5 minutes, plus the state benchmark.  The report is printed and written to
@@ -214,6 +216,10 @@ if [ "$state" = 1 ]; then
         echo
         echo "== build/tests/vhu-bench-state --sizes 64M,1G --repeat 3"
         "$build/tests/vhu-bench-state" --sizes 64M,1G --repeat 3 2>&1
+        echo
+        echo "== build/tests/vhu-bench-snapshot --sizes 64M,1G --repeat 3 (live snapshot vs stop-the-world)"
+        "$build/tests/vhu-bench-snapshot" --vhu-blk "$vhublk" --sizes 64M,1G --repeat 3 2>&1 |
+            grep -v '^vhu'
     } | tee -a "$out"
 fi
 echo
