@@ -44,7 +44,7 @@ echo "=== build: valgrind memcheck ==="
 ctest --test-dir build -T memcheck --output-on-failure -j"$jobs" --timeout 600 \
   --overwrite MemoryCheckCommand="$(command -v valgrind)" \
   --overwrite MemoryCheckCommandOptions="--leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1 --num-callers=30" \
-  -E '^test_(qemu_(boot|migrate|reconnect)|install|exports|bench_blk_smoke|bench_snapshot_smoke|blk_program|testdev_program|vhu_state.*)$'
+  -E '^test_(qemu_(boot|migrate|reconnect|snapshot)|install|exports|bench_blk_smoke|bench_snapshot_smoke|blk_program|testdev_program|vhu_state.*)$'
 
 echo "=== build-fuzz: libFuzzer targets (clang), a short run each ==="
 CC=clang cmake -S . -B build-fuzz -DVHU_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVHU_WERROR=ON

@@ -22,6 +22,10 @@
 #   "VHU-BLK-GUEST: PASS after N rounds" (N the last round written) and
 #   powers off.  vhu.rounds=MAX (default 100000) stops it after MAX rounds
 #   with a FAIL.  Any error is a FAIL and a power-off.
+#
+# vhu.mode=find vhu.find=LO:HI (test-qemu-snapshot.sh)
+#   the disk was loaded from a snapshot taken during rounds: find which
+#   round's data it holds at 1 MiB (see the case below), then PASS.
 
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -48,11 +52,13 @@ echo "VHU-BLK-GUEST: /dev/vda is $(cat /sys/block/vda/size) sectors"
 mode=boot
 maxrounds=100000
 resize=0
+find=
 for arg in $(cat /proc/cmdline); do
     case $arg in
     vhu.mode=*) mode=${arg#vhu.mode=} ;;
     vhu.rounds=*) maxrounds=${arg#vhu.rounds=} ;;
     vhu.resize=*) resize=${arg#vhu.resize=} ;;
+    vhu.find=*) find=${arg#vhu.find=} ;;
     esac
 done
 
@@ -71,6 +77,18 @@ check_resize() {
     [ "$grown" -eq $((sectors + 2048)) ] || fail "expected $((sectors + 2048)) sectors"
     tail=$(dd if=/dev/vda bs=512 skip="$sectors" count=1 iflag=direct 2>/dev/null | head -c 13)
     [ "$tail" = "vhu-blk grown" ] || fail "the new MiB's first sector reads '$tail'"
+}
+
+# round_data N: round N's 4 MiB on stdout.  MiB i of it is /pattern
+# rotated by ((N * 4 + i) % 2048) sectors, so every round's data differs
+# from every other's in each sector (the host rebuilds it the same way).
+round_data() {
+    local i s
+    for i in 0 1 2 3; do
+        s=$((($1 * 4 + i) % 2048))
+        dd if=/pattern bs=512 skip=$s 2>/dev/null
+        [ $s -eq 0 ] || dd if=/pattern bs=512 count=$s 2>/dev/null
+    done
 }
 
 case $mode in
@@ -99,17 +117,6 @@ boot)
     echo "VHU-BLK-GUEST: PASS"
     ;;
 rounds)
-    # round_data N: round N's 4 MiB on stdout.  MiB i of it is /pattern
-    # rotated by ((N * 4 + i) % 2048) sectors, so every round's data differs
-    # from every other's in each sector (the host rebuilds it the same way).
-    round_data() {
-        local i s
-        for i in 0 1 2 3; do
-            s=$((($1 * 4 + i) % 2048))
-            dd if=/pattern bs=512 skip=$s 2>/dev/null
-            [ $s -eq 0 ] || dd if=/pattern bs=512 count=$s 2>/dev/null
-        done
-    }
     n=0
     while :; do
         flag=$(dd if=/dev/vda bs=512 count=1 iflag=direct 2>/dev/null | head -c 8) ||
@@ -126,6 +133,43 @@ rounds)
         echo "VHU-BLK-GUEST: round $n ok"
     done
     echo "VHU-BLK-GUEST: PASS after $n rounds"
+    ;;
+find)
+    # vhu.find=LO:HI: the disk is a snapshot taken while rounds ran
+    # (test-qemu-snapshot.sh).  At 1 MiB it must hold round n (LO <= n <=
+    # HI) whole, or round n's first D bytes and round n-1's rest, D a
+    # multiple of 512 (the snapshot caught round n's writes part done, at a
+    # request boundary).  Prints "found round n" or "found rounds n (D
+    # bytes) and n-1", then PASS.
+    lo=${find%:*}
+    hi=${find#*:}
+    [ -n "$lo" ] && [ -n "$hi" ] && [ "$lo" -le "$hi" ] || fail "vhu.find=$find is not LO:HI"
+    dd if=/dev/vda of=/readback bs=65536 skip=16 count=64 iflag=direct 2>/dev/null ||
+        fail "O_DIRECT read"
+    n=$hi
+    found=
+    while [ "$n" -ge "$lo" ]; do
+        round_data "$n" >/round
+        if cmp -s /readback /round; then
+            found="round $n"
+            break
+        fi
+        # "FILE FILE differ: char C, line L": C is 1-based.
+        d=$(cmp /readback /round 2>/dev/null | sed -n 's/.* char \([0-9]*\).*/\1/p')
+        if [ -n "$d" ] && [ "$n" -gt "$lo" ]; then
+            d=$((d - 1))
+            d=$((d / 512 * 512))
+            round_data $((n - 1)) >/previous
+            if [ "$d" -gt 0 ] && cmp -s /readback /previous "$d" "$d"; then
+                found="rounds $n ($d bytes) and $((n - 1))"
+                break
+            fi
+        fi
+        n=$((n - 1))
+    done
+    [ -n "$found" ] || fail "the disk holds no round from $lo to $hi at 1 MiB"
+    echo "VHU-BLK-GUEST: found $found"
+    echo "VHU-BLK-GUEST: PASS"
     ;;
 *)
     fail "unknown vhu.mode=$mode"
