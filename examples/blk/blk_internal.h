@@ -68,7 +68,10 @@ struct blk {
     uint32_t dio_mem_mask, dio_off_mask; /* what O_DIRECT on dfd needs aligned:
                                           * buffer addresses; offsets and lengths */
     atomic_bool uring_refused;           /* said once */
-    uint8_t *ram;       /* the disk, with --ram */
+    uint8_t *ram;       /* the disk, with --ram (ram.c) */
+    pthread_t collapse_th;     /* ram.c: huge pages back after a snapshot */
+    bool collapsing;           /* collapse_th to be joined */
+    atomic_bool collapse_done, collapse_again, collapse_stop;
     uint64_t size;      /* bytes, a multiple of BLK_SECTOR; changed only by
                          * blk_resize() (atomic: the rings read it) */
     bool ro;
@@ -101,6 +104,16 @@ uint32_t blk_rw_result(const struct blk_req *r, int err, uint8_t *status);
 void blk_put_status(struct blk_req *r);
 /* Push request slot i to the used ring and free the slot. */
 void blk_complete(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, unsigned i);
+
+/* ---- ram.c: the memory of a RAM disk ---- */
+
+uint8_t *blk_ram_alloc(uint64_t size);
+void blk_ram_free(uint8_t *p, uint64_t size);
+/* A live snapshot's child has exited: merge the disk's memory back into
+ * huge pages, on a thread of its own (again, if one is at it). */
+void blk_ram_recollapse(struct blk *d);
+/* Stop and join that thread (before d->ram goes). */
+void blk_ram_collapse_stop(struct blk *d);
 
 /* ---- uring.c: io_uring (--direct) ---- */
 

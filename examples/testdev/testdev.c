@@ -46,7 +46,7 @@ struct testdev {
     uint8_t *blob;
     size_t blob_len;
     const char *fail_save;
-    atomic_ulong commits, discards;
+    atomic_ulong commits, discards, snapshots_ended;
     unsigned num_queues;
     struct testdev_config config;
     pthread_mutex_t lock;
@@ -380,6 +380,12 @@ static void td_discard(void *dev, void *staged)
     atomic_fetch_add(&d->discards, 1);
 }
 
+static void td_snapshot_done(void *dev)
+{
+    struct testdev *d = dev;
+    atomic_fetch_add(&d->snapshots_ended, 1);
+}
+
 static void build_sections(struct testdev *d)
 {
     unsigned n = 0;
@@ -453,6 +459,11 @@ unsigned long testdev_commits(struct testdev *d)
     return atomic_load(&d->commits);
 }
 
+unsigned long testdev_snapshots_ended(struct testdev *d)
+{
+    return atomic_load(&d->snapshots_ended);
+}
+
 unsigned long testdev_discards(struct testdev *d)
 {
     return atomic_load(&d->discards);
@@ -474,6 +485,7 @@ static const struct vhu_device_ops base_ops = {
     .load_section = td_load_section,
     .commit = td_commit,
     .discard = td_discard,
+    .snapshot_done = td_snapshot_done,
 };
 
 struct testdev *testdev_new(unsigned num_queues)

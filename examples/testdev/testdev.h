@@ -64,6 +64,8 @@ void testdev_fail_save(struct testdev *d, const char *section);
 /* Loads committed and discarded so far. */
 unsigned long testdev_commits(struct testdev *d);
 unsigned long testdev_discards(struct testdev *d);
+/* Live snapshots ended (ops.snapshot_done calls), succeeded or not. */
+unsigned long testdev_snapshots_ended(struct testdev *d);
 
 /* Take requests but never complete them (a back-end about to die with
  * requests in flight); how many were taken that way. */

@@ -257,6 +257,8 @@ static void on_snap(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     c->snap_running = false;
+    if (c->b->ops->snapshot_done)
+        c->b->ops->snapshot_done(c->b->dev);
     uint64_t dur = (uint64_t)((vhu_monotonic() - c->job.started) * 1e6);
     struct ctl_client *cl = c->snap_cl;
     c->snap_cl = NULL;

@@ -257,8 +257,25 @@ static void *drain(void *arg)
     return NULL;
 }
 
+/* The back-end's memory in transparent huge pages, in MiB (-1 unknown):
+ * what makes its fork cheap (docs/live-snapshots.md). */
+static long huge_mib(pid_t pid)
+{
+    char p[64], line[256];
+    snprintf(p, sizeof(p), "/proc/%d/smaps_rollup", (int)pid);
+    FILE *f = fopen(p, "r");
+    long v = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "AnonHugePages:", 14) == 0)
+            v = atol(line + 14) / 1024;
+    if (f)
+        fclose(f);
+    return v;
+}
+
 struct window {
     uint64_t start, end;
+    long huge_before;
     struct vhu_fe_control_snapshot res;
 };
 
@@ -342,6 +359,7 @@ static void run_size(uint64_t size)
     nanosleep(&pause, NULL);
     for (unsigned i = 0; i < o.repeat; i++) {
         char err[256] = "";
+        w[i].huge_before = huge_mib(pid);
         w[i].start = now_ns();
         r = vhu_fe_control_snapshot(c, pipefd[1], 600000, &w[i].res, err, sizeof(err));
         w[i].end = now_ns();
@@ -408,6 +426,9 @@ static void run_size(uint64_t size)
     for (unsigned k = 0; k < o.repeat; k++)
         printf("%s%.2f/%.2f", k ? ", " : "", (double)w[k].res.pause_us / 1e3,
                (double)w[k].res.fork_us / 1e3);
+    printf("; huge pages before each:");
+    for (unsigned k = 0; k < o.repeat; k++)
+        printf(" %ld MiB", w[k].huge_before);
     printf("), snapshot %.0f ms, %.0f MB/s of disk, %" PRIu64 " bytes\n", dur_ms,
            dur_ms > 0 ? (double)size / 1e6 / (dur_ms / 1e3) : 0.0, bytes);
     printf("    guest during snapshots: %zu requests, p99 %.0f us, max %.0f us, "

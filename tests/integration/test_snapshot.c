@@ -460,6 +460,8 @@ static void test_snapshot_client_gone(void **state)
     vhu_fe_control_close(c);
     assert_true(log_wait("client gone during its snapshot", 5000));
     assert_true(log_wait("its client was gone", 5000));
+    /* The device heard it ended (ops.snapshot_done), once. */
+    assert_int_equal(testdev_snapshots_ended(h.dev), 1);
     /* The child is gone: the pipe's writer with it. */
     size_t n;
     uint8_t *part = read_to_eof(p[0], &n);
@@ -476,6 +478,7 @@ static void test_snapshot_client_gone(void **state)
     struct vhu_fe_control_snapshot res;
     char err[256];
     assert_int_equal(vhu_fe_control_snapshot(c, f, 30000, &res, err, sizeof(err)), 0);
+    assert_int_equal(testdev_snapshots_ended(h.dev), 2);
     close(f);
     vhu_fe_control_close(c);
     wait_fds(fds0);

@@ -127,6 +127,14 @@ struct vhu_device_ops {
      * vhu_backend_shmem_map() (vhu/backend.h). */
     unsigned num_shmem_regions;
     const uint64_t *shmem_sizes;
+
+    /* A live snapshot (control socket, docs/live-snapshots.md) has ended,
+     * well or not: its child, a copy-on-write image of this process, is
+     * gone.  Called on the back-end's thread; must not block.  A device
+     * that keeps large memory in transparent huge pages may merge them
+     * again from here (copy-on-write split those written meanwhile, which
+     * makes the next fork slower).  Optional. */
+    void (*snapshot_done)(void *dev);
 };
 
 /* --- What a running ring offers the device.  Valid between start_queue and
