@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/internal.h" /* vhu_utf8_valid */
 #include "options.h"
 #include "schemas.h"
 #include "validate.h"
@@ -84,7 +85,7 @@ static bool is_text(cbor_item_t *i, size_t min, size_t max)
 {
     return cbor_isa_string(i) && cbor_string_is_definite(i) && cbor_string_length(i) >= min &&
            cbor_string_length(i) <= max &&
-           cli_utf8_valid(cbor_string_handle(i), cbor_string_length(i));
+           vhu_utf8_valid(cbor_string_handle(i), cbor_string_length(i));
 }
 
 static bool key_is(cbor_item_t *k, const char *s)
@@ -324,9 +325,9 @@ static int walk_section(struct val *v, const struct vhu_snap_section_info *si)
                 c.in_map = -1;
             continue;
         }
-        if (!cli_utf8_valid((const uint8_t *)f.key, strlen(f.key)))
+        if (!vhu_utf8_valid((const uint8_t *)f.key, strlen(f.key)))
             problem(v, "a field key is not valid UTF-8");
-        if (f.type == VHU_SNAP_TEXT && !cli_utf8_valid(f.data, f.len))
+        if (f.type == VHU_SNAP_TEXT && !vhu_utf8_valid(f.data, f.len))
             problem(v, "field '%s': text that is not valid UTF-8", f.key);
         int e = -1;
         if (f.depth == 0) {

@@ -38,6 +38,9 @@ static inline bool vhu_range_within(uint64_t a, uint64_t alen, uint64_t b, uint6
 
 /* Is [p, p+n) well-formed UTF-8? */
 bool vhu_utf8_valid(const uint8_t *p, size_t n);
+/* Length (1-4) of the well-formed UTF-8 sequence at p (n bytes left), 0 if
+ * there is none (for tools that escape what is not UTF-8, byte by byte). */
+size_t vhu_utf8_seq_len(const uint8_t *p, size_t n);
 
 static inline bool vhu_is_pow2(uint64_t v)
 {

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* vhu-state: the progress line (see progress.h). */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "progress.h"
+
+static const char *prog_what;
+static bool prog_shown;
+static int prog_tty = -1;
+static struct timespec prog_last, prog_start;
+
+void progress_set(const char *what)
+{
+    prog_what = what;
+    clock_gettime(CLOCK_MONOTONIC, &prog_start);
+    prog_last = prog_start;
+}
+
+void progress_update(uint64_t in_bytes, uint64_t out_bytes)
+{
+    if (prog_tty < 0)
+        prog_tty = isatty(2);
+    if (!prog_tty || !prog_what)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double since = (double)(now.tv_sec - prog_last.tv_sec) +
+                   (double)(now.tv_nsec - prog_last.tv_nsec) / 1e9;
+    double total = (double)(now.tv_sec - prog_start.tv_sec) +
+                   (double)(now.tv_nsec - prog_start.tv_nsec) / 1e9;
+    /* Quick work shows nothing; long work a line twice a second. */
+    if (since < 0.5 || total < 1.0)
+        return;
+    prog_last = now;
+    fprintf(stderr, "\rvhu-state: %s: %" PRIu64 " MiB read, %" PRIu64 " MiB decompressed ",
+            prog_what, in_bytes >> 20, out_bytes >> 20);
+    prog_shown = true;
+}
+
+void progress_done(void)
+{
+    if (prog_shown) {
+        fputs("\r\033[K", stderr);
+        prog_shown = false;
+    }
+}
