@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# test-install-tools.sh BUILD_DIR
+#
+# Install a vhu build into a scratch prefix and check that what the programs'
+# users need beside them is where their tools look: the bash completion of
+# vhu-state in share/bash-completion/completions/vhu-state (and that bash
+# can source it from there).
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 BUILD_DIR" >&2
+    exit 2
+fi
+build=$(cd "$1" && pwd)
+
+say() { echo "test-install-tools: $*"; }
+die() {
+    echo "test-install-tools: FAIL: $*" >&2
+    exit 1
+}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhu-install-tools.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+prefix=$tmp/prefix
+
+[[ -f $build/CMakeCache.txt ]] || die "$build is not a CMake build directory"
+if ! cmake --install "$build" --prefix "$prefix" >"$tmp/log" 2>&1; then
+    cat "$tmp/log" >&2
+    die "cmake --install $build failed"
+fi
+
+comp=$prefix/share/bash-completion/completions/vhu-state
+[[ -f $comp ]] || die "no $comp"
+bash -c 'source "$1" && complete -p vhu-state' _ "$comp" >/dev/null ||
+    die "$comp does not register a completion for vhu-state"
+say "bash completion: $comp"
+say "PASS"
