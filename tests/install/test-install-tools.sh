@@ -5,7 +5,8 @@
 # Install a vhu build into a scratch prefix and check that what the programs'
 # users need beside them is where their tools look: the bash completion of
 # vhu-state in share/bash-completion/completions/vhu-state (and that bash
-# can source it from there).
+# can source it from there); the man pages the build made (with pandoc) in
+# share/man/man1, where `man NAME` finds them.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -35,4 +36,21 @@ comp=$prefix/share/bash-completion/completions/vhu-state
 bash -c 'source "$1" && complete -p vhu-state' _ "$comp" >/dev/null ||
     die "$comp does not register a completion for vhu-state"
 say "bash completion: $comp"
+
+shopt -s nullglob
+built=("$build"/docs/man/*.1)
+if [[ ${#built[@]} -eq 0 ]]; then
+    say "no man pages in this build (pandoc missing when it was configured)"
+else
+    for page in "${built[@]}"; do
+        name=$(basename "$page" .1)
+        inst=$prefix/share/man/man1/$name.1
+        cmp -s "$page" "$inst" || die "$name.1 is not installed as $inst"
+        if command -v man >/dev/null; then
+            MANPATH=$prefix/share/man man -w "$name" 2>/dev/null | grep -qx "$inst" ||
+                die "man -w $name does not find $inst (MANPATH=$prefix/share/man)"
+        fi
+        say "man page: $inst"
+    done
+fi
 say "PASS"
