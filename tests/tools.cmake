@@ -18,3 +18,24 @@ endif()
 add_test(NAME test_man_pages
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/install/check-man-pages.sh ${vhu_man_pages})
 set_tests_properties(test_man_pages PROPERTIES SKIP_RETURN_CODE 77)
+
+# The systemd unit (examples/systemd) under systemd-analyze verify, made a
+# second time with ExecStart on the build's vhu-blk so that verify finds the
+# program; checked against the installed one.  Skipped (77) without
+# systemd-analyze.
+if(TARGET vhu-blk)
+  set(VHU_BLK_PATH "$<TARGET_FILE:vhu-blk>")
+  configure_file(${PROJECT_SOURCE_DIR}/examples/systemd/vhu-blk@.service.in
+                 systemd/vhu-blk@.service.genex @ONLY)
+  file(GENERATE OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/systemd/vhu-blk@.service
+       INPUT ${CMAKE_CURRENT_BINARY_DIR}/systemd/vhu-blk@.service.genex)
+  set(vhu_unit_manpath)
+  if(vhu_man_pages AND NOT vhu_man_pages STREQUAL "--no-pandoc")
+    set(vhu_unit_manpath ${CMAKE_BINARY_DIR}/docs/man)
+  endif()
+  add_test(NAME test_systemd_unit
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/install/check-systemd-unit.sh
+            ${CMAKE_CURRENT_BINARY_DIR}/systemd/vhu-blk@.service
+            ${CMAKE_BINARY_DIR}/examples/systemd/vhu-blk@.service ${vhu_unit_manpath})
+  set_tests_properties(test_systemd_unit PROPERTIES SKIP_RETURN_CODE 77)
+endif()

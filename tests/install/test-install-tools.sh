@@ -6,7 +6,9 @@
 # users need beside them is where their tools look: the bash completion of
 # vhu-state in share/bash-completion/completions/vhu-state (and that bash
 # can source it from there); the man pages the build made (with pandoc) in
-# share/man/man1, where `man NAME` finds them.
+# share/man/man1, where `man NAME` finds them; the systemd unit of vhu-blk in
+# lib/systemd/system, its ExecStart on the vhu-blk the install made (under
+# the prefix the build was configured with).
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -38,7 +40,7 @@ bash -c 'source "$1" && complete -p vhu-state' _ "$comp" >/dev/null ||
 say "bash completion: $comp"
 
 shopt -s nullglob
-built=("$build"/docs/man/*.1)
+built=("$build"/docs/man/man1/*.1)
 if [[ ${#built[@]} -eq 0 ]]; then
     say "no man pages in this build (pandoc missing when it was configured)"
 else
@@ -52,5 +54,15 @@ else
         fi
         say "man page: $inst"
     done
+fi
+if [[ -f $build/examples/systemd/vhu-blk@.service ]]; then
+    unit=$prefix/lib/systemd/system/vhu-blk@.service
+    cmp -s "$build/examples/systemd/vhu-blk@.service" "$unit" || die "no $unit"
+    exe=$(grep -m1 '^ExecStart=' "$unit" | cut -d' ' -f1)
+    exe=${exe#ExecStart=}
+    configured=$(sed -n 's/^CMAKE_INSTALL_PREFIX:[A-Z]*=//p' "$build/CMakeCache.txt")
+    [[ $exe == "$configured"/*/vhu-blk && -x $prefix/${exe#"$configured"/} ]] ||
+        die "$unit: ExecStart $exe is not the installed vhu-blk (prefix $configured)"
+    say "systemd unit: $unit (ExecStart=$exe)"
 fi
 say "PASS"
