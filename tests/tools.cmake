@@ -7,6 +7,7 @@ add_test(NAME test_vhu_state_completion
           ${PROJECT_SOURCE_DIR}/cli/vhu-state.bash $<TARGET_FILE:vhu-state>)
 add_test(NAME test_install_tools
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/install/test-install-tools.sh ${CMAKE_BINARY_DIR})
+set_tests_properties(test_vhu_state_completion test_install_tools PROPERTIES LABELS script)
 set_tests_properties(test_install_tools PROPERTIES TIMEOUT 120)
 
 # The man pages pandoc made (docs/man) render without warnings; skipped
@@ -17,7 +18,7 @@ if(NOT vhu_man_pages)
 endif()
 add_test(NAME test_man_pages
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/install/check-man-pages.sh ${vhu_man_pages})
-set_tests_properties(test_man_pages PROPERTIES SKIP_RETURN_CODE 77)
+set_tests_properties(test_man_pages PROPERTIES SKIP_RETURN_CODE 77 LABELS script)
 
 # The systemd unit (examples/systemd) under systemd-analyze verify, made a
 # second time with ExecStart on the build's vhu-blk so that verify finds the
@@ -37,5 +38,5 @@ if(TARGET vhu-blk)
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/install/check-systemd-unit.sh
             ${CMAKE_CURRENT_BINARY_DIR}/systemd/vhu-blk@.service
             ${CMAKE_BINARY_DIR}/examples/systemd/vhu-blk@.service ${vhu_unit_manpath})
-  set_tests_properties(test_systemd_unit PROPERTIES SKIP_RETURN_CODE 77)
+  set_tests_properties(test_systemd_unit PROPERTIES SKIP_RETURN_CODE 77 LABELS script)
 endif()

@@ -8,17 +8,20 @@ target_link_libraries(vhu_test_devserver PUBLIC vhu PkgConfig::CMOCKA Threads::T
 add_executable(test_virtq unit/test_virtq.c)
 target_link_libraries(test_virtq PRIVATE vhu_test_harness vhu_test_devserver)
 add_test(NAME test_virtq COMMAND test_virtq)
-set_tests_properties(test_virtq PROPERTIES TIMEOUT 120)
+set_tests_properties(test_virtq PROPERTIES TIMEOUT 120 LABELS tsan)
 
 # examples/blk through the front-end library's driver.
 add_executable(test_blk integration/test_blk.c)
 target_link_libraries(test_blk PRIVATE vhu_blk vhu_test_harness vhu_test_devserver)
 add_test(NAME test_blk COMMAND test_blk)
-set_tests_properties(test_blk PROPERTIES TIMEOUT 120)
+set_tests_properties(test_blk PROPERTIES TIMEOUT 120 LABELS tsan)
 
 # vhu-blk under a live migration of guest memory done as QEMU does it
 # (the dirty log read and cleared while requests run, a destination copy
 # that must equal the source page for page, the destination carrying on).
+# Not labelled tsan: it copies guest memory while the driver and the device
+# write it, on purpose (as a VMM migrating RAM does), which ThreadSanitizer
+# rightly calls a race.
 add_executable(test_blk_migrate integration/test_blk_migrate.c)
 target_link_libraries(test_blk_migrate PRIVATE vhu_blk vhu_test_harness vhu_test_devserver)
 add_test(NAME test_blk_migrate COMMAND test_blk_migrate)
@@ -29,6 +32,7 @@ set_tests_properties(test_blk_migrate PROPERTIES TIMEOUT 600)
 add_test(NAME test_blk_program
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test-blk-program.sh
           $<TARGET_FILE:vhu-blk> $<TARGET_FILE:vhu-probe> $<TARGET_FILE:vhu-state>)
+set_tests_properties(test_blk_program PROPERTIES LABELS script)
 
 # QEMU 7.2 boots a tiny guest (Debian's kernel, a busybox initramfs) on
 # vhu-blk and checks the disk from inside and outside; the guest is fetched
@@ -69,7 +73,7 @@ add_test(NAME test_qemu_snapshot
           ${CMAKE_BINARY_DIR}/qemu-guest 3)
 set_tests_properties(test_qemu_snapshot PROPERTIES ENVIRONMENT VHU_STATE=$<TARGET_FILE:vhu-state>)
 set_tests_properties(test_qemu_boot test_qemu_migrate test_qemu_reconnect test_qemu_snapshot
-  PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE LABELS qemu)
+  PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE LABELS "qemu;script")
 # Up to eight runs of ~20 s; a stalled guest is given 40 s (a round takes
 # about a second) so eight stalls still fit.
 set_tests_properties(test_qemu_migrate PROPERTIES TIMEOUT 900 ENVIRONMENT VHU_ROUND_WAIT=40)
@@ -78,4 +82,4 @@ set_tests_properties(test_qemu_migrate PROPERTIES TIMEOUT 900 ENVIRONMENT VHU_RO
 add_executable(test_shmem integration/test_shmem.c)
 target_link_libraries(test_shmem PRIVATE vhu_test_harness vhu_test_devserver)
 add_test(NAME test_shmem COMMAND test_shmem)
-set_tests_properties(test_shmem PROPERTIES TIMEOUT 120)
+set_tests_properties(test_shmem PROPERTIES TIMEOUT 120 LABELS tsan)
