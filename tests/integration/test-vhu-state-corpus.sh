@@ -15,14 +15,12 @@
 # (truncate's sizes: 1M is 1 MiB), e.g. "--image @image:1M --serial X" for
 # an image-backed disk whose snapshot records its size and serial.  Any
 # file that no longer restores fails the test,
-# loudly, by name.  Copy this script into your own CI with your device's
-# corpus (see formats/corpus/README.md).
+# loudly, by name.  Copy this script and vhu-state-common.sh (beside it)
+# into your own CI with your device's corpus (see formats/corpus/README.md).
 set -euo pipefail
-
-if [[ $# -lt 3 ]]; then
-    echo "usage: $0 VHU_STATE TESTDEV CORPUS_DIR [DEVICE=PROGRAM]..." >&2
-    exit 2
-fi
+# say, fail, $dir, pids and stop_backends (also at exit); copy it with this
+# script.
+source "$(dirname "$0")/vhu-state-common.sh" 3 "" "VHU_STATE TESTDEV CORPUS_DIR [DEVICE=PROGRAM]..." "$@"
 vs=$1
 corpus=$3
 declare -A program=([testdev]=$2)
@@ -30,29 +28,9 @@ for a in "${@:4}"; do
     program[${a%%=*}]=${a#*=}
 done
 
-say() { echo "test-vhu-state-corpus: $*"; }
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-state-corpus.XXXXXX")
-pid=
-stop() {
-    if [[ -n $pid ]]; then
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-        pid=
-    fi
-}
-cleanup() {
-    stop
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
 shopt -s nullglob
 files=("$corpus"/*.vhus)
-if ((${#files[@]} == 0)); then
-    echo "test-vhu-state-corpus: FAIL: no snapshots in $corpus" >&2
-    exit 1
-fi
+((${#files[@]} > 0)) || fail "no snapshots in $corpus"
 
 failed=()
 n=0
@@ -83,6 +61,7 @@ for f in "${files[@]}"; do
     fi
     "${cmd[@]}" --socket "$sock" >"$log" 2>&1 &
     pid=$!
+    pids+=("$pid")
     for ((i = 0; i < 50; i++)); do
         [[ -S $sock ]] && break
         kill -0 "$pid" 2>/dev/null || break
@@ -90,7 +69,7 @@ for f in "${files[@]}"; do
     done
     if [[ ! -S $sock ]]; then
         failed+=("$name: '$prog' did not start: $(cat "$log")")
-        stop
+        stop_backends
         continue
     fi
     rc=0
@@ -108,7 +87,7 @@ for f in "${files[@]}"; do
     else
         say "$name: restores into the current $device ($(grep -c '^note:' <<<"$out" || true) notes)"
     fi
-    stop
+    stop_backends
 done
 
 if ((${#failed[@]})); then

@@ -13,35 +13,13 @@
 # nested 100000 deep in section data, 65000 nested arrays in the header,
 # header lengths that lie, and no progress line when stderr is not a tty.
 set -euo pipefail
-
-if [[ $# -ne 3 ]]; then
-    echo "usage: $0 VHU_STATE TESTDEV SNAPCRAFT" >&2
-    exit 2
-fi
+# say, fail, $dir, start_testdev, sanitizer_report; back-ends stopped at exit.
+source "$(dirname "$0")/vhu-state-common.sh" 3 3 "VHU_STATE TESTDEV SNAPCRAFT" "$@"
 vs=$1
 testdev=$2
 craft=$3
 
-say() { echo "test-vhu-state-damage: $*"; }
-fail() {
-    echo "test-vhu-state-damage: FAIL: $*" >&2
-    exit 1
-}
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-state-damage.XXXXXX")
-pid=
-cleanup() {
-    if [[ -n $pid ]]; then
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-sanitizer_clean() {
-    ! grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer' "$1"
-}
+sanitizer_clean() { ! sanitizer_report "$1"; }
 
 # check_run WHAT ALLOWED_RCS CMD...: run bounded; rc must be in the list,
 # a non-zero rc must come with a message, no sanitizer report.
@@ -60,14 +38,7 @@ check_run() {
 }
 
 sock=$dir/s
-"$testdev" --socket "$sock" --blob-size 3000 --label damage >"$dir/td.log" 2>&1 &
-pid=$!
-for ((i = 0; i < 50; i++)); do
-    grep -q 'listening on' "$dir/td.log" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || fail "vhu-testdev exited early: $(cat "$dir/td.log")"
-    sleep 0.1
-done
-grep -q 'listening on' "$dir/td.log" || fail "vhu-testdev not listening after 5 s"
+start_testdev "$testdev" "$sock" "$dir/td.log" --blob-size 3000 --label damage
 good=$dir/good.vhus
 timeout 30 "$vs" capture --socket "$sock" -o "$good" >/dev/null || fail "capture failed"
 size=$(stat -c %s "$good")

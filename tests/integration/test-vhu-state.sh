@@ -10,47 +10,14 @@
 # no progress line when stderr is not a terminal; info over a control socket;
 # live snapshots (capture --control).
 set -euo pipefail
-
-if [[ $# -ne 3 ]]; then
-    echo "usage: $0 VHU_STATE TESTDEV SNAPCRAFT" >&2
-    exit 2
-fi
+# say, fail, $dir, start_testdev, sanitizer_report; back-ends stopped at exit.
+source "$(dirname "$0")/vhu-state-common.sh" 3 3 "VHU_STATE TESTDEV SNAPCRAFT" "$@"
 vs=$1
 testdev=$2
 craft=$3
 
-say() { echo "test-vhu-state: $*"; }
-fail() {
-    echo "test-vhu-state: FAIL: $*" >&2
-    exit 1
-}
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-state.XXXXXX")
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
 # start SOCK LOG ARGS...: a vhu-testdev, up to 5 s for it to listen.
-start() {
-    local sock=$1 log=$2 i
-    shift 2
-    "$testdev" --socket "$sock" "$@" >"$log" 2>&1 &
-    local pid=$!
-    pids+=("$pid")
-    for ((i = 0; i < 50; i++)); do
-        grep -q 'listening on' "$log" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || fail "vhu-testdev exited early: $(cat "$log")"
-        sleep 0.1
-    done
-    fail "vhu-testdev not listening after 5 s: $(cat "$log")"
-}
+start() { start_testdev "$testdev" "$@"; }
 
 # run WANT_RC ARGS...: vhu-state, bounded; stdout in $out, stderr in $err.
 run() {
@@ -59,7 +26,7 @@ run() {
     timeout 60 "$vs" "$@" >"$dir/out" 2>"$dir/err" || rc=$?
     out=$(cat "$dir/out")
     err=$(cat "$dir/err")
-    if grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer' "$dir/err"; then
+    if sanitizer_report "$dir/err"; then
         fail "vhu-state $* : sanitizer report: $err"
     fi
     ((rc == want)) || fail "vhu-state $* exited $rc (want $want); stdout: $out; stderr: $err"
