@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: BSD-3-Clause
-# Virtqueue layer and examples/blk (issue #5).  test_virtq serves a small
+# The virtqueue layer and examples/blk.  test_virtq serves a small
 # device of its own through a real back-end, so it links the harness (the
 # shared library) rather than vhu_static.
 add_library(vhu_test_devserver STATIC devserver.c)
