@@ -50,7 +50,8 @@ fi
 say "systemd-analyze verify ${man[*]} $unit: clean"
 
 # For the record: systemd's own rating of the sandbox (0 best, 10 worst).
-if level=$(systemd-analyze security --offline=yes "$unit" 2>/dev/null | grep -o 'Overall exposure level.*'); then
+if level=$(systemd-analyze security --offline=yes "$unit" 2>/dev/null |
+    grep -o 'Overall exposure level.*'); then
     say "$level"
 fi
 say "PASS"
