@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -80,6 +81,74 @@ int cli_fe_stop_rings(struct vhu_fe *fe, const char *sock, unsigned *nrings)
     return 0;
 }
 
+/* The stream goes through a pipe to a copy thread that writes it to the
+ * output and counts it for the progress line.  A write error closes the
+ * pipe: the writer (the back-end's child, or the library's SAVE copy) then
+ * fails with EPIPE instead of blocking on a pipe nobody reads. */
+struct copier {
+    int in, out; /* the pipe's read end; the output */
+    pthread_t thread;
+    uint64_t bytes;
+    int err; /* errno of the failed write, or 0 */
+};
+
+static void *copier_main(void *arg)
+{
+    struct copier *c = arg;
+    static char buf[1u << 16];
+    for (;;) {
+        ssize_t n = read(c->in, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(c->out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                c->err = errno;
+                close(c->in);
+                c->in = -1;
+                return NULL;
+            }
+            off += w;
+        }
+        c->bytes += (uint64_t)n;
+        progress_written(c->bytes);
+    }
+    close(c->in);
+    c->in = -1;
+    return NULL;
+}
+
+/* The fd to hand the writer, or -1 (errno set). */
+static int copier_start(struct copier *c, int out)
+{
+    int p[2];
+    memset(c, 0, sizeof(*c));
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    c->in = p[0];
+    c->out = out;
+    if ((errno = pthread_create(&c->thread, NULL, copier_main, c)) != 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    return p[1];
+}
+
+/* Close the writer's end (every other copy is closed by now) and wait for
+ * the rest; 0 or the write's errno. */
+static int copier_finish(struct copier *c, int wfd)
+{
+    close(wfd);
+    pthread_join(c->thread, NULL);
+    progress_done();
+    return c->err;
+}
+
 static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -130,6 +199,7 @@ static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
         }
         fchmod(fd, 0644);
     }
+    progress_set("capture");
     struct vhu_fe *fe = NULL;
     unsigned nrings = 0;
     struct vhu_fe_control_snapshot snap = {0};
@@ -143,12 +213,25 @@ static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
             code = CLI_ERR;
         } else {
             /* The reply comes when the stream is complete: no limit. */
-            r = vhu_fe_control_snapshot(ctl, fd, -1, &snap, why, sizeof(why));
-            code = 0;
-            if (r < 0) {
-                cli_err("%s: snapshot failed: %s%s%s", ctlp, vhu_strerror(r), why[0] ? ": " : "",
-                        why);
-                code = r == -ECONNRESET || r == -EPROTO || r == -ETIMEDOUT ? CLI_ERR : CLI_BAD;
+            struct copier cp;
+            int wfd = copier_start(&cp, fd);
+            if (wfd < 0) {
+                cli_err("no pipe or thread for the stream: %s", strerror(errno));
+                code = CLI_ERR;
+            } else {
+                r = vhu_fe_control_snapshot(ctl, wfd, -1, &snap, why, sizeof(why));
+                int e = copier_finish(&cp, wfd);
+                code = 0;
+                if (e) {
+                    /* The child then failed too (EPIPE): the output is the news. */
+                    cli_err("%s: %s", to_stdout ? "stdout" : outp, strerror(e));
+                    code = CLI_ERR;
+                } else if (r < 0) {
+                    cli_err("%s: snapshot failed: %s%s%s", ctlp, vhu_strerror(r),
+                            why[0] ? ": " : "", why);
+                    code = r == -ECONNRESET || r == -EPROTO || r == -ETIMEDOUT ? CLI_ERR
+                                                                               : CLI_BAD;
+                }
             }
         }
         vhu_fe_control_close(ctl);
@@ -157,8 +240,21 @@ static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
         if (code == 0)
             code = cli_fe_stop_rings(fe, sock, &nrings);
         if (code == 0) {
-            r = vhu_fe_save_state(fe, fd);
-            if (r < 0) {
+            struct copier cp;
+            int wfd = copier_start(&cp, fd);
+            if (wfd < 0) {
+                cli_err("no pipe or thread for the stream: %s", strerror(errno));
+                code = CLI_ERR;
+            } else {
+                r = vhu_fe_save_state(fe, wfd);
+                int e = copier_finish(&cp, wfd);
+                if (e) {
+                    cli_err("%s: %s", to_stdout ? "stdout" : outp, strerror(e));
+                    code = CLI_ERR;
+                    r = 0;
+                }
+            }
+            if (code == 0 && r < 0) {
                 cli_err("%s: saving the state failed: %s%s", sock, vhu_strerror(r),
                         r == -EPIPE || r == -EIO ? "" : " (the back-end's log names the reason)");
                 code = r == -EPIPE || r == -ENOSPC || r == -EBADF ? CLI_ERR : CLI_BAD;

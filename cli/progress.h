@@ -8,6 +8,8 @@
 
 void progress_set(const char *what);
 void progress_update(uint64_t in_bytes, uint64_t out_bytes);
+/* The same line for a stream being written (capture): bytes so far. */
+void progress_written(uint64_t bytes);
 /* Clear the line (before any other message on stderr). */
 void progress_done(void);
 

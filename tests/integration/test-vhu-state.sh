@@ -320,7 +320,27 @@ grep -q "device:   testdev" "$dir/pipe.out" || fail "inspect of a live snapshot:
 grep -q "rings paused" "$dir/cap.err" || fail "capture --control -o - report: $(cat "$dir/cap.err")"
 run 2 capture --control "$dir/nobody.ctl" --timeout 1 -o "$dir/x.vhus"
 [[ ! -e $dir/x.vhus ]] || fail "a failed snapshot left a file"
-say "capture --control: file, --json, -o - | inspect -, refused mid-transfer, diff-equal to a SAVE"
+# An output that fails (stdout on /dev/full): exit 2 (I/O error) naming it; the
+# back-end's child stops on EPIPE and the back-end serves on.
+rc=0
+"$vs" capture --control "$ctl" -o - >/dev/full 2>"$dir/full.err" || rc=$?
+((rc == 2)) || fail "capture -o - >/dev/full exited $rc: $(cat "$dir/full.err")"
+grep -q "stdout: No space left on device" "$dir/full.err" ||
+    fail "capture -o - >/dev/full said: $(cat "$dir/full.err")"
+run 0 capture --control "$ctl" -o "$dir/live3.vhus"
+run 0 diff "$dir/live.vhus" "$dir/live3.vhus"
+# On a terminal, a progress line while the stream is slow to drain (16 MiB
+# of state, half noise; the reader sleeps 2 s first).
+if command -v script >/dev/null; then
+    start "$dir/f.sock" "$dir/f.log" --control "$dir/f.ctl" --blob-size 16777216
+    VS=$vs CTL=$dir/f.ctl script -qec \
+        '"$VS" capture --control "$CTL" -o - 2>/dev/tty | (sleep 2; cat >/dev/null)' \
+        /dev/null >"$dir/tty.out" </dev/null || fail "capture on a terminal: $(cat -A "$dir/tty.out")"
+    grep -aq 'vhu-state: capture: [0-9]* MiB written' "$dir/tty.out" ||
+        fail "no progress line on a terminal: $(cat -A "$dir/tty.out" | head -5)"
+    grep -aq "rings paused" "$dir/tty.out" || fail "no report on the terminal: $(cat -A "$dir/tty.out")"
+fi
+say "capture --control: file, --json, -o - | inspect -, refused mid-transfer, diff-equal to a SAVE, a failing output, progress on a terminal"
 kill -TERM "$epid"
 wait "$epid" || true
 [[ ! -e $ctl ]] || fail "the control socket outlived its back-end"
