@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Guest memory (a memfd shared with the back-end) and split rings laid out
- * in it, as a driver would: what the tests and benchmarks run devices on. */
+/* Guest memory (a memfd shared with the back-end) and split or packed rings
+ * laid out in it, as a driver would: what the tests and benchmarks run
+ * devices on. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -115,9 +116,183 @@ int vhu_fe_ring_set_addr(struct vhu_fe *fe, const struct vhu_fe_ring *r, uint32_
     return vhu_fe_set_vring_addr(fe, &a);
 }
 
+/* ---- packed rings (virtio 1.1+, 2.8) ---- */
+
+struct packed_desc { uint64_t addr; uint32_t len; uint16_t id, flags; };
+#define PF_AVAIL (1u << 7)
+#define PF_USED (1u << 15)
+
+uint64_t vhu_fe_packed_ring_bytes(unsigned size)
+{
+    return 16ull * size + 8 + 2ull * size;
+}
+
+int vhu_fe_ring_init_packed(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsigned index,
+                            unsigned size, uint64_t gpa)
+{
+    memset(r, 0, sizeof(*r));
+    if (size == 0 || size > VHU_MAX_QUEUE_SIZE || (gpa & 15))
+        return -EINVAL;
+    void *p = vhu_guest_mem_ptr(m, gpa, vhu_fe_packed_ring_bytes(size));
+    if (!p)
+        return -EFAULT;
+    memset(p, 0, vhu_fe_packed_ring_bytes(size));
+    r->index = index;
+    r->size = size;
+    r->mem = m;
+    r->packed = true;
+    r->desc_gpa = gpa;
+    r->avail_gpa = gpa + 16ull * size;
+    r->used_gpa = r->avail_gpa + 4;
+    r->counts_gpa = r->used_gpa + 4;
+    r->avail_wrap = r->used_wrap = true;
+    return 0;
+}
+
+static struct packed_desc *pring(const struct vhu_fe_ring *r)
+{
+    return vhu_guest_mem_ptr(r->mem, r->desc_gpa, 16ull * r->size);
+}
+
+static uint16_t *pcounts(const struct vhu_fe_ring *r)
+{
+    return vhu_guest_mem_ptr(r->mem, r->counts_gpa, 2ull * r->size);
+}
+
+uint32_t vhu_fe_ring_packed_base(const struct vhu_fe_ring *r)
+{
+    return (uint32_t)r->next_avail | (uint32_t)r->avail_wrap << 15 |
+           (uint32_t)r->next_used << 16 | (uint32_t)r->used_wrap << 31;
+}
+
+void vhu_fe_ring_packed_set_base(struct vhu_fe_ring *r, uint32_t base)
+{
+    r->next_avail = (uint16_t)(base & 0x7fff);
+    r->avail_wrap = (base >> 15) & 1;
+    r->next_used = (uint16_t)((base >> 16) & 0x7fff);
+    r->used_wrap = base >> 31;
+    r->in_use = 0;
+    memset(pcounts(r), 0, 2ull * r->size);
+}
+
+uint16_t vhu_fe_ring_packed_avail_flags(const struct vhu_fe_ring *r, unsigned ahead)
+{
+    bool w = r->avail_wrap;
+    if ((((unsigned long)r->next_avail + ahead) / r->size) & 1)
+        w = !w;
+    return w ? (uint16_t)PF_AVAIL : (uint16_t)PF_USED;
+}
+
+void vhu_fe_ring_packed_set_event(struct vhu_fe_ring *r, uint16_t flags, uint16_t off_wrap)
+{
+    uint16_t *a = vhu_guest_mem_ptr(r->mem, r->avail_gpa, 4);
+    __atomic_store_n(&a[0], off_wrap, __ATOMIC_RELAXED);
+    __atomic_store_n(&a[1], flags, __ATOMIC_RELAXED);
+    /* As a driver does: the event before it reads the used entries. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* Write n descriptors from next_avail, the first one's flags last (that
+ * makes the whole chain available at once): bufs linked with NEXT, or the
+ * one descriptor `one` when bufs is NULL. */
+static int packed_push(struct vhu_fe_ring *r, uint16_t id, const struct vhu_fe_buf *bufs,
+                       const struct packed_desc *one, unsigned n)
+{
+    if (id >= r->size || n == 0 || n > r->size)
+        return -EINVAL;
+    if (n > r->size - r->in_use)
+        return -ENOSPC;
+    struct packed_desc *ring = pring(r);
+    uint16_t first_flags = 0;
+    unsigned pos = r->next_avail;
+    bool w = r->avail_wrap;
+    unsigned first = pos;
+    for (unsigned i = 0; i < n; i++) {
+        struct packed_desc d = one ? *one
+                             : (struct packed_desc){
+                                   .addr = bufs[i].addr, .len = bufs[i].len,
+                                   .flags = (uint16_t)((bufs[i].writable ? 2 : 0) |
+                                                       (i + 1 < n ? 1 : 0))};
+        uint16_t f = (uint16_t)(d.flags | (w ? PF_AVAIL : PF_USED));
+        ring[pos].addr = d.addr;
+        ring[pos].len = d.len;
+        ring[pos].id = id;
+        if (i == 0)
+            first_flags = f;
+        else
+            __atomic_store_n(&ring[pos].flags, f, __ATOMIC_RELAXED);
+        if (++pos == r->size) {
+            pos = 0;
+            w = !w;
+        }
+    }
+    pcounts(r)[id] = (uint16_t)n;
+    __atomic_store_n(&ring[first].flags, first_flags, __ATOMIC_RELEASE);
+    r->next_avail = (uint16_t)pos;
+    r->avail_wrap = w;
+    r->in_use += n;
+    return 0;
+}
+
+static int packed_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len)
+{
+    struct packed_desc *ring = pring(r);
+    uint16_t f = __atomic_load_n(&ring[r->next_used].flags, __ATOMIC_ACQUIRE);
+    uint16_t want = r->used_wrap ? (uint16_t)(PF_AVAIL | PF_USED) : 0;
+    if ((f & (PF_AVAIL | PF_USED)) != want)
+        return 0;
+    uint16_t i = ring[r->next_used].id;
+    uint32_t l = ring[r->next_used].len;
+    if (id)
+        *id = i;
+    if (len)
+        *len = l;
+    /* The device skips the descriptors the buffer took; an ID the driver
+     * did not give is counted as one. */
+    uint16_t *counts = pcounts(r);
+    unsigned n = i < r->size && counts[i] ? counts[i] : 1;
+    if (i < r->size)
+        counts[i] = 0;
+    unsigned pos = r->next_used + n;
+    if (pos >= r->size) {
+        pos -= r->size;
+        r->used_wrap = !r->used_wrap;
+    }
+    r->next_used = (uint16_t)pos;
+    r->in_use = r->in_use > n ? r->in_use - n : 0;
+    r->used_seen++;
+    return 1;
+}
+
+static uint16_t packed_used_idx(const struct vhu_fe_ring *r)
+{
+    const struct packed_desc *ring = pring(r);
+    const uint16_t *counts = pcounts(r);
+    unsigned pos = r->next_used, seen = 0;
+    bool w = r->used_wrap;
+    for (unsigned k = 0; k < r->size; k++) {
+        uint16_t f = __atomic_load_n(&ring[pos].flags, __ATOMIC_ACQUIRE);
+        if ((f & (PF_AVAIL | PF_USED)) != (w ? (PF_AVAIL | PF_USED) : 0))
+            break;
+        uint16_t i = ring[pos].id;
+        unsigned n = i < r->size && counts[i] ? counts[i] : 1;
+        seen++;
+        pos += n;
+        if (pos >= r->size) {
+            pos -= r->size;
+            w = !w;
+        }
+    }
+    return (uint16_t)(r->used_seen + seen);
+}
+
 int vhu_fe_ring_push(struct vhu_fe_ring *r, uint16_t head, uint64_t addr, uint32_t len,
                      uint16_t flags)
 {
+    if (r->packed) {
+        struct packed_desc d = {.addr = addr, .len = len, .flags = flags};
+        return packed_push(r, head, NULL, &d, 1);
+    }
     if (head >= r->size)
         return -EINVAL;
     struct ring_desc *d = vhu_guest_mem_ptr(r->mem, r->desc_gpa, 16ull * r->size);
@@ -136,6 +311,8 @@ int vhu_fe_ring_push(struct vhu_fe_ring *r, uint16_t head, uint64_t addr, uint32
 
 void vhu_fe_ring_publish(struct vhu_fe_ring *r, uint16_t head)
 {
+    if (r->packed)
+        return;
     uint16_t *avail = vhu_guest_mem_ptr(r->mem, r->avail_gpa, AVAIL_BYTES(r->size));
     __atomic_store_n(&avail[2 + (r->avail_idx & (r->size - 1))], head, __ATOMIC_RELAXED);
     r->avail_idx++;
@@ -159,6 +336,8 @@ static void fill_desc(struct ring_desc *d, const struct vhu_fe_buf *b, uint16_t 
 int vhu_fe_ring_push_chain(struct vhu_fe_ring *r, uint16_t head, const struct vhu_fe_buf *bufs,
                            unsigned n)
 {
+    if (r->packed)
+        return packed_push(r, head, bufs, NULL, n);
     if (head >= r->size || n == 0 || n > r->size)
         return -EINVAL;
     struct ring_desc *d = vhu_fe_ring_desc(r);
@@ -174,6 +353,17 @@ int vhu_fe_ring_push_indirect(struct vhu_fe_ring *r, uint16_t head, uint64_t tab
 {
     if (head >= r->size || n == 0 || n > 0xffffffffu / 16)
         return -EINVAL;
+    if (r->packed) {
+        /* Entries in order; only WRITE means anything in them. */
+        struct packed_desc *pt = vhu_guest_mem_ptr(r->mem, table_gpa, 16ull * n);
+        if (!pt)
+            return -EFAULT;
+        for (unsigned i = 0; i < n; i++)
+            pt[i] = (struct packed_desc){.addr = bufs[i].addr, .len = bufs[i].len,
+                                         .flags = bufs[i].writable ? DESC_F_WRITE : 0};
+        struct packed_desc d = {.addr = table_gpa, .len = 16u * n, .flags = DESC_F_INDIRECT};
+        return packed_push(r, head, NULL, &d, 1);
+    }
     struct ring_desc *t = vhu_guest_mem_ptr(r->mem, table_gpa, 16ull * n);
     if (!t)
         return -EFAULT;
@@ -187,6 +377,8 @@ int vhu_fe_ring_push_indirect(struct vhu_fe_ring *r, uint16_t head, uint64_t tab
 
 int vhu_fe_ring_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len)
 {
+    if (r->packed)
+        return packed_pop_used(r, id, len);
     uint8_t *used = vhu_guest_mem_ptr(r->mem, r->used_gpa, USED_BYTES(r->size));
     uint16_t idx = __atomic_load_n((uint16_t *)(used + 2), __ATOMIC_ACQUIRE);
     if (idx == r->used_seen)
@@ -202,6 +394,8 @@ int vhu_fe_ring_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len)
 
 uint16_t vhu_fe_ring_used_idx(const struct vhu_fe_ring *r)
 {
+    if (r->packed)
+        return packed_used_idx(r);
     uint16_t *used = vhu_guest_mem_ptr(r->mem, r->used_gpa, USED_BYTES(r->size));
     return __atomic_load_n(&used[1], __ATOMIC_ACQUIRE);
 }
