@@ -83,3 +83,10 @@ add_executable(test_shmem integration/test_shmem.c)
 target_link_libraries(test_shmem PRIVATE vhu_test_harness vhu_test_devserver)
 add_test(NAME test_shmem COMMAND test_shmem)
 set_tests_properties(test_shmem PROPERTIES TIMEOUT 120 LABELS tsan)
+
+# Packed virtqueues: the virtqueue layer on hand-built packed rings, and the
+# packed SET/GET_VRING_BASE encoding over the socket.
+add_executable(test_virtq_packed unit/test_virtq_packed.c)
+target_link_libraries(test_virtq_packed PRIVATE vhu_test_harness vhu_test_devserver)
+add_test(NAME test_virtq_packed COMMAND test_virtq_packed)
+set_tests_properties(test_virtq_packed PROPERTIES TIMEOUT 120 LABELS tsan)

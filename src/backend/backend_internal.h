@@ -56,6 +56,9 @@ uint64_t vhu_mem_end(const struct vhu_mem *mem);
  * otherwise.  gpa: guest-physical; uva: front-end virtual. */
 void *vhu_mem_gpa(const struct vhu_mem *mem, uint64_t gpa, uint64_t len);
 void *vhu_mem_uva(const struct vhu_mem *mem, uint64_t uva, uint64_t len);
+/* Guest-physical address of [uva, uva+len) when it lies inside one region;
+ * false otherwise. */
+bool vhu_mem_uva_to_gpa(const struct vhu_mem *mem, uint64_t uva, uint64_t len, uint64_t *gpa);
 
 /* ---- vring.c: per-ring state ---- */
 
@@ -63,7 +66,12 @@ struct vhu_queue {
     struct vhu_backend *b;
     unsigned index;
     unsigned num;             /* ring size, 0 until SET_VRING_NUM */
-    uint16_t last_avail;      /* SET_VRING_BASE / advanced by the device */
+    uint16_t last_avail;      /* SET_VRING_BASE / advanced by the device;
+                               * packed: position | avail wrap counter << 15 */
+    uint16_t packed_used;     /* packed: used position | used wrap << 15 */
+    bool base_set;            /* SET_VRING_BASE since the last reset */
+    uint64_t desc_gpa, used_gpa; /* packed: guest addresses of the descriptor
+                               * ring and the device area, while started */
     bool addr_set;
     struct vhu_vring_addr addr;
     void *desc, *avail, *used;/* host pointers, valid while started */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../virtq/virtq_internal.h"
 #include "backend_internal.h"
 
 #define DIRTY_PAGE 4096u
@@ -171,6 +172,22 @@ void vhu_queue_log_used(struct vhu_queue *q, uint64_t offset, uint64_t len)
         return;
     }
     mark_dirty(q, gpa, len);
+}
+
+/* A packed ring's writes (packed.c) are marked by the guest addresses of
+ * the descriptor ring and the device area, whatever log_guest_addr says,
+ * whenever logging is on: QEMU points log_guest_addr at the device area,
+ * which does not cover the descriptors the device writes. */
+void vhu_queue_log_desc(struct vhu_queue *q, uint64_t offset, uint64_t len)
+{
+    if (atomic_load_explicit(&q->b->logging, memory_order_relaxed))
+        mark_dirty(q, q->desc_gpa + offset, len);
+}
+
+void vhu_queue_log_device_area(struct vhu_queue *q, uint64_t offset, uint64_t len)
+{
+    if (atomic_load_explicit(&q->b->logging, memory_order_relaxed))
+        mark_dirty(q, q->used_gpa + offset, len);
 }
 
 bool vhu_queue_logging(const struct vhu_queue *q)

@@ -16,9 +16,9 @@
 _Static_assert(VHU_MAX_QUEUES <= VHU_SNAP_MAX_QUEUES, "a snapshot holds every queue");
 
 /* Virtio transport features this version cannot honour: a device offering
- * them gets them masked out (with a warning). */
-#define VHU_UNSUPPORTED_FEATURES \
-    (VHU_BIT(VHU_F_ACCESS_PLATFORM) | VHU_BIT(VHU_F_RING_PACKED))
+ * them gets them masked out (with a warning).  RING_PACKED is the device's
+ * choice: the virtq layer serves both layouts. */
+#define VHU_UNSUPPORTED_FEATURES (VHU_BIT(VHU_F_ACCESS_PLATFORM))
 
 /* Protocol features this version implements. */
 #define VHU_IMPLEMENTED_PF                                                          \

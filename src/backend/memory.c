@@ -165,6 +165,18 @@ void *vhu_mem_gpa(const struct vhu_mem *mem, uint64_t gpa, uint64_t len)
     return NULL;
 }
 
+bool vhu_mem_uva_to_gpa(const struct vhu_mem *mem, uint64_t uva, uint64_t len, uint64_t *gpa)
+{
+    for (unsigned i = 0; i < mem->n; i++) {
+        const struct vhu_region *r = &mem->r[i];
+        if (vhu_range_within(uva, len, r->uva, r->size) && uva - r->uva < r->size) {
+            *gpa = r->gpa + (uva - r->uva);
+            return true;
+        }
+    }
+    return false;
+}
+
 void *vhu_mem_uva(const struct vhu_mem *mem, uint64_t uva, uint64_t len)
 {
     for (unsigned i = 0; i < mem->n; i++) {

@@ -360,12 +360,23 @@ static int req_set_vring_base(struct vhu_req *r)
     struct vhu_queue *q = ring_at(r, s->index);
     if (!q)
         return -ERANGE;
-    if (s->num > 0xffff)
+    bool packed = r->b->acked_features & VHU_BIT(VHU_F_RING_PACKED);
+    if (!packed && s->num > 0xffff)
         return vhu_refuse(r, -EINVAL, "ring %u: base 0x%x has reserved bits set (split ring)",
                           s->index, s->num);
+    /* Packed (QEMU's virtio_queue_packed_get_last_avail_idx): bits 0-14
+     * the avail position, 15 the avail wrap counter, 16-30 the used
+     * position, 31 the used wrap counter.  Positions are checked against
+     * the size here when it is known, and again when the ring starts. */
+    if (packed && q->num && ((s->num & 0x7fffu) >= q->num || ((s->num >> 16) & 0x7fffu) >= q->num))
+        return vhu_refuse(r, -EINVAL, "ring %u: packed base 0x%x: avail position %u or used "
+                          "position %u is not below the ring size %u", s->index, s->num,
+                          s->num & 0x7fffu, (s->num >> 16) & 0x7fffu, q->num);
     if (q->started)
         return vhu_refuse(r, -EBUSY, "ring %u is running", s->index);
     q->last_avail = (uint16_t)s->num;
+    q->packed_used = packed ? (uint16_t)(s->num >> 16) : 0;
+    q->base_set = true;
     return 0;
 }
 
@@ -384,6 +395,8 @@ static int req_get_vring_base(struct vhu_req *r)
         b->ops->suspend(b->dev);
     r->rep->p.state.index = s->index;
     r->rep->p.state.num = q->last_avail;
+    if (b->acked_features & VHU_BIT(VHU_F_RING_PACKED))
+        r->rep->p.state.num |= (uint32_t)q->packed_used << 16;
     r->rep->size = sizeof(struct vhu_vring_state);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "../virtq/virtq_internal.h"
 #include "backend_internal.h"
 
 void vhu_vring_init(struct vhu_queue *q, struct vhu_backend *b, unsigned index)
@@ -30,6 +31,8 @@ void vhu_vring_reset(struct vhu_queue *q, bool keep_signals)
     /* Callers stop the ring first. */
     q->num = 0;
     q->last_avail = 0;
+    q->packed_used = 0;
+    q->base_set = false;
     q->addr_set = false;
     q->log_used = false;
     memset(&q->addr, 0, sizeof(q->addr));
@@ -48,11 +51,14 @@ int vhu_vring_translate(struct vhu_queue *q, const struct vhu_mem *mem,
                         bool apply, char *why, size_t n)
 {
     /* Sizes from the virtio split-ring layout; the event-index words exist
-     * only with EVENT_IDX. */
+     * only with EVENT_IDX.  A packed ring has its descriptor ring and two
+     * 4-byte event suppression areas (driver's at the avail address,
+     * device's at the used address). */
+    bool packed = features & VHU_BIT(VHU_F_RING_PACKED);
     uint64_t ev = (features & VHU_BIT(VHU_F_RING_EVENT_IDX)) ? 2 : 0;
     uint64_t desc_len = 16ull * num;
-    uint64_t avail_len = 4 + 2ull * num + ev;
-    uint64_t used_len = 4 + 8ull * num + ev;
+    uint64_t avail_len = packed ? 4 : 4 + 2ull * num + ev;
+    uint64_t used_len = packed ? 4 : 4 + 8ull * num + ev;
     void *desc = vhu_mem_uva(mem, a->desc_user_addr, desc_len);
     void *avail = vhu_mem_uva(mem, a->avail_user_addr, avail_len);
     void *used = vhu_mem_uva(mem, a->used_user_addr, used_len);
@@ -65,7 +71,7 @@ int vhu_vring_translate(struct vhu_queue *q, const struct vhu_mem *mem,
                  (unsigned long long)len, num);
         return -EFAULT;
     }
-    if (((uintptr_t)desc & 15) || ((uintptr_t)avail & 1) || ((uintptr_t)used & 3)) {
+    if (((uintptr_t)desc & 15) || ((uintptr_t)avail & (packed ? 3 : 1)) || ((uintptr_t)used & 3)) {
         snprintf(why, n, "ring %u: misaligned ring (descriptor table 0x%llx, avail 0x%llx, "
                  "used 0x%llx)", q->index, (unsigned long long)a->desc_user_addr,
                  (unsigned long long)a->avail_user_addr, (unsigned long long)a->used_user_addr);
@@ -75,6 +81,13 @@ int vhu_vring_translate(struct vhu_queue *q, const struct vhu_mem *mem,
         q->desc = desc;
         q->avail = avail;
         q->used = used;
+        /* For the dirty log of a packed ring's writes (found above, so the
+         * lookups succeed). */
+        q->desc_gpa = q->used_gpa = 0;
+        if (packed) {
+            vhu_mem_uva_to_gpa(mem, a->desc_user_addr, desc_len, &q->desc_gpa);
+            vhu_mem_uva_to_gpa(mem, a->used_user_addr, used_len, &q->used_gpa);
+        }
     }
     return 0;
 }
@@ -88,6 +101,19 @@ int vhu_vring_start(struct vhu_queue *q, char *why, size_t n)
         snprintf(why, n, "ring %u cannot start without %s", q->index,
                  !q->num ? "SET_VRING_NUM" : !q->addr_set ? "SET_VRING_ADDR"
                  : b->mem.n == 0 ? "a memory table" : "a kick fd");
+        return -EINVAL;
+    }
+    bool packed = b->acked_features & VHU_BIT(VHU_F_RING_PACKED);
+    if (packed && !q->base_set) {
+        /* A fresh packed ring: position 0, both wrap counters 1 (what
+         * QEMU sends as base 0x80008000). */
+        q->last_avail = 0x8000;
+        q->packed_used = 0x8000;
+    }
+    if (packed && ((q->last_avail & 0x7fffu) >= q->num || (q->packed_used & 0x7fffu) >= q->num)) {
+        snprintf(why, n, "ring %u: packed base: avail position %u or used position %u is not "
+                 "below the ring size %u", q->index, q->last_avail & 0x7fffu,
+                 q->packed_used & 0x7fffu, q->num);
         return -EINVAL;
     }
     int r = vhu_vring_translate(q, &b->mem, &q->addr, q->num, b->acked_features, true, why, n);
@@ -171,6 +197,14 @@ uint16_t vhu_queue_last_avail(const struct vhu_queue *q)
 void vhu_queue_set_last_avail(struct vhu_queue *q, uint16_t idx)
 {
     __atomic_store_n(&q->last_avail, idx, __ATOMIC_RELAXED);
+}
+uint16_t vhu_queue_packed_used(const struct vhu_queue *q)
+{
+    return __atomic_load_n(&q->packed_used, __ATOMIC_RELAXED);
+}
+void vhu_queue_set_packed_used(struct vhu_queue *q, uint16_t v)
+{
+    __atomic_store_n(&q->packed_used, v, __ATOMIC_RELAXED);
 }
 bool vhu_queue_enabled(const struct vhu_queue *q) { return atomic_load(&q->enabled); }
 int vhu_queue_notify(struct vhu_queue *q) { return signal_fd(q, &q->call_fd); }

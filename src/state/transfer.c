@@ -498,6 +498,10 @@ int vhu_req_set_device_state_fd(struct vhu_req *r)
                           p->phase);
     if (b->transfer)
         return vhu_refuse(r, -EBUSY, "a transfer is already active; CHECK_DEVICE_STATE ends it");
+    /* The handler record has no place yet for a packed ring's used
+     * position and wrap counters (issue #13). */
+    if (b->acked_features & VHU_BIT(VHU_F_RING_PACKED))
+        return vhu_refuse(r, -ENOTSUP, "device state of packed rings is not supported yet");
     for (unsigned i = 0; i < b->nqueues; i++)
         if (b->queues[i].started)
             return vhu_refuse(r, -EBUSY, "ring %u is running; stop it with GET_VRING_BASE first",

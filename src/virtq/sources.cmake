@@ -1,4 +1,4 @@
 # SPDX-License-Identifier: BSD-3-Clause
-# Split-ring access and ring workers (src/virtq/).
-list(APPEND VHU_SOURCES virtq/split.c virtq/worker.c virtq/trace.c)
+# Split and packed ring access and ring workers (src/virtq/).
+list(APPEND VHU_SOURCES virtq/split.c virtq/packed.c virtq/worker.c virtq/trace.c)
 set(VHU_VIRTQ_PUBLIC_HEADERS include/vhu/virtq.h)

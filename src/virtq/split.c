@@ -53,6 +53,9 @@ struct vhu_virtq {
     unsigned npending;
     bool broken;
     atomic_bool stop;       /* set from another thread by a worker's stop */
+    /* VIRTIO_F_RING_PACKED: the ring is packed.c's, and the fields above
+     * that describe the split layout are unused. */
+    struct vhu_virtq_packed *packed;
 };
 
 static inline uint16_t *avail_idx_ptr(struct vhu_virtq *vq) { return &vq->avail[1]; }
@@ -67,10 +70,7 @@ static inline uint16_t *avail_event_ptr(struct vhu_virtq *vq)
     return (uint16_t *)((uint32_t *)(vq->used + 2) + 2u * vq->size);
 }
 
-static void vq_break(struct vhu_virtq *vq, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void vq_break(struct vhu_virtq *vq, const char *fmt, ...)
+void vhu_virtq_break(struct vhu_virtq *vq, const char *fmt, ...)
 {
     if (vq->broken)
         return;
@@ -86,7 +86,7 @@ static void vq_break(struct vhu_virtq *vq, const char *fmt, ...)
 
 void vhu_virtq_set_broken(struct vhu_virtq *vq, const char *why)
 {
-    vq_break(vq, "%s", why);
+    vhu_virtq_break(vq, "%s", why);
 }
 
 bool vhu_virtq_broken(const struct vhu_virtq *vq)
@@ -111,7 +111,7 @@ bool vhu_virtq_stop_requested(const struct vhu_virtq *vq)
 
 unsigned vhu_virtq_inflight(const struct vhu_virtq *vq)
 {
-    return vq->inflight;
+    return vq->packed ? vhu_packed_inflight(vq->packed) : vq->inflight;
 }
 
 int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q)
@@ -120,7 +120,19 @@ int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q)
     unsigned size = vhu_queue_size(q);
     if (!vhu_queue_desc(q) || !vhu_queue_avail(q) || !vhu_queue_used(q) || !vhu_is_pow2(size))
         return -EINVAL;
+    uint64_t f = vhu_queue_features(q);
     struct vhu_virtq *vq = calloc(1, sizeof(*vq));
+    if (vq && (f & VHU_BIT(VHU_F_RING_PACKED))) {
+        vq->q = q;
+        vq->size = size;
+        int r = vhu_packed_new(&vq->packed, vq, q);
+        if (r < 0) {
+            free(vq);
+            return r;
+        }
+        *out = vq;
+        return 0;
+    }
     if (vq) {
         vq->pending = calloc(size, sizeof(*vq->pending));
         vq->taken = calloc(size, 1);
@@ -133,7 +145,6 @@ int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q)
         free(vq);
         return -ENOMEM;
     }
-    uint64_t f = vhu_queue_features(q);
     vq->q = q;
     vq->size = size;
     vq->trace = vhu_trace_guest_writes();
@@ -155,6 +166,7 @@ void vhu_virtq_free(struct vhu_virtq *vq)
     if (vq) {
         free(vq->pending);
         free(vq->taken);
+        vhu_packed_free(vq->packed);
     }
     free(vq);
 }
@@ -181,6 +193,8 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
      * answered. */
     if (vhu_virtq_stop_requested(vq) || !vhu_queue_enabled(vq->q))
         return 0;
+    if (vq->packed)
+        return vhu_packed_pop(vq->packed, e);
     /* First what a previous back-end left in flight (inflight tracking):
      * those heads were taken from the avail ring before, and the queue's
      * last_avail is already past them. */
@@ -192,7 +206,7 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
         uint16_t avail_idx = __atomic_load_n(avail_idx_ptr(vq), __ATOMIC_ACQUIRE);
         uint16_t pending = (uint16_t)(avail_idx - vq->last_avail);
         if (pending > vq->size) {
-            vq_break(vq, "avail index %u is %u entries ahead of %u (ring size %u)", avail_idx,
+            vhu_virtq_break(vq, "avail index %u is %u entries ahead of %u (ring size %u)", avail_idx,
                      pending, vq->last_avail, vq->size);
             return -EIO;
         }
@@ -202,12 +216,12 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
                                __ATOMIC_RELAXED);
     }
     if (head >= vq->size) {
-        vq_break(vq, "avail entry %u: head %u out of range (ring size %u)", vq->last_avail,
+        vhu_virtq_break(vq, "avail entry %u: head %u out of range (ring size %u)", vq->last_avail,
                  head, vq->size);
         return -EIO;
     }
     if (vq->taken[head]) {
-        vq_break(vq, "avail entry %u: head %u is already in flight", vq->last_avail, head);
+        vhu_virtq_break(vq, "avail entry %u: head %u is already in flight", vq->last_avail, head);
         return -EIO;
     }
 
@@ -225,26 +239,26 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
         struct desc d = read_desc(table, i);
         if (d.flags & DESC_F_INDIRECT) {
             if (in_indirect) {
-                vq_break(vq, "chain %u: indirect descriptor inside an indirect table", head);
+                vhu_virtq_break(vq, "chain %u: indirect descriptor inside an indirect table", head);
                 return -EIO;
             }
             if (!vq->indirect) {
-                vq_break(vq, "chain %u: indirect descriptor without RING_INDIRECT_DESC", head);
+                vhu_virtq_break(vq, "chain %u: indirect descriptor without RING_INDIRECT_DESC", head);
                 return -EIO;
             }
             if (d.flags & DESC_F_NEXT) {
-                vq_break(vq, "chain %u: descriptor %u has both INDIRECT and NEXT", head, i);
+                vhu_virtq_break(vq, "chain %u: descriptor %u has both INDIRECT and NEXT", head, i);
                 return -EIO;
             }
             if (d.len == 0 || d.len % sizeof(struct desc) ||
                 d.len / sizeof(struct desc) > vq->size) {
-                vq_break(vq, "chain %u: indirect table of %u bytes (must be 16..%u, a multiple "
+                vhu_virtq_break(vq, "chain %u: indirect table of %u bytes (must be 16..%u, a multiple "
                          "of 16)", head, d.len, 16u * vq->size);
                 return -EIO;
             }
             table = vhu_queue_gpa_to_host(vq->q, d.addr, d.len);
             if (!table) {
-                vq_break(vq, "chain %u: indirect table at 0x%llx (+%u) is not inside guest "
+                vhu_virtq_break(vq, "chain %u: indirect table at 0x%llx (+%u) is not inside guest "
                          "memory", head, (unsigned long long)d.addr, d.len);
                 return -EIO;
             }
@@ -255,17 +269,17 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
             continue;
         }
         if (d.len == 0) {
-            vq_break(vq, "chain %u: zero-length buffer", head);
+            vhu_virtq_break(vq, "chain %u: zero-length buffer", head);
             return -EIO;
         }
         void *p = vhu_queue_gpa_to_host(vq->q, d.addr, d.len);
         if (!p) {
-            vq_break(vq, "chain %u: buffer at 0x%llx (+%u) is not inside guest memory", head,
+            vhu_virtq_break(vq, "chain %u: buffer at 0x%llx (+%u) is not inside guest memory", head,
                      (unsigned long long)d.addr, d.len);
             return -EIO;
         }
         if (e->n_out + e->n_in == VHU_VIRTQ_MAX_SEGS) {
-            vq_break(vq, "chain %u: more than %u buffers", head, VHU_VIRTQ_MAX_SEGS);
+            vhu_virtq_break(vq, "chain %u: more than %u buffers", head, VHU_VIRTQ_MAX_SEGS);
             return -EIO;
         }
         if (d.flags & DESC_F_WRITE) {
@@ -273,7 +287,7 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
             e->in_bytes += d.len;
         } else {
             if (e->n_in) {
-                vq_break(vq, "chain %u: a readable buffer after a writable one", head);
+                vhu_virtq_break(vq, "chain %u: a readable buffer after a writable one", head);
                 return -EIO;
             }
             e->n_out++;
@@ -284,12 +298,12 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
         if (!(d.flags & DESC_F_NEXT))
             break;
         if (d.next >= table_size) {
-            vq_break(vq, "chain %u: next %u out of range (%s size %u)", head, d.next,
+            vhu_virtq_break(vq, "chain %u: next %u out of range (%s size %u)", head, d.next,
                      in_indirect ? "indirect table" : "ring", table_size);
             return -EIO;
         }
         if (++visited > table_size) {
-            vq_break(vq, "chain %u: longer than its %s (%u descriptors): a loop", head,
+            vhu_virtq_break(vq, "chain %u: longer than its %s (%u descriptors): a loop", head,
                      in_indirect ? "indirect table" : "ring", table_size);
             return -EIO;
         }
@@ -309,6 +323,8 @@ int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e, uint32_
 {
     if (vq->broken)
         return -EIO;
+    if (vq->packed)
+        return vhu_packed_push(vq->packed, e, written);
     if (vq->inflight == 0 || e->head >= vq->size || !vq->taken[e->head] ||
         e->n_out + e->n_in > VHU_VIRTQ_MAX_SEGS)
         return -EINVAL;
@@ -350,6 +366,8 @@ int vhu_virtq_flush(struct vhu_virtq *vq)
 {
     if (vq->broken)
         return -EIO;
+    if (vq->packed)
+        return vhu_packed_flush(vq->packed);
     if (vq->published == vq->used_idx)
         return 0;
     /* Release: the used entries, and the data written into the chains'
@@ -390,6 +408,8 @@ bool vhu_virtq_enable_kick(struct vhu_virtq *vq)
 {
     if (vq->broken)
         return false;
+    if (vq->packed)
+        return vhu_packed_enable_kick(vq->packed);
     /* Without EVENT_IDX the driver kicks unless VRING_USED_F_NO_NOTIFY is
      * set, which this layer never sets. */
     if (vq->event_idx) {
@@ -399,5 +419,12 @@ bool vhu_virtq_enable_kick(struct vhu_virtq *vq)
     /* Full barrier: the avail_event write before the re-read of the avail
      * index (the driver writes its index, barrier, reads avail_event). */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return __atomic_load_n(avail_idx_ptr(vq), __ATOMIC_ACQUIRE) != vq->last_avail;
+}
+
+bool vhu_virtq_avail_pending(struct vhu_virtq *vq)
+{
+    if (vq->packed)
+        return vhu_packed_avail_pending(vq->packed);
     return __atomic_load_n(avail_idx_ptr(vq), __ATOMIC_ACQUIRE) != vq->last_avail;
 }

@@ -65,12 +65,11 @@ static bool keep_serving(struct vhu_virtq_worker *w)
            !vhu_virtq_stop_requested(w->vq);
 }
 
-/* Has the driver published a chain the worker has not taken?  Reads only
- * the avail index (pop checks it properly). */
+/* Has the driver published a chain the worker has not taken?  (Reads only
+ * what tells; pop checks it properly.) */
 static bool avail_pending(struct vhu_virtq_worker *w)
 {
-    const uint16_t *avail = vhu_queue_avail(w->q);
-    return __atomic_load_n(&avail[1], __ATOMIC_ACQUIRE) != vhu_queue_last_avail(w->q);
+    return vhu_virtq_avail_pending(w->vq);
 }
 
 /* Watch the avail index for up to poll_ns: true when there is work.  The

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* vhu/virtq.h - split virtqueues for devices, and ring workers.
+/* vhu/virtq.h - split and packed virtqueues for devices, and ring workers.
  *
  * A device gets a started ring as a struct vhu_queue (see vhu/device.h).
  * This layer turns it into requests:
@@ -39,6 +39,24 @@
  * next start.  Descriptors are copied out of guest memory once and only the
  * copy is used, so a driver rewriting them concurrently gains nothing.
  *
+ * Packed rings (VIRTIO_F_RING_PACKED acked; the device chooses by offering
+ * it) are served behind the same calls: `head` is then the buffer ID (from
+ * the chain's last descriptor, or the indirect descriptor), below the ring
+ * size and not held by the device already; a chain is no longer than the
+ * ring and every descriptor after its first must be marked available for
+ * the same lap; an indirect table (at most VHU_VIRTQ_MAX_SEGS entries) is
+ * a buffer's only ring descriptor and holds no indirect descriptor; a
+ * descriptor with AVAIL and USED both equal to the device's wrap counter,
+ * or whose flags change between the read that found it and its copy,
+ * breaks the ring.  Used descriptors pushed between two flushes are handed
+ * to the driver together (the first one's flags written last); flush
+ * follows the driver's event suppression (ENABLE, DISABLE, or with
+ * EVENT_IDX a descriptor offset and wrap counter), and enable_kick asks
+ * for a kick at the next descriptor (with EVENT_IDX) or for every one.
+ * vhu_queue_last_avail() holds the avail position (bits 0-14) and wrap
+ * counter (bit 15).  Not yet for packed rings: inflight tracking (the
+ * ring runs untracked, with one error line, when a region was given).
+ *
  * Threads: one vhu_virtq is used by one thread at a time. */
 #ifndef VHU_VIRTQ_H
 #define VHU_VIRTQ_H
@@ -58,7 +76,8 @@ extern "C" {
  * VIRTQUEUE_MAX_SIZE); a longer chain breaks the ring. */
 #define VHU_VIRTQ_MAX_SEGS 1024u
 
-/* One descriptor chain taken from the avail ring.  iov[0, n_out) are the
+/* One descriptor chain taken from the avail ring (packed: head is the
+ * buffer ID).  iov[0, n_out) are the
  * driver's buffers the device reads (driver -> device), iov[n_out, n_out +
  * n_in) those it writes.  Buffers point into the mapped guest memory and
  * stay valid until the ring stops; their contents may change under the
