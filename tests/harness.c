@@ -214,10 +214,15 @@ bool wait_used_idx(const struct vhu_fe_ring *r, uint16_t want, int ms)
 
 void guest_init(struct guest *g, unsigned nrings)
 {
-    guest_init_ring(g, nrings, GUEST_RING_SIZE);
+    guest_init_rings(g, nrings, GUEST_RING_SIZE, false);
 }
 
-void guest_init_ring(struct guest *g, unsigned nrings, unsigned size)
+void guest_init_layout(struct guest *g, unsigned nrings, bool packed)
+{
+    guest_init_rings(g, nrings, GUEST_RING_SIZE, packed);
+}
+
+void guest_init_rings(struct guest *g, unsigned nrings, unsigned size, bool packed)
 {
     memset(g, 0, sizeof(*g));
     assert_true(nrings <= 4);
@@ -226,8 +231,8 @@ void guest_init_ring(struct guest *g, unsigned nrings, unsigned size)
     g->nrings = nrings;
     g->ring_size = size;
     for (unsigned i = 0; i < nrings; i++) {
-        assert_int_equal(vhu_fe_ring_init(&g->ring[i], &g->mem, i, size,
-                                          0x10000u * (i + 1)), 0);
+        assert_int_equal((packed ? vhu_fe_ring_init_packed : vhu_fe_ring_init)(
+                             &g->ring[i], &g->mem, i, size, 0x10000u * (i + 1)), 0);
         g->kick[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         g->call[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         g->err[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -250,10 +255,17 @@ void guest_activate(struct guest *g, struct vhu_fe *fe, unsigned base)
     struct vhu_mem_region reg = vhu_guest_mem_region(&g->mem);
     assert_int_equal(vhu_fe_set_mem_table(fe, &reg, &g->mem.fd, 1), 0);
     for (unsigned i = 0; i < g->nrings; i++) {
-        g->ring[i].avail_idx = (uint16_t)base;
+        unsigned b = base;
+        if (g->ring[i].packed) {
+            if (base)
+                vhu_fe_ring_packed_set_base(&g->ring[i], base);
+            b = vhu_fe_ring_packed_base(&g->ring[i]);
+        } else {
+            g->ring[i].avail_idx = (uint16_t)base;
+        }
         assert_int_equal(vhu_fe_set_vring_num(fe, i, g->ring_size), 0);
         assert_int_equal(vhu_fe_ring_set_addr(fe, &g->ring[i], 0), 0);
-        assert_int_equal(vhu_fe_set_vring_base(fe, i, base), 0);
+        assert_int_equal(vhu_fe_set_vring_base(fe, i, b), 0);
         assert_int_equal(vhu_fe_set_vring_call(fe, i, g->call[i]), 0);
         assert_int_equal(vhu_fe_set_vring_err(fe, i, g->err[i]), 0);
         assert_int_equal(vhu_fe_set_vring_kick(fe, i, g->kick[i]), 0);

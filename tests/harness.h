@@ -71,8 +71,12 @@ struct guest {
     int kick[4], call[4], err[4];
 };
 void guest_init(struct guest *g, unsigned nrings);
-/* Rings of `size` entries (a power of two up to GUEST_RING_MAX). */
-void guest_init_ring(struct guest *g, unsigned nrings, unsigned size);
+/* The same with packed rings (packed true): guest_activate then sends the
+ * packed base, the rings' own (fresh: 0x80008000) when base is 0. */
+void guest_init_layout(struct guest *g, unsigned nrings, bool packed);
+/* Rings of `size` entries (a power of two up to GUEST_RING_MAX), split or
+ * packed. */
+void guest_init_rings(struct guest *g, unsigned nrings, unsigned size, bool packed);
 void guest_free(struct guest *g);
 /* Set up every ring with `base` as SET_VRING_BASE; asserts success. */
 void guest_activate(struct guest *g, struct vhu_fe *fe, unsigned base);

@@ -435,6 +435,8 @@ static uint64_t blk_features(void *dev)
         f |= VHU_BIT(VIRTIO_BLK_F_MQ);
     if (d->ro)
         f |= VHU_BIT(VIRTIO_BLK_F_RO);
+    if (d->packed)
+        f |= VHU_BIT(VHU_F_RING_PACKED);
     return f;
 }
 
@@ -867,6 +869,7 @@ int blk_new(struct blk **out, const struct blk_options *o)
         return r;
     }
     d->ro = o->read_only;
+    d->packed = o->packed;
     d->nq = o->queues;
     for (unsigned i = 0; i < d->nq; i++) {
         struct blk_queue *bq = &d->q[i];

@@ -75,6 +75,7 @@ struct blk {
     uint64_t size;      /* bytes, a multiple of BLK_SECTOR; changed only by
                          * blk_resize() (atomic: the rings read it) */
     bool ro;
+    bool packed;          /* RING_PACKED offered (blk_options.packed) */
     unsigned nq;
     char id[VIRTIO_BLK_ID_BYTES]; /* what GET_ID answers, NUL-padded */
     pthread_mutex_t config_lock; /* config against blk_resize() */
