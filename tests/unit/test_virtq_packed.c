@@ -160,13 +160,18 @@ static void device_init(struct vqdev *d, bool worker_mode)
     d->worker_mode = worker_mode;
 }
 
+/* The next session_connect also opens a control socket (s->ds.control). */
+static bool session_control;
+
 /* Connected and negotiated, memory and ring laid out, not activated. */
 static void session_connect(struct session *s, bool worker_mode, uint64_t features,
                             unsigned size)
 {
     memset(s, 0, sizeof(*s));
     device_init(&s->dev, worker_mode);
-    assert_int_equal(devserver_start(&s->ds, &s->dev.ops, &s->dev), 0);
+    assert_int_equal((session_control ? devserver_start_control : devserver_start)(
+                         &s->ds, &s->dev.ops, &s->dev), 0);
+    session_control = false;
     s->fe = devserver_connect(&s->ds, features & ~VHU_BIT(VHU_F_LOG_ALL));
     s->size = size;
     assert_int_equal(vhu_guest_mem_new(&s->mem, 0, MEM_SIZE), 0);
@@ -1097,13 +1102,15 @@ static void test_base_with_requests_held(void **state)
 }
 
 /* What packed rings cannot do yet is refused with one line: inflight
- * tracking (GET_INFLIGHT_FD) and device state (SET_DEVICE_STATE_FD); a
- * fresh front-end is served afterwards and no fd is left open. */
+ * tracking (GET_INFLIGHT_FD), device state (SET_DEVICE_STATE_FD) and a live
+ * snapshot (the control socket's `snapshot`); a fresh front-end is served
+ * afterwards and no fd is left open. */
 static void test_refused_for_packed(void **state)
 {
     (void)state;
     int fds = count_open_fds();
     struct session s;
+    session_control = true;
     session_connect(&s, false, ~0ull, 16);
     struct vhu_inflight in = {.num_queues = 1, .queue_size = 16}, out;
     int rfds[VHU_MAX_FDS];
@@ -1130,9 +1137,26 @@ static void test_refused_for_packed(void **state)
     close(p[1]);
     vhu_fe_close(s.fe);
     s.fe = devserver_connect(&s.ds, ~VHU_BIT(VHU_F_LOG_ALL));
-    /* Served: a ring runs. */
+    /* Served: a ring runs.  A live snapshot is refused. */
     activate(&s, s.fe, vhu_fe_ring_packed_base(&s.r));
     assert_int_equal(atomic_load(&s.dev.starts), 1);
+    struct vhu_fe_control *c;
+    assert_int_equal(vhu_fe_control_connect(&c, s.ds.control, 5000), 0);
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    struct vhu_fe_control_snapshot res;
+    char err[256] = "";
+    assert_true(vhu_fe_control_snapshot(c, p[1], 10000, &res, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "snapshots of packed rings are not supported yet"));
+    assert_true(log_wait("snapshots of packed rings are not supported yet", 2000));
+    vhu_fe_control_close(c);
+    close(p[0]);
+    close(p[1]);
+    /* The ring still runs. */
+    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    assert_non_null(e);
+    assert_int_equal(vhu_fe_ring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_virtq_pop(vq_of(&s), e), 1);
+    free(e);
     session_close(&s);
     assert_int_equal(count_open_fds(), fds);
 }
