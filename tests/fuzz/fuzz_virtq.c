@@ -24,11 +24,17 @@
  *   1 + v % 32 pages), u8 log_bytes (dirty bitmap size; 0: none),
  *   u16 last_avail, u16 n_ops, u32 desc_off, u32 avail_off, u32 used_off
  *   (offsets of the rings in region 0), u8 fill (of the other regions),
- *   u8 inflight_shift, u16 unused;
+ *   u8 inflight_shift, u16 used_base (packed rings: used position and wrap
+ *   counter, bit 15);
  * then n_ops 6-byte operations [op, a, b, c, d, e], then region 0's bytes,
  * then the inflight region's bytes; what is missing reads as zeroes.
  * Flags: 1 EVENT_IDX, 2 INDIRECT_DESC, 4 logging on (log_bytes 0: with no
- * log), 8 log the used ring, 16 inflight region, 32 a call eventfd. */
+ * log), 8 log the used ring, 16 inflight region, 32 a call eventfd, 64 a
+ * packed ring (RING_PACKED: desc_off is the descriptor ring, avail_off and
+ * used_off the driver's and the device's event areas; last_avail and
+ * used_base are positions modulo the ring size plus their wrap counters,
+ * as SET_VRING_BASE gives them, and "publish" makes descriptors available
+ * instead of writing avail entries). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -140,6 +146,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t desc_off = fuzz_le32(h + 8), avail_off = fuzz_le32(h + 12), used_off = fuzz_le32(h + 16);
     uint8_t fill = h[20];
     unsigned if_shift = h[21] % 3;
+    bool packed = flags & 64;
+    uint16_t used_base = fuzz_le16(h + 22);
+    if (packed) {
+        /* Positions below the ring size, as SET_VRING_BASE makes sure. */
+        last_avail = (uint16_t)((last_avail & 0x8000) | ((last_avail & 0x7fff) % ring_size));
+        used_base = (uint16_t)((used_base & 0x8000) | ((used_base & 0x7fff) % ring_size));
+    }
     data += HDR;
     size -= HDR;
     const uint8_t *ops = data;
@@ -212,6 +225,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         q.features |= VHU_BIT(VHU_F_RING_INDIRECT_DESC);
     if (flags & 32)
         q.call_fd = call_fd;
+    if (packed) {
+        q.features |= VHU_BIT(VHU_F_RING_PACKED);
+        q.packed_used = used_base;
+        q.base_set = true;
+    }
     atomic_store(&q.enabled, true); /* as SET_VRING_ENABLE 1 leaves it */
 
     char why[256];
@@ -286,6 +304,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 5: { /* the driver publishes heads */
             if (was_broken)
                 break;
+            if (packed) {
+                /* Descriptors from position a made available for the lap
+                 * of e's bit 0 (or not, by its bit 1), flags NEXT, WRITE,
+                 * INDIRECT from d, IDs from c. */
+                struct { uint64_t addr; uint32_t len; uint16_t id, flags; } *ring =
+                    vhu_queue_desc(&q);
+                unsigned n = 1 + o[3] % 4;
+                for (unsigned j = 0; j < n; j++) {
+                    unsigned pos = (fuzz_le16(o + 1) + j) % ring_size;
+                    bool w = o[5] & 1;
+                    uint16_t f = (uint16_t)((o[4] & 7) | (w ? 1u << 7 : 1u << 15));
+                    if (o[5] & 2)
+                        f ^= (1u << 7);
+                    ring[pos].id = (uint16_t)(o[3] + j);
+                    __atomic_store_n(&ring[pos].flags, f, __ATOMIC_RELEASE);
+                }
+                break;
+            }
             uint16_t *avail = vhu_queue_avail(&q);
             unsigned n = 1 + o[3] % 4;
             for (unsigned j = 0; j < n; j++) {

@@ -94,3 +94,61 @@ for name, direct, table in (("max-segs", 512, 512), ("too-many-segs", 1023, 2)):
                         (WRITE if i >= table // 2 else 0), i + 1) for i in range(table))
     seed(name, 10, ds, [0], [op(POP, 0), op(PUSH, 0), op(FLUSH)], flags=INDIRECT_F, pages=32,
          extra={0x18000: tbl}, offs=(0, 0x4000, 0x5000))
+
+
+# Packed rings (flag 64): descriptors {addr, len, id, flags}; the driver
+# and device event areas at avail_off / used_off; last_avail and the used
+# base (header bytes 22-23) are position | wrap counter << 15.
+PACKED = 64
+AVAIL, USED = 1 << 7, 1 << 15
+
+
+def pdesc(addr, length, bid, flags, wrap=1):
+    return struct.pack("<QIHH", addr, length, bid, flags | (AVAIL if wrap else USED))
+
+
+def tdesc(addr, length, flags=0):
+    """An indirect table entry (only WRITE counts there)."""
+    return struct.pack("<QIHH", addr, length, 0, flags)
+
+
+def pseed(name, size_log2, descs, ops, flags=0, pages=4, last_avail=0x8000, used_base=0x8000,
+          extra=None, offs=(0, 0x1000, 0x1004), log_bytes=0):
+    desc_off, avail_off, used_off = offs
+    hdr = struct.pack("<BBBBHHIIIBBH", size_log2, flags | PACKED, pages - 1, log_bytes, last_avail,
+                      len(ops), desc_off, avail_off, used_off, 0xa5, 0, used_base)
+    mem = bytearray(4096 * pages)
+    for i, d in descs.items():
+        mem[desc_off + 16 * i:desc_off + 16 * i + 16] = d
+    for off, data in (extra or {}).items():
+        mem[off:off + len(data)] = data
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(hdr + b"".join(ops) + bytes(mem).rstrip(b"\0"))
+
+
+# A chain (readable, writable; ID 3), a single buffer in region 1 (ID 0).
+pseed("packed-direct", 4, {0: pdesc(0x3000, 16, 3, NEXT), 1: pdesc(0x3100, 64, 3, WRITE),
+                           2: pdesc(R1, 512, 0, WRITE)},
+      basic_ops + [op(POP, 2), op(PUSH, 2, 8), op(FLUSH)], flags=CALLFD)
+# An indirect table of three with EVENT_IDX; the driver asks for an event
+# at descriptor 1 (driver area off_wrap 0x8001, flags DESC).
+pseed("packed-indirect", 4, {0: pdesc(0x3800, 48, 5, INDIRECT), 1: pdesc(TOP + 0x10, 32, 2, WRITE)},
+      basic_ops + [op(POP, 2), op(PUSH, 2, 8), op(FLUSH)], flags=INDIRECT_F | EVENT_IDX | CALLFD,
+      extra={0x3800: tdesc(0x3200, 16) + tdesc(R1 + 0x100, 100) + tdesc(0x3300, 200, WRITE),
+             0x1000: struct.pack("<HH", 0x8001, 2)})
+# Near the end of the ring in the second lap (wrap counters 0): the
+# driver publishes across the end while the device drains, out of order.
+# Descriptors 1-4 hold buffers, not yet available, which "publish" then
+# makes available (1, then 2-4 with IDs 2-4).
+wrap_descs = {6: pdesc(0x3000, 0x40, 1, WRITE, 0), 7: pdesc(0x3040, 0x40, 2, NEXT, 0),
+              0: pdesc(0x3080, 0x40, 2, WRITE, 1)}
+wrap_descs.update({i: tdesc(0x3100 + 0x40 * i, 0x40) for i in range(1, 5)})
+pseed("packed-wrap", 3, wrap_descs,
+      [op(POP, 0), op(POP, 1), op(PUSH, 1, 4), op(PUSH, 0, 8), op(FLUSH), op(KICK),
+       op(PUBLISH, 1, 0, 0, WRITE, 1), op(DRAIN, 0, 0x40, 1), op(PUBLISH, 2, 0, 2, WRITE, 1),
+       op(DRAIN, 0, 0x10, 0), op(KICK)],
+      flags=EVENT_IDX | CALLFD, last_avail=6, used_base=6)
+# Dirty logging of the descriptor ring and the device area.
+pseed("packed-logging", 4, {0: pdesc(0x3000, 16, 0, NEXT), 1: pdesc(0x3100, 64, 0, WRITE),
+                            2: pdesc(R1, 64, 1, WRITE)},
+      basic_ops, flags=LOGGING | LOG_USED | EVENT_IDX, log_bytes=2)
