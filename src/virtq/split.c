@@ -58,6 +58,8 @@ struct vhu_virtq {
     struct vhu_virtq_packed *packed;
 };
 
+#define vq_break vhu_virtq_break
+
 static inline uint16_t *avail_idx_ptr(struct vhu_virtq *vq) { return &vq->avail[1]; }
 static inline uint16_t *used_event_ptr(struct vhu_virtq *vq) { return &vq->avail[2 + vq->size]; }
 static inline uint16_t *used_idx_ptr(struct vhu_virtq *vq) { return &vq->used[1]; }
@@ -70,6 +72,7 @@ static inline uint16_t *avail_event_ptr(struct vhu_virtq *vq)
     return (uint16_t *)((uint32_t *)(vq->used + 2) + 2u * vq->size);
 }
 
+/* The one way a ring breaks, for both layouts (packed.c calls it too). */
 void vhu_virtq_break(struct vhu_virtq *vq, const char *fmt, ...)
 {
     if (vq->broken)
@@ -86,7 +89,7 @@ void vhu_virtq_break(struct vhu_virtq *vq, const char *fmt, ...)
 
 void vhu_virtq_set_broken(struct vhu_virtq *vq, const char *why)
 {
-    vhu_virtq_break(vq, "%s", why);
+    vq_break(vq, "%s", why);
 }
 
 bool vhu_virtq_broken(const struct vhu_virtq *vq)
@@ -206,7 +209,7 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
         uint16_t avail_idx = __atomic_load_n(avail_idx_ptr(vq), __ATOMIC_ACQUIRE);
         uint16_t pending = (uint16_t)(avail_idx - vq->last_avail);
         if (pending > vq->size) {
-            vhu_virtq_break(vq, "avail index %u is %u entries ahead of %u (ring size %u)", avail_idx,
+            vq_break(vq, "avail index %u is %u entries ahead of %u (ring size %u)", avail_idx,
                      pending, vq->last_avail, vq->size);
             return -EIO;
         }
@@ -216,12 +219,12 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
                                __ATOMIC_RELAXED);
     }
     if (head >= vq->size) {
-        vhu_virtq_break(vq, "avail entry %u: head %u out of range (ring size %u)", vq->last_avail,
+        vq_break(vq, "avail entry %u: head %u out of range (ring size %u)", vq->last_avail,
                  head, vq->size);
         return -EIO;
     }
     if (vq->taken[head]) {
-        vhu_virtq_break(vq, "avail entry %u: head %u is already in flight", vq->last_avail, head);
+        vq_break(vq, "avail entry %u: head %u is already in flight", vq->last_avail, head);
         return -EIO;
     }
 
@@ -239,26 +242,26 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
         struct desc d = read_desc(table, i);
         if (d.flags & DESC_F_INDIRECT) {
             if (in_indirect) {
-                vhu_virtq_break(vq, "chain %u: indirect descriptor inside an indirect table", head);
+                vq_break(vq, "chain %u: indirect descriptor inside an indirect table", head);
                 return -EIO;
             }
             if (!vq->indirect) {
-                vhu_virtq_break(vq, "chain %u: indirect descriptor without RING_INDIRECT_DESC", head);
+                vq_break(vq, "chain %u: indirect descriptor without RING_INDIRECT_DESC", head);
                 return -EIO;
             }
             if (d.flags & DESC_F_NEXT) {
-                vhu_virtq_break(vq, "chain %u: descriptor %u has both INDIRECT and NEXT", head, i);
+                vq_break(vq, "chain %u: descriptor %u has both INDIRECT and NEXT", head, i);
                 return -EIO;
             }
             if (d.len == 0 || d.len % sizeof(struct desc) ||
                 d.len / sizeof(struct desc) > vq->size) {
-                vhu_virtq_break(vq, "chain %u: indirect table of %u bytes (must be 16..%u, a multiple "
+                vq_break(vq, "chain %u: indirect table of %u bytes (must be 16..%u, a multiple "
                          "of 16)", head, d.len, 16u * vq->size);
                 return -EIO;
             }
             table = vhu_queue_gpa_to_host(vq->q, d.addr, d.len);
             if (!table) {
-                vhu_virtq_break(vq, "chain %u: indirect table at 0x%llx (+%u) is not inside guest "
+                vq_break(vq, "chain %u: indirect table at 0x%llx (+%u) is not inside guest "
                          "memory", head, (unsigned long long)d.addr, d.len);
                 return -EIO;
             }
@@ -269,17 +272,17 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
             continue;
         }
         if (d.len == 0) {
-            vhu_virtq_break(vq, "chain %u: zero-length buffer", head);
+            vq_break(vq, "chain %u: zero-length buffer", head);
             return -EIO;
         }
         void *p = vhu_queue_gpa_to_host(vq->q, d.addr, d.len);
         if (!p) {
-            vhu_virtq_break(vq, "chain %u: buffer at 0x%llx (+%u) is not inside guest memory", head,
+            vq_break(vq, "chain %u: buffer at 0x%llx (+%u) is not inside guest memory", head,
                      (unsigned long long)d.addr, d.len);
             return -EIO;
         }
         if (e->n_out + e->n_in == VHU_VIRTQ_MAX_SEGS) {
-            vhu_virtq_break(vq, "chain %u: more than %u buffers", head, VHU_VIRTQ_MAX_SEGS);
+            vq_break(vq, "chain %u: more than %u buffers", head, VHU_VIRTQ_MAX_SEGS);
             return -EIO;
         }
         if (d.flags & DESC_F_WRITE) {
@@ -287,7 +290,7 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
             e->in_bytes += d.len;
         } else {
             if (e->n_in) {
-                vhu_virtq_break(vq, "chain %u: a readable buffer after a writable one", head);
+                vq_break(vq, "chain %u: a readable buffer after a writable one", head);
                 return -EIO;
             }
             e->n_out++;
@@ -298,12 +301,12 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
         if (!(d.flags & DESC_F_NEXT))
             break;
         if (d.next >= table_size) {
-            vhu_virtq_break(vq, "chain %u: next %u out of range (%s size %u)", head, d.next,
+            vq_break(vq, "chain %u: next %u out of range (%s size %u)", head, d.next,
                      in_indirect ? "indirect table" : "ring", table_size);
             return -EIO;
         }
         if (++visited > table_size) {
-            vhu_virtq_break(vq, "chain %u: longer than its %s (%u descriptors): a loop", head,
+            vq_break(vq, "chain %u: longer than its %s (%u descriptors): a loop", head,
                      in_indirect ? "indirect table" : "ring", table_size);
             return -EIO;
         }
