@@ -354,9 +354,54 @@ static void good_chains(unsigned size)
     free(e);
 }
 
+/* The longest chains allowed: as many descriptors as the ring has (from
+ * position 1, so across the end of the ring), and an indirect table of
+ * VHU_VIRTQ_MAX_SEGS entries in a ring of 2. */
+static void longest_chains(void)
+{
+    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    assert_non_null(e);
+    struct session s;
+    session_open(&s, false, ~0ull, 16);
+    struct vhu_virtq *vq = vq_of(&s);
+    assert_int_equal(vhu_fe_ring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
+    pop_ok(vq, e);
+    assert_int_equal(vhu_virtq_push(vq, e, 0), 0);
+    assert_true(vhu_virtq_flush(vq) >= 0);
+    pop_used_expect(&s, 0, 0);
+    struct vhu_fe_buf c[16];
+    for (unsigned i = 0; i < 16; i++)
+        c[i] = (struct vhu_fe_buf){BUF(i), 32, i >= 8};
+    assert_int_equal(vhu_fe_ring_push_chain(&s.r, 9, c, 16), 0);
+    pop_ok(vq, e);
+    assert_int_equal(e->head, 9);
+    assert_int_equal(e->n_out, 8);
+    assert_int_equal(e->n_in, 8);
+    assert_seg(&s, e, 15, BUF(15), 32);
+    assert_int_equal(vhu_virtq_push(vq, e, 256), 0);
+    assert_true(vhu_virtq_flush(vq) >= 0);
+    pop_used_expect(&s, 9, 256);
+    assert_int_equal(get_base(&s), 1u | 1u << 16); /* 17 descriptors: second lap */
+    session_close(&s);
+
+    session_open(&s, false, ~0ull, 2);
+    vq = vq_of(&s);
+    static struct vhu_fe_buf t[VHU_VIRTQ_MAX_SEGS];
+    for (unsigned i = 0; i < VHU_VIRTQ_MAX_SEGS; i++)
+        t[i] = (struct vhu_fe_buf){BUF(i % 64) + 64 * (i / 64), 64, i >= 512};
+    assert_int_equal(vhu_fe_ring_push_indirect(&s.r, 1, TABLE_GPA, t, VHU_VIRTQ_MAX_SEGS), 0);
+    pop_ok(vq, e);
+    assert_int_equal(e->head, 1);
+    assert_int_equal(e->n_out + e->n_in, VHU_VIRTQ_MAX_SEGS);
+    assert_int_equal(e->n_in, VHU_VIRTQ_MAX_SEGS / 2);
+    session_close(&s);
+    free(e);
+}
+
 static void test_good_chains(void **state)
 {
     (void)state;
+    longest_chains();
     good_chains(4);
     good_chains(16);
     good_chains(256);
