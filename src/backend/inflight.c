@@ -87,19 +87,9 @@ static int map_region(struct vhu_req *r, int fd, uint64_t offset, uint64_t size,
     return 0;
 }
 
-/* Packed rings have their own inflight layout, not implemented yet. */
-static int refuse_packed(struct vhu_req *r)
-{
-    if (r->b->acked_features & VHU_BIT(VHU_F_RING_PACKED))
-        return vhu_refuse(r, -ENOTSUP, "inflight: tracking of packed rings is not supported");
-    return 0;
-}
-
 int vhu_req_get_inflight_fd(struct vhu_req *r)
 {
     const struct vhu_inflight *in = &r->m->p.inflight;
-    if (refuse_packed(r) < 0)
-        return -ENOTSUP;
     int e = check_geometry(r, in->num_queues, in->queue_size);
     if (e < 0)
         return e;
@@ -131,8 +121,6 @@ int vhu_req_get_inflight_fd(struct vhu_req *r)
 int vhu_req_set_inflight_fd(struct vhu_req *r)
 {
     const struct vhu_inflight *in = &r->m->p.inflight;
-    if (refuse_packed(r) < 0)
-        return -ENOTSUP;
     int e = check_geometry(r, in->num_queues, in->queue_size);
     if (e < 0)
         return e;
@@ -177,7 +165,10 @@ int vhu_inflight_start(struct vhu_queue *q)
         return 0;
     if (q->features & VHU_BIT(VHU_F_RING_PACKED)) {
         /* The region's packed layout is not implemented (issue #13): the
-         * ring runs untracked rather than misread a split record. */
+         * ring runs untracked rather than misread a split record.  The
+         * region itself is accepted (GET/SET_INFLIGHT_FD): QEMU 7.2's
+         * vhost-user-blk asks for it with RING_PACKED already acked and
+         * does not start the device without it. */
         vhu_err("ring %u: inflight tracking of packed rings is not supported; not tracking",
                 q->index);
         return 0;
