@@ -55,9 +55,9 @@ struct blk_options {
                          * flushes, go through it */
     const char *serial; /* what GET_ID answers: 1..VIRTIO_BLK_ID_BYTES (20)
                          * bytes of printable ASCII; NULL: BLK_ID */
-    bool packed;        /* offer RING_PACKED (not by default, nor from the
-                         * command line yet: inflight tracking and device
-                         * state do not support packed rings, issue #13) */
+    bool packed;        /* offer RING_PACKED (not by default; --packed, marked
+                         * experimental: inflight tracking and device state
+                         * do not support packed rings yet, issue #13) */
 };
 
 struct blk;

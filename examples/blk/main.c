@@ -48,6 +48,9 @@ static void usage(FILE *f)
             "  -c, --client       connect to PATH and reconnect when the front-end goes away\n"
             "      --control PATH also listen on this unix socket (mode 0600, this user only)\n"
             "                     for the control protocol: vhu-state info --control PATH\n"
+            "      --packed       also offer packed rings (VIRTIO_F_RING_PACKED; QEMU:\n"
+            "                     vhost-user-blk-pci,packed=on).  Experimental: with packed\n"
+            "                     rings, inflight tracking and device state are refused\n"
             "  -v, --verbose      log every request\n"
             "  -h, --help         this text\n"
             "\n"
@@ -132,7 +135,8 @@ int main(int argc, char **argv)
         {"read-only", no_argument, NULL, 'R'},    {"client", no_argument, NULL, 'c'},
         {"direct", no_argument, NULL, 'd'},      {"serial", required_argument, NULL, 'S'},
         {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
-        {"control", required_argument, NULL, 'K'}, {NULL, 0, NULL, 0}};
+        {"control", required_argument, NULL, 'K'}, {"packed", no_argument, NULL, 'P'},
+        {NULL, 0, NULL, 0}};
     const char *path = NULL, *control = NULL;
     bool client = false;
     struct blk_options o = {.queues = 1};
@@ -172,6 +176,7 @@ int main(int argc, char **argv)
             break;
         case 'c': client = true; break;
         case 'K': control = optarg; break;
+        case 'P': o.packed = true; break;
         case 'v': vhu_set_log_level(VHU_LOG_DEBUG); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -12,6 +12,9 @@
 # off, the host checks the image: the pattern at 1 MiB, zeroes where the
 # guest discarded, and nothing else changed.
 #
+# With VHU_QEMU_PACKED=1 in the environment the disk uses packed rings
+# (vhu-blk --packed, vhost-user-blk-pci,packed=on); not part of ctest yet.
+#
 # Exit 77 (skipped) only when QEMU cannot run at all (not installed, or
 # broken).  Everything else that goes wrong, fetching the guest included,
 # fails the test.  ctest runs it as test_qemu_boot; by hand:
@@ -59,7 +62,15 @@ if ! dd if=/dev/zero of="$dir/direct.probe" bs=4096 count=1 oflag=direct status=
     direct=()
 fi
 rm -f "$dir/direct.probe"
-"$blk" --socket "$dir/blk.sock" --image "$img" "${direct[@]}" >"$dir/blk.log" 2>&1 &
+packed_blk=()
+packed_dev=
+if [[ ${VHU_QEMU_PACKED:-0} == 1 ]]; then
+    say "packed rings"
+    packed_blk=(--packed)
+    packed_dev=,packed=on
+fi
+"$blk" --socket "$dir/blk.sock" --image "$img" "${direct[@]}" "${packed_blk[@]}" \
+    >"$dir/blk.log" 2>&1 &
 bpid=$!
 for ((i = 0; i < 50; i++)); do
     grep -q 'listening on' "$dir/blk.log" 2>/dev/null && break
@@ -75,7 +86,7 @@ timeout 150 "$qemu" -nodefaults -no-user-config -display none -no-reboot \
     -machine pc,accel=tcg -cpu qemu64 -smp 1 -m 256M \
     -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
     -chardev socket,id=blk0,path="$dir/blk.sock" \
-    -device vhost-user-blk-pci,chardev=blk0,num-queues=1 \
+    -device vhost-user-blk-pci,chardev=blk0,num-queues=1$packed_dev \
     -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz" \
     -append "console=ttyS0 panic=-1 loglevel=3 vhu.resize=1" \
     -serial "file:$serial" >"$dir/qemu.log" 2>&1 &
@@ -116,6 +127,12 @@ r=0
 wait "$bpid" || r=$?
 bpid=
 ((r == 0)) || fail "vhu-blk exited $r after SIGTERM: $(cat "$dir/blk.log")"
+# The rings really were packed: until inflight tracking supports them, each
+# packed ring start says so (issue #13; change this check when it does).
+if [[ -n $packed_dev ]]; then
+    grep -q 'inflight tracking of packed rings is not supported' "$dir/blk.log" ||
+        fail "vhu-blk did not run packed rings: $(cat "$dir/blk.log")"
+fi
 grep -q 'served 1 front-end session' "$dir/blk.log" ||
     fail "vhu-blk did not serve exactly one session: $(cat "$dir/blk.log")"
 
