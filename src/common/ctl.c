@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Control protocol CBOR: one item header at a time (libcbor's streaming
- * decoder) and a bounded encoder. */
+/* Control protocol CBOR: one item header at a time (the shared decoder,
+ * cbor_item.c) and a bounded encoder. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,67 +9,17 @@
 
 #include "ctl.h"
 
-#define CB(name, T, body) \
-    static void name(void *ctx, T v) { struct vhu_ctl_item *it = ctx; body; }
-CB(cb_u8, uint8_t, it->t = CTL_UINT; it->u = v)
-CB(cb_u16, uint16_t, it->t = CTL_UINT; it->u = v)
-CB(cb_u32, uint32_t, it->t = CTL_UINT; it->u = v)
-CB(cb_u64, uint64_t, it->t = CTL_UINT; it->u = v)
-CB(cb_n8, uint8_t, it->t = CTL_NINT; it->u = v)
-CB(cb_n16, uint16_t, it->t = CTL_NINT; it->u = v)
-CB(cb_n32, uint32_t, it->t = CTL_NINT; it->u = v)
-CB(cb_n64, uint64_t, it->t = CTL_NINT; it->u = v)
-CB(cb_array, size_t, it->t = CTL_ARRAY; it->u = v)
-CB(cb_map, size_t, it->t = CTL_MAP; it->u = v)
-CB(cb_tag, uint64_t, it->t = CTL_TAG; it->u = v)
-CB(cb_f2, float, (void)v; it->t = CTL_FLOAT)
-CB(cb_f4, float, (void)v; it->t = CTL_FLOAT)
-CB(cb_f8, double, (void)v; it->t = CTL_FLOAT)
-CB(cb_bool, bool, it->t = CTL_BOOL; it->b = v)
-static void cb_bstr(void *ctx, cbor_data d, size_t n)
-{
-    struct vhu_ctl_item *it = ctx;
-    it->t = CTL_BSTR;
-    it->data = d;
-    it->len = n;
-}
-static void cb_tstr(void *ctx, cbor_data d, size_t n)
-{
-    struct vhu_ctl_item *it = ctx;
-    it->t = CTL_TSTR;
-    it->data = d;
-    it->len = n;
-}
-#define CB0(name, type) \
-    static void name(void *ctx) { ((struct vhu_ctl_item *)ctx)->t = type; }
-CB0(cb_indef, CTL_INDEF)
-CB0(cb_null, CTL_NULL)
-CB0(cb_undef, CTL_UNDEF)
-CB0(cb_break, CTL_BREAK)
-
-static const struct cbor_callbacks callbacks = {
-    .uint8 = cb_u8, .uint16 = cb_u16, .uint32 = cb_u32, .uint64 = cb_u64,
-    .negint8 = cb_n8, .negint16 = cb_n16, .negint32 = cb_n32, .negint64 = cb_n64,
-    .byte_string_start = cb_indef, .byte_string = cb_bstr,
-    .string = cb_tstr, .string_start = cb_indef,
-    .indef_array_start = cb_indef, .array_start = cb_array,
-    .indef_map_start = cb_indef, .map_start = cb_map, .tag = cb_tag,
-    .float2 = cb_f2, .float4 = cb_f4, .float8 = cb_f8,
-    .undefined = cb_undef, .null = cb_null, .boolean = cb_bool, .indef_break = cb_break,
-};
-
 int vhu_ctl_next(const uint8_t *p, size_t len, size_t *pos, struct vhu_ctl_item *it)
 {
-    memset(it, 0, sizeof(*it));
-    if (*pos >= len)
+    size_t used;
+    if (*pos >= len) {
+        memset(it, 0, sizeof(*it));
         return -ENODATA;
-    struct cbor_decoder_result res = cbor_stream_decode(p + *pos, len - *pos, &callbacks, it);
-    if (res.status == CBOR_DECODER_NEDATA)
-        return -ENODATA;
-    if (res.status != CBOR_DECODER_FINISHED || it->t == CTL_NONE)
-        return -EBADMSG;
-    *pos += res.read;
-    return 0;
+    }
+    int r = vhu_cbor_item_decode(p + *pos, len - *pos, it, &used);
+    if (r == 0)
+        *pos += used;
+    return r;
 }
 
 int vhu_ctl_skip(const uint8_t *p, size_t len, size_t *pos, const struct vhu_ctl_item *it,
@@ -80,8 +30,8 @@ int vhu_ctl_skip(const uint8_t *p, size_t len, size_t *pos, const struct vhu_ctl
     case CTL_ARRAY: n = it->u; break;
     case CTL_MAP: n = it->u > SIZE_MAX / 2 ? SIZE_MAX : it->u * 2; break;
     case CTL_TAG: n = 1; break;
-    case CTL_INDEF: case CTL_BREAK: return -EBADMSG; /* nobody here sends them */
-    default: return 0;
+    case VHU_CBOR_BREAK: return -EBADMSG;
+    default: return vhu_cbor_is_indef(it->t) ? -EBADMSG : 0; /* nobody here sends them */
     }
     if (depth >= 8 || n > len - *pos)
         return -EBADMSG;
@@ -98,7 +48,7 @@ int vhu_ctl_skip(const uint8_t *p, size_t len, size_t *pos, const struct vhu_ctl
 
 bool vhu_ctl_is(const struct vhu_ctl_item *it, const char *s)
 {
-    return it->t == CTL_TSTR && it->len == strlen(s) && memcmp(it->data, s, it->len) == 0;
+    return vhu_cbor_is_text(it, s);
 }
 
 void vhu_ctl_put(struct vhu_ctl_buf *b, const void *data, size_t n)

@@ -9,23 +9,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cbor_item.h"
+
 /* Largest message body (after the 4-byte length) each side accepts. */
 #define VHU_CTL_REQ_MAX (64u << 10)
 #define VHU_CTL_REPLY_MAX (256u << 10)
 
-/* One CBOR item header, decoded without building a tree (a tree-building
- * parser would allocate whatever element counts the input claims). */
-enum vhu_ctl_type {
-    CTL_NONE, CTL_UINT, CTL_NINT, CTL_BSTR, CTL_TSTR, CTL_ARRAY, CTL_MAP, CTL_TAG,
-    CTL_FLOAT, CTL_BOOL, CTL_NULL, CTL_UNDEF, CTL_INDEF, CTL_BREAK
-};
-struct vhu_ctl_item {
-    enum vhu_ctl_type t;
-    uint64_t u;           /* UINT, NINT (-1 - u), ARRAY/MAP counts, TAG */
-    bool b;
-    const uint8_t *data;  /* BSTR/TSTR: into the input */
-    size_t len;
-};
+/* One CBOR item header, from the shared decoder (cbor_item.h); the control
+ * code names its types CTL_*. */
+#define vhu_ctl_item vhu_cbor_item
+#define CTL_UINT VHU_CBOR_UINT
+#define CTL_NINT VHU_CBOR_NINT
+#define CTL_BSTR VHU_CBOR_BSTR
+#define CTL_TSTR VHU_CBOR_TSTR
+#define CTL_ARRAY VHU_CBOR_ARRAY
+#define CTL_MAP VHU_CBOR_MAP
+#define CTL_TAG VHU_CBOR_TAG
+#define CTL_BOOL VHU_CBOR_BOOL
+
 /* Decode the item at p[*pos..len) and advance *pos.  0, -ENODATA (the
  * input ends inside it) or -EBADMSG. */
 int vhu_ctl_next(const uint8_t *p, size_t len, size_t *pos, struct vhu_ctl_item *it);
