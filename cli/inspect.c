@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "options.h"
+#include "schemas.h"
 
 #define MAX_SEL 64
 
@@ -196,6 +197,42 @@ static int print_bytes(struct inspect *x, const struct vhu_snap_field *f, unsign
     return 0;
 }
 
+/* The fields the section record declares (written by builds after 0.1.0; older
+ * snapshots have none and print as before). */
+static void print_declared(const struct vhu_state_field *fields)
+{
+    char what[512];
+    if (cli.json)
+        j_arr("declared");
+    else
+        printf("  declared fields:\n");
+    for (const struct vhu_state_field *f = fields; f->key; f++) {
+        sch_describe(f, what, sizeof(what));
+        if (!cli.json) {
+            printf("    %s: %s%s%s\n", f->key, what, f->meaning ? " - " : "",
+                   f->meaning ? f->meaning : "");
+            continue;
+        }
+        j_obj(NULL);
+        j_str("key", f->key);
+        j_str("type", vhu_snap_type_name(f->type));
+        j_u64("since", f->since);
+        if (f->max)
+            j_u64("max", f->max);
+        if (f->len_from)
+            j_str("len_from", f->len_from);
+        if (f->type == VHU_STATE_MAP && f->each != VHU_STATE_ANY)
+            j_str("each", vhu_snap_type_name(f->each));
+        if (f->key_prefix)
+            j_str("key_prefix", f->key_prefix);
+        if (f->meaning)
+            j_str("meaning", f->meaning);
+        j_end();
+    }
+    if (cli.json)
+        j_end();
+}
+
 /* The fields of the current section, in order. */
 static int print_fields(struct inspect *x)
 {
@@ -328,10 +365,14 @@ static int run(struct inspect *x, const char *path)
             j_u64("version", si.version);
             j_u64("min_version", si.min_version);
             j_bool("optional", si.optional);
+            if (si.fields)
+                print_declared(si.fields);
             j_arr("fields");
         } else {
             printf("section %s (version %u, min %u%s):\n", si.name, si.version, si.min_version,
                    si.optional ? ", optional" : "");
+            if (si.fields)
+                print_declared(si.fields);
         }
         if (print_fields(x) < 0 || snapin_section_done(&x->in) < 0)
             goto bad;

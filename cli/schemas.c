@@ -1,73 +1,58 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Section schemas for `vhu-state validate`, one table per device type vhu
- * ships.  Keep in step with the device's save/load code:
- *   testdev: examples/testdev/testdev.c (td_save_section, td_load_section)
- *   blk:     examples/blk/blk.c (blk_save_section, blk_load_section)
- * A field's `since` is the section version that added it; a newer writer
- * may append fields a reader of this table skips. */
-#include <stddef.h>
+/* Section schemas (schemas.h).  The library's reader has checked a
+ * record's declarations (types, limits, UTF-8) before they get here. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "schemas.h"
+#include "state_decls.h"
 
-#define N(a) (sizeof(a) / sizeof((a)[0]))
-
-static const struct sch_field td_config[] = {
-    {.key = "scratch", .type = SCH_UINT, .since = 1},
-    /* testdev keeps the label in 64 bytes with its NUL. */
-    {.key = "label", .type = SCH_TEXT, .since = 2, .max = 63},
-};
-
-static const struct sch_field td_blob[] = {
-    {.key = "length", .type = SCH_UINT, .since = 1, .max = 1ull << 31},
-    {.key = "data", .type = SCH_BYTES, .since = 1, .len_from = "length"},
-};
-
-static const struct sch_field td_stats[] = {
-    {.key = "completed", .type = SCH_MAP, .since = 1, .each = SCH_UINT, .key_prefix = "q"},
-    {.key = "drift", .type = SCH_INT, .since = 1},
-    {.key = "ok", .type = SCH_BOOL, .since = 1},
-};
-
-static const struct sch_field td_extra[] = {
-    {.key = "note", .type = SCH_TEXT, .since = 1},
-};
-
-static const struct sch_field blk_disk[] = {
-    {.key = "size", .type = SCH_UINT, .since = 1},
-    {.key = "data", .type = SCH_BYTES, .since = 1, .len_from = "size"},
-};
-
-/* Capacity in sectors, block size in bytes, at most 64 queues
- * (BLK_MAX_QUEUES), the GET_ID serial in 20 bytes (VIRTIO_BLK_ID_BYTES). */
-static const struct sch_field blk_config[] = {
-    {.key = "capacity", .type = SCH_UINT, .since = 1},
-    {.key = "block_size", .type = SCH_UINT, .since = 1},
-    {.key = "read_only", .type = SCH_BOOL, .since = 1},
-    {.key = "writeback", .type = SCH_BOOL, .since = 1},
-    {.key = "queues", .type = SCH_UINT, .since = 1, .max = 64},
-    {.key = "serial", .type = SCH_TEXT, .since = 1, .max = 20},
-};
-
-static const struct sch_section schemas[] = {
-    {"testdev", "config", 2, td_config, N(td_config)},
-    {"testdev", "blob", 1, td_blob, N(td_blob)},
-    {"testdev", "stats", 1, td_stats, N(td_stats)},
-    {"testdev", "extra", 1, td_extra, N(td_extra)},
-    {"blk", "config", 1, blk_config, N(blk_config)},
-    {"blk", "disk", 1, blk_disk, N(blk_disk)},
-};
-
-const struct sch_section *sch_find(const char *device, const char *section)
+bool sch_for(const char *device, const struct vhu_snap_section_info *si,
+             struct sch_section *out)
 {
-    for (size_t i = 0; i < N(schemas); i++)
-        if (strcmp(schemas[i].device, device) == 0 && strcmp(schemas[i].section, section) == 0)
-            return &schemas[i];
-    return NULL;
+    memset(out, 0, sizeof(*out));
+    out->section = si->name;
+    out->newest = si->version;
+    out->fields = si->fields;
+    out->from_snapshot = si->fields != NULL;
+    if (!out->fields) {
+        const struct vhu_state_section *decl = example_state_section(device, si->name);
+        if (!decl || !decl->fields)
+            return false;
+        out->newest = decl->version;
+        out->fields = decl->fields;
+    }
+    while (out->fields[out->nfields].key)
+        out->nfields++;
+    return true;
 }
 
-const char *sch_type_name(enum sch_type t)
+const char *sch_type_name(enum vhu_state_type t)
 {
-    static const char *const n[] = {"uint", "int", "bool", "text", "bytes or blob", "map"};
-    return n[t];
+    static const char *const n[] = {"any value", "uint", "int", "bool", "text", "bytes or blob",
+                                    "map"};
+    return (unsigned)t < sizeof(n) / sizeof(n[0]) ? n[t] : "unknown";
+}
+
+void sch_describe(const struct vhu_state_field *f, char *buf, size_t n)
+{
+    int k = snprintf(buf, n, "%s", sch_type_name(f->type));
+#define MORE(...)                                                        \
+    do {                                                                 \
+        if (k >= 0 && (size_t)k < n)                                     \
+            k += snprintf(buf + k, n - (size_t)k, __VA_ARGS__);          \
+    } while (0)
+    if (f->type == VHU_STATE_MAP && f->each != VHU_STATE_ANY)
+        MORE(" of %s", sch_type_name(f->each));
+    if (f->key_prefix)
+        MORE(", keys '%s' and a number", f->key_prefix);
+    if (f->max)
+        MORE(", at most %" PRIu64 "%s", f->max,
+             f->type == VHU_STATE_TEXT || f->type == VHU_STATE_BYTES ? " bytes" : "");
+    if (f->len_from)
+        MORE(", as many bytes as '%s' says", f->len_from);
+    if (f->since > 1)
+        MORE(", since version %u", f->since);
+#undef MORE
 }

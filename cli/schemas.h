@@ -1,32 +1,37 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Section schemas of the device types vhu ships, for `validate`: the
- * fields a device's load_section reads, in order, by section version. */
+/* Section schemas for `validate`: the fields a section holds, in order, by
+ * section version.  A device declares them next to its sections (struct
+ * vhu_state_field in vhu/state.h) and the writer puts them into each
+ * section record, so any device's snapshot carries its own.  Snapshots
+ * written before that (the golden corpus of vhu 0.1) fall back to the
+ * example devices' declarations (examples/state_decls.h). */
 #ifndef VHU_CLI_SCHEMAS_H
 #define VHU_CLI_SCHEMAS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-enum sch_type { SCH_UINT, SCH_INT, SCH_BOOL, SCH_TEXT, SCH_BYTES, SCH_MAP };
+#include <vhu/state.h>
 
-struct sch_field {
-    const char *key;
-    enum sch_type type;
-    uint32_t since;        /* first section version with this field */
-    uint64_t max;          /* UINT: largest value; TEXT/BYTES: longest (0: no limit) */
-    const char *len_from;  /* BYTES: its size must equal this earlier UINT field */
-    enum sch_type each;    /* MAP: the type of every entry */
-    const char *key_prefix; /* MAP: every entry's key is this and a number ("q" for q0) */
-};
+#include "state/state_internal.h"
 
 struct sch_section {
-    const char *device, *section;
-    uint32_t newest;       /* newest version this table describes */
-    const struct sch_field *fields;
+    const char *section;
+    uint32_t newest;       /* the version the declaration describes */
+    const struct vhu_state_field *fields;
     unsigned nfields;
+    bool from_snapshot;    /* declared in the section record */
 };
 
-const struct sch_section *sch_find(const char *device, const char *section);
-const char *sch_type_name(enum sch_type t);
+/* The schema of the section record si (just read) of a snapshot of
+ * `device`: its own declaration, else vhu's for the example devices.
+ * false when there is neither.  Valid until the next record. */
+bool sch_for(const char *device, const struct vhu_snap_section_info *si,
+             struct sch_section *out);
+const char *sch_type_name(enum vhu_state_type t);
+/* One declaration in words: "uint, at most 64", "map of bool, keys 'q'
+ * and a number", ... (without its key or meaning). */
+void sch_describe(const struct vhu_state_field *f, char *buf, size_t n);
 
 #endif

@@ -6,7 +6,8 @@
  * omit or get wrong without the library noticing (required keys, types,
  * UTF-8, the frame's checksum flag), that records agree with the header,
  * the handler record's values, the generic section-data rules, the schema
- * of sections of the device types vhu ships (schemas.c), and the version
+ * of each section (declared in its record, or for older snapshots of the
+ * device types vhu ships, by those devices: schemas.c), and the version
  * window against a given back-end. */
 #include <cbor.h>
 #include <errno.h>
@@ -224,16 +225,17 @@ struct schk {
     uint64_t uval[16];   /* UINT values of top-level schema fields */
 };
 
-static bool type_fits(enum sch_type want, const struct vhu_snap_field *f)
+static bool type_fits(enum vhu_state_type want, const struct vhu_snap_field *f)
 {
     switch (want) {
-    case SCH_UINT: return f->type == VHU_SNAP_UINT;
-    case SCH_INT:
+    case VHU_STATE_ANY: return true;
+    case VHU_STATE_UINT: return f->type == VHU_SNAP_UINT;
+    case VHU_STATE_INT:
         return (f->type == VHU_SNAP_UINT || f->type == VHU_SNAP_NINT) && f->u <= INT64_MAX;
-    case SCH_BOOL: return f->type == VHU_SNAP_BOOL;
-    case SCH_TEXT: return f->type == VHU_SNAP_TEXT;
-    case SCH_BYTES: return f->type == VHU_SNAP_BYTES || f->type == VHU_SNAP_BLOB;
-    case SCH_MAP: return f->type == VHU_SNAP_MAP;
+    case VHU_STATE_BOOL: return f->type == VHU_SNAP_BOOL;
+    case VHU_STATE_TEXT: return f->type == VHU_SNAP_TEXT;
+    case VHU_STATE_BYTES: return f->type == VHU_SNAP_BYTES || f->type == VHU_SNAP_BLOB;
+    case VHU_STATE_MAP: return f->type == VHU_SNAP_MAP;
     }
     return false;
 }
@@ -273,7 +275,7 @@ static int sch_field(struct val *v, struct schk *c, const struct vhu_snap_field 
         }
         return -1;
     }
-    const struct sch_field *s = &c->sch->fields[e];
+    const struct vhu_state_field *s = &c->sch->fields[e];
     if (strcmp(s->key, f->key) != 0) {
         problem(v, "expected field '%s' (%s), found '%s' (%s)", s->key, sch_type_name(s->type),
                 f->key, ftype_name(f->type));
@@ -287,9 +289,9 @@ static int sch_field(struct val *v, struct schk *c, const struct vhu_snap_field 
         c->off = true;
         return -1;
     }
-    if (s->type == SCH_UINT && s->max && f->u > s->max)
+    if (s->type == VHU_STATE_UINT && s->max && f->u > s->max)
         problem(v, "field '%s': %" PRIu64 " is larger than %" PRIu64, f->key, f->u, s->max);
-    if (s->type == SCH_TEXT && s->max && f->len > s->max)
+    if (s->type == VHU_STATE_TEXT && s->max && f->len > s->max)
         problem(v, "field '%s': text of %zu bytes (at most %" PRIu64 ")", f->key, f->len,
                 s->max);
     if (e < 16 && f->type == VHU_SNAP_UINT)
@@ -310,8 +312,9 @@ static void sch_end(struct val *v, struct schk *c)
 static int walk_section(struct val *v, const struct vhu_snap_section_info *si)
 {
     static uint8_t buf[64 << 10];
-    struct schk c = {.sch = sch_find(v->in.h->device, si->name), .version = si->version,
-                     .in_map = -1};
+    struct sch_section sch;
+    struct schk c = {.sch = sch_for(v->in.h->device, si, &sch) ? &sch : NULL,
+                     .version = si->version, .in_map = -1};
     struct vhu_snap_field f;
     for (;;) {
         if (snapin_field(&v->in, &f) < 0)
@@ -333,7 +336,7 @@ static int walk_section(struct val *v, const struct vhu_snap_section_info *si)
         if (f.depth == 0) {
             e = sch_field(v, &c, &f);
         } else if (f.depth == 1 && c.in_map >= 0) {
-            const struct sch_field *m = &c.sch->fields[c.in_map];
+            const struct vhu_state_field *m = &c.sch->fields[c.in_map];
             if (!type_fits(m->each, &f))
                 problem(v, "field '%s.%s': expected %s, found %s", m->key, f.key,
                         sch_type_name(m->each), ftype_name(f.type));
@@ -362,7 +365,7 @@ static int walk_section(struct val *v, const struct vhu_snap_section_info *si)
             }
         }
         if (e >= 0) {
-            const struct sch_field *s = &c.sch->fields[e];
+            const struct vhu_state_field *s = &c.sch->fields[e];
             if (s->max && size > s->max)
                 problem(v, "field '%s': %" PRIu64 " bytes (at most %" PRIu64 ")", f.key, size,
                         s->max);
@@ -580,7 +583,7 @@ static int validate_main(const struct cli_cmd *cmd, int argc, char **argv)
 const struct cli_cmd cli_validate_cmd = {
     .name = "validate",
     .run = validate_main,
-    .summary = "check snapshots against the format and the known section schemas",
+    .summary = "check snapshots against the format and the sections' declared fields",
     .usage = "validate [--device-version SECTION=V]... [--json] FILE...",
     .help =
         "Checks, for each FILE: the magic and the header (required keys, types,\n"
@@ -589,8 +592,9 @@ const struct cli_cmd cli_validate_cmd = {
         "with the header (handler record first, each section as the header lists it,\n"
         "the end record and its count, nothing after the frame), the handler record's\n"
         "queues, the section-data rules (types, sizes, key lengths, nesting, UTF-8),\n"
-        "and for device types vhu ships (testdev, blk) each section's fields against\n"
-        "its schema.  Prints one line per problem:\n"
+        "and each section's fields against what its device declared (carried in the\n"
+        "snapshot; for older snapshots of testdev and blk, their declarations).\n"
+        "Prints one line per problem:\n"
         "\n"
         "  FILE: byte N (body offset M): [section 'S': ]PROBLEM\n"
         "\n"

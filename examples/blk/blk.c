@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "blk_internal.h"
+#include "state_decls.h"
 
 /* Flush the used ring at least this often while a long batch runs, so the
  * driver sees completions before the ring is empty. */
@@ -531,13 +532,6 @@ struct blk_staged {
     uint8_t *ram;
 };
 
-/* "config" first: a mismatch is refused before a RAM disk's bytes are
- * read.  Image-backed disks declare only the first. */
-static const struct vhu_state_section blk_sections[] = {
-    {.name = "config", .version = 1, .min_version = 1, .optional = true},
-    {.name = "disk", .version = 1, .min_version = 1, .optional = false},
-};
-
 /* Writes are cached until FLUSH: VIRTIO_BLK_F_FLUSH is always offered and
  * CONFIG_WCE never, so the cache mode cannot change (virtio 1.x 5.2.6.2). */
 static bool blk_writeback(const struct blk *d)
@@ -886,7 +880,7 @@ int blk_new(struct blk **out, const struct blk_options *o)
     }
     d->ops = blk_base_ops;
     d->ops.num_queues = d->nq;
-    d->ops.sections = blk_sections;
+    d->ops.sections = blk_state_sections; /* with their fields: blk_state.c */
     d->ops.num_sections = d->ram ? 2 : 1; /* "config", and "disk" with --ram */
     d->ops.save_section = blk_save_section;
     d->ops.load_begin = blk_load_begin;

@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "state_decls.h"
 #include "testdev.h"
 
 #define VIRTQ_DESC_F_WRITE 2
@@ -390,13 +391,17 @@ static void build_sections(struct testdev *d)
 {
     unsigned n = 0;
     unsigned cv = d->opts.config_version ? d->opts.config_version : 2;
-    d->sections[n++] = (struct vhu_state_section){"config", cv, 1, false};
-    d->sections[n++] = (struct vhu_state_section){"blob", 1, 1, false};
-    if (d->opts.stats)
-        d->sections[n++] = (struct vhu_state_section){"stats", 1,
-                                                      d->opts.stats_min_newer ? 9 : 1, true};
+    /* The declarations (testdev_state.c, with their fields), as the
+     * options shape them. */
+    d->sections[n] = testdev_state_sections[TESTDEV_SEC_CONFIG];
+    d->sections[n++].version = cv;
+    d->sections[n++] = testdev_state_sections[TESTDEV_SEC_BLOB];
+    if (d->opts.stats) {
+        d->sections[n] = testdev_state_sections[TESTDEV_SEC_STATS];
+        d->sections[n++].min_version = d->opts.stats_min_newer ? 9 : 1;
+    }
     if (d->opts.extra)
-        d->sections[n++] = (struct vhu_state_section){"extra", 1, 1, false};
+        d->sections[n++] = testdev_state_sections[TESTDEV_SEC_EXTRA];
     d->ops.sections = d->sections;
     d->ops.num_sections = n;
 }

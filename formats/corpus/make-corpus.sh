@@ -85,6 +85,8 @@ capture full "$testdev" --blob-size 2048 --label corpus
 capture old-config "$testdev" --blob-size 1024 --config-version 1
 capture no-stats "$testdev" --blob-size 100 --label no-stats --no-stats
 capture empty "$testdev"
+# Section records carrying their fields' declarations (builds after 0.1.0).
+capture declared "$testdev" --blob-size 512 --label declared
 
 # vhu-blk with a 64 KiB RAM disk (its contents are its device state),
 # initialised with a text line per sector.  The corpus test restores it
@@ -93,6 +95,7 @@ for ((i = 0; i < 128; i++)); do
     printf '%-511s\n' "vhu corpus sector $i"
 done >"$tmp/disk.img"
 capture ram64k "$blk" --ram 64K --image "$tmp/disk.img"
+capture declared-ram64k "$blk" --ram 64K --image "$tmp/disk.img"
 
 # vhu-blk on a 1 MiB image with a serial: its state is the disk's identity
 # (section config), not its data, so it restores into any vhu-blk on an

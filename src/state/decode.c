@@ -76,6 +76,8 @@ void vhu_snap_reader_free(struct vhu_state_reader *r)
         ZSTD_freeDCtx(r->dctx);
     free(r->in);
     free(r->out);
+    free(r->decl);
+    free(r->decl_text);
     free(r);
 }
 

@@ -26,6 +26,7 @@
 #define VHU_SNAP_MAX_CHUNK (1u << 20) /* one byte-string (chunk) */
 #define VHU_SNAP_WRITE_CHUNK (64u << 10)
 #define VHU_SNAP_MAX_QUEUES 256u
+#define VHU_SNAP_MAX_FIELDS 256u    /* declared fields of one section */
 #define VHU_SNAP_WINDOW_LOG_MAX 24   /* zstd window a reader accepts: 16 MiB */
 
 #endif

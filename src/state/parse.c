@@ -348,6 +348,108 @@ static int read_handler(struct vhu_state_reader *r, struct vhu_snap_handler *h)
     return 0;
 }
 
+/* A declared string (field declarations), copied into the reader's
+ * table of them: 1..255 bytes of UTF-8, or 0..255 when may_be_empty. */
+static const char *decl_text(struct vhu_state_reader *r, bool may_be_empty, const char *what,
+                             unsigned i)
+{
+    struct vhu_cbor_item it;
+    if (want(r, &it, VHU_CBOR_TSTR, "field declaration") < 0)
+        return NULL;
+    if ((!it.len && !may_be_empty) || it.len > VHU_SNAP_MAX_KEY ||
+        memchr(it.data, 0, it.len) || !vhu_utf8_valid(it.data, it.len)) {
+        vhu_snap_fail(r, -EBADMSG, "field declaration %u: '%s' is not UTF-8 text of %u..%u "
+                      "bytes", i, what, may_be_empty ? 0 : 1, VHU_SNAP_MAX_KEY);
+        return NULL;
+    }
+    if (it.len + 1 > VHU_SNAP_DECL_TEXT_CAP - r->decl_used) {
+        vhu_snap_fail(r, -EBADMSG, "field declarations: more than %u bytes of text",
+                      VHU_SNAP_DECL_TEXT_CAP);
+        return NULL;
+    }
+    char *d = r->decl_text + r->decl_used;
+    memcpy(d, it.data, it.len);
+    d[it.len] = 0;
+    r->decl_used += it.len + 1;
+    return d;
+}
+
+/* A declared type; a name this build does not know (added by a newer
+ * writer) is read as "any". */
+static int decl_type(struct vhu_state_reader *r, enum vhu_state_type *t, const char *what)
+{
+    struct vhu_cbor_item it;
+    if (want(r, &it, VHU_CBOR_TSTR, what) < 0)
+        return r->err;
+    if (!vhu_snap_type_of(it.data, it.len, t))
+        *t = VHU_STATE_ANY;
+    return 0;
+}
+
+/* One field declaration: a map; unknown keys are skipped. */
+static int read_decl(struct vhu_state_reader *r, struct vhu_state_field *f, unsigned i)
+{
+    uint64_t n = 0, v = 0;
+    memset(f, 0, sizeof(*f));
+    if (want_map(r, 16, &n, "field declaration") < 0)
+        return r->err;
+    for (uint64_t j = 0; j < n; j++) {
+        struct vhu_cbor_item k;
+        if (want(r, &k, VHU_CBOR_TSTR, "field declaration key") < 0)
+            return r->err;
+        if (vhu_cbor_is_text(&k, "key")) {
+            f->key = decl_text(r, false, "key", i);
+        } else if (vhu_cbor_is_text(&k, "type")) {
+            decl_type(r, &f->type, "field declaration type");
+        } else if (vhu_cbor_is_text(&k, "since")) {
+            if (want_uint(r, UINT32_MAX, &v, "field declaration since") == 0)
+                f->since = (uint32_t)v;
+        } else if (vhu_cbor_is_text(&k, "max")) {
+            want_uint(r, UINT64_MAX, &f->max, "field declaration max");
+        } else if (vhu_cbor_is_text(&k, "len_from")) {
+            f->len_from = decl_text(r, false, "len_from", i);
+        } else if (vhu_cbor_is_text(&k, "each")) {
+            decl_type(r, &f->each, "field declaration each");
+        } else if (vhu_cbor_is_text(&k, "key_prefix")) {
+            f->key_prefix = decl_text(r, false, "key_prefix", i);
+        } else if (vhu_cbor_is_text(&k, "meaning")) {
+            f->meaning = decl_text(r, true, "meaning", i);
+        } else {
+            vhu_snap_skip_next(r);
+        }
+        if (r->err)
+            return r->err;
+    }
+    if (!f->key)
+        return vhu_snap_fail(r, -EBADMSG, "field declaration %u has no key", i);
+    return 0;
+}
+
+/* The section record's "fields": what its writer declared the data holds. */
+static int read_decls(struct vhu_state_reader *r, struct vhu_snap_section_info *s)
+{
+    struct vhu_cbor_item it;
+    if (want(r, &it, VHU_CBOR_ARRAY, "section fields") < 0)
+        return r->err;
+    if (it.u > VHU_SNAP_MAX_FIELDS)
+        return vhu_snap_fail(r, -EBADMSG, "section '%s': %" PRIu64 " field declarations (max %u)",
+                             s->name, it.u, VHU_SNAP_MAX_FIELDS);
+    if (!r->decl) {
+        r->decl = malloc((VHU_SNAP_MAX_FIELDS + 1) * sizeof(*r->decl));
+        r->decl_text = malloc(VHU_SNAP_DECL_TEXT_CAP);
+        if (!r->decl || !r->decl_text)
+            return vhu_snap_fail(r, -ENOMEM, "out of memory");
+    }
+    r->decl_used = 0;
+    unsigned n = (unsigned)it.u;
+    for (unsigned i = 0; i < n; i++)
+        if (read_decl(r, &r->decl[i], i) < 0)
+            return r->err;
+    r->decl[n].key = NULL;
+    s->fields = r->decl;
+    return 0;
+}
+
 static int read_section_head(struct vhu_state_reader *r, struct vhu_snap_section_info *s)
 {
     uint64_t n = 0, v = 0;
@@ -371,6 +473,8 @@ static int read_section_head(struct vhu_state_reader *r, struct vhu_snap_section
             struct vhu_cbor_item it;
             if (want(r, &it, VHU_CBOR_BOOL, "section optional") == 0)
                 s->optional = it.b;
+        } else if (strcmp(k, "fields") == 0) {
+            read_decls(r, s);
         } else if (strcmp(k, "data") == 0) {
             if (i != n - 1)
                 return vhu_snap_fail(r, -EBADMSG, "section '%s': 'data' is not its last entry",

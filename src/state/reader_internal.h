@@ -45,7 +45,16 @@ struct vhu_state_reader {
     bool in_blob, blob_indef, blob_at_end;
     const uint8_t *chunk;
     size_t chunk_left;
+    /* The current section record's field declarations (parse.c): a table
+     * of at most VHU_SNAP_MAX_FIELDS and its strings, allocated at that
+     * size the first time a record declares fields. */
+    struct vhu_state_field *decl;
+    char *decl_text;
+    size_t decl_used;
 };
+
+/* Room for every string of the largest declaration: four per field. */
+#define VHU_SNAP_DECL_TEXT_CAP (VHU_SNAP_MAX_FIELDS * 4u * (VHU_SNAP_MAX_KEY + 1))
 
 /* ---- decode.c ---- */
 

@@ -18,7 +18,15 @@ struct vhu_snap_section_info {
     char name[VHU_SNAP_MAX_KEY + 1];
     uint32_t version, min_version;
     bool optional;
+    /* Read from a section record: the fields its writer declared (a table
+     * ended by a NULL key, valid until the next record), or NULL. */
+    const struct vhu_state_field *fields;
 };
+
+/* The declared types' names in the format ("uint", ...): NULL when t is
+ * not a type; and back (false when the name is none of them). */
+const char *vhu_snap_type_name(enum vhu_state_type t);
+bool vhu_snap_type_of(const uint8_t *name, size_t n, enum vhu_state_type *t);
 
 struct vhu_snap_header {
     uint32_t format;

@@ -306,13 +306,85 @@ int vhu_snap_write_handler(struct vhu_state_writer *w, const struct vhu_snap_han
     return 0;
 }
 
+static const char *const type_names[] = {"any", "uint", "int", "bool", "text", "bytes", "map"};
+#define NTYPES (sizeof(type_names) / sizeof(type_names[0]))
+
+const char *vhu_snap_type_name(enum vhu_state_type t)
+{
+    return (unsigned)t < NTYPES ? type_names[t] : NULL;
+}
+
+bool vhu_snap_type_of(const uint8_t *name, size_t n, enum vhu_state_type *t)
+{
+    for (unsigned i = 0; i < NTYPES; i++)
+        if (strlen(type_names[i]) == n && memcmp(type_names[i], name, n) == 0) {
+            *t = (enum vhu_state_type)i;
+            return true;
+        }
+    return false;
+}
+
+/* A declared string: 1..255 bytes of UTF-8 (0..255 for a meaning). */
+static bool decl_text_ok(const char *s, bool may_be_empty)
+{
+    size_t n = strnlen(s, VHU_SNAP_MAX_KEY + 1);
+    return n <= VHU_SNAP_MAX_KEY && (n || may_be_empty) && vhu_utf8_valid((const uint8_t *)s, n);
+}
+
+static int enc_kv_text(struct vhu_state_writer *w, const char *k, const char *v)
+{
+    if (enc_text(w, k, strlen(k)) < 0)
+        return w->err;
+    return enc_text(w, v, strlen(v));
+}
+
+/* The section's declared fields (struct vhu_state_field): the record's
+ * "fields" array.  A declaration the format cannot carry is the device's
+ * bug: the save fails naming it. */
+static int enc_fields(struct vhu_state_writer *w, const struct vhu_state_section *s)
+{
+    size_t n = 0;
+    while (s->fields[n].key)
+        if (++n > VHU_SNAP_MAX_FIELDS)
+            return fail(w, -EINVAL, "section '%s' declares more than %u fields", s->name,
+                        VHU_SNAP_MAX_FIELDS);
+    if (enc_text(w, "fields", 6) < 0)
+        return w->err;
+    ENC(w, cbor_encode_array_start(n, buffer, buffer_size));
+    for (size_t i = 0; i < n; i++) {
+        const struct vhu_state_field *f = &s->fields[i];
+        const char *type = vhu_snap_type_name(f->type), *each = vhu_snap_type_name(f->each);
+        if (!decl_text_ok(f->key, false) || !type || !each ||
+            (f->len_from && !decl_text_ok(f->len_from, false)) ||
+            (f->key_prefix && !decl_text_ok(f->key_prefix, false)) ||
+            (f->meaning && !decl_text_ok(f->meaning, true)))
+            return fail(w, -EINVAL, "section '%s': the declaration of field %zu is not valid "
+                        "(key, len_from, key_prefix: 1..255 bytes of UTF-8; meaning: at most "
+                        "255; a known type)", s->name, i);
+        bool has_each = f->type == VHU_STATE_MAP && f->each != VHU_STATE_ANY;
+        if (enc_map(w, 3 + (f->max != 0) + (f->len_from != NULL) + has_each +
+                           (f->key_prefix != NULL) + (f->meaning != NULL)) < 0 ||
+            enc_kv_text(w, "key", f->key) < 0 || enc_kv_text(w, "type", type) < 0 ||
+            enc_kv_uint(w, "since", f->since) < 0 ||
+            (f->max && enc_kv_uint(w, "max", f->max) < 0) ||
+            (f->len_from && enc_kv_text(w, "len_from", f->len_from) < 0) ||
+            (has_each && enc_kv_text(w, "each", each) < 0) ||
+            (f->key_prefix && enc_kv_text(w, "key_prefix", f->key_prefix) < 0) ||
+            (f->meaning && enc_kv_text(w, "meaning", f->meaning) < 0))
+            return w->err;
+    }
+    return 0;
+}
+
 int vhu_snap_section_begin(struct vhu_state_writer *w, const struct vhu_state_section *s)
 {
-    if (enc_map(w, 1) < 0 || enc_text(w, "section", 7) < 0 || enc_map(w, 5) < 0 ||
+    /* "fields" (when declared) before "data", which stays last. */
+    if (enc_map(w, 1) < 0 || enc_text(w, "section", 7) < 0 || enc_map(w, s->fields ? 6 : 5) < 0 ||
         enc_text(w, "name", 4) < 0 || enc_text(w, s->name, strlen(s->name)) < 0 ||
         enc_kv_uint(w, "version", s->version) < 0 ||
         enc_kv_uint(w, "min_version", s->min_version) < 0 || enc_text(w, "optional", 8) < 0 ||
-        enc_bool(w, s->optional) < 0 || enc_text(w, "data", 4) < 0)
+        enc_bool(w, s->optional) < 0 || (s->fields && enc_fields(w, s) < 0) ||
+        enc_text(w, "data", 4) < 0)
         return w->err;
     ENC(w, cbor_encode_indef_map_start(buffer, buffer_size));
     w->in_section = true;

@@ -62,7 +62,8 @@ static void make_pattern(int kind)
 
 /* ---- the bench device: one section holding state_len bytes ---- */
 
-static const struct vhu_state_section sections[] = {{"data", 1, 1, false}};
+static const struct vhu_state_section sections[] = {
+    {.name = "data", .version = 1, .min_version = 1, .optional = false}};
 static uint64_t loaded_bytes;
 
 static uint64_t bd_features(void *dev)

@@ -129,7 +129,9 @@ has "$out" "config.label: removed"
 has "$out" "stats: section removed"
 # A renamed field is one removal and one addition, not a cascade over the
 # fields after it.
-"$craft" patch "$dir/a.vhus" "$dir/renamed.vhus" 'scratch' 'scratcX' >/dev/null
+# (The data's key, after the map's start: the record's field declarations
+# before the data name the fields too.)
+"$craft" patch "$dir/a.vhus" "$dir/renamed.vhus" '\xbfgscratch' '\xbfgscratcX' >/dev/null
 run 1 diff "$dir/a.vhus" "$dir/renamed.vhus"
 has "$out" "config.scratch: removed (uint 0)"
 has "$out" "config.scratcX: added (uint 0)"
@@ -139,7 +141,7 @@ say "diff: same (0), different (1) naming fields, byte ranges, sections, --ignor
 # --- validate ----------------------------------------------------------------
 run 0 validate "$dir/a.vhus" "$dir/b.vhus" "$dir/d.vhus"
 has "$out" "a.vhus: valid: device testdev, format 1, 3 sections"
-"$craft" patch "$dir/a.vhus" "$dir/badkey.vhus" 'label' 'lab3l' >/dev/null
+"$craft" patch "$dir/a.vhus" "$dir/badkey.vhus" 'label\x65alpha' 'lab3l\x65alpha' >/dev/null
 run 1 validate "$dir/a.vhus" "$dir/badkey.vhus"
 has "$out" "badkey.vhus: byte "
 has "$out" "section 'config': expected field 'label' (text), found 'lab3l' (text)"
@@ -162,6 +164,49 @@ has "$out" "section 'stats' is version 1 and needs a reader of version 1 or newe
 run 0 validate --device-version config=1 --device-version blob=1 "$dir/a.vhus"
 has "$out" "note: section 'config' is version 2"
 say "validate: good (0), damaged with offsets (1), schema, end record, version window"
+
+# --- schemas: declared by the device, carried by the snapshot -----------------
+# vhu-testdev declares its sections' fields (examples/testdev/testdev_state.c):
+# its snapshots carry them, and inspect shows them.
+run 0 inspect --section config "$dir/a.vhus"
+has "$out" "declared fields:"
+has "$out" "scratch: uint - the config space's scratch register"
+has "$out" "label: text, at most 63 bytes, since version 2"
+run 0 inspect --json --section config "$dir/a.vhus"
+has "$out" '"declared":[{"key":"scratch","type":"uint","since":1,'
+# A device nothing in vhu knows: validated and inspected by the snapshot's
+# own declarations.
+"$craft" gizmo "$dir/gizmo.vhus"
+run 0 validate "$dir/gizmo.vhus"
+has "$out" "gizmo.vhus: valid: device gizmo, format 1, 2 sections"
+run 0 inspect "$dir/gizmo.vhus"
+has "$out" "rpm: uint, at most 20000 - revolutions per minute"
+has "$out" "zones: map of bool, keys 'z' and a number, since version 3 - armed, per zone"
+has "$out" "rpm: 1200 (0x4b0)"
+has "$out" 'last: "spun up"'
+"$craft" gizmo "$dir/gizmo-wrong.vhus" wrong
+run 1 validate "$dir/gizmo-wrong.vhus"
+has "$out" "section 'motor': field 'rpm': 30000 is larger than 20000"
+has "$out" "section 'motor': field 'calibration': 5 bytes, but 'cal_len' says 6"
+has "$out" "section 'motor': field 'zones.zoneA': key is not 'z' and a number"
+has "$out" "gizmo-wrong.vhus: invalid: 3 problems"
+# A declaration the format cannot carry is the device's bug: the save fails
+# naming it.
+rc=0
+"$craft" gizmo "$dir/gizmo-bad.vhus" baddecl 2>"$dir/bad.err" || rc=$?
+((rc == 2)) || fail "a bad declaration was written (exit $rc)"
+grep -qF "section 'log': the declaration of field 1 is not valid" "$dir/bad.err" ||
+    fail "bad declaration: $(cat "$dir/bad.err")"
+# A snapshot older than declarations (the golden corpus): the example
+# devices' own declarations (examples/state_decls.h) still check it, and it
+# inspects as before.
+old=$(cd "$(dirname "$0")/../../formats/corpus" && pwd)/testdev-f1-blobv1-configv2-statsv1-full.vhus
+"$craft" patch "$old" "$dir/old-renamed.vhus" '\xbfgscratch' '\xbfgscratcX' >/dev/null
+run 1 validate "$dir/old-renamed.vhus"
+has "$out" "section 'config': expected field 'scratch' (uint), found 'scratcX' (uint)"
+run 0 inspect "$old"
+hasnt "$out" "declared fields:"
+say "schemas: declared by devices, read from the snapshot; older snapshots by the examples'"
 
 # --- pipes ---------------------------------------------------------------------
 rc=0

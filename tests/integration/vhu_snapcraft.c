@@ -18,7 +18,12 @@
  *   patch GOOD OUT FROM TO
  *       GOOD with the first FROM (same length as TO; \xNN escapes allowed)
  *       in its decompressed body replaced by TO, recompressed with a
- *       checksum: a well-formed container around bad content. */
+ *       checksum: a well-formed container around bad content.
+ *   gizmo OUT [wrong|baddecl]
+ *       a snapshot of device "gizmo", which nothing in vhu knows, written by
+ *       the library's writer with its sections' fields declared; with
+ *       "wrong", data that breaks three of those declarations; with
+ *       "baddecl", a declaration the writer refuses (exit 2, its message). */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,7 +31,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <zstd.h>
+
+#include "state/state_internal.h"
 
 /* fmt holds one "%s", replaced by arg. */
 static void die(const char *fmt, const char *arg)
@@ -385,6 +394,83 @@ static void patch(const char *good, const char *out, const char *from, const cha
     free(b);
 }
 
+/* Device "gizmo": sections and fields vhu-state has never heard of. */
+static const struct vhu_state_field motor_fields[] = {
+    {.key = "rpm", .type = VHU_STATE_UINT, .since = 1, .max = 20000,
+     .meaning = "revolutions per minute"},
+    {.key = "direction", .type = VHU_STATE_TEXT, .since = 1, .max = 8},
+    {.key = "trim", .type = VHU_STATE_INT, .since = 2, .meaning = "signed offset"},
+    {.key = "cal_len", .type = VHU_STATE_UINT, .since = 3},
+    {.key = "calibration", .type = VHU_STATE_BYTES, .since = 3, .len_from = "cal_len"},
+    {.key = "zones", .type = VHU_STATE_MAP, .since = 3, .each = VHU_STATE_BOOL,
+     .key_prefix = "z", .meaning = "armed, per zone"},
+    {0},
+};
+static const struct vhu_state_field log_fields[] = {
+    {.key = "lines", .type = VHU_STATE_UINT, .since = 1},
+    {.key = "last", .type = VHU_STATE_TEXT, .since = 1, .meaning = "the newest line"},
+    {0},
+};
+static const struct vhu_state_field bad_log_fields[] = {
+    {.key = "lines", .type = VHU_STATE_UINT, .since = 1},
+    {.key = "", .type = VHU_STATE_TEXT, .since = 1},
+    {0},
+};
+static const struct vhu_state_section gizmo_sections[] = {
+    {.name = "motor", .version = 3, .min_version = 2, .fields = motor_fields},
+    {.name = "log", .version = 1, .min_version = 1, .optional = true, .fields = log_fields},
+    {.name = "log", .version = 1, .min_version = 1, .optional = true, .fields = bad_log_fields},
+};
+
+static void gizmo(const char *out, bool wrong, bool baddecl)
+{
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        die("cannot write %s", out);
+    struct vhu_snap_header *h = calloc(1, sizeof(*h));
+    struct vhu_snap_handler *hd = calloc(1, sizeof(*hd));
+    struct vhu_state_writer *w = vhu_snap_writer_new(fd, -1, 3, 0, NULL);
+    if (!h || !hd || !w)
+        die("%s", "out of memory");
+    h->format = 1;
+    strcpy(h->device, "gizmo");
+    strcpy(h->producer, "vhu-snapcraft");
+    h->nsections = 2;
+    for (unsigned i = 0; i < 2; i++) {
+        strcpy(h->sections[i].name, gizmo_sections[i].name);
+        h->sections[i].version = gizmo_sections[i].version;
+        h->sections[i].min_version = gizmo_sections[i].min_version;
+        h->sections[i].optional = gizmo_sections[i].optional;
+    }
+    hd->nqueues = 1;
+    hd->queues[0].size = 256;
+    static const uint8_t cal[6] = {1, 2, 3, 4, 5, 6};
+    vhu_snap_write_header(w, h);
+    vhu_snap_write_handler(w, hd);
+    vhu_snap_section_begin(w, &gizmo_sections[0]);
+    vhu_state_put_u64(w, "rpm", wrong ? 30000 : 1200);
+    vhu_state_put_str(w, "direction", "forward");
+    vhu_state_put_i64(w, "trim", -7);
+    vhu_state_put_u64(w, "cal_len", 6);
+    vhu_state_put_bytes(w, "calibration", cal, wrong ? 5 : 6);
+    vhu_state_map_begin(w, "zones");
+    vhu_state_put_bool(w, "z0", true);
+    vhu_state_put_bool(w, wrong ? "zoneA" : "z1", false);
+    vhu_state_map_end(w);
+    vhu_snap_section_end(w);
+    vhu_snap_section_begin(w, &gizmo_sections[baddecl ? 2 : 1]);
+    vhu_state_put_u64(w, "lines", 2);
+    vhu_state_put_str(w, "last", "spun up");
+    vhu_snap_section_end(w);
+    const char *why;
+    if (vhu_snap_write_end(w, 2) < 0 || vhu_snap_writer_error(w, &why) < 0)
+        die("writing the gizmo snapshot: %s", vhu_snap_writer_error(w, &why) ? why : "?");
+    vhu_snap_writer_free(w);
+    free(h);
+    free(hd);
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 7 && strcmp(argv[1], "sweep") == 0)
@@ -400,6 +486,9 @@ int main(int argc, char **argv)
         setlen(argv[2], argv[3], strtoul(argv[4], NULL, 0));
     else if (argc == 6 && strcmp(argv[1], "patch") == 0)
         patch(argv[2], argv[3], argv[4], argv[5]);
+    else if (argc >= 3 && argc <= 4 && strcmp(argv[1], "gizmo") == 0 &&
+             (argc == 3 || strcmp(argv[3], "wrong") == 0 || strcmp(argv[3], "baddecl") == 0))
+        gizmo(argv[2], argc == 4 && argv[3][0] == 'w', argc == 4 && argv[3][0] == 'b');
     else
         die("%s", "usage: see the comment at the top of vhu_snapcraft.c");
     return 0;
