@@ -132,6 +132,26 @@ int count_open_fds(void)
     return n - 1; /* the DIR's own fd */
 }
 
+int settled_open_fds(void)
+{
+    int prev = count_open_fds();
+    for (int i = 0; i < 100; i++) {
+        sleep_ms(20);
+        int now = count_open_fds();
+        if (now == prev)
+            return now;
+        prev = now;
+    }
+    return prev;
+}
+
+void wait_open_fds(int want)
+{
+    for (int i = 0; i < 200 && count_open_fds() != want; i++)
+        sleep_ms(10);
+    assert_int_equal(count_open_fds(), want);
+}
+
 /* ---- log capture ---- */
 
 #define LOG_LINES 256
@@ -277,4 +297,34 @@ void guest_kick(struct guest *g, unsigned ring)
 {
     uint64_t one = 1;
     assert_int_equal(write(g->kick[ring], &one, sizeof(one)), (int)sizeof(one));
+}
+
+void fe_session_open(struct harness *h, struct fe_session *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->fe = harness_connect_negotiated(h);
+    guest_init(&s->g, 2);
+    guest_activate(&s->g, s->fe, 0);
+}
+
+bool fe_session_requests(struct fe_session *s, unsigned r, unsigned n, int ms)
+{
+    const uint16_t write_only = 2; /* VIRTQ_DESC_F_WRITE */
+    for (unsigned i = 0; i < n; i++) {
+        unsigned k = s->pushed[r]++;
+        uint64_t gpa = GUEST_BUF_GPA + r * 0x10000u + (k % GUEST_RING_SIZE) * 256u;
+        if (vhu_fe_ring_push(&s->g.ring[r], (uint16_t)(k % GUEST_RING_SIZE), gpa, 256,
+                             write_only) < 0)
+            return false;
+    }
+    uint64_t one = 1;
+    if (write(s->g.kick[r], &one, sizeof(one)) != (ssize_t)sizeof(one))
+        return false;
+    return wait_used_idx(&s->g.ring[r], (uint16_t)s->pushed[r], ms);
+}
+
+void fe_session_close(struct fe_session *s)
+{
+    vhu_fe_close(s->fe);
+    guest_free(&s->g);
 }

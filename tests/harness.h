@@ -43,6 +43,11 @@ uint64_t wait_eventfd(int fd, int ms);
 
 /* Open fds of this process (entries of /proc/self/fd). */
 int count_open_fds(void);
+/* The count once back-end threads have finished closing what sessions
+ * that just ended held (it stops changing for 20 ms; at most 2 s). */
+int settled_open_fds(void);
+/* Wait up to 2 s for the count to be want; asserts it is. */
+void wait_open_fds(int want);
 
 /* Log capture: every line the library logs, kept since the last clear. */
 void log_capture_install(void);
@@ -81,5 +86,18 @@ void guest_free(struct guest *g);
 /* Set up every ring with `base` as SET_VRING_BASE; asserts success. */
 void guest_activate(struct guest *g, struct vhu_fe *fe, unsigned base);
 void guest_kick(struct guest *g, unsigned ring);
+
+/* A front-end session on a harness: negotiated, guest memory and two rings
+ * set up (test_control, test_snapshot). */
+struct fe_session {
+    struct vhu_fe *fe;
+    struct guest g;
+    unsigned pushed[2];
+};
+void fe_session_open(struct harness *h, struct fe_session *s);
+/* n requests through ring r, each one 256-byte writable buffer; true once
+ * all completed within ms.  No cmocka asserts: threads use it too. */
+bool fe_session_requests(struct fe_session *s, unsigned r, unsigned n, int ms);
+void fe_session_close(struct fe_session *s);
 
 #endif

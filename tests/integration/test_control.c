@@ -20,40 +20,10 @@
 
 #include "harness.h"
 
-#define VIRTQ_DESC_F_WRITE 2
-
-/* A running front-end: negotiated, memory and both rings set up. */
-struct session {
-    struct vhu_fe *fe;
-    struct guest g;
-    unsigned pushed[2];
-};
-
-static void session_open(struct harness *h, struct session *s)
+/* n requests through ring r (harness.c's fe_session); waits for them. */
+static void session_requests(struct fe_session *s, unsigned r, unsigned n)
 {
-    memset(s, 0, sizeof(*s));
-    s->fe = harness_connect_negotiated(h);
-    guest_init(&s->g, 2);
-    guest_activate(&s->g, s->fe, 0);
-}
-
-/* n requests through ring r, each a writable buffer; waits for them. */
-static void session_requests(struct session *s, unsigned r, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        unsigned k = s->pushed[r]++;
-        uint64_t gpa = GUEST_BUF_GPA + r * 0x10000u + (k % GUEST_RING_SIZE) * 256u;
-        assert_int_equal(vhu_fe_ring_push(&s->g.ring[r], (uint16_t)(k % GUEST_RING_SIZE), gpa,
-                                          256, VIRTQ_DESC_F_WRITE), 0);
-    }
-    guest_kick(&s->g, r);
-    assert_true(wait_used_idx(&s->g.ring[r], (uint16_t)s->pushed[r], 2000));
-}
-
-static void session_close(struct session *s)
-{
-    vhu_fe_close(s->fe);
-    guest_free(&s->g);
+    assert_true(fe_session_requests(s, r, n, 2000));
 }
 
 static struct vhu_fe_control *ctl_connect(struct harness *h)
@@ -87,14 +57,6 @@ static uint64_t wait_completed(struct vhu_fe_control *c, unsigned q, uint64_t wa
         sleep_ms(10);
     }
     return got;
-}
-
-/* The back-end closes its client fds on its own thread: wait for it. */
-static void wait_fds(int want)
-{
-    for (int i = 0; i < 200 && count_open_fds() != want; i++)
-        sleep_ms(10);
-    assert_int_equal(count_open_fds(), want);
 }
 
 static void test_info(void **state)
@@ -135,8 +97,8 @@ static void test_info(void **state)
     vhu_fe_control_info_free(&in);
 
     /* A front-end with running rings serving requests. */
-    struct session s;
-    session_open(&h, &s);
+    struct fe_session s;
+    fe_session_open(&h, &s);
     session_requests(&s, 0, 3);
     assert_int_equal(wait_completed(c, 0, 3), 3);
     info(c, &in);
@@ -177,7 +139,7 @@ static void test_info(void **state)
     vhu_fe_control_info_free(&in);
 
     /* The front-end goes away: not connected, the count stays. */
-    session_close(&s);
+    fe_session_close(&s);
     for (int i = 0; i < 200; i++) {
         info(c, &in);
         bool conn = in.connected;
@@ -193,7 +155,7 @@ static void test_info(void **state)
     vhu_fe_control_info_free(&in);
 
     vhu_fe_control_close(c);
-    wait_fds(fds0);
+    wait_open_fds(fds0);
     assert_int_equal(log_count("control"), 0);
     char path[128];
     strcpy(path, h.control);
@@ -242,8 +204,8 @@ static void test_bad_input(void **state)
     struct harness h;
     log_capture_install(); /* before the server thread starts */
     assert_int_equal(harness_start_control(&h, 2), 0);
-    struct session s;
-    session_open(&h, &s);
+    struct fe_session s;
+    fe_session_open(&h, &s);
     session_requests(&s, 0, 1);
     int fds0 = count_open_fds();
 
@@ -344,8 +306,8 @@ static void test_bad_input(void **state)
     assert_true(log_wait("does not read its replies", 2000));
     session_requests(&s, 0, 1);
 
-    wait_fds(fds0);
-    session_close(&s);
+    wait_open_fds(fds0);
+    fe_session_close(&s);
     harness_stop(&h);
 }
 
@@ -356,7 +318,7 @@ static void test_many_clients(void **state)
     log_capture_install(); /* before the server thread starts */
     assert_int_equal(harness_start_control(&h, 1), 0);
     log_clear();
-    struct session s;
+    struct fe_session s;
     memset(&s, 0, sizeof(s));
     s.fe = harness_connect_negotiated(&h);
     guest_init(&s.g, 1);
@@ -389,7 +351,7 @@ static void test_many_clients(void **state)
 
     for (int i = 0; i < N; i++)
         vhu_fe_control_close(c[i]);
-    wait_fds(fds0);
+    wait_open_fds(fds0);
     /* A slot freed is a slot for the next client. */
     struct vhu_fe_control *again = ctl_connect(&h);
     struct vhu_fe_control_info in;
@@ -397,8 +359,8 @@ static void test_many_clients(void **state)
     assert_int_equal(in.queues[0].completed, 2);
     vhu_fe_control_info_free(&in);
     vhu_fe_control_close(again);
-    wait_fds(fds0);
-    session_close(&s);
+    wait_open_fds(fds0);
+    fe_session_close(&s);
     harness_stop(&h);
 }
 

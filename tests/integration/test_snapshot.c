@@ -26,43 +26,7 @@
 
 #include "harness.h"
 
-#define VIRTQ_DESC_F_WRITE 2
 #define BLOB_LEN (2u << 20) /* far more than a pipe holds */
-
-struct session {
-    struct vhu_fe *fe;
-    struct guest g;
-    unsigned pushed[2];
-};
-
-static void session_open(struct harness *h, struct session *s)
-{
-    memset(s, 0, sizeof(*s));
-    s->fe = harness_connect_negotiated(h);
-    guest_init(&s->g, 2);
-    guest_activate(&s->g, s->fe, 0);
-}
-
-/* n requests through ring r; true once all completed. No cmocka asserts:
- * the requester thread uses it too. */
-static bool ring_requests(struct session *s, unsigned r, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        unsigned k = s->pushed[r]++;
-        uint64_t gpa = GUEST_BUF_GPA + r * 0x10000u + (k % GUEST_RING_SIZE) * 256u;
-        if (vhu_fe_ring_push(&s->g.ring[r], (uint16_t)(k % GUEST_RING_SIZE), gpa, 256,
-                             VIRTQ_DESC_F_WRITE) < 0)
-            return false;
-    }
-    guest_kick(&s->g, r);
-    return wait_used_idx(&s->g.ring[r], (uint16_t)s->pushed[r], 5000);
-}
-
-static void session_close(struct session *s)
-{
-    vhu_fe_close(s->fe);
-    guest_free(&s->g);
-}
 
 static uint8_t *noise(size_t n, uint32_t seed)
 {
@@ -81,26 +45,6 @@ static void set_scratch(struct vhu_fe *fe, uint64_t v)
 {
     assert_int_equal(vhu_fe_set_config(fe, offsetof(struct testdev_config, scratch), &v, 8,
                                        0), 0);
-}
-
-static int settled_fds(void)
-{
-    int prev = count_open_fds();
-    for (int i = 0; i < 100; i++) {
-        sleep_ms(20);
-        int now = count_open_fds();
-        if (now == prev)
-            return now;
-        prev = now;
-    }
-    return prev;
-}
-
-static void wait_fds(int want)
-{
-    for (int i = 0; i < 200 && count_open_fds() != want; i++)
-        sleep_ms(10);
-    assert_int_equal(count_open_fds(), want);
 }
 
 /* The back-end runs in this process: once it reaped its child, this
@@ -185,7 +129,7 @@ static int memfd_of(const uint8_t *b, size_t n)
 /* ---- threads: a ring kept busy, a snapshot request waiting ---- */
 
 struct requester {
-    struct session *s;
+    struct fe_session *s;
     atomic_bool stop;
     atomic_uint done;
     atomic_uint failed;
@@ -196,7 +140,7 @@ static void *requester_main(void *arg)
 {
     struct requester *q = arg;
     while (!atomic_load(&q->stop)) {
-        if (ring_requests(q->s, 1, 1))
+        if (fe_session_requests(q->s, 1, 1, 5000))
             atomic_fetch_add(&q->done, 1);
         else
             atomic_fetch_add(&q->failed, 1);
@@ -240,11 +184,11 @@ static void test_snapshot_live(void **state)
     uint8_t *blob = noise(BLOB_LEN, 11);
     assert_int_equal(testdev_set_blob(h.dev, blob, BLOB_LEN), 0);
     testdev_set_label(h.dev, "before");
-    struct session s;
-    session_open(&h, &s);
+    struct fe_session s;
+    fe_session_open(&h, &s);
     set_scratch(s.fe, 0x1111);
-    assert_true(ring_requests(&s, 0, 5));
-    int fds0 = settled_fds();
+    assert_true(fe_session_requests(&s, 0, 5, 5000));
+    int fds0 = settled_open_fds();
 
     struct requester rq = {.s = &s};
     assert_int_equal(pthread_create(&rq.t, NULL, requester_main, &rq), 0);
@@ -265,7 +209,7 @@ static void test_snapshot_live(void **state)
     /* The device changes under the running child. */
     set_scratch(s.fe, 0x2222);
     testdev_set_label(h.dev, "after");
-    assert_true(ring_requests(&s, 0, 3));
+    assert_true(fe_session_requests(&s, 0, 3, 5000));
     /* Ring 1 serves requests while the child is still writing. */
     for (int i = 0; i < 500 && atomic_load(&rq.done) < during + 5; i++)
         sleep_ms(2);
@@ -287,8 +231,8 @@ static void test_snapshot_live(void **state)
     assert_true(sc.res.pid > 0 && sc.res.pid != (uint64_t)getpid());
     unsigned after = atomic_load(&rq.done);
     assert_int_equal(atomic_load(&rq.failed), 0);
-    assert_true(ring_requests(&s, 1, 2));
-    assert_true(ring_requests(&s, 0, 2));
+    assert_true(fe_session_requests(&s, 1, 2, 5000));
+    assert_true(fe_session_requests(&s, 0, 2, 5000));
 
     /* A second one, into a file, while nothing changes: the same bytes
      * as a SAVE would give is checked by loading both. */
@@ -302,7 +246,7 @@ static void test_snapshot_live(void **state)
     assert_int_equal((uint64_t)st.st_size, r2.bytes);
     close(f);
     vhu_fe_control_close(c);
-    wait_fds(fds0 - 0); /* the back-end kept nothing */
+    wait_open_fds(fds0 - 0); /* the back-end kept nothing */
     assert_no_child();
 
     /* Into a fresh back-end: the device as it was at the pause. */
@@ -328,7 +272,7 @@ static void test_snapshot_live(void **state)
     vhu_fe_close(fe2);
     harness_stop(&fresh);
 
-    session_close(&s);
+    fe_session_close(&s);
     harness_stop(&h);
     free(snap);
     free(blob);
@@ -344,7 +288,7 @@ static void test_snapshot_refusals(void **state)
     uint8_t *blob = noise(BLOB_LEN, 5);
     assert_int_equal(testdev_set_blob(h.dev, blob, BLOB_LEN), 0);
     free(blob);
-    int fds0 = settled_fds();
+    int fds0 = settled_open_fds();
     log_clear();
     struct vhu_fe_control *c = NULL, *c2 = NULL;
     assert_int_equal(vhu_fe_control_connect(&c, h.control, 30000), 0);
@@ -427,7 +371,7 @@ static void test_snapshot_refusals(void **state)
 
     vhu_fe_control_close(c);
     vhu_fe_control_close(c2);
-    wait_fds(fds0);
+    wait_open_fds(fds0);
     assert_no_child();
     harness_stop(&h);
 }
@@ -444,10 +388,10 @@ static void test_snapshot_client_gone(void **state)
     uint8_t *blob = noise(BLOB_LEN, 3);
     assert_int_equal(testdev_set_blob(h.dev, blob, BLOB_LEN), 0);
     free(blob);
-    struct session s;
-    session_open(&h, &s);
-    assert_true(ring_requests(&s, 0, 4));
-    int fds0 = settled_fds();
+    struct fe_session s;
+    fe_session_open(&h, &s);
+    assert_true(fe_session_requests(&s, 0, 4, 5000));
+    int fds0 = settled_open_fds();
     log_clear();
 
     struct vhu_fe_control *c = NULL;
@@ -469,8 +413,8 @@ static void test_snapshot_client_gone(void **state)
     close(p[0]);
     assert_true(n < BLOB_LEN);
     assert_no_child();
-    wait_fds(fds0);
-    assert_true(ring_requests(&s, 0, 2));
+    wait_open_fds(fds0);
+    assert_true(fe_session_requests(&s, 0, 2, 5000));
 
     /* Still serving. */
     assert_int_equal(vhu_fe_control_connect(&c, h.control, 30000), 0);
@@ -481,7 +425,7 @@ static void test_snapshot_client_gone(void **state)
     assert_int_equal(testdev_snapshots_ended(h.dev), 2);
     close(f);
     vhu_fe_control_close(c);
-    wait_fds(fds0);
+    wait_open_fds(fds0);
     assert_no_child();
 
     /* The back-end stops with a snapshot running: killed and reaped too. */
@@ -490,7 +434,7 @@ static void test_snapshot_client_gone(void **state)
     send_raw(c, "snapshot", &p[1], 1);
     close(p[1]);
     assert_true(wait_readable(p[0], 10000));
-    session_close(&s);
+    fe_session_close(&s);
     harness_stop(&h);
     assert_no_child();
     part = read_to_eof(p[0], &n);

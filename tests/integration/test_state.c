@@ -24,21 +24,6 @@
 
 #define BLOB_LEN (3u << 20)
 
-/* The open-fd count once back-end threads have finished closing the
- * sessions that just ended. */
-static int settled_fds(void)
-{
-    int prev = count_open_fds();
-    for (int i = 0; i < 100; i++) {
-        sleep_ms(20);
-        int now = count_open_fds();
-        if (now == prev)
-            return now;
-        prev = now;
-    }
-    return prev;
-}
-
 static uint8_t *pattern(size_t n, uint32_t seed)
 {
     uint8_t *p = malloc(n ? n : 1);
@@ -170,7 +155,7 @@ static void test_roundtrip(void **state)
     uint8_t *s1 = read_all(snap, &n1);
     assert_true(n1 < BLOB_LEN); /* compressed */
 
-    int fds_before = settled_fds();
+    int fds_before = settled_open_fds();
     unsigned long commits = testdev_commits(b.dev);
     fe = harness_connect_negotiated(&b);
     lseek(snap, 0, SEEK_SET);
@@ -378,6 +363,18 @@ static uint8_t *patch_body(const uint8_t *snap, size_t n, size_t *out_n, const c
     return out;
 }
 
+/* The body of snap with from replaced by to must fail to load, naming it. */
+static void expect_patched_fails(struct harness *b, const uint8_t *snap, size_t n,
+                                 const char *from, const char *to, const char *needle)
+{
+    size_t pn;
+    uint8_t *p = patch_body(snap, n, &pn, from, to);
+    int fd = memfd_of(p, pn);
+    expect_load_fails(b, fd, needle);
+    close(fd);
+    free(p);
+}
+
 static void test_damaged_streams(void **state)
 {
     (void)state;
@@ -456,29 +453,20 @@ static void test_damaged_streams(void **state)
 
     /* Valid compression, damaged CBOR inside: a field renamed, a section
      * renamed in its record, a length that lies. */
-    size_t pn;
-    uint8_t *p = patch_body(good, n, &pn, "\xbfgscratch", "\xbfgscratcH"); /* the data's key */
-    fd = memfd_of(p, pn);
-    expect_load_fails(&b, fd, "section 'config' (version 2): expected field 'scratch', found "
-                      "'scratcH'");
-    close(fd);
-    free(p);
-    p = patch_body(good, n, &pn, "\xbficompleted", "\xbficompleteX");
-    fd = memfd_of(p, pn);
-    expect_load_fails(&b, fd, "section 'stats' (version 1): expected field 'completed', found "
-                      "'completeX'");
-    close(fd);
-    free(p);
+    expect_patched_fails(&b, good, n, "\xbfgscratch", "\xbfgscratcH", /* the data's key */
+                         "section 'config' (version 2): expected field 'scratch', found "
+                         "'scratcH'");
+    expect_patched_fails(&b, good, n, "\xbficompleted", "\xbficompleteX",
+                         "section 'stats' (version 1): expected field 'completed', found "
+                         "'completeX'");
     /* The record's field declarations: one whose key is not text is
      * refused; a type name this build does not know (a newer writer's)
      * is read as "any" and the load goes through. */
-    p = patch_body(good, n, &pn, "ckeygscratch", "ckey\x07scratch");
-    fd = memfd_of(p, pn);
-    expect_load_fails(&b, fd, "field declaration: expected a text string, found a unsigned "
-                      "integer");
-    close(fd);
-    free(p);
-    p = patch_body(good, n, &pn, "dtypeduint", "dtypedUINT");
+    expect_patched_fails(&b, good, n, "ckeygscratch", "ckey\x07scratch",
+                         "field declaration: expected a text string, found a unsigned "
+                         "integer");
+    size_t pn;
+    uint8_t *p = patch_body(good, n, &pn, "dtypeduint", "dtypedUINT");
     fd = memfd_of(p, pn);
     log_clear();
     assert_int_equal(load_fd(&b, fd), 0);
@@ -573,7 +561,7 @@ static void test_disconnect_mid_transfer(void **state)
     free(mine);
     struct devstate before;
     capture(&b, &before);
-    int fds_before = settled_fds();
+    int fds_before = settled_open_fds();
 
     struct vhu_fe *fe = harness_connect_negotiated(&b);
     int p[2], back;
