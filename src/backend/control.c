@@ -671,24 +671,25 @@ int vhu_control_new(struct vhu_control **out, struct ev_loop *loop, const char *
     return 0;
 }
 
-void vhu_control_start(struct vhu_control *c)
+/* op (ev_io_start or ev_io_stop) on every watcher the control socket has. */
+static void each_watcher(struct vhu_control *c, void (*op)(struct ev_loop *, ev_io *))
 {
-    ev_io_start(c->loop, &c->listen_w);
+    op(c->loop, &c->listen_w);
     if (c->snap_running)
-        ev_io_start(c->loop, &c->snap_w);
+        op(c->loop, &c->snap_w);
     for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
         if (c->clients[i])
-            ev_io_start(c->loop, &c->clients[i]->w);
+            op(c->loop, &c->clients[i]->w);
+}
+
+void vhu_control_start(struct vhu_control *c)
+{
+    each_watcher(c, ev_io_start);
 }
 
 void vhu_control_stop(struct vhu_control *c)
 {
-    ev_io_stop(c->loop, &c->listen_w);
-    if (c->snap_running)
-        ev_io_stop(c->loop, &c->snap_w);
-    for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
-        if (c->clients[i])
-            ev_io_stop(c->loop, &c->clients[i]->w);
+    each_watcher(c, ev_io_stop);
 }
 
 void vhu_control_free(struct vhu_control *c)
