@@ -155,17 +155,26 @@ static void client_fail(struct ctl_client *cl, int err, const char *what)
     client_free(cl);
 }
 
-static void put_info(struct vhu_control *c, struct vhu_ctl_buf *o, bool has_id, uint64_t id)
+/* A success reply's frame and map head: "ok": true, then the request's
+ * "id" when it had one, then `pairs` more entries for the caller to put.
+ * Returns where the frame starts, for vhu_ctl_frame_end. */
+static size_t put_ok_head(struct vhu_ctl_buf *o, size_t pairs, bool has_id, uint64_t id)
 {
-    struct vhu_backend *b = c->b;
     size_t at = vhu_ctl_frame_begin(o);
-    vhu_ctl_put_map(o, 15 + has_id);
+    vhu_ctl_put_map(o, 1 + has_id + pairs);
     vhu_ctl_put_text(o, "ok");
     vhu_ctl_put_bool(o, true);
     if (has_id) {
         vhu_ctl_put_text(o, "id");
         vhu_ctl_put_uint(o, id);
     }
+    return at;
+}
+
+static void put_info(struct vhu_control *c, struct vhu_ctl_buf *o, bool has_id, uint64_t id)
+{
+    struct vhu_backend *b = c->b;
+    size_t at = put_ok_head(o, 14, has_id, id);
     vhu_ctl_put_text(o, "device");
     vhu_ctl_put_text(o, b->ops->name ? b->ops->name : "");
     vhu_ctl_put_text(o, "vhu_version");
@@ -218,14 +227,7 @@ static void put_snapshot_ok(struct vhu_ctl_buf *o, bool has_id, uint64_t id,
                             const struct vhu_snapshot_job *job, uint64_t bytes,
                             uint64_t duration_us)
 {
-    size_t at = vhu_ctl_frame_begin(o);
-    vhu_ctl_put_map(o, 6 + has_id);
-    vhu_ctl_put_text(o, "ok");
-    vhu_ctl_put_bool(o, true);
-    if (has_id) {
-        vhu_ctl_put_text(o, "id");
-        vhu_ctl_put_uint(o, id);
-    }
+    size_t at = put_ok_head(o, 5, has_id, id);
     vhu_ctl_put_text(o, "pause_us");
     vhu_ctl_put_uint(o, job->pause_us);
     vhu_ctl_put_text(o, "fork_us");
@@ -241,6 +243,19 @@ static void put_snapshot_ok(struct vhu_ctl_buf *o, bool has_id, uint64_t id,
 
 static int client_process(struct ctl_client *cl);
 static void client_update_watch(struct ctl_client *cl);
+
+/* Answer the requests read so far and send what can be sent; <0 when the
+ * client is gone (closed and freed). */
+static int client_serve(struct ctl_client *cl)
+{
+    if (client_process(cl) < 0)
+        return -1;
+    if (client_flush(cl) < 0) {
+        client_free(cl);
+        return -1;
+    }
+    return 0;
+}
 
 /* The child exited (or the pidfd woke us early). */
 static void on_snap(struct ev_loop *loop, ev_io *w, int revents)
@@ -283,12 +298,8 @@ static void on_snap(struct ev_loop *loop, ev_io *w, int revents)
     }
     c->job.pid = 0;
     /* Requests that came while it ran. */
-    if (client_process(cl) < 0)
+    if (client_serve(cl) < 0)
         return;
-    if (client_flush(cl) < 0) {
-        client_free(cl);
-        return;
-    }
     client_update_watch(cl);
 }
 
@@ -574,12 +585,8 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
             client_fail(cl, cl->in.err, "out of memory");
             return;
         }
-        if (client_process(cl) < 0)
+        if (client_serve(cl) < 0)
             return;
-        if (client_flush(cl) < 0) {
-            client_free(cl);
-            return;
-        }
     }
     client_update_watch(cl);
 }
