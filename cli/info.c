@@ -22,6 +22,14 @@ static void print_human(const char *path, const struct vhu_fe_control_info *in)
            in->acked_protocol_features, in->offered_protocol_features);
     printf("status     0x%02x\n", in->status);
     printf("transfer   %s\n", in->transfer);
+    printf("snapshots  %s; %" PRIu64 " taken, %" PRIu64 " failed\n",
+           in->snapshot_running ? "one running" : "none running", in->snapshots_taken,
+           in->snapshots_failed);
+    if (in->has_last_snapshot)
+        printf("  last     %s %" PRIu64 " s ago: rings paused %" PRIu64 " us (fork %" PRIu64
+               " us), %" PRIu64 " bytes in %" PRIu64 " ms\n", in->last_ok ? "ok" : "failed",
+               in->last_ago_s, in->last_pause_us, in->last_fork_us, in->last_bytes,
+               in->last_duration_us / 1000);
     printf("queues     %u\n", in->num_queues);
     if (!in->num_queues)
         return;
@@ -62,6 +70,21 @@ static void print_json(const char *path, const struct vhu_fe_control_info *in)
         j_bool("enabled", q->enabled);
         j_u64("last_avail", q->last_avail);
         j_u64("completed", q->completed);
+        j_end();
+    }
+    j_end();
+    j_obj("snapshots");
+    j_bool("running", in->snapshot_running);
+    j_u64("taken", in->snapshots_taken);
+    j_u64("failed", in->snapshots_failed);
+    if (in->has_last_snapshot) {
+        j_obj("last");
+        j_bool("ok", in->last_ok);
+        j_u64("pause_us", in->last_pause_us);
+        j_u64("fork_us", in->last_fork_us);
+        j_u64("bytes", in->last_bytes);
+        j_u64("duration_us", in->last_duration_us);
+        j_u64("ago_s", in->last_ago_s);
         j_end();
     }
     j_end();
@@ -120,7 +143,9 @@ const struct cli_cmd cli_info_cmd = {
         "is connected and how many sessions were served, offered and acked features\n"
         "and protocol features, the device-state transfer in progress (idle, save,\n"
         "load), and per ring its size, whether it is started and enabled, its\n"
-        "last_avail index and the requests it completed since the back-end started.\n"
+        "last_avail index and the requests it completed since the back-end started;\n"
+        "live snapshots: whether one is running, how many ended well or not, and the\n"
+        "last one's result, pause (fork), size and duration.\n"
         "The vhost-user session is not disturbed; only the back-end's own user may\n"
         "connect.  Protocol: docs/control-protocol.md.\n"
         "\n"

@@ -61,6 +61,13 @@ struct vhu_control {
     struct ctl_client *snap_cl;
     bool snap_has_id;
     uint64_t snap_id;
+    /* For `info`: snapshots ended well or not, and the last one. */
+    uint64_t snaps_ok, snaps_failed;
+    struct {
+        bool ok;
+        uint64_t pause_us, fork_us, bytes, duration_us;
+        double ended;
+    } last;
 };
 
 static void ctl_refuse_log(struct vhu_control *c, const char *fmt, ...)
@@ -174,7 +181,7 @@ static size_t put_ok_head(struct vhu_ctl_buf *o, size_t pairs, bool has_id, uint
 static void put_info(struct vhu_control *c, struct vhu_ctl_buf *o, bool has_id, uint64_t id)
 {
     struct vhu_backend *b = c->b;
-    size_t at = put_ok_head(o, 14, has_id, id);
+    size_t at = put_ok_head(o, 15, has_id, id);
     vhu_ctl_put_text(o, "device");
     vhu_ctl_put_text(o, b->ops->name ? b->ops->name : "");
     vhu_ctl_put_text(o, "vhu_version");
@@ -219,6 +226,33 @@ static void put_info(struct vhu_control *c, struct vhu_ctl_buf *o, bool has_id, 
         vhu_ctl_put_uint(o, vhu_queue_last_avail(q));
         vhu_ctl_put_text(o, "completed");
         vhu_ctl_put_uint(o, atomic_load_explicit(&q->completed, memory_order_relaxed));
+    }
+    /* Live snapshots: one running now?  How many ended, and the last. */
+    bool have_last = c->snaps_ok + c->snaps_failed > 0;
+    vhu_ctl_put_text(o, "snapshots");
+    vhu_ctl_put_map(o, have_last ? 4 : 3);
+    vhu_ctl_put_text(o, "running");
+    vhu_ctl_put_bool(o, c->snap_running);
+    vhu_ctl_put_text(o, "taken");
+    vhu_ctl_put_uint(o, c->snaps_ok);
+    vhu_ctl_put_text(o, "failed");
+    vhu_ctl_put_uint(o, c->snaps_failed);
+    if (have_last) {
+        vhu_ctl_put_text(o, "last");
+        vhu_ctl_put_map(o, 6);
+        vhu_ctl_put_text(o, "ok");
+        vhu_ctl_put_bool(o, c->last.ok);
+        vhu_ctl_put_text(o, "pause_us");
+        vhu_ctl_put_uint(o, c->last.pause_us);
+        vhu_ctl_put_text(o, "fork_us");
+        vhu_ctl_put_uint(o, c->last.fork_us);
+        vhu_ctl_put_text(o, "bytes");
+        vhu_ctl_put_uint(o, c->last.bytes);
+        vhu_ctl_put_text(o, "duration_us");
+        vhu_ctl_put_uint(o, c->last.duration_us);
+        vhu_ctl_put_text(o, "ago_s");
+        double ago = vhu_monotonic() - c->last.ended;
+        vhu_ctl_put_uint(o, ago > 0 ? (uint64_t)ago : 0);
     }
     vhu_ctl_frame_end(o, at);
 }
@@ -275,6 +309,13 @@ static void on_snap(struct ev_loop *loop, ev_io *w, int revents)
     if (c->b->ops->snapshot_done)
         c->b->ops->snapshot_done(c->b->dev);
     uint64_t dur = (uint64_t)((vhu_monotonic() - c->job.started) * 1e6);
+    *(r < 0 ? &c->snaps_failed : &c->snaps_ok) += 1;
+    c->last.ok = r == 0;
+    c->last.pause_us = c->job.pause_us;
+    c->last.fork_us = c->job.fork_us;
+    c->last.bytes = bytes;
+    c->last.duration_us = dur;
+    c->last.ended = vhu_monotonic();
     struct ctl_client *cl = c->snap_cl;
     c->snap_cl = NULL;
     if (r < 0)

@@ -244,6 +244,73 @@ static int parse_queue(const uint8_t *p, size_t len, size_t *pos,
     return 0;
 }
 
+/* {"ok", "pause_us", "fork_us", "bytes", "duration_us", "ago_s"} */
+static int parse_last_snapshot(const uint8_t *p, size_t len, size_t *pos,
+                               const struct vhu_ctl_item *m, struct vhu_fe_control_info *info)
+{
+    struct vhu_ctl_item k, v;
+    if (m->t != CTL_MAP || m->u > 64)
+        return -EPROTO;
+    for (uint64_t i = 0; i < m->u; i++) {
+        int r = 0;
+        if (vhu_ctl_next(p, len, pos, &k) < 0 || k.t != CTL_TSTR ||
+            vhu_ctl_next(p, len, pos, &v) < 0)
+            return -EPROTO;
+        if (vhu_ctl_is(&k, "ok")) {
+            if (v.t != CTL_BOOL)
+                return -EPROTO;
+            info->last_ok = v.b;
+        } else if (vhu_ctl_is(&k, "pause_us")) {
+            r = want_uint(&v, UINT64_MAX, &info->last_pause_us);
+        } else if (vhu_ctl_is(&k, "fork_us")) {
+            r = want_uint(&v, UINT64_MAX, &info->last_fork_us);
+        } else if (vhu_ctl_is(&k, "bytes")) {
+            r = want_uint(&v, UINT64_MAX, &info->last_bytes);
+        } else if (vhu_ctl_is(&k, "duration_us")) {
+            r = want_uint(&v, UINT64_MAX, &info->last_duration_us);
+        } else if (vhu_ctl_is(&k, "ago_s")) {
+            r = want_uint(&v, UINT64_MAX, &info->last_ago_s);
+        } else {
+            r = vhu_ctl_skip(p, len, pos, &v, 2) < 0 ? -EPROTO : 0;
+        }
+        if (r < 0)
+            return r;
+    }
+    info->has_last_snapshot = true;
+    return 0;
+}
+
+/* {"running", "taken", "failed", "last"?} */
+static int parse_snapshots(const uint8_t *p, size_t len, size_t *pos,
+                           const struct vhu_ctl_item *m, struct vhu_fe_control_info *info)
+{
+    struct vhu_ctl_item k, v;
+    if (m->t != CTL_MAP || m->u > 64)
+        return -EPROTO;
+    for (uint64_t i = 0; i < m->u; i++) {
+        int r = 0;
+        if (vhu_ctl_next(p, len, pos, &k) < 0 || k.t != CTL_TSTR ||
+            vhu_ctl_next(p, len, pos, &v) < 0)
+            return -EPROTO;
+        if (vhu_ctl_is(&k, "running")) {
+            if (v.t != CTL_BOOL)
+                return -EPROTO;
+            info->snapshot_running = v.b;
+        } else if (vhu_ctl_is(&k, "taken")) {
+            r = want_uint(&v, UINT64_MAX, &info->snapshots_taken);
+        } else if (vhu_ctl_is(&k, "failed")) {
+            r = want_uint(&v, UINT64_MAX, &info->snapshots_failed);
+        } else if (vhu_ctl_is(&k, "last")) {
+            r = parse_last_snapshot(p, len, pos, &v, info);
+        } else {
+            r = vhu_ctl_skip(p, len, pos, &v, 1) < 0 ? -EPROTO : 0;
+        }
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 int vhu_fe_control_info(struct vhu_fe_control *c, struct vhu_fe_control_info *info, char *error,
                         size_t n)
 {
@@ -303,6 +370,8 @@ int vhu_fe_control_info(struct vhu_fe_control *c, struct vhu_fe_control_info *in
             have_queues = true;
             for (uint64_t q = 0; q < v.u && r == 0; q++)
                 r = parse_queue(p, len, &pos, &info->queues[q]);
+        } else if (vhu_ctl_is(&k, "snapshots")) {
+            r = parse_snapshots(p, len, &pos, &v, info);
         } else if (vhu_ctl_skip(p, len, &pos, &v, 0) < 0) {
             r = -EPROTO;
         }

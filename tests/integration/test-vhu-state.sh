@@ -307,6 +307,7 @@ has "$out" "device     testdev (vhu "
 has "$out" ", pid $epid, up "
 has "$out" "front-end  none; 0 session(s) served"
 has "$out" "transfer   idle"
+has "$out" "snapshots  none running; 0 taken, 0 failed"
 has "$out" "queues     2"
 has "$out" "  queue size  started enabled last_avail completed"
 has "$out" "  1     0     no      no      0          0"
@@ -374,6 +375,12 @@ grep -q "stdout: No space left on device" "$dir/full.err" ||
     fail "capture -o - >/dev/full said: $(cat "$dir/full.err")"
 run 0 capture --control "$ctl" -o "$dir/live3.vhus"
 run 0 diff "$dir/live.vhus" "$dir/live3.vhus"
+# info counts them (three before, this one; the one on /dev/full failed).
+run 0 info --control "$ctl"
+has "$out" "snapshots  none running; 4 taken, 1 failed"
+has "$out" "  last     ok "
+run 0 info --json --control "$ctl"
+has "$out" '"snapshots":{"running":false,"taken":4,"failed":1,"last":{"ok":true,"pause_us":'
 # On a terminal, a progress line while the stream is slow to drain (16 MiB
 # of state, half noise; the reader sleeps 2 s first).
 if command -v script >/dev/null; then

@@ -423,6 +423,18 @@ static void test_snapshot_client_gone(void **state)
     char err[256];
     assert_int_equal(vhu_fe_control_snapshot(c, f, 30000, &res, err, sizeof(err)), 0);
     assert_int_equal(testdev_snapshots_ended(h.dev), 2);
+    /* info counts both and describes the last, as its reply did. */
+    struct vhu_fe_control_info in;
+    assert_int_equal(vhu_fe_control_info(c, &in, err, sizeof(err)), 0);
+    assert_false(in.snapshot_running);
+    assert_int_equal(in.snapshots_taken, 1);
+    assert_int_equal(in.snapshots_failed, 1);
+    assert_true(in.has_last_snapshot && in.last_ok);
+    assert_int_equal(in.last_bytes, res.bytes);
+    assert_int_equal(in.last_pause_us, res.pause_us);
+    assert_int_equal(in.last_fork_us, res.fork_us);
+    assert_true(in.last_duration_us > 0 && in.last_ago_s < 60);
+    vhu_fe_control_info_free(&in);
     close(f);
     vhu_fe_control_close(c);
     wait_open_fds(fds0);

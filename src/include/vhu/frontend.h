@@ -277,6 +277,12 @@ struct vhu_fe_control_info {
     char transfer[8];     /* "idle", "save", "load" */
     unsigned num_queues;
     struct vhu_fe_control_queue *queues; /* num_queues of them */
+    /* Live snapshots (absent from an older back-end's reply: all 0). */
+    bool snapshot_running;
+    uint64_t snapshots_taken, snapshots_failed;
+    bool has_last_snapshot; /* then last_* describe the last one that ended */
+    bool last_ok;
+    uint64_t last_pause_us, last_fork_us, last_bytes, last_duration_us, last_ago_s;
 };
 /* `info`; on success free with vhu_fe_control_info_free().  Errors as
  * vhu_fe_control_call. */
