@@ -8,6 +8,26 @@
 # ThreadSanitizer at the end (build-tsan/).  Exit status 0 only if all pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# tests/run.sh --coverage: only a gcov build (build-coverage/) and its tests
+# (not the QEMU ones, nor test_install, whose consumer build does not link
+# gcov), then the line and branch coverage of src/ (lcov).
+if [ "${1:-}" = --coverage ]; then
+  tests/setup-deps.sh --also lcov
+  cmake -S . -B build-coverage -DCMAKE_BUILD_TYPE=Debug -DVHU_COVERAGE=ON -DVHU_WERROR=ON
+  cmake --build build-coverage -j"$(nproc)"
+  find build-coverage -name '*.gcda' -delete
+  ctest --test-dir build-coverage --output-on-failure -j"$(nproc)" --timeout 600 -LE qemu \
+    -E '^test_install$'
+  lcov --quiet --rc lcov_branch_coverage=1 --capture --directory build-coverage \
+    --output-file build-coverage/all.info
+  lcov --quiet --rc lcov_branch_coverage=1 --extract build-coverage/all.info "$PWD/src/*" \
+    --output-file build-coverage/src.info
+  echo "=== coverage of src/ (tests/run.sh --coverage; no QEMU tests) ==="
+  lcov --rc lcov_branch_coverage=1 --summary build-coverage/src.info 2>&1 | grep -E 'lines|branches|functions'
+  exit 0
+fi
+
 tests/setup-deps.sh
 
 jobs=$(nproc)

@@ -16,6 +16,11 @@ if [ "${1:-}" = --list ]; then
   echo "${packages[*]}"
   exit 0
 fi
+# --also PKG...: these too (tests/run.sh --coverage: lcov).
+if [ "${1:-}" = --also ]; then
+  shift
+  packages+=("$@")
+fi
 
 missing=()
 for p in "${packages[@]}"; do

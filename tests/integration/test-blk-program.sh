@@ -158,17 +158,31 @@ load_into() {
 }
 load_into --image "$dir/disk.img" --serial SN-prog-1 || fail "same image refused: $(cat "$dir/out")"
 stop
+# settled_fds: vhu-blk's open fds once the count stays the same for 0.5 s.
+settled_fds() {
+    local n m i
+    n=$(ls /proc/"$pid"/fd | wc -l)
+    for ((i = 0; i < 40; i++)); do
+        sleep 0.5
+        m=$(ls /proc/"$pid"/fd | wc -l)
+        ((m == n)) && break
+        n=$m
+    done
+    echo "$n"
+}
 # refused WHY ARGS...: the load into ARGS fails with one line naming WHY;
 # the back-end's fds and its state stay as they were.
 refused() {
     local why=$1
     shift
     serve "$@"
-    # Counted while no front-end is connected (after a capture the back-end
-    # may not have closed that session's fds yet).
+    # Counted once the back-end is fully up and idle: its loop makes some fds
+    # only after "listening on" (libev's signal watchers), and closes a
+    # session's fds a moment after the front-end left.  A count that holds
+    # for half a second, after the capture's session.
     local fds r=0
-    fds=$(ls /proc/"$pid"/fd | wc -l)
     "$vs" capture --socket "$dir/s" -o "$dir/before.vhus" >/dev/null || fail "capture failed"
+    fds=$(settled_fds)
     "$vs" load --socket "$dir/s" "$dir/snap.vhus" >"$dir/load.out" 2>&1 || r=$?
     ((r == 1)) || fail "load into $* exited $r (want 1): $(cat "$dir/load.out")"
     # The session is over once vhu-state exits; give the back-end a moment.
