@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 
+#include <vhu/frontend.h>
 #include <vhu/vhu.h>
 
 struct devserver {

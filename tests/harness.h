@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <vhu/frontend.h>
 #include <vhu/vhu.h>
 
 #include "testdev.h"

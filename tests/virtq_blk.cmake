@@ -4,7 +4,7 @@
 # shared library) rather than vhu_static.
 add_library(vhu_test_devserver STATIC devserver.c)
 target_include_directories(vhu_test_devserver PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(vhu_test_devserver PUBLIC vhu PkgConfig::CMOCKA Threads::Threads)
+target_link_libraries(vhu_test_devserver PUBLIC vhu-fe PkgConfig::CMOCKA Threads::Threads)
 add_executable(test_virtq unit/test_virtq.c)
 target_link_libraries(test_virtq PRIVATE vhu_test_harness vhu_test_devserver)
 add_test(NAME test_virtq COMMAND test_virtq)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <vhu/frontend.h>
 #include <vhu/vhu.h>
 
 static const char *const pf_names[] = {

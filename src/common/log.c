@@ -61,13 +61,3 @@ void vhu_log(enum vhu_log_level level, const char *fmt, ...)
         fprintf(stderr, "vhu: %s: %s\n", level_name(level), line);
     errno = saved;
 }
-
-void vhu_close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        int saved = errno;
-        close(*fd);
-        errno = saved;
-        *fd = -1;
-    }
-}

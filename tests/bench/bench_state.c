@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vhu/frontend.h>
 #include <vhu/vhu.h>
 
 #define PATTERN (16u << 20) /* bytes repeated to make a state of any size */

@@ -54,8 +54,7 @@ if ((${#exported[@]} < min)); then
 fi
 
 # The public API must be there...
-for want in vhu_version vhu_strerror vhu_request_name vhu_fe_from_fd vhu_backend_new \
-            vhu_server_new; do
+for want in vhu_version vhu_strerror vhu_request_name vhu_backend_new vhu_server_new; do
     if [[ -z ${is_exported[$want]:-} ]]; then
         echo "check-exports: public function $want is not exported" >&2
         fail=1

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* A program built against an installed vhu, the way a user would: only
- * <vhu/vhu.h>, found through pkg-config or find_package(vhu). */
+/* A back-end program built against an installed vhu, the way a device author
+ * would: only <vhu/vhu.h> and libvhu, found through pkg-config (vhu) or
+ * find_package(vhu) (vhu::vhu, vhu::vhu_static).  It must not need libvhu-fe. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +12,23 @@
 
 #define STR2(x) #x
 #define STR(x) STR2(x)
+
+static uint64_t features(void *dev)
+{
+    (void)dev;
+    return VHU_BIT(VHU_F_VERSION_1);
+}
+static int start_queue(void *dev, struct vhu_queue *q)
+{
+    (void)dev;
+    (void)q;
+    return 0;
+}
+static void stop_queue(void *dev, struct vhu_queue *q)
+{
+    (void)dev;
+    (void)q;
+}
 
 int main(void)
 {
@@ -28,28 +46,40 @@ int main(void)
         return 1;
     }
 
+    /* A device on one end of a socketpair: the back-end takes the socket. */
+    static const struct vhu_device_ops ops = {
+        .name = "consumer", .num_queues = 1,
+        .features = features, .start_queue = start_queue, .stop_queue = stop_queue,
+    };
+    struct vhu_backend *b = NULL;
+    int r = vhu_backend_new(&b, &ops, NULL);
+    if (r < 0 || !b) {
+        fprintf(stderr, "consumer: vhu_backend_new: %s\n", vhu_strerror(r));
+        return 1;
+    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         perror("consumer: socketpair");
         return 1;
     }
-    struct vhu_fe *fe = NULL;
-    int r = vhu_fe_from_fd(&fe, sv[0]);
-    if (r < 0 || !fe || vhu_fe_fd(fe) != sv[0]) {
-        fprintf(stderr, "consumer: vhu_fe_from_fd: %s\n", vhu_strerror(r));
+    r = vhu_backend_attach(b, sv[0]);
+    if (r < 0 || vhu_backend_fd(b) != sv[0]) {
+        fprintf(stderr, "consumer: vhu_backend_attach: %s\n", vhu_strerror(r));
         return 1;
     }
-    /* One raw message through the library, read back by hand. */
-    r = vhu_fe_send(fe, VHU_REQ_GET_FEATURES, VHU_FLAG_VERSION, NULL, 0, NULL, 0);
-    struct vhu_msg_header h;
-    if (r < 0 || read(sv[1], &h, sizeof(h)) != (ssize_t)sizeof(h) ||
-        h.request != VHU_REQ_GET_FEATURES || h.flags != VHU_FLAG_VERSION || h.size != 0) {
-        fprintf(stderr, "consumer: vhu_fe_send: %s\n", vhu_strerror(r));
+    /* One GET_FEATURES written by hand, answered by the library. */
+    struct vhu_msg_header h = { .request = VHU_REQ_GET_FEATURES, .flags = VHU_FLAG_VERSION };
+    uint64_t f = 0;
+    if (write(sv[1], &h, sizeof(h)) != (ssize_t)sizeof(h) || (r = vhu_backend_process(b)) < 0 ||
+        read(sv[1], &h, sizeof(h)) != (ssize_t)sizeof(h) || h.size != sizeof(f) ||
+        read(sv[1], &f, sizeof(f)) != (ssize_t)sizeof(f) || !(f & VHU_BIT(VHU_F_VERSION_1))) {
+        fprintf(stderr, "consumer: GET_FEATURES through the back-end failed: %s\n",
+                vhu_strerror(r));
         return 1;
     }
-    printf("consumer: sent %s; vhu_strerror(-EINVAL) = \"%s\"\n",
-           vhu_request_name(h.request), e);
-    vhu_fe_close(fe);
+    printf("consumer: %s answered 0x%llx; vhu_strerror(-EINVAL) = \"%s\"\n",
+           vhu_request_name(h.request), (unsigned long long)f, e);
+    vhu_backend_free(b);
     close(sv[1]);
     printf("consumer: ok\n");
     return 0;

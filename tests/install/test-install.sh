@@ -2,10 +2,12 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # test-install.sh BUILD_DIR INSTALL_TEST_DIR
 #
-# Install a vhu build into a scratch prefix and build a small consumer
-# (INSTALL_TEST_DIR/consumer.c) against the installed tree only, the three
-# ways a user would: cc + pkg-config, find_package(vhu) with vhu::vhu, and
-# find_package(vhu) with vhu::vhu_static.  Each program is run.
+# Install a vhu build into a scratch prefix and build two small consumers
+# against the installed tree only: a back-end (INSTALL_TEST_DIR/consumer.c,
+# libvhu alone) and a front-end (consumer_fe.c, libvhu-fe), the ways a user
+# would: cc + pkg-config (vhu, vhu-fe), and find_package(vhu) with vhu::vhu,
+# vhu::vhu_static, vhu::vhu-fe and vhu::vhu-fe_static.  Each program is run;
+# the back-end ones must not need libvhu-fe.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -37,6 +39,7 @@ run() {
 
 [[ -f $build/CMakeCache.txt ]] || die "$build is not a CMake build directory"
 [[ -f $testdir/consumer.c ]] || die "$testdir/consumer.c missing"
+[[ -f $testdir/consumer_fe.c ]] || die "$testdir/consumer_fe.c missing"
 [[ -f $testdir/consumer/CMakeLists.txt ]] || die "$testdir/consumer/CMakeLists.txt missing"
 
 # A sanitizer build of the library needs a sanitizer-linked consumer.
@@ -64,19 +67,35 @@ done
 so=$(find_one libvhu.so)
 ar=$(find_one libvhu.a)
 pc=$(find_one vhu.pc)
+fe_so=$(find_one libvhu-fe.so)
+fe_ar=$(find_one libvhu-fe.a)
+fe_pc=$(find_one vhu-fe.pc)
 cfg=$(find_one vhuConfig.cmake)
 libdir=$(dirname "$so")
-[[ $(dirname "$ar") == "$libdir" ]] || die "libvhu.a ($ar) is not next to libvhu.so ($so)"
-[[ -e $libdir/libvhu.so.0 ]] || die "no soname link libvhu.so.0 in $libdir"
-[[ $(readlink -f "$so") == "$(readlink -f "$libdir/libvhu.so.0")" ]] ||
-    die "libvhu.so and libvhu.so.0 are different files"
+for f in "$ar" "$fe_so" "$fe_ar"; do
+    [[ $(dirname "$f") == "$libdir" ]] || die "$f is not next to libvhu.so ($so)"
+done
+[[ $(dirname "$fe_pc") == "$(dirname "$pc")" ]] || die "vhu-fe.pc ($fe_pc) is not next to $pc"
+for l in libvhu libvhu-fe; do
+    [[ -e $libdir/$l.so.0 ]] || die "no soname link $l.so.0 in $libdir"
+    [[ $(readlink -f "$libdir/$l.so") == "$(readlink -f "$libdir/$l.so.0")" ]] ||
+        die "$l.so and $l.so.0 are different files"
+    soname=$(readelf -d "$libdir/$l.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+    [[ $soname == "$l.so.0" ]] || die "$l.so has soname '$soname', not $l.so.0"
+done
+# libvhu-fe builds on libvhu; libvhu knows nothing of libvhu-fe.
+readelf -d "$fe_so" | grep -q 'NEEDED.*\[libvhu\.so\.0\]' || die "libvhu-fe.so does not need libvhu.so.0"
+if readelf -d "$so" | grep -q 'NEEDED.*libvhu-fe'; then
+    die "libvhu.so needs libvhu-fe"
+fi
 [[ -f $(dirname "$cfg")/vhuConfigVersion.cmake ]] || die "no vhuConfigVersion.cmake next to $cfg"
 [[ -f $(dirname "$cfg")/vhuTargets.cmake ]] || die "no vhuTargets.cmake next to $cfg"
 # Private headers stay private.
 if find "$prefix/include" -name 'internal.h' -o -name 'wire.h' | grep -q .; then
     die "private headers installed under $prefix/include"
 fi
-say "installed: ${so#"$prefix"/}, ${ar#"$prefix"/}, ${pc#"$prefix"/}, ${cfg#"$prefix"/}, include/vhu/*.h"
+say "installed: ${so#"$prefix"/}, ${ar#"$prefix"/}, ${fe_so#"$prefix"/}, ${fe_ar#"$prefix"/}," \
+    "${pc#"$prefix"/}, ${fe_pc#"$prefix"/}, ${cfg#"$prefix"/}, include/vhu/*.h"
 
 status=0
 
@@ -97,19 +116,39 @@ if [[ $(readlink -m "$pc_includedir") != "$(readlink -m "$prefix/include")" ||
     status=1
     pkgconf=(pkg-config "--define-variable=prefix=$prefix")
 fi
-read -r -a pc_cflags <<<"$("${pkgconf[@]}" --cflags vhu)"
-read -r -a pc_libs <<<"$("${pkgconf[@]}" --libs vhu)"
 read -r -a san <<<"$san_flags"
-say "cc ${san[*]} ${pc_cflags[*]} consumer.c ${pc_libs[*]}"
-run cc -Wall -Werror "${san[@]}" "${pc_cflags[@]}" "$testdir/consumer.c" -o "$tmp/consumer-pc" \
-    "${pc_libs[@]}"
-# It must use the installed library, not one from the build tree.
-resolved=$(LD_LIBRARY_PATH=$libdir ldd "$tmp/consumer-pc" | awk '$1 ~ /^libvhu\.so/ { print $3 }')
-[[ $(readlink -f "$resolved") == "$(readlink -f "$so")" ]] ||
-    die "consumer-pc resolves libvhu to '$resolved', not the installed $so"
-out=$(LD_LIBRARY_PATH=$libdir "$tmp/consumer-pc") || die "consumer-pc failed: $out"
-grep -q 'consumer: ok' <<<"$out" || die "consumer-pc output: $out"
-say "pkg-config consumer ran: $(head -1 <<<"$out")"
+
+# pc_consumer MODULE SOURCE EXE LIB...: build SOURCE with pkg-config MODULE,
+# run it, and check that it resolves each LIB (a soname stem) to the
+# installed file.
+pc_consumer() {
+    local module=$1 src=$2 exe=$3
+    shift 3
+    local cflags libs out lib resolved
+    read -r -a cflags <<<"$("${pkgconf[@]}" --cflags "$module")"
+    read -r -a libs <<<"$("${pkgconf[@]}" --libs "$module")"
+    say "cc ${san[*]} ${cflags[*]} $(basename "$src") ${libs[*]}"
+    run cc -Wall -Werror "${san[@]}" "${cflags[@]}" "$src" -o "$tmp/$exe" "${libs[@]}"
+    # It must use the installed libraries, not ones from the build tree.
+    for lib in "$@"; do
+        resolved=$(LD_LIBRARY_PATH=$libdir ldd "$tmp/$exe" |
+            awk -v l="$lib" '$1 == l ".so.0" { print $3 }')
+        [[ $(readlink -f "$resolved") == "$(readlink -f "$libdir/$lib.so.0")" ]] ||
+            die "$exe resolves $lib to '$resolved', not the installed $libdir/$lib.so.0"
+    done
+    out=$(LD_LIBRARY_PATH=$libdir "$tmp/$exe") || die "$exe failed: $out"
+    grep -q 'consumer.*: ok' <<<"$out" || die "$exe output: $out"
+    say "pkg-config $module consumer ran: $(head -1 <<<"$out")"
+}
+pc_consumer vhu "$testdir/consumer.c" consumer-pc libvhu
+if readelf -d "$tmp/consumer-pc" | grep -q 'NEEDED.*libvhu-fe'; then
+    die "the back-end consumer (pkg-config vhu) needs libvhu-fe"
+fi
+[[ $(readlink -m "$("${pkgconf[@]}" --variable=libdir vhu-fe)") == "$(readlink -m "$libdir")" ]] ||
+    die "vhu-fe.pc's libdir is not the installed $libdir"
+pc_consumer vhu-fe "$testdir/consumer_fe.c" consumer-fe-pc libvhu-fe libvhu
+[[ $("${pkgconf[@]}" --modversion vhu-fe) == "$version" ]] ||
+    die "vhu-fe.pc and vhu.pc give different versions"
 
 # --- (b) find_package(vhu): vhu::vhu and vhu::vhu_static ---------------------
 cbuild=$tmp/consumer-build
@@ -127,6 +166,9 @@ out=$(LD_LIBRARY_PATH=$libdir "$cbuild/consumer") || die "cmake consumer failed:
 grep -q 'consumer: ok' <<<"$out" || die "cmake consumer output: $out"
 readelf -d "$cbuild/consumer" | grep -q 'NEEDED.*libvhu\.so\.0' ||
     die "cmake consumer does not link libvhu.so.0"
+if readelf -d "$cbuild/consumer" | grep -q 'NEEDED.*libvhu-fe'; then
+    die "cmake consumer (vhu::vhu) needs libvhu-fe"
+fi
 say "find_package consumer (vhu::vhu) ran"
 
 out=$("$cbuild/consumer_static") || die "static consumer failed: $out"
@@ -135,6 +177,19 @@ if readelf -d "$cbuild/consumer_static" | grep -q 'NEEDED.*libvhu'; then
     die "consumer_static still needs libvhu.so"
 fi
 say "find_package consumer (vhu::vhu_static) ran without libvhu.so"
+
+out=$(LD_LIBRARY_PATH=$libdir "$cbuild/consumer_fe") || die "cmake consumer_fe failed: $out"
+grep -q 'consumer-fe: ok' <<<"$out" || die "cmake consumer_fe output: $out"
+readelf -d "$cbuild/consumer_fe" | grep -q 'NEEDED.*libvhu-fe\.so\.0' ||
+    die "cmake consumer_fe does not link libvhu-fe.so.0"
+say "find_package consumer (vhu::vhu-fe) ran"
+
+out=$("$cbuild/consumer_fe_static") || die "static consumer_fe failed: $out"
+grep -q 'consumer-fe: ok' <<<"$out" || die "static consumer_fe output: $out"
+if readelf -d "$cbuild/consumer_fe_static" | grep -q 'NEEDED.*libvhu'; then
+    die "consumer_fe_static still needs a libvhu*.so"
+fi
+say "find_package consumer (vhu::vhu-fe_static) ran without libvhu*.so"
 
 if ((status)); then
     die "see above"

@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include <vhu/frontend.h>
 #include <vhu/vhu.h>
 
 #include "devserver.h"

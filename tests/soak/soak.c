@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vhu/frontend.h>
 #include <vhu/vhu.h>
 
 #define NRINGS 2

@@ -6,6 +6,10 @@
  * benchmarks and the vhu-state tool; also able to send raw, even malformed,
  * messages so tests can attack a back-end.
  *
+ * This is libvhu-fe (pkg-config vhu-fe, CMake vhu::vhu-fe), a library of its
+ * own next to the back-end library libvhu, which it links; vhu/vhu.h does
+ * not include this header.
+ *
  * Every call is synchronous.  Requests that have no reply of their own are
  * sent with NEED_REPLY once REPLY_ACK has been negotiated, so a refusal by
  * the back-end comes back as an error code: the back-end's non-zero status
@@ -236,6 +240,21 @@ VHU_API void *vhu_fe_ring_desc(const struct vhu_fe_ring *r);
  * id and len as the device wrote them, unchecked (either may be NULL), 0
  * when there is none. */
 VHU_API int vhu_fe_ring_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len);
+
+/* --- Device state (vhu/state.h): move a back-end's state through a pipe --- */
+
+/* SET_DEVICE_STATE_FD(SAVE) + copy everything the back-end writes to
+ * out_fd + CHECK_DEVICE_STATE.  The back-end's rings must be stopped. */
+VHU_API int vhu_fe_save_state(struct vhu_fe *fe, int out_fd);
+/* SET_DEVICE_STATE_FD(LOAD) + copy in_fd to the back-end until EOF +
+ * CHECK_DEVICE_STATE.  On error the back-end's device is unchanged. */
+VHU_API int vhu_fe_load_state(struct vhu_fe *fe, int in_fd);
+/* The two requests by themselves (for tests and other front-ends).
+ * set_device_state_fd returns the fd the back-end handed back, or -1 when
+ * it keeps the one it was given. */
+VHU_API int vhu_fe_set_device_state_fd(struct vhu_fe *fe, uint32_t direction, uint32_t phase,
+                                       int fd, int *returned_fd);
+VHU_API int vhu_fe_check_device_state(struct vhu_fe *fe);
 
 /* --- Control socket (a back-end's control_path; docs/control-protocol.md) --- */
 

@@ -118,21 +118,8 @@ VHU_API int vhu_state_skip(struct vhu_state_reader *r);
 VHU_API int vhu_state_fail(struct vhu_state_reader *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* --- The front-end side: move a back-end's state through a pipe --- */
-
-struct vhu_fe;
-/* SET_DEVICE_STATE_FD(SAVE) + copy everything the back-end writes to
- * out_fd + CHECK_DEVICE_STATE.  The back-end's rings must be stopped. */
-VHU_API int vhu_fe_save_state(struct vhu_fe *fe, int out_fd);
-/* SET_DEVICE_STATE_FD(LOAD) + copy in_fd to the back-end until EOF +
- * CHECK_DEVICE_STATE.  On error the back-end's device is unchanged. */
-VHU_API int vhu_fe_load_state(struct vhu_fe *fe, int in_fd);
-/* The two requests by themselves (for tests and other front-ends).
- * set_device_state_fd returns the fd the back-end handed back, or -1 when
- * it keeps the one it was given. */
-VHU_API int vhu_fe_set_device_state_fd(struct vhu_fe *fe, uint32_t direction, uint32_t phase,
-                                       int fd, int *returned_fd);
-VHU_API int vhu_fe_check_device_state(struct vhu_fe *fe);
+/* The front-end side (vhu_fe_save_state() and the rest) is in vhu/frontend.h,
+ * libvhu-fe. */
 
 #ifdef __cplusplus
 }

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* vhu/vhu.h - everything: include this one. */
+/* vhu/vhu.h - the back-end library (libvhu): include this one.  The front-end
+ * library (libvhu-fe, for tests and tools) has its own header, vhu/frontend.h. */
 #ifndef VHU_VHU_H
 #define VHU_VHU_H
 #include <vhu/common.h>
 #include <vhu/protocol.h>
 #include <vhu/device.h>
 #include <vhu/backend.h>
-#include <vhu/frontend.h>
 #include <vhu/virtq.h>
 #include <vhu/state.h>
 #endif
