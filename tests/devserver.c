@@ -31,7 +31,7 @@ static int start(struct devserver *ds, const struct vhu_device_ops *ops, void *d
     int r = vhu_backend_new(&ds->b, ops, dev);
     if (r < 0)
         return r;
-    struct vhu_server_config cfg = {.socket_path = ds->path};
+    struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = ds->path};
     if (control) {
         snprintf(ds->control, sizeof(ds->control), "%s/control", ds->dir);
         cfg.control_path = ds->control;

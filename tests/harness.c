@@ -36,7 +36,7 @@ static int start(struct harness *h, unsigned queues, bool control)
     int r = vhu_backend_new(&h->b, testdev_ops(h->dev), h->dev);
     if (r < 0)
         return r;
-    struct vhu_server_config cfg = {.socket_path = h->path};
+    struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = h->path};
     if (control) {
         snprintf(h->control, sizeof(h->control), "%s/control", h->dir);
         cfg.control_path = h->control;

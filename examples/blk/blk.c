@@ -497,6 +497,7 @@ static void blk_stop_queue(void *dev, struct vhu_queue *q)
 }
 
 static const struct vhu_device_ops blk_base_ops = {
+    .size = sizeof(struct vhu_device_ops),
     .name = "blk",
     .max_queue_size = 1024,
     .config_size = sizeof(struct virtio_blk_config),

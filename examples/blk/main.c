@@ -200,8 +200,9 @@ int main(int argc, char **argv)
         return 1;
     r = vhu_backend_new(&b, blk_ops(dev), dev);
     if (r == 0) {
-        struct vhu_server_config cfg = {.socket_path = path, .client = client,
-                                        .handle_signals = true, .control_path = control};
+        struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = path,
+                                        .client = client, .handle_signals = true,
+                                        .control_path = control};
         r = vhu_server_new(&s, b, &cfg);
     }
     struct resizer z = {.dev = dev, .b = b};

@@ -132,8 +132,9 @@ int main(int argc, char **argv)
     struct vhu_server *s = NULL;
     int r = dev ? vhu_backend_new(&b, testdev_ops(dev), dev) : -1;
     if (r == 0) {
-        struct vhu_server_config cfg = {.socket_path = path, .client = client,
-                                        .handle_signals = true, .control_path = control};
+        struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = path,
+                                        .client = client, .handle_signals = true,
+                                        .control_path = control};
         r = vhu_server_new(&s, b, &cfg);
     }
     if (r < 0) {

@@ -475,6 +475,7 @@ unsigned long testdev_discards(struct testdev *d)
 }
 
 static const struct vhu_device_ops base_ops = {
+    .size = sizeof(struct vhu_device_ops),
     .name = "testdev",
     .max_queue_size = 1024,
     .config_size = sizeof(struct testdev_config),

@@ -136,10 +136,17 @@ void vhu_inflight_unmap(struct vhu_inflight_region *f);
 int vhu_inflight_start(struct vhu_queue *q);
 void vhu_inflight_stop(struct vhu_queue *q);
 
+/* Public structs with a size first field (sized.c): check the caller's size
+ * and read the fields within it into dst, this version's layout, the others
+ * zero (their defaults).  0, -EINVAL or -E2BIG, logged. */
+int vhu_device_ops_read(struct vhu_device_ops *dst, const struct vhu_device_ops *ops);
+int vhu_server_config_read(struct vhu_server_config *dst, const struct vhu_server_config *cfg);
+
 /* ---- the back-end ---- */
 
 struct vhu_backend {
-    const struct vhu_device_ops *ops;
+    const struct vhu_device_ops *ops; /* the device's, or ops_own */
+    struct vhu_device_ops ops_own;    /* a smaller (older) device's, widened */
     void *dev;
     int sock;
     int timeout_ms;

@@ -37,11 +37,21 @@ int vhu_refuse(struct vhu_req *r, int err, const char *fmt, ...)
     return err;
 }
 
-int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, void *dev)
+int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *user_ops, void *dev)
 {
     *out = NULL;
+    if (!user_ops) {
+        vhu_err("vhu_backend_new: ops is NULL");
+        return -EINVAL;
+    }
+    /* Checked and used through this version's layout (sized.c). */
+    struct vhu_device_ops own;
+    int r = vhu_device_ops_read(&own, user_ops);
+    if (r < 0)
+        return r;
+    const struct vhu_device_ops *ops = &own;
     const char *bad = NULL;
-    if (!ops || !ops->features || !ops->start_queue || !ops->stop_queue)
+    if (!ops->features || !ops->start_queue || !ops->stop_queue)
         bad = "features, start_queue and stop_queue are required";
     else if (ops->num_queues < 1 || ops->num_queues > VHU_MAX_QUEUES)
         bad = "num_queues must be 1..256";
@@ -69,7 +79,10 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, 
         free(b);
         return -ENOMEM;
     }
-    b->ops = ops;
+    /* A device of this layout or a newer one is read live, as it always
+     * was; an older, smaller one through the copy with its defaults. */
+    b->ops_own = own;
+    b->ops = user_ops->size >= sizeof(*user_ops) ? user_ops : &b->ops_own;
     b->dev = dev;
     b->sock = -1;
     b->chan_fd = -1;

@@ -278,10 +278,20 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 int vhu_server_new(struct vhu_server **out, struct vhu_backend *b,
-                   const struct vhu_server_config *cfg)
+                   const struct vhu_server_config *user_cfg)
 {
     *out = NULL;
-    if (!b || !cfg || !cfg->socket_path || !cfg->socket_path[0]) {
+    if (!user_cfg) {
+        vhu_err("vhu_server_new: config is NULL");
+        return -EINVAL;
+    }
+    /* Read through this version's layout (sized.c). */
+    struct vhu_server_config c;
+    int rc = vhu_server_config_read(&c, user_cfg);
+    if (rc < 0)
+        return rc;
+    const struct vhu_server_config *cfg = &c;
+    if (!b || !cfg->socket_path || !cfg->socket_path[0]) {
         vhu_err("vhu_server_new: a backend and a socket path are required");
         return -EINVAL;
     }

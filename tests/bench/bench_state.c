@@ -120,6 +120,7 @@ static int bd_load(void *dev, void *staged, const struct vhu_state_section *s, u
 }
 
 static const struct vhu_device_ops bench_ops = {
+    .size = sizeof(struct vhu_device_ops),
     .name = "bench", .num_queues = 1, .features = bd_features,
     .start_queue = bd_start, .stop_queue = bd_stop,
     .sections = sections, .num_sections = 1,
@@ -137,7 +138,8 @@ static pid_t spawn_backend(const char *path, int workers)
     vhu_set_log_level(VHU_LOG_WARN);
     vhu_backend_new(&b, &bench_ops, NULL);
     vhu_backend_set_state_compression(b, 1, workers);
-    struct vhu_server_config cfg = {.socket_path = path, .handle_signals = true};
+    struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = path,
+                                    .handle_signals = true};
     if (vhu_server_new(&s, b, &cfg) < 0)
         _exit(1);
     vhu_server_run(s);

@@ -48,6 +48,7 @@ int main(void)
 
     /* A device on one end of a socketpair: the back-end takes the socket. */
     static const struct vhu_device_ops ops = {
+        .size = sizeof(struct vhu_device_ops),
         .name = "consumer", .num_queues = 1,
         .features = features, .start_queue = start_queue, .stop_queue = stop_queue,
     };

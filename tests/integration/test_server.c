@@ -224,7 +224,7 @@ static void test_socket_file(void **state)
     assert_int_equal(vhu_backend_new(&b, testdev_ops(d), d), 0);
     struct vhu_server *s = NULL;
     /* A live back-end's socket is not stolen. */
-    struct vhu_server_config cfg = {.socket_path = h.path};
+    struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = h.path};
     assert_int_equal(vhu_server_new(&s, b, &cfg), -EADDRINUSE);
     struct vhu_fe *fe = harness_connect_negotiated(&h); /* still served */
     vhu_fe_close(fe);
@@ -310,7 +310,7 @@ static void test_client_mode(void **state)
     struct vhu_backend *b;
     assert_int_equal(vhu_backend_new(&b, testdev_ops(d), d), 0);
     struct vhu_server *s;
-    struct vhu_server_config cfg = {.socket_path = path, .client = true,
+    struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = path, .client = true,
                                     .reconnect_min_ms = 5, .reconnect_max_ms = 40};
     assert_int_equal(vhu_server_new(&s, b, &cfg), 0);
     pthread_t t;

@@ -49,6 +49,7 @@ static void shm_stop(void *dev, struct vhu_queue *q)
 }
 
 static const struct vhu_device_ops shm_ops = {
+    .size = sizeof(struct vhu_device_ops),
     .name = "shm",
     .num_queues = 1,
     .features = shm_features,

@@ -106,7 +106,8 @@ static void vq_stop(void *dev, struct vhu_queue *q)
 static void vqdev_init(struct vqdev *d, bool worker_mode)
 {
     memset(d, 0, sizeof(*d));
-    d->ops = (struct vhu_device_ops){.name = "vqtest", .num_queues = 1, .max_queue_size = 1024,
+    d->ops = (struct vhu_device_ops){.size = sizeof(d->ops), .name = "vqtest", .num_queues = 1,
+                                     .max_queue_size = 1024,
                                      .features = vq_features, .start_queue = vq_start,
                                      .stop_queue = vq_stop, .tracks_inflight = true};
     d->worker_mode = worker_mode;

@@ -151,7 +151,8 @@ static void activate(struct session *s, struct vhu_fe *fe, uint32_t base)
 static void device_init(struct vqdev *d, bool worker_mode)
 {
     memset(d, 0, sizeof(*d));
-    d->ops = (struct vhu_device_ops){.name = "vqpacked", .num_queues = 1,
+    d->ops = (struct vhu_device_ops){.size = sizeof(d->ops), .name = "vqpacked",
+                                     .num_queues = 1,
                                      .max_queue_size = 1024, .features = vq_features,
                                      .start_queue = vq_start, .stop_queue = vq_stop,
                                      .tracks_inflight = true, .sections = sections,

@@ -21,6 +21,7 @@
 #define VHU_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <vhu/common.h>
@@ -33,7 +34,13 @@ extern "C" {
 struct vhu_backend;
 
 /* Create a back-end for a device.  ops must stay valid for the backend's
- * life.  Returns 0 or -EINVAL (ops incomplete or out of range, logged). */
+ * life; the library reads it while the backend lives, so a change to an
+ * optional field (name, sections) shows at its next use.  When ops->size is
+ * smaller than this version's struct (a device built against older headers)
+ * the fields it has are copied here, once, and the rest take their
+ * defaults.  Returns 0, -EINVAL (ops incomplete or out of range, or a size
+ * of 0 or too small) or -E2BIG (ops->size larger than this version's struct
+ * with a field beyond it set), each logged. */
 VHU_API int vhu_backend_new(struct vhu_backend **out,
                             const struct vhu_device_ops *ops, void *dev);
 /* Stops running rings, resets the device, closes every fd it holds. */
@@ -90,7 +97,13 @@ VHU_API int vhu_backend_shmem_unmap(struct vhu_backend *b, uint8_t shmid, uint64
 
 struct vhu_server;
 
+/* Read once, by vhu_server_new().  size is sizeof(struct vhu_server_config)
+ * as the caller was compiled; the rules of struct vhu_device_ops apply: only
+ * fields wholly within size are read, the rest default; size 0 or a size
+ * that stops before socket_path is refused (-EINVAL), a larger size with a
+ * field beyond this version's struct set too (-E2BIG). */
 struct vhu_server_config {
+    size_t size;               /* sizeof(struct vhu_server_config); required */
     const char *socket_path;   /* required */
     bool client;               /* connect to socket_path instead of listening */
     bool handle_signals;       /* stop cleanly on SIGINT/SIGTERM */

@@ -36,7 +36,17 @@ struct vhu_state_writer; /* vhu/state.h */
 struct vhu_state_reader;
 struct vhu_state_section;
 
+/* The device's description.  Its first field, size, is sizeof(struct
+ * vhu_device_ops) as the device was compiled: the struct grows at its end in
+ * later versions (docs/abi.md), and the library reads only the fields that
+ * lie wholly within size, taking the rest as 0 / NULL, which is every
+ * optional field's default.  size 0, or a size that stops before
+ * stop_queue, is refused (-EINVAL); a size larger than this version's struct
+ * is accepted only when the bytes beyond it are all zero (-E2BIG otherwise:
+ * the device sets a field this library does not have). */
 struct vhu_device_ops {
+    /* sizeof(struct vhu_device_ops).  Required. */
+    size_t size;
     /* Short device name used in log lines ("blk", "testdev"). */
     const char *name;
     /* Number of queues the device has (GET_QUEUE_NUM); 1..256. */
