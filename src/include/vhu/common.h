@@ -21,6 +21,10 @@ extern "C" {
 #define VHU_API
 #endif
 
+/* Marks a public function on its way out (docs/abi.md: it stays for at
+ * least two minor releases, and until the next soname bump). */
+#define VHU_DEPRECATED(msg) __attribute__((deprecated(msg)))
+
 #define VHU_VERSION_MAJOR 0
 #define VHU_VERSION_MINOR 1
 #define VHU_VERSION_PATCH 0
