@@ -10,6 +10,8 @@ packages=(build-essential cmake pkg-config libcbor-dev libzstd-dev libev-dev lib
 packages+=(pandoc man-db groff-base)
 # systemd-analyze for test_systemd_unit; /bin/kill (the unit's ExecReload).
 packages+=(systemd procps)
+# The ABI check (test_abi_*: abidw, abidiff).
+packages+=(abigail-tools)
 
 # --list: print the package list (for .ci/run) and stop.
 if [ "${1:-}" = --list ]; then

@@ -26,15 +26,15 @@
 
 #include <vhu/common.h>
 #include <vhu/protocol.h>
+/* struct vhu_state_section in full: a device fills an array of them, so its
+ * layout is ABI and must be seen wherever vhu_device_ops is (docs/abi.md). */
+#include <vhu/state.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 struct vhu_queue;
-struct vhu_state_writer; /* vhu/state.h */
-struct vhu_state_reader;
-struct vhu_state_section;
 
 /* The device's description.  Its first field, size, is sizeof(struct
  * vhu_device_ops) as the device was compiled: the struct grows at its end in
