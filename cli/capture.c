@@ -204,63 +204,51 @@ static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
     unsigned nrings = 0;
     struct vhu_fe_control_snapshot snap = {0};
     int code;
-    if (ctlp) {
+    /* The stream goes through the copier to fd: wfd is what the back-end
+     * (--control) or the library's SAVE copy (--socket) writes. */
+    struct copier cp;
+    int wfd = copier_start(&cp, fd);
+    if (wfd < 0) {
+        cli_err("no pipe or thread for the stream: %s", strerror(errno));
+        code = CLI_ERR;
+    } else if (ctlp) {
         struct vhu_fe_control *ctl = NULL;
-        char why[512];
+        char why[512] = "";
         r = vhu_fe_control_connect(&ctl, ctlp, cli.timeout_ms);
-        if (r < 0) {
+        bool connected = r == 0;
+        if (!connected)
             cli_err("%s: cannot connect: %s", ctlp, vhu_strerror(r));
-            code = CLI_ERR;
-        } else {
-            /* The reply comes when the stream is complete: no limit. */
-            struct copier cp;
-            int wfd = copier_start(&cp, fd);
-            if (wfd < 0) {
-                cli_err("no pipe or thread for the stream: %s", strerror(errno));
-                code = CLI_ERR;
-            } else {
-                r = vhu_fe_control_snapshot(ctl, wfd, -1, &snap, why, sizeof(why));
-                int e = copier_finish(&cp, wfd);
-                code = 0;
-                if (e) {
-                    /* The child then failed too (EPIPE): the output is the news. */
-                    cli_err("%s: %s", to_stdout ? "stdout" : outp, strerror(e));
-                    code = CLI_ERR;
-                } else if (r < 0) {
-                    cli_err("%s: snapshot failed: %s%s%s", ctlp, vhu_strerror(r),
-                            why[0] ? ": " : "", why);
-                    code = r == -ECONNRESET || r == -EPROTO || r == -ETIMEDOUT ? CLI_ERR
-                                                                               : CLI_BAD;
-                }
-            }
-        }
+        else /* The reply comes when the stream is complete: no limit. */
+            r = vhu_fe_control_snapshot(ctl, wfd, -1, &snap, why, sizeof(why));
         vhu_fe_control_close(ctl);
+        int e = copier_finish(&cp, wfd);
+        code = 0;
+        if (e) {
+            /* The child then failed too (EPIPE): the output is the news. */
+            cli_err("%s: %s", to_stdout ? "stdout" : outp, strerror(e));
+            code = CLI_ERR;
+        } else if (!connected) {
+            code = CLI_ERR;
+        } else if (r < 0) {
+            cli_err("%s: snapshot failed: %s%s%s", ctlp, vhu_strerror(r), why[0] ? ": " : "",
+                    why);
+            code = r == -ECONNRESET || r == -EPROTO || r == -ETIMEDOUT ? CLI_ERR : CLI_BAD;
+        }
     } else {
         code = cli_fe_open(sock, &fe);
         if (code == 0)
             code = cli_fe_stop_rings(fe, sock, &nrings);
-        if (code == 0) {
-            struct copier cp;
-            int wfd = copier_start(&cp, fd);
-            if (wfd < 0) {
-                cli_err("no pipe or thread for the stream: %s", strerror(errno));
-                code = CLI_ERR;
-            } else {
-                r = vhu_fe_save_state(fe, wfd);
-                int e = copier_finish(&cp, wfd);
-                if (e) {
-                    cli_err("%s: %s", to_stdout ? "stdout" : outp, strerror(e));
-                    code = CLI_ERR;
-                    r = 0;
-                }
-            }
-            if (code == 0 && r < 0) {
-                cli_err("%s: saving the state failed: %s%s", sock, vhu_strerror(r),
-                        r == -EPIPE || r == -EIO ? "" : " (the back-end's log names the reason)");
-                code = r == -EPIPE || r == -ENOSPC || r == -EBADF ? CLI_ERR : CLI_BAD;
-            }
-        }
+        r = code == 0 ? vhu_fe_save_state(fe, wfd) : 0;
         vhu_fe_close(fe);
+        int e = copier_finish(&cp, wfd);
+        if (e) {
+            cli_err("%s: %s", to_stdout ? "stdout" : outp, strerror(e));
+            code = CLI_ERR;
+        } else if (code == 0 && r < 0) {
+            cli_err("%s: saving the state failed: %s%s", sock, vhu_strerror(r),
+                    r == -EPIPE || r == -EIO ? "" : " (the back-end's log names the reason)");
+            code = r == -EPIPE || r == -ENOSPC || r == -EBADF ? CLI_ERR : CLI_BAD;
+        }
     }
     off_t size = 0;
     if (!to_stdout) {

@@ -4,6 +4,7 @@
  * peer's bytes: a bounded length, then a streamed walk over the CBOR. */
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,107 +209,118 @@ static int want_uint(const struct vhu_ctl_item *v, uint64_t max, uint64_t *out)
     return 0;
 }
 
+/* A reply's nested map, decoded pair by pair. */
+struct reply_map {
+    const uint8_t *p;
+    size_t len, *pos;
+    unsigned depth;        /* of the map's values, for skipping */
+    struct vhu_ctl_item k, v;
+};
+/* Called for each pair; r->v is the value's header.  0 when it took the
+ * value, 1 to have it skipped, or a negative error. */
+typedef int (*reply_pair_fn)(struct reply_map *r, void *ctx);
+
+/* The map whose header is m (at most 64 pairs, text keys). */
+static int each_pair(const uint8_t *p, size_t len, size_t *pos, const struct vhu_ctl_item *m,
+                     unsigned depth, reply_pair_fn fn, void *ctx)
+{
+    struct reply_map r = {.p = p, .len = len, .pos = pos, .depth = depth};
+    if (m->t != CTL_MAP || m->u > 64)
+        return -EPROTO;
+    for (uint64_t i = 0; i < m->u; i++) {
+        if (vhu_ctl_next(p, len, pos, &r.k) < 0 || r.k.t != CTL_TSTR ||
+            vhu_ctl_next(p, len, pos, &r.v) < 0)
+            return -EPROTO;
+        int e = fn(&r, ctx);
+        if (e == 1)
+            e = vhu_ctl_skip(p, len, pos, &r.v, depth) < 0 ? -EPROTO : 0;
+        if (e < 0)
+            return e;
+    }
+    return 0;
+}
+
+static int want_bool(const struct vhu_ctl_item *v, bool *out)
+{
+    if (v->t != CTL_BOOL)
+        return -EPROTO;
+    *out = v->b;
+    return 0;
+}
+
+static int queue_pair(struct reply_map *r, void *ctx)
+{
+    struct vhu_fe_control_queue *q = ctx;
+    uint64_t u = 0;
+    int e;
+    if (vhu_ctl_is(&r->k, "index")) {
+        e = want_uint(&r->v, 65535, &u);
+        q->index = (unsigned)u;
+    } else if (vhu_ctl_is(&r->k, "size")) {
+        e = want_uint(&r->v, 65536, &u);
+        q->size = (unsigned)u;
+    } else if (vhu_ctl_is(&r->k, "last_avail")) {
+        e = want_uint(&r->v, 65535, &u);
+        q->last_avail = (uint16_t)u;
+    } else if (vhu_ctl_is(&r->k, "completed")) {
+        e = want_uint(&r->v, UINT64_MAX, &q->completed);
+    } else if (vhu_ctl_is(&r->k, "started")) {
+        e = want_bool(&r->v, &q->started);
+    } else if (vhu_ctl_is(&r->k, "enabled")) {
+        e = want_bool(&r->v, &q->enabled);
+    } else {
+        e = 1;
+    }
+    return e;
+}
+
 static int parse_queue(const uint8_t *p, size_t len, size_t *pos,
                        struct vhu_fe_control_queue *q)
 {
-    struct vhu_ctl_item m, k, v;
-    if (vhu_ctl_next(p, len, pos, &m) < 0 || m.t != CTL_MAP || m.u > 64)
+    struct vhu_ctl_item m;
+    if (vhu_ctl_next(p, len, pos, &m) < 0)
         return -EPROTO;
-    for (uint64_t i = 0; i < m.u; i++) {
-        uint64_t u = 0;
-        int r = 0;
-        if (vhu_ctl_next(p, len, pos, &k) < 0 || k.t != CTL_TSTR ||
-            vhu_ctl_next(p, len, pos, &v) < 0)
-            return -EPROTO;
-        if (vhu_ctl_is(&k, "index")) {
-            r = want_uint(&v, 65535, &u);
-            q->index = (unsigned)u;
-        } else if (vhu_ctl_is(&k, "size")) {
-            r = want_uint(&v, 65536, &u);
-            q->size = (unsigned)u;
-        } else if (vhu_ctl_is(&k, "last_avail")) {
-            r = want_uint(&v, 65535, &u);
-            q->last_avail = (uint16_t)u;
-        } else if (vhu_ctl_is(&k, "completed")) {
-            r = want_uint(&v, UINT64_MAX, &q->completed);
-        } else if (vhu_ctl_is(&k, "started") || vhu_ctl_is(&k, "enabled")) {
-            if (v.t != CTL_BOOL)
-                return -EPROTO;
-            *(vhu_ctl_is(&k, "started") ? &q->started : &q->enabled) = v.b;
-        } else {
-            r = vhu_ctl_skip(p, len, pos, &v, 1) < 0 ? -EPROTO : 0;
-        }
-        if (r < 0)
-            return r;
-    }
-    return 0;
+    return each_pair(p, len, pos, &m, 1, queue_pair, q);
 }
 
-/* {"ok", "pause_us", "fork_us", "bytes", "duration_us", "ago_s"} */
-static int parse_last_snapshot(const uint8_t *p, size_t len, size_t *pos,
-                               const struct vhu_ctl_item *m, struct vhu_fe_control_info *info)
+/* "snapshots"."last": {"ok", "pause_us", "fork_us", "bytes", "duration_us",
+ * "ago_s"} */
+static int last_snapshot_pair(struct reply_map *r, void *ctx)
 {
-    struct vhu_ctl_item k, v;
-    if (m->t != CTL_MAP || m->u > 64)
-        return -EPROTO;
-    for (uint64_t i = 0; i < m->u; i++) {
-        int r = 0;
-        if (vhu_ctl_next(p, len, pos, &k) < 0 || k.t != CTL_TSTR ||
-            vhu_ctl_next(p, len, pos, &v) < 0)
-            return -EPROTO;
-        if (vhu_ctl_is(&k, "ok")) {
-            if (v.t != CTL_BOOL)
-                return -EPROTO;
-            info->last_ok = v.b;
-        } else if (vhu_ctl_is(&k, "pause_us")) {
-            r = want_uint(&v, UINT64_MAX, &info->last_pause_us);
-        } else if (vhu_ctl_is(&k, "fork_us")) {
-            r = want_uint(&v, UINT64_MAX, &info->last_fork_us);
-        } else if (vhu_ctl_is(&k, "bytes")) {
-            r = want_uint(&v, UINT64_MAX, &info->last_bytes);
-        } else if (vhu_ctl_is(&k, "duration_us")) {
-            r = want_uint(&v, UINT64_MAX, &info->last_duration_us);
-        } else if (vhu_ctl_is(&k, "ago_s")) {
-            r = want_uint(&v, UINT64_MAX, &info->last_ago_s);
-        } else {
-            r = vhu_ctl_skip(p, len, pos, &v, 2) < 0 ? -EPROTO : 0;
-        }
-        if (r < 0)
-            return r;
-    }
-    info->has_last_snapshot = true;
-    return 0;
+    struct vhu_fe_control_info *info = ctx;
+    static const struct {
+        const char *key;
+        size_t off;
+    } u64s[] = {
+        {"pause_us", offsetof(struct vhu_fe_control_info, last_pause_us)},
+        {"fork_us", offsetof(struct vhu_fe_control_info, last_fork_us)},
+        {"bytes", offsetof(struct vhu_fe_control_info, last_bytes)},
+        {"duration_us", offsetof(struct vhu_fe_control_info, last_duration_us)},
+        {"ago_s", offsetof(struct vhu_fe_control_info, last_ago_s)},
+    };
+    if (vhu_ctl_is(&r->k, "ok"))
+        return want_bool(&r->v, &info->last_ok);
+    for (size_t i = 0; i < sizeof(u64s) / sizeof(u64s[0]); i++)
+        if (vhu_ctl_is(&r->k, u64s[i].key))
+            return want_uint(&r->v, UINT64_MAX, (uint64_t *)((char *)info + u64s[i].off));
+    return 1;
 }
 
-/* {"running", "taken", "failed", "last"?} */
-static int parse_snapshots(const uint8_t *p, size_t len, size_t *pos,
-                           const struct vhu_ctl_item *m, struct vhu_fe_control_info *info)
+/* "snapshots": {"running", "taken", "failed", "last"?} */
+static int snapshots_pair(struct reply_map *r, void *ctx)
 {
-    struct vhu_ctl_item k, v;
-    if (m->t != CTL_MAP || m->u > 64)
-        return -EPROTO;
-    for (uint64_t i = 0; i < m->u; i++) {
-        int r = 0;
-        if (vhu_ctl_next(p, len, pos, &k) < 0 || k.t != CTL_TSTR ||
-            vhu_ctl_next(p, len, pos, &v) < 0)
-            return -EPROTO;
-        if (vhu_ctl_is(&k, "running")) {
-            if (v.t != CTL_BOOL)
-                return -EPROTO;
-            info->snapshot_running = v.b;
-        } else if (vhu_ctl_is(&k, "taken")) {
-            r = want_uint(&v, UINT64_MAX, &info->snapshots_taken);
-        } else if (vhu_ctl_is(&k, "failed")) {
-            r = want_uint(&v, UINT64_MAX, &info->snapshots_failed);
-        } else if (vhu_ctl_is(&k, "last")) {
-            r = parse_last_snapshot(p, len, pos, &v, info);
-        } else {
-            r = vhu_ctl_skip(p, len, pos, &v, 1) < 0 ? -EPROTO : 0;
-        }
-        if (r < 0)
-            return r;
+    struct vhu_fe_control_info *info = ctx;
+    if (vhu_ctl_is(&r->k, "running"))
+        return want_bool(&r->v, &info->snapshot_running);
+    if (vhu_ctl_is(&r->k, "taken"))
+        return want_uint(&r->v, UINT64_MAX, &info->snapshots_taken);
+    if (vhu_ctl_is(&r->k, "failed"))
+        return want_uint(&r->v, UINT64_MAX, &info->snapshots_failed);
+    if (vhu_ctl_is(&r->k, "last")) {
+        info->has_last_snapshot = true;
+        return each_pair(r->p, r->len, r->pos, &r->v, 2, last_snapshot_pair, info);
     }
-    return 0;
+    return 1;
 }
 
 int vhu_fe_control_info(struct vhu_fe_control *c, struct vhu_fe_control_info *info, char *error,
@@ -371,7 +383,7 @@ int vhu_fe_control_info(struct vhu_fe_control *c, struct vhu_fe_control_info *in
             for (uint64_t q = 0; q < v.u && r == 0; q++)
                 r = parse_queue(p, len, &pos, &info->queues[q]);
         } else if (vhu_ctl_is(&k, "snapshots")) {
-            r = parse_snapshots(p, len, &pos, &v, info);
+            r = each_pair(p, len, &pos, &v, 1, snapshots_pair, info);
         } else if (vhu_ctl_skip(p, len, &pos, &v, 0) < 0) {
             r = -EPROTO;
         }
