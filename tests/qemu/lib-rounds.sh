@@ -7,6 +7,10 @@
 #   start_blk VAR LOG ARGS...   start vhu-blk, wait for "listening on",
 #                        store its pid in VAR (and in the cleanup list)
 #   qemu_cmd             the common QEMU arguments (array QEMU_ARGS)
+#   start_qemu VAR NAME CHARDEV   QEMU with the guest on vhu-blk's disk
+#                        (-chardev socket,id=blk0,CHARDEV), serial in
+#                        $dir/NAME.serial, log in $dir/NAME.log; pid in VAR,
+#                        in the cleanup list and the watched QPIDS
 #   wait_serial FILE REGEX SECS   until a line matches, or fail (a guest
 #                        FAIL line, a dead QEMU (QPIDS) or the time out;
 #                        a guest kernel crash, or a stall with nothing
@@ -83,6 +87,18 @@ start_blk() {
 }
 
 QPIDS=()
+start_qemu() {
+    local var=$1 name=$2 chardev=$3 pid
+    "$qemu" "${QEMU_ARGS[@]}" \
+        -chardev socket,id=blk0,"$chardev" \
+        -device vhost-user-blk-pci,chardev=blk0,num-queues=1 \
+        -serial file:"$dir/$name.serial" >"$dir/$name.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    QPIDS=("$pid")
+    printf -v "$var" %s "$pid"
+}
+
 show() {
     local f
     for f in "$dir"/*.serial "$dir"/*.log; do

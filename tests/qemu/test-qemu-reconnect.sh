@@ -41,13 +41,7 @@ start_blk bpid "$dir/blk-0.log" --verbose --socket "$sock" --image "$img"
 
 serial=$dir/guest.serial
 t0=$SECONDS
-"$qemu" "${QEMU_ARGS[@]}" \
-    -chardev socket,id=blk0,path="$sock",reconnect=1 \
-    -device vhost-user-blk-pci,chardev=blk0,num-queues=1 \
-    -serial file:"$serial" >"$dir/qemu.log" 2>&1 &
-qpid=$!
-PIDS+=("$qpid")
-QPIDS=("$qpid")
+start_qemu qpid guest path="$sock",reconnect=1
 
 # wait_rounds N SECS: until the guest verified round N.
 wait_rounds() {

@@ -44,13 +44,7 @@ start_blk bpid "$dir/blk-0.log" --socket "$sock" --ram 256M --control "$ctl"
 
 serial=$dir/guest.serial
 t0=$SECONDS
-"$qemu" "${QEMU_ARGS[@]}" \
-    -chardev socket,id=blk0,path="$sock" \
-    -device vhost-user-blk-pci,chardev=blk0,num-queues=1 \
-    -serial file:"$serial" >"$dir/qemu.log" 2>&1 &
-qpid=$!
-PIDS+=("$qpid")
-QPIDS=("$qpid")
+start_qemu qpid guest path="$sock"
 
 wait_rounds() {
     wait_serial "$serial" "VHU-BLK-GUEST: round $1 ok" "$2"
@@ -93,13 +87,7 @@ start_blk bpid2 "$dir/blk-1.log" --socket "$sock2" --ram 256M
 say "capture $captures loaded into a fresh vhu-blk: $(head -1 "$dir/load.txt")"
 QEMU_ARGS[-1]="console=ttyS0 panic=-1 loglevel=3 vhu.mode=find vhu.find=$lo:$((hi + 1))"
 serial2=$dir/guest2.serial
-"$qemu" "${QEMU_ARGS[@]}" \
-    -chardev socket,id=blk0,path="$sock2" \
-    -device vhost-user-blk-pci,chardev=blk0,num-queues=1 \
-    -serial file:"$serial2" >"$dir/qemu2.log" 2>&1 &
-qpid2=$!
-PIDS+=("$qpid2")
-QPIDS=("$qpid2")
+start_qemu qpid2 guest2 path="$sock2"
 wait_serial "$serial2" 'VHU-BLK-GUEST: PASS' 120
 say "guest on the loaded disk: $(grep -ao 'found .*' "$serial2" | head -1)"
 rc=0
