@@ -275,6 +275,7 @@ static long huge_mib(pid_t pid)
 
 struct window {
     uint64_t start, end;
+    uint64_t gap, gap_at; /* longest gap between completions; its start, from `start` */
     long huge_before;
     struct vhu_fe_control_snapshot res;
 };
@@ -398,7 +399,14 @@ static void run_size(uint64_t size)
         bool during = false, gap_in = false;
         for (unsigned k = 0; k < o.repeat; k++) {
             during |= s.submit <= w[k].end && s.done >= w[k].start;
-            gap_in |= prev_done <= w[k].end && s.done >= w[k].start;
+            if (prev_done && prev_done <= w[k].end && s.done >= w[k].start) {
+                gap_in = true;
+                /* Where in snapshot k its longest gap began (from its request). */
+                if (s.done - prev_done > w[k].gap) {
+                    w[k].gap = s.done - prev_done;
+                    w[k].gap_at = prev_done > w[k].start ? prev_done - w[k].start : 0;
+                }
+            }
         }
         if (during)
             in[nin++] = s.done - s.submit;
@@ -434,6 +442,10 @@ static void run_size(uint64_t size)
     printf("    guest during snapshots: %zu requests, p99 %.0f us, max %.0f us, "
            "longest gap between completions %.0f us\n", nin, in_p99, in_max,
            (double)max_gap / 1e3);
+    printf("    longest gap in each snapshot (ms, and when it began, ms after the request):");
+    for (unsigned k = 0; k < o.repeat; k++)
+        printf(" %.1f@%.0f", (double)w[k].gap / 1e6, (double)w[k].gap_at / 1e6);
+    printf("\n");
     printf("    guest outside (baseline): %zu requests, p99 %.0f us, max %.0f us\n", nout,
            out_p99, out_max);
     printf("  stop-the-world save (GET_VRING_BASE + SET_DEVICE_STATE_FD): ring stopped "
