@@ -33,7 +33,8 @@ int cli_fe_open(const char *sock, struct vhu_fe **out)
     r = vhu_fe_negotiate(fe, ~0ull, ~0ull, NULL, &pf);
     if (r == -EBUSY) {
         cli_err("%s: the back-end is busy with another front-end (it closed this "
-                "connection)", sock);
+                "connection)",
+                sock);
         vhu_fe_close(fe);
         return CLI_ERR;
     }
@@ -44,7 +45,8 @@ int cli_fe_open(const char *sock, struct vhu_fe **out)
     }
     if (!(pf & VHU_BIT(VHU_PF_DEVICE_STATE))) {
         cli_err("%s: the back-end does not offer the DEVICE_STATE protocol feature: it "
-                "cannot save or load its state", sock);
+                "cannot save or load its state",
+                sock);
         vhu_fe_close(fe);
         return CLI_ERR;
     }
@@ -64,8 +66,8 @@ int cli_fe_stop_rings(struct vhu_fe *fe, const char *sock, unsigned *nrings)
         cli_err("%s: GET_QUEUE_NUM failed: %s", sock, vhu_strerror(r));
         return CLI_ERR;
     }
-    unsigned limit = mq ? (n < VHU_SNAP_MAX_QUEUES ? (unsigned)n : VHU_SNAP_MAX_QUEUES)
-                        : VHU_SNAP_MAX_QUEUES;
+    unsigned limit =
+        mq ? (n < VHU_SNAP_MAX_QUEUES ? (unsigned)n : VHU_SNAP_MAX_QUEUES) : VHU_SNAP_MAX_QUEUES;
     unsigned i;
     for (i = 0; i < limit; i++) {
         unsigned base;
@@ -151,12 +153,11 @@ static int copier_finish(struct copier *c, int wfd)
 
 static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        CLI_COMMON_OPTIONS,
-        {"socket", required_argument, NULL, 's'},
-        {"control", required_argument, NULL, 'c'},
-        {"output", required_argument, NULL, 'o'},
-        {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {CLI_COMMON_OPTIONS,
+                                       {"socket", required_argument, NULL, 's'},
+                                       {"control", required_argument, NULL, 'c'},
+                                       {"output", required_argument, NULL, 'o'},
+                                       {NULL, 0, NULL, 0}};
     const char *sock = NULL, *ctlp = NULL, *outp = NULL;
     int c, r;
     while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "s:c:o:", lo, NULL)) != -1) {
@@ -171,7 +172,7 @@ static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
     }
     if (!sock == !ctlp || !outp || optind != argc)
         return cli_usage_error(cmd, "one of --socket or --control, and -o, are required, and "
-                               "nothing else");
+                                    "nothing else");
     bool to_stdout = strcmp(outp, "-") == 0;
     /* The report goes to stderr when the snapshot goes to stdout. */
     FILE *rep = to_stdout ? stderr : stdout;
@@ -184,8 +185,8 @@ static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
         /* Written next to the target and renamed over it once CHECK passed:
          * a failed capture leaves no half snapshot behind. */
         char *dup = strdup(outp);
-        if (!dup || asprintf(&tmp, "%s/.%s.XXXXXX", dirname(dup), strrchr(outp, '/')
-                             ? strrchr(outp, '/') + 1 : outp) < 0) {
+        if (!dup || asprintf(&tmp, "%s/.%s.XXXXXX", dirname(dup),
+                             strrchr(outp, '/') ? strrchr(outp, '/') + 1 : outp) < 0) {
             free(dup);
             cli_err("out of memory");
             return CLI_ERR;
@@ -230,8 +231,7 @@ static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
         } else if (!connected) {
             code = CLI_ERR;
         } else if (r < 0) {
-            cli_err("%s: snapshot failed: %s%s%s", ctlp, vhu_strerror(r), why[0] ? ": " : "",
-                    why);
+            cli_err("%s: snapshot failed: %s%s%s", ctlp, vhu_strerror(r), why[0] ? ": " : "", why);
             code = r == -ECONNRESET || r == -EPROTO || r == -ETIMEDOUT ? CLI_ERR : CLI_BAD;
         }
     } else {
@@ -277,9 +277,10 @@ static int capture_main(const struct cli_cmd *cmd, int argc, char **argv)
         j_u64("duration_us", snap.duration_us);
         j_end();
     } else if (ctlp) {
-        fprintf(rep, "snapshot of %s into %s (%" PRIu64 " bytes); rings paused %" PRIu64
-                " us (fork %" PRIu64 " us), written in %" PRIu64 " ms\n", ctlp,
-                to_stdout ? "stdout" : outp, snap.bytes, snap.pause_us, snap.fork_us,
+        fprintf(rep,
+                "snapshot of %s into %s (%" PRIu64 " bytes); rings paused %" PRIu64
+                " us (fork %" PRIu64 " us), written in %" PRIu64 " ms\n",
+                ctlp, to_stdout ? "stdout" : outp, snap.bytes, snap.pause_us, snap.fork_us,
                 snap.duration_us / 1000);
     } else if (cli.json) {
         j_obj(NULL);
@@ -304,37 +305,36 @@ const struct cli_cmd cli_capture_cmd = {
     .run = capture_main,
     .summary = "save a running back-end's device state into a snapshot file",
     .usage = "capture (--socket SOCKET | --control CONTROL) -o FILE [--json] [--timeout SECS]",
-    .help =
-        "Acts as the front-end (as QEMU does at migration): connects to the\n"
-        "back-end's vhost-user socket, negotiates (DEVICE_STATE must be offered),\n"
-        "sends GET_VRING_BASE for every ring (which stops the ones running; the\n"
-        "count comes from GET_QUEUE_NUM), then SET_DEVICE_STATE_FD (SAVE, phase\n"
-        "STOPPED), copies the stream into FILE and sends CHECK_DEVICE_STATE.  The\n"
-        "file appears only once CHECK succeeded.  The back-end must not be serving\n"
-        "another front-end (a vhost-user back-end serves one at a time): a vhu\n"
-        "back-end busy with one closes this connection at once, and capture says\n"
-        "so (\"busy\", exit status 2).\n"
-        "\n"
-        "With --control, a live snapshot instead: the back-end's control socket\n"
-        "(docs/control-protocol.md) is handed FILE's fd; the back-end stops its\n"
-        "rings at a request boundary, forks, restarts them (the pause is\n"
-        "reported, in microseconds) and its child writes the same stream as a\n"
-        "SAVE.  The VM keeps running and no vhost-user connection is needed.\n"
-        "capture waits for the whole stream without a time limit (--timeout\n"
-        "bounds the connection only).\n"
-        "\n"
-        "Options:\n"
-        "  -s, --socket SOCKET the back-end's vhost-user socket\n"
-        "  -c, --control PATH  the back-end's control socket (live snapshot)\n"
-        "  -o, --output FILE   where to write the snapshot; '-' is stdout (the report\n"
-        "                      then goes to stderr)\n"
-        "\n"
-        "Exit status: 0 saved and checked, 1 the back-end failed to save (CHECK\n"
-        "refused, or the snapshot was refused or failed: busy, no state), 2 usage,\n"
-        "connection or I/O error, or the back-end is busy (--socket).\n"
-        "\n"
-        "Examples:\n"
-        "  vhu-state capture --socket /run/dev.sock -o snap.vhus\n"
-        "  vhu-state capture --socket /run/dev.sock -o - | vhu-state inspect -\n"
-        "  vhu-state capture --control /run/dev.ctl -o snap.vhus\n",
+    .help = "Acts as the front-end (as QEMU does at migration): connects to the\n"
+            "back-end's vhost-user socket, negotiates (DEVICE_STATE must be offered),\n"
+            "sends GET_VRING_BASE for every ring (which stops the ones running; the\n"
+            "count comes from GET_QUEUE_NUM), then SET_DEVICE_STATE_FD (SAVE, phase\n"
+            "STOPPED), copies the stream into FILE and sends CHECK_DEVICE_STATE.  The\n"
+            "file appears only once CHECK succeeded.  The back-end must not be serving\n"
+            "another front-end (a vhost-user back-end serves one at a time): a vhu\n"
+            "back-end busy with one closes this connection at once, and capture says\n"
+            "so (\"busy\", exit status 2).\n"
+            "\n"
+            "With --control, a live snapshot instead: the back-end's control socket\n"
+            "(docs/control-protocol.md) is handed FILE's fd; the back-end stops its\n"
+            "rings at a request boundary, forks, restarts them (the pause is\n"
+            "reported, in microseconds) and its child writes the same stream as a\n"
+            "SAVE.  The VM keeps running and no vhost-user connection is needed.\n"
+            "capture waits for the whole stream without a time limit (--timeout\n"
+            "bounds the connection only).\n"
+            "\n"
+            "Options:\n"
+            "  -s, --socket SOCKET the back-end's vhost-user socket\n"
+            "  -c, --control PATH  the back-end's control socket (live snapshot)\n"
+            "  -o, --output FILE   where to write the snapshot; '-' is stdout (the report\n"
+            "                      then goes to stderr)\n"
+            "\n"
+            "Exit status: 0 saved and checked, 1 the back-end failed to save (CHECK\n"
+            "refused, or the snapshot was refused or failed: busy, no state), 2 usage,\n"
+            "connection or I/O error, or the back-end is busy (--socket).\n"
+            "\n"
+            "Examples:\n"
+            "  vhu-state capture --socket /run/dev.sock -o snap.vhus\n"
+            "  vhu-state capture --socket /run/dev.sock -o - | vhu-state inspect -\n"
+            "  vhu-state capture --control /run/dev.ctl -o snap.vhus\n",
 };

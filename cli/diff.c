@@ -372,8 +372,8 @@ static int diff_map(struct diffctx *d, bool upgraded);
 static bool is_bytes(enum vhu_snap_ftype t) { return t == VHU_SNAP_BYTES || t == VHU_SNAP_BLOB; }
 
 /* Report the rest of one side's current map as removed (A) or added (B). */
-static int one_sided_rest(struct diffctx *d, struct snapin *s, struct vhu_snap_field *f,
-                          bool is_a, bool upgraded)
+static int one_sided_rest(struct diffctx *d, struct snapin *s, struct vhu_snap_field *f, bool is_a,
+                          bool upgraded)
 {
     for (;;) {
         if (f->type == VHU_SNAP_END)
@@ -431,8 +431,7 @@ static int compare_fields(struct diffctx *d, const struct vhu_snap_field *fa,
 static void rep_one(struct diffctx *d, const struct vhu_snap_field *f, bool is_a, bool upgraded)
 {
     size_t n = path_push(d, f->key);
-    rep_field(d, !is_a && upgraded, is_a ? "removed" : "added", is_a ? f : NULL,
-              is_a ? NULL : f);
+    rep_field(d, !is_a && upgraded, is_a ? "removed" : "added", is_a ? f : NULL, is_a ? NULL : f);
     path_pop(d, n);
 }
 
@@ -561,8 +560,10 @@ static int next_section(struct diffctx *d, struct snapin *s, const char *want,
     if (k < 0)
         return err_of(d, s);
     if (k != 's' || strcmp(si->name, want) != 0) {
-        snprintf(s->why, sizeof(s->why), "the stream does not hold section '%s' where its "
-                 "header lists it", want);
+        snprintf(s->why, sizeof(s->why),
+                 "the stream does not hold section '%s' where its "
+                 "header lists it",
+                 want);
         d->failed = d->failed ? d->failed : s;
         return -EBADMSG;
     }
@@ -592,16 +593,15 @@ static int diff_sections(struct diffctx *d)
         if (x->version != y->version || x->min_version != y->min_version ||
             x->optional != y->optional)
             rep_text(d, up, x->name, "section_version",
-                     "section version %u (min %u%s) -> %u (min %u%s)%s", x->version,
-                     x->min_version, x->optional ? ", optional" : "", y->version, y->min_version,
+                     "section version %u (min %u%s) -> %u (min %u%s)%s", x->version, x->min_version,
+                     x->optional ? ", optional" : "", y->version, y->min_version,
                      y->optional ? ", optional" : "", up ? ", upgraded" : "");
     }
     for (unsigned j = 0; j < hb->nsections; j++) {
         const struct vhu_snap_section_info *y = &hb->sections[j];
         if (find_section(ha, y->name) < 0)
             rep_text(d, d->o->upgrade_ok && y->optional, y->name, "section_added",
-                     "section added (version %u%s)", y->version,
-                     y->optional ? ", optional" : "");
+                     "section added (version %u%s)", y->version, y->optional ? ", optional" : "");
     }
     /* Then the data, both streams in order. */
     unsigned ib = 0;
@@ -612,7 +612,8 @@ static int diff_sections(struct diffctx *d)
         int j = find_section(hb, x->name);
         if (j < 0 || (unsigned)j < ib) {
             if (j >= 0)
-                rep_text(d, false, x->name, "section_moved", "section in another order in B; "
+                rep_text(d, false, x->name, "section_moved",
+                         "section in another order in B; "
                          "its data was not compared");
             if (skip_section(d, &d->a) < 0)
                 return -EIO;
@@ -640,8 +641,7 @@ static int diff_sections(struct diffctx *d)
             return -EIO;
     }
     for (; ib < hb->nsections; ib++)
-        if (next_section(d, &d->b, hb->sections[ib].name, &sb) < 0 ||
-            skip_section(d, &d->b) < 0)
+        if (next_section(d, &d->b, hb->sections[ib].name, &sb) < 0 || skip_section(d, &d->b) < 0)
             return -EIO;
     return 0;
 }
@@ -654,8 +654,10 @@ static int end_record(struct diffctx *d, struct snapin *s)
     if (k < 0)
         return err_of(d, s);
     if (k != 'e' || nend != s->h->nsections) {
-        snprintf(s->why, sizeof(s->why), "no end record counting the header's %u sections "
-                 "after the last section", s->h->nsections);
+        snprintf(s->why, sizeof(s->why),
+                 "no end record counting the header's %u sections "
+                 "after the last section",
+                 s->h->nsections);
         d->failed = d->failed ? d->failed : s;
         return -EBADMSG;
     }
@@ -677,8 +679,7 @@ static int first_record(struct diffctx *d, struct snapin *s, struct vhu_snap_han
     return 0;
 }
 
-int cli_diff(const char *name_a, int fd_a, const char *name_b, int fd_b,
-             const struct diff_opts *o)
+int cli_diff(const char *name_a, int fd_a, const char *name_b, int fd_b, const struct diff_opts *o)
 {
     struct diffctx *d = calloc(1, sizeof(*d));
     struct vhu_snap_handler *h = calloc(2, sizeof(*h));
@@ -738,18 +739,17 @@ int cli_diff(const char *name_a, int fd_a, const char *name_b, int fd_b,
         j_u64("notes", d->nnotes);
         j_end();
     } else if (d->ndiff) {
-        printf("%u difference%s between %s and %s\n", d->ndiff, d->ndiff == 1 ? "" : "s",
-               d->a.name, d->b.name);
+        printf("%u difference%s between %s and %s\n", d->ndiff, d->ndiff == 1 ? "" : "s", d->a.name,
+               d->b.name);
     } else {
         printf("same: %s and %s hold the same state%s\n", d->a.name, d->b.name,
                d->nnotes ? " (see the notes)" : "");
     }
     goto out;
-failed: {
+failed : {
     struct snapin *s = d->failed ? d->failed : &d->a;
     int c;
-    const char *why = s->why[0] && !vhu_snap_reader_error(s->r, NULL) ? s->why
-                                                                      : snapin_why(s, &c);
+    const char *why = s->why[0] && !vhu_snap_reader_error(s->r, NULL) ? s->why : snapin_why(s, &c);
     cli_err("%s: %s; cannot compare", s->name, why);
     code = CLI_ERR;
     if (cli.json) {
@@ -775,11 +775,10 @@ out:
 
 static int diff_main(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        CLI_COMMON_OPTIONS,
-        {"ignore", required_argument, NULL, 'i'},
-        {"upgrade", no_argument, NULL, 'u'},
-        {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {CLI_COMMON_OPTIONS,
+                                       {"ignore", required_argument, NULL, 'i'},
+                                       {"upgrade", no_argument, NULL, 'u'},
+                                       {NULL, 0, NULL, 0}};
     struct diff_opts o = {0};
     int c, r;
     while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "i:u", lo, NULL)) != -1) {
@@ -807,31 +806,30 @@ const struct cli_cmd cli_diff_cmd = {
     .run = diff_main,
     .summary = "compare two snapshots section by section, field by field",
     .usage = "diff [--ignore FIELD]... [--upgrade] [--json] A B",
-    .help =
-        "Reports, one line each: header fields that differ (device, producer), the\n"
-        "handler record (features, queues), sections added, removed or at another\n"
-        "version, fields that differ with both values, fields only one side has, and\n"
-        "blobs or byte strings that differ as byte ranges (first..last, inclusive).\n"
-        "Fields are matched by key within each map, in order (a field inserted or\n"
-        "removed in the middle is one line).  Both files are streamed together:\n"
-        "memory does not grow with their size.\n"
-        "\n"
-        "Paths: header.device, header.producer, handler.features,\n"
-        "handler.protocol_features, handler.queues[N].size (.last_avail, .enabled),\n"
-        "SECTION, SECTION.FIELD, SECTION.MAP.FIELD ...\n"
-        "\n"
-        "Options:\n"
-        "  -i, --ignore FIELD  do not report this path, anything under it, or any\n"
-        "                      path matching it as a shell pattern (repeatable)\n"
-        "  -u, --upgrade       B was saved by a newer build after loading A: a section\n"
-        "                      at a higher version, fields only B has there, and new\n"
-        "                      optional sections are notes, not differences\n"
-        "\n"
-        "Exit status: 0 same, 1 different, 2 usage error or an input that cannot be\n"
-        "read (I/O error or a damaged snapshot: the message says which and where).\n"
-        "\n"
-        "Examples:\n"
-        "  vhu-state diff before.vhus after.vhus\n"
-        "  vhu-state diff --ignore header.producer --ignore 'stats.*' a.vhus b.vhus\n"
-        "  vhu-state diff --json a.vhus b.vhus | python3 -m json.tool\n",
+    .help = "Reports, one line each: header fields that differ (device, producer), the\n"
+            "handler record (features, queues), sections added, removed or at another\n"
+            "version, fields that differ with both values, fields only one side has, and\n"
+            "blobs or byte strings that differ as byte ranges (first..last, inclusive).\n"
+            "Fields are matched by key within each map, in order (a field inserted or\n"
+            "removed in the middle is one line).  Both files are streamed together:\n"
+            "memory does not grow with their size.\n"
+            "\n"
+            "Paths: header.device, header.producer, handler.features,\n"
+            "handler.protocol_features, handler.queues[N].size (.last_avail, .enabled),\n"
+            "SECTION, SECTION.FIELD, SECTION.MAP.FIELD ...\n"
+            "\n"
+            "Options:\n"
+            "  -i, --ignore FIELD  do not report this path, anything under it, or any\n"
+            "                      path matching it as a shell pattern (repeatable)\n"
+            "  -u, --upgrade       B was saved by a newer build after loading A: a section\n"
+            "                      at a higher version, fields only B has there, and new\n"
+            "                      optional sections are notes, not differences\n"
+            "\n"
+            "Exit status: 0 same, 1 different, 2 usage error or an input that cannot be\n"
+            "read (I/O error or a damaged snapshot: the message says which and where).\n"
+            "\n"
+            "Examples:\n"
+            "  vhu-state diff before.vhus after.vhus\n"
+            "  vhu-state diff --ignore header.producer --ignore 'stats.*' a.vhus b.vhus\n"
+            "  vhu-state diff --json a.vhus b.vhus | python3 -m json.tool\n",
 };

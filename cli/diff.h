@@ -20,7 +20,6 @@ struct diff_opts {
  * ("-": stdin); else the fd is used (and closed).  Prints the result (human
  * or JSON); returns CLI_OK (same), CLI_BAD (differ), CLI_ERR (either
  * cannot be read). */
-int cli_diff(const char *name_a, int fd_a, const char *name_b, int fd_b,
-             const struct diff_opts *o);
+int cli_diff(const char *name_a, int fd_a, const char *name_b, int fd_b, const struct diff_opts *o);
 
 #endif

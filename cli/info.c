@@ -14,8 +14,8 @@ static void print_human(const char *path, const struct vhu_fe_control_info *in)
     (void)path;
     printf("device     %s (vhu %s, pid %" PRIu64 ", up %" PRIu64 " s)\n", in->device,
            in->vhu_version, in->pid, in->uptime_s);
-    printf("front-end  %s; %" PRIu64 " session(s) served\n",
-           in->connected ? "connected" : "none", in->sessions);
+    printf("front-end  %s; %" PRIu64 " session(s) served\n", in->connected ? "connected" : "none",
+           in->sessions);
     printf("features   acked 0x%016" PRIx64 " of offered 0x%016" PRIx64 "\n", in->acked_features,
            in->offered_features);
     printf("protocol   acked 0x%016" PRIx64 " of offered 0x%016" PRIx64 "\n",
@@ -27,19 +27,18 @@ static void print_human(const char *path, const struct vhu_fe_control_info *in)
            in->snapshots_failed);
     if (in->has_last_snapshot)
         printf("  last     %s %" PRIu64 " s ago: rings paused %" PRIu64 " us (fork %" PRIu64
-               " us), %" PRIu64 " bytes in %" PRIu64 " ms\n", in->last_ok ? "ok" : "failed",
-               in->last_ago_s, in->last_pause_us, in->last_fork_us, in->last_bytes,
-               in->last_duration_us / 1000);
+               " us), %" PRIu64 " bytes in %" PRIu64 " ms\n",
+               in->last_ok ? "ok" : "failed", in->last_ago_s, in->last_pause_us, in->last_fork_us,
+               in->last_bytes, in->last_duration_us / 1000);
     printf("queues     %u\n", in->num_queues);
     if (!in->num_queues)
         return;
-    printf("  %-5s %-5s %-7s %-7s %-10s %s\n", "queue", "size", "started", "enabled",
-           "last_avail", "completed");
+    printf("  %-5s %-5s %-7s %-7s %-10s %s\n", "queue", "size", "started", "enabled", "last_avail",
+           "completed");
     for (unsigned i = 0; i < in->num_queues; i++) {
         const struct vhu_fe_control_queue *q = &in->queues[i];
         printf("  %-5u %-5u %-7s %-7s %-10u %" PRIu64 "\n", q->index, q->size,
-               q->started ? "yes" : "no", q->enabled ? "yes" : "no", q->last_avail,
-               q->completed);
+               q->started ? "yes" : "no", q->enabled ? "yes" : "no", q->last_avail, q->completed);
     }
 }
 
@@ -94,9 +93,7 @@ static void print_json(const char *path, const struct vhu_fe_control_info *in)
 static int info_main(const struct cli_cmd *cmd, int argc, char **argv)
 {
     static const struct option lo[] = {
-        CLI_COMMON_OPTIONS,
-        {"control", required_argument, NULL, 'C'},
-        {NULL, 0, NULL, 0}};
+        CLI_COMMON_OPTIONS, {"control", required_argument, NULL, 'C'}, {NULL, 0, NULL, 0}};
     const char *path = NULL;
     int c, r;
     while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "C:", lo, NULL)) != -1) {
@@ -136,26 +133,25 @@ const struct cli_cmd cli_info_cmd = {
     .run = info_main,
     .summary = "show a running back-end's device, features and rings (control socket)",
     .usage = "info --control PATH [--json] [--timeout SECS]",
-    .help =
-        "Connects to a back-end's control socket (vhu_server_config.control_path;\n"
-        "vhu-blk and vhu-testdev: --control PATH), sends {\"op\": \"info\"} and prints\n"
-        "the answer: the device, the vhu version, pid and uptime, whether a front-end\n"
-        "is connected and how many sessions were served, offered and acked features\n"
-        "and protocol features, the device-state transfer in progress (idle, save,\n"
-        "load), and per ring its size, whether it is started and enabled, its\n"
-        "last_avail index and the requests it completed since the back-end started;\n"
-        "live snapshots: whether one is running, how many ended well or not, and the\n"
-        "last one's result, pause (fork), size and duration.\n"
-        "The vhost-user session is not disturbed; only the back-end's own user may\n"
-        "connect.  Protocol: docs/control-protocol.md.\n"
-        "\n"
-        "Options:\n"
-        "  -C, --control PATH  the back-end's control socket\n"
-        "\n"
-        "Exit status: 0 ok, 2 usage, connection or protocol error (or the back-end\n"
-        "refused the request).\n"
-        "\n"
-        "Examples:\n"
-        "  vhu-state info --control /run/dev.ctl\n"
-        "  vhu-state info --json --control /run/dev.ctl | jq '.queues[0].completed'\n",
+    .help = "Connects to a back-end's control socket (vhu_server_config.control_path;\n"
+            "vhu-blk and vhu-testdev: --control PATH), sends {\"op\": \"info\"} and prints\n"
+            "the answer: the device, the vhu version, pid and uptime, whether a front-end\n"
+            "is connected and how many sessions were served, offered and acked features\n"
+            "and protocol features, the device-state transfer in progress (idle, save,\n"
+            "load), and per ring its size, whether it is started and enabled, its\n"
+            "last_avail index and the requests it completed since the back-end started;\n"
+            "live snapshots: whether one is running, how many ended well or not, and the\n"
+            "last one's result, pause (fork), size and duration.\n"
+            "The vhost-user session is not disturbed; only the back-end's own user may\n"
+            "connect.  Protocol: docs/control-protocol.md.\n"
+            "\n"
+            "Options:\n"
+            "  -C, --control PATH  the back-end's control socket\n"
+            "\n"
+            "Exit status: 0 ok, 2 usage, connection or protocol error (or the back-end\n"
+            "refused the request).\n"
+            "\n"
+            "Examples:\n"
+            "  vhu-state info --control /run/dev.ctl\n"
+            "  vhu-state info --json --control /run/dev.ctl | jq '.queues[0].completed'\n",
 };

@@ -199,10 +199,7 @@ static int check_size(struct snapin *s)
     return 0;
 }
 
-int snapin_header(struct snapin *s)
-{
-    return vhu_snap_read_header(s->r, s->h);
-}
+int snapin_header(struct snapin *s) { return vhu_snap_read_header(s->r, s->h); }
 
 int snapin_record(struct snapin *s, struct vhu_snap_handler *h, struct vhu_snap_section_info *si,
                   unsigned *nend)
@@ -233,10 +230,7 @@ ssize_t snapin_blob_read(struct snapin *s, void *buf, size_t cap)
     return n;
 }
 
-int snapin_section_done(struct snapin *s)
-{
-    return vhu_snap_section_done(s->r);
-}
+int snapin_section_done(struct snapin *s) { return vhu_snap_section_done(s->r); }
 
 int snapin_skip_value(struct snapin *s, const struct vhu_snap_field *f)
 {
@@ -284,8 +278,9 @@ const char *snapin_why(struct snapin *s, int *code)
         snprintf(s->why, sizeof(s->why), "writing the output failed");
         *code = CLI_ERR;
     } else if (s->too_big) {
-        snprintf(s->why, sizeof(s->why), "the snapshot inflates beyond %" PRIu64
-                 " bytes (--max-size) at byte %" PRIu64 "; refusing it (a zstd bomb?)",
+        snprintf(s->why, sizeof(s->why),
+                 "the snapshot inflates beyond %" PRIu64 " bytes (--max-size) at byte %" PRIu64
+                 "; refusing it (a zstd bomb?)",
                  cli.max_size, snapin_offset(s));
         *code = CLI_BAD;
     } else if (e) {

@@ -16,23 +16,23 @@
 
 #define SNAP_HEAD_CAP (8 + VHU_SNAP_HEADER_MAX + 32)
 struct snapin {
-    char name[256];            /* for messages */
-    int in_fd;                 /* the input; closed at the end unless stdin */
+    char name[256]; /* for messages */
+    int in_fd;      /* the input; closed at the end unless stdin */
     bool own_in;
-    int rd, wr;                /* the pipe the library reads from / the pump feeds */
-    int stop_fd;               /* eventfd: the pump stops when it is readable */
+    int rd, wr;  /* the pipe the library reads from / the pump feeds */
+    int stop_fd; /* eventfd: the pump stops when it is readable */
     pthread_t pump;
     bool pump_running;
-    atomic_uint_fast64_t raw;  /* input bytes read so far */
-    atomic_int in_err;         /* errno of a failed read of the input */
+    atomic_uint_fast64_t raw; /* input bytes read so far */
+    atomic_int in_err;        /* errno of a failed read of the input */
     atomic_bool pump_done;
-    uint8_t *head;             /* the first input bytes (header, frame header) */
+    uint8_t *head; /* the first input bytes (header, frame header) */
     atomic_size_t head_len;
     struct vhu_state_reader *r;
     struct vhu_snap_header *h;
     bool too_big;
-    bool out_err;              /* stdout failed (closed pipe) */
-    int dctx_slot;             /* the pooled zstd context used, or -1 */
+    bool out_err;  /* stdout failed (closed pipe) */
+    int dctx_slot; /* the pooled zstd context used, or -1 */
     char why[512];
 };
 /* Open path ("-": stdin), or an fd already open (owned).  CLI_ERR with a

@@ -79,7 +79,8 @@ static void print_handler(const struct vhu_snap_handler *h)
         return;
     }
     printf("handler:\n  features:          0x%016" PRIx64 "\n  protocol_features: 0x%016" PRIx64
-           "\n  queues:            %u\n", h->features, h->protocol_features, h->nqueues);
+           "\n  queues:            %u\n",
+           h->features, h->protocol_features, h->nqueues);
     for (unsigned i = 0; i < h->nqueues; i++)
         printf("    queue %-3u size %-5u last_avail %-5u %s\n", h->queues[i].index,
                h->queues[i].size, h->queues[i].last_avail,
@@ -271,8 +272,7 @@ static int print_fields(struct inspect *x)
             if ((e = print_bytes(x, &f, indent)) < 0)
                 return e;
             continue;
-        default:
-            break;
+        default: break;
         }
         if (cli.json) {
             j_obj(NULL);
@@ -388,7 +388,8 @@ static int run(struct inspect *x, const char *path)
         j_end();
     if (nend != x->in.h->nsections || nsec != x->in.h->nsections) {
         cli_err("%s: the header lists %u sections, the stream holds %u and its end record "
-                "counts %u", x->in.name, x->in.h->nsections, nsec, nend);
+                "counts %u",
+                x->in.name, x->in.h->nsections, nsec, nend);
         code = CLI_BAD;
     }
     if (cli.json) {
@@ -399,11 +400,11 @@ static int run(struct inspect *x, const char *path)
         j_end();
     } else {
         printf("end: %u sections; %" PRIu64 " bytes in the file, %" PRIu64
-               " bytes of records decompressed\n", nend, snapin_offset(&x->in),
-               snapin_body_offset(&x->in));
+               " bytes of records decompressed\n",
+               nend, snapin_offset(&x->in), snapin_body_offset(&x->in));
     }
     goto out;
-bad: {
+bad : {
     const char *why = snapin_why(&x->in, &code);
     cli_err("%s: %s", x->in.name, why);
     if (cli.json) {
@@ -427,12 +428,11 @@ out:
 
 static int inspect_main(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        CLI_COMMON_OPTIONS,
-        {"header-only", no_argument, NULL, 'H'},
-        {"section", required_argument, NULL, 's'},
-        {"hexdump", no_argument, NULL, 'x'},
-        {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {CLI_COMMON_OPTIONS,
+                                       {"header-only", no_argument, NULL, 'H'},
+                                       {"section", required_argument, NULL, 's'},
+                                       {"hexdump", no_argument, NULL, 'x'},
+                                       {NULL, 0, NULL, 0}};
     struct inspect *x = calloc(1, sizeof(*x));
     int c, r;
     if (!x)
@@ -469,25 +469,24 @@ const struct cli_cmd cli_inspect_cmd = {
     .run = inspect_main,
     .summary = "print a snapshot: header, handler record, sections and their fields",
     .usage = "inspect [--header-only] [--section NAME]... [--hexdump] [--json] FILE",
-    .help =
-        "Prints the header as soon as it is read (it is not compressed), then the\n"
-        "handler record (features, queues) and every section with its version, its\n"
-        "size (bytes of decompressed section data) and its decoded fields in order.\n"
-        "Blobs and byte strings show their size and first 16 bytes.  Everything is\n"
-        "streamed: memory does not grow with the snapshot.\n"
-        "\n"
-        "Options:\n"
-        "  -H, --header-only   print the header only; nothing is decompressed\n"
-        "  -s, --section NAME  print only this section (repeatable); others are\n"
-        "                      still read and checked\n"
-        "  -x, --hexdump       dump blobs and byte strings in full\n"
-        "\n"
-        "Exit status: 0 the whole snapshot was read; 1 it is damaged (the message\n"
-        "names the byte offset); 2 usage or I/O error.\n"
-        "\n"
-        "Examples:\n"
-        "  vhu-state inspect snap.vhus\n"
-        "  vhu-state inspect --header-only --json snap.vhus\n"
-        "  vhu-state inspect --section blob --hexdump snap.vhus | less\n"
-        "  vhu-state capture --socket /run/dev.sock -o - | vhu-state inspect -\n",
+    .help = "Prints the header as soon as it is read (it is not compressed), then the\n"
+            "handler record (features, queues) and every section with its version, its\n"
+            "size (bytes of decompressed section data) and its decoded fields in order.\n"
+            "Blobs and byte strings show their size and first 16 bytes.  Everything is\n"
+            "streamed: memory does not grow with the snapshot.\n"
+            "\n"
+            "Options:\n"
+            "  -H, --header-only   print the header only; nothing is decompressed\n"
+            "  -s, --section NAME  print only this section (repeatable); others are\n"
+            "                      still read and checked\n"
+            "  -x, --hexdump       dump blobs and byte strings in full\n"
+            "\n"
+            "Exit status: 0 the whole snapshot was read; 1 it is damaged (the message\n"
+            "names the byte offset); 2 usage or I/O error.\n"
+            "\n"
+            "Examples:\n"
+            "  vhu-state inspect snap.vhus\n"
+            "  vhu-state inspect --header-only --json snap.vhus\n"
+            "  vhu-state inspect --section blob --hexdump snap.vhus | less\n"
+            "  vhu-state capture --socket /run/dev.sock -o - | vhu-state inspect -\n",
 };

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-void j_obj(const char *key);     /* key NULL inside an array or at top level */
+void j_obj(const char *key); /* key NULL inside an array or at top level */
 void j_arr(const char *key);
 void j_end(void);                /* close the innermost object or array */
 void j_close_to(unsigned depth); /* close until depth containers remain */

@@ -13,7 +13,6 @@
 #include "options.h"
 #include "validate.h"
 
-
 /* Load fd into the back-end on fe.  Returns CLI_OK, CLI_BAD (refused) or
  * CLI_ERR; on refusal, explains from the file when it can be re-read. */
 int cli_load_fd(struct vhu_fe *fe, const char *sock, const char *name, int fd)
@@ -45,9 +44,7 @@ int cli_load_fd(struct vhu_fe *fe, const char *sock, const char *name, int fd)
 static int load_main(const struct cli_cmd *cmd, int argc, char **argv)
 {
     static const struct option lo[] = {
-        CLI_COMMON_OPTIONS,
-        {"socket", required_argument, NULL, 's'},
-        {NULL, 0, NULL, 0}};
+        CLI_COMMON_OPTIONS, {"socket", required_argument, NULL, 's'}, {NULL, 0, NULL, 0}};
     const char *sock = NULL;
     int c, r;
     while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "s:", lo, NULL)) != -1) {

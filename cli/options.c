@@ -48,10 +48,26 @@ bool cli_parse_size(const char *s, uint64_t *out)
     unsigned shift = 0;
     switch (*end) {
     case 0: break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        end++;
+        break;
     default: return false;
     }
     if (*end == 'i' && shift)
@@ -67,12 +83,8 @@ bool cli_parse_size(const char *s, uint64_t *out)
 int cli_common_option(const struct cli_cmd *cmd, int c, const char *arg)
 {
     switch (c) {
-    case 'h':
-        cli_print_help(cmd, stdout);
-        return cli_finish_output(CLI_OK);
-    case 'j':
-        cli.json = true;
-        return -1;
+    case 'h': cli_print_help(cmd, stdout); return cli_finish_output(CLI_OK);
+    case 'j': cli.json = true; return -1;
     case OPT_MAX_SIZE:
         if (!cli_parse_size(arg, &cli.max_size) || cli.max_size == 0)
             return cli_usage_error(cmd, "--max-size: '%s' is not a size (e.g. 512M, 64G)", arg);
@@ -87,8 +99,7 @@ int cli_common_option(const struct cli_cmd *cmd, int c, const char *arg)
     }
     default:
         /* getopt printed what was wrong. */
-        fprintf(stderr, "usage: vhu-state %s (try: vhu-state help %s)\n", cmd->usage,
-                cmd->name);
+        fprintf(stderr, "usage: vhu-state %s (try: vhu-state help %s)\n", cmd->usage, cmd->name);
         return CLI_ERR;
     }
 }

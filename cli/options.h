@@ -14,16 +14,16 @@
 #include <stdio.h>
 
 /* Exit codes of every command. */
-#define CLI_OK 0   /* ok / same / valid */
-#define CLI_BAD 1  /* differs / invalid / refused */
-#define CLI_ERR 2  /* usage or I/O error */
+#define CLI_OK 0  /* ok / same / valid */
+#define CLI_BAD 1 /* differs / invalid / refused */
+#define CLI_ERR 2 /* usage or I/O error */
 
 struct cli_cmd {
     const char *name;
     int (*run)(const struct cli_cmd *cmd, int argc, char **argv);
-    const char *summary;  /* one line */
-    const char *usage;    /* "inspect [OPTIONS] FILE" */
-    const char *help;     /* options, details and examples */
+    const char *summary; /* one line */
+    const char *usage;   /* "inspect [OPTIONS] FILE" */
+    const char *help;    /* options, details and examples */
 };
 
 extern const struct cli_cmd cli_inspect_cmd, cli_diff_cmd, cli_validate_cmd, cli_capture_cmd,
@@ -32,18 +32,20 @@ extern const struct cli_cmd cli_inspect_cmd, cli_diff_cmd, cli_validate_cmd, cli
 /* Settings of the common options. */
 struct cli_common {
     bool json;
-    uint64_t max_size;   /* decompressed bytes a snapshot may inflate to */
-    int timeout_ms;      /* connect and reply timeout for socket commands */
+    uint64_t max_size; /* decompressed bytes a snapshot may inflate to */
+    int timeout_ms;    /* connect and reply timeout for socket commands */
 };
 extern struct cli_common cli;
 
 /* Long options every command takes; put first in a command's table.  Their
  * short codes are above 255 (or 'h' / 'j'). */
 enum { OPT_MAX_SIZE = 0x100, OPT_TIMEOUT, OPT_FIRST_CMD };
-#define CLI_COMMON_OPTIONS                                                   \
-    {"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'},      \
-        {"max-size", required_argument, NULL, OPT_MAX_SIZE},                 \
-        {"timeout", required_argument, NULL, OPT_TIMEOUT}
+#define CLI_COMMON_OPTIONS                                                                         \
+    {"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'},                            \
+        {"max-size", required_argument, NULL, OPT_MAX_SIZE},                                       \
+    {                                                                                              \
+        "timeout", required_argument, NULL, OPT_TIMEOUT                                            \
+    }
 #define CLI_COMMON_SHORT "+hj"
 /* Handle a common option (or getopt's '?').  Returns -1 when the caller
  * goes on parsing, else the exit code to return now. */

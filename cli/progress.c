@@ -30,10 +30,10 @@ static bool due(void)
         return false;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double since = (double)(now.tv_sec - prog_last.tv_sec) +
-                   (double)(now.tv_nsec - prog_last.tv_nsec) / 1e9;
-    double total = (double)(now.tv_sec - prog_start.tv_sec) +
-                   (double)(now.tv_nsec - prog_start.tv_nsec) / 1e9;
+    double since =
+        (double)(now.tv_sec - prog_last.tv_sec) + (double)(now.tv_nsec - prog_last.tv_nsec) / 1e9;
+    double total =
+        (double)(now.tv_sec - prog_start.tv_sec) + (double)(now.tv_nsec - prog_start.tv_nsec) / 1e9;
     if (since < 0.5 || total < 1.0)
         return false;
     prog_last = now;

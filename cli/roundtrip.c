@@ -18,7 +18,6 @@
 #include "diff.h"
 #include "options.h"
 
-
 /* An unnamed temporary file: on disk under $TMPDIR, else in memory. */
 static int temp_fd(void)
 {
@@ -65,12 +64,11 @@ static int spool(int in)
 
 static int roundtrip_main(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        CLI_COMMON_OPTIONS,
-        {"socket", required_argument, NULL, 's'},
-        {"ignore", required_argument, NULL, 'i'},
-        {"keep", required_argument, NULL, 'k'},
-        {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {CLI_COMMON_OPTIONS,
+                                       {"socket", required_argument, NULL, 's'},
+                                       {"ignore", required_argument, NULL, 'i'},
+                                       {"keep", required_argument, NULL, 'k'},
+                                       {NULL, 0, NULL, 0}};
     const char *sock = NULL, *keep = NULL;
     struct diff_opts o = {.upgrade_ok = true};
     o.ignore[o.nignore++] = "header.producer";
@@ -167,28 +165,27 @@ const struct cli_cmd cli_roundtrip_cmd = {
     .run = roundtrip_main,
     .summary = "load a snapshot, save it again, diff: restore compatibility",
     .usage = "roundtrip --socket SOCKET [--ignore FIELD]... [--keep FILE] [--json] FILE",
-    .help =
-        "Loads FILE into the back-end (as `load`), then on the same session stops\n"
-        "the rings and saves the state again (as `capture`), and compares the two\n"
-        "snapshots (as `diff --upgrade`).  header.producer and\n"
-        "handler.protocol_features are not compared (they belong to the build and\n"
-        "to the session).  A section the back-end writes at a newer version is\n"
-        "compared on the fields FILE has; fields it adds are notes.  This is the\n"
-        "restore-compatibility test for a saved snapshot: run it in CI against every\n"
-        "snapshot your earlier releases wrote (see formats/corpus/README.md).\n"
-        "\n"
-        "Options:\n"
-        "  -s, --socket SOCKET the back-end's vhost-user socket\n"
-        "  -i, --ignore FIELD  also ignore this path (as diff --ignore; repeatable)\n"
-        "  -k, --keep FILE     keep the snapshot saved after the load in FILE\n"
-        "\n"
-        "Exit status: 0 restored and saved back the same state, 1 the back-end\n"
-        "refused FILE or saved back a different state, 2 usage, connection or I/O\n"
-        "error, the back-end is busy with another front-end, or FILE is not a\n"
-        "readable snapshot.\n"
-        "\n"
-        "Examples:\n"
-        "  vhu-state roundtrip --socket /run/dev.sock old.vhus\n"
-        "  for f in formats/corpus/testdev-*.vhus; do\n"
-        "      vhu-state roundtrip --socket /run/testdev.sock \"$f\" || exit 1; done\n",
+    .help = "Loads FILE into the back-end (as `load`), then on the same session stops\n"
+            "the rings and saves the state again (as `capture`), and compares the two\n"
+            "snapshots (as `diff --upgrade`).  header.producer and\n"
+            "handler.protocol_features are not compared (they belong to the build and\n"
+            "to the session).  A section the back-end writes at a newer version is\n"
+            "compared on the fields FILE has; fields it adds are notes.  This is the\n"
+            "restore-compatibility test for a saved snapshot: run it in CI against every\n"
+            "snapshot your earlier releases wrote (see formats/corpus/README.md).\n"
+            "\n"
+            "Options:\n"
+            "  -s, --socket SOCKET the back-end's vhost-user socket\n"
+            "  -i, --ignore FIELD  also ignore this path (as diff --ignore; repeatable)\n"
+            "  -k, --keep FILE     keep the snapshot saved after the load in FILE\n"
+            "\n"
+            "Exit status: 0 restored and saved back the same state, 1 the back-end\n"
+            "refused FILE or saved back a different state, 2 usage, connection or I/O\n"
+            "error, the back-end is busy with another front-end, or FILE is not a\n"
+            "readable snapshot.\n"
+            "\n"
+            "Examples:\n"
+            "  vhu-state roundtrip --socket /run/dev.sock old.vhus\n"
+            "  for f in formats/corpus/testdev-*.vhus; do\n"
+            "      vhu-state roundtrip --socket /run/testdev.sock \"$f\" || exit 1; done\n",
 };

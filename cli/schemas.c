@@ -8,8 +8,7 @@
 #include "schemas.h"
 #include "state_decls.h"
 
-bool sch_for(const char *device, const struct vhu_snap_section_info *si,
-             struct sch_section *out)
+bool sch_for(const char *device, const struct vhu_snap_section_info *si, struct sch_section *out)
 {
     memset(out, 0, sizeof(*out));
     out->section = si->name;
@@ -30,18 +29,18 @@ bool sch_for(const char *device, const struct vhu_snap_section_info *si,
 
 const char *sch_type_name(enum vhu_state_type t)
 {
-    static const char *const n[] = {"any value", "uint", "int", "bool", "text", "bytes or blob",
-                                    "map"};
+    static const char *const n[] = {"any value", "uint",          "int", "bool",
+                                    "text",      "bytes or blob", "map"};
     return (unsigned)t < sizeof(n) / sizeof(n[0]) ? n[t] : "unknown";
 }
 
 void sch_describe(const struct vhu_state_field *f, char *buf, size_t n)
 {
     int k = snprintf(buf, n, "%s", sch_type_name(f->type));
-#define MORE(...)                                                        \
-    do {                                                                 \
-        if (k >= 0 && (size_t)k < n)                                     \
-            k += snprintf(buf + k, n - (size_t)k, __VA_ARGS__);          \
+#define MORE(...)                                                                                  \
+    do {                                                                                           \
+        if (k >= 0 && (size_t)k < n)                                                               \
+            k += snprintf(buf + k, n - (size_t)k, __VA_ARGS__);                                    \
     } while (0)
     if (f->type == VHU_STATE_MAP && f->each != VHU_STATE_ANY)
         MORE(" of %s", sch_type_name(f->each));

@@ -18,17 +18,16 @@
 
 struct sch_section {
     const char *section;
-    uint32_t newest;       /* the version the declaration describes */
+    uint32_t newest; /* the version the declaration describes */
     const struct vhu_state_field *fields;
     unsigned nfields;
-    bool from_snapshot;    /* declared in the section record */
+    bool from_snapshot; /* declared in the section record */
 };
 
 /* The schema of the section record si (just read) of a snapshot of
  * `device`: its own declaration, else vhu's for the example devices.
  * false when there is neither.  Valid until the next record. */
-bool sch_for(const char *device, const struct vhu_snap_section_info *si,
-             struct sch_section *out);
+bool sch_for(const char *device, const struct vhu_snap_section_info *si, struct sch_section *out);
 const char *sch_type_name(enum vhu_state_type t);
 /* One declaration in words: "uint, at most 64", "map of bool, keys 'q'
  * and a number", ... (without its key or meaning). */

@@ -91,8 +91,7 @@ static bool is_text(cbor_item_t *i, size_t min, size_t max)
 
 static bool key_is(cbor_item_t *k, const char *s)
 {
-    return cbor_isa_string(k) && cbor_string_is_definite(k) &&
-           cbor_string_length(k) == strlen(s) &&
+    return cbor_isa_string(k) && cbor_string_is_definite(k) && cbor_string_length(k) == strlen(s) &&
            memcmp(cbor_string_handle(k), s, strlen(s)) == 0;
 }
 
@@ -102,8 +101,8 @@ static void check_keys(struct val *v, cbor_item_t *m, const char *what)
     size_t n = cbor_map_size(m);
     for (size_t i = 0; i < n; i++) {
         if (!is_text(p[i].key, 1, VHU_SNAP_MAX_KEY)) {
-            problem(v, "header: %s has a key that is not a UTF-8 text string of 1..%u bytes",
-                    what, VHU_SNAP_MAX_KEY);
+            problem(v, "header: %s has a key that is not a UTF-8 text string of 1..%u bytes", what,
+                    VHU_SNAP_MAX_KEY);
             continue;
         }
         for (size_t j = 0; j < i; j++)
@@ -142,8 +141,10 @@ static void check_header_strict(struct val *v)
      * item-by-item parse does not: UTF-8 of every text, nesting. */
     cbor_item_t *root = cbor_load(b + 8 + VHU_SNAP_MAGIC_LEN, len - VHU_SNAP_MAGIC_LEN, &res);
     if (!root) {
-        problem(v, "header: not well-formed CBOR at header byte %zu (malformed, text that "
-                "is not UTF-8, or nested too deep)", res.error.position + VHU_SNAP_MAGIC_LEN);
+        problem(v,
+                "header: not well-formed CBOR at header byte %zu (malformed, text that "
+                "is not UTF-8, or nested too deep)",
+                res.error.position + VHU_SNAP_MAGIC_LEN);
         return;
     }
     if (!cbor_isa_map(root))
@@ -168,12 +169,10 @@ static void check_header_strict(struct val *v)
             check_keys(v, m, what);
             cbor_item_t *y = get(m, "name");
             if (y && !is_text(y, 1, VHU_SNAP_MAX_KEY))
-                problem(v, "header: %s: 'name' is not a UTF-8 text string of 1..255 bytes",
-                        what);
+                problem(v, "header: %s: 'name' is not a UTF-8 text string of 1..255 bytes", what);
             y = get(m, "optional");
             if (!y || !cbor_is_bool(y))
-                problem(v, "header: %s: 'optional' is %s", what,
-                        y ? "not a boolean" : "missing");
+                problem(v, "header: %s: 'optional' is %s", what, y ? "not a boolean" : "missing");
         }
     }
     /* The zstd frame right after: its content checksum is what makes
@@ -183,8 +182,10 @@ static void check_header_strict(struct val *v)
         uint32_t magic;
         memcpy(&magic, b + f, 4);
         if (magic == ZSTD_FRAME_MAGIC && !(b[f + 4] & 0x04))
-            problem(v, "the zstd frame at byte %zu has no content checksum (the format "
-                    "requires one)", f);
+            problem(v,
+                    "the zstd frame at byte %zu has no content checksum (the format "
+                    "requires one)",
+                    f);
     }
 out:
     cbor_decref(&root);
@@ -219,10 +220,10 @@ static void check_handler(struct val *v, const struct vhu_snap_handler *h)
 struct schk {
     const struct sch_section *sch;
     uint32_t version;
-    bool off;            /* stopped checking after a mismatch */
-    unsigned next;       /* next schema field to expect */
-    int in_map;          /* schema index of the map we are in, or -1 */
-    uint64_t uval[16];   /* UINT values of top-level schema fields */
+    bool off;          /* stopped checking after a mismatch */
+    unsigned next;     /* next schema field to expect */
+    int in_map;        /* schema index of the map we are in, or -1 */
+    uint64_t uval[16]; /* UINT values of top-level schema fields */
 };
 
 static bool type_fits(enum vhu_state_type want, const struct vhu_snap_field *f)
@@ -292,8 +293,7 @@ static int sch_field(struct val *v, struct schk *c, const struct vhu_snap_field 
     if (s->type == VHU_STATE_UINT && s->max && f->u > s->max)
         problem(v, "field '%s': %" PRIu64 " is larger than %" PRIu64, f->key, f->u, s->max);
     if (s->type == VHU_STATE_TEXT && s->max && f->len > s->max)
-        problem(v, "field '%s': text of %zu bytes (at most %" PRIu64 ")", f->key, f->len,
-                s->max);
+        problem(v, "field '%s': text of %zu bytes (at most %" PRIu64 ")", f->key, f->len, s->max);
     if (e < 16 && f->type == VHU_SNAP_UINT)
         c->uval[e] = f->u;
     return e;
@@ -314,7 +314,8 @@ static int walk_section(struct val *v, const struct vhu_snap_section_info *si)
     static uint8_t buf[64 << 10];
     struct sch_section sch;
     struct schk c = {.sch = sch_for(v->in.h->device, si, &sch) ? &sch : NULL,
-                     .version = si->version, .in_map = -1};
+                     .version = si->version,
+                     .in_map = -1};
     struct vhu_snap_field f;
     for (;;) {
         if (snapin_field(&v->in, &f) < 0)
@@ -372,8 +373,8 @@ static int walk_section(struct val *v, const struct vhu_snap_section_info *si)
             if (s->len_from) {
                 for (unsigned i = 0; i < (unsigned)e && i < 16; i++)
                     if (strcmp(c.sch->fields[i].key, s->len_from) == 0 && c.uval[i] != size)
-                        problem(v, "field '%s': %" PRIu64 " bytes, but '%s' says %" PRIu64,
-                                f.key, size, s->len_from, c.uval[i]);
+                        problem(v, "field '%s': %" PRIu64 " bytes, but '%s' says %" PRIu64, f.key,
+                                size, s->len_from, c.uval[i]);
             }
         }
     }
@@ -392,19 +393,26 @@ static void check_versions(struct val *v)
                 continue;
             found = true;
             if (s->min_version > dv)
-                problem(v, "section '%s' is version %u and needs a reader of version %u or "
-                        "newer; the back-end reads up to version %u", name, s->version,
-                        s->min_version, dv);
+                problem(v,
+                        "section '%s' is version %u and needs a reader of version %u or "
+                        "newer; the back-end reads up to version %u",
+                        name, s->version, s->min_version, dv);
             else if (s->version > dv)
-                note(v, "section '%s' is version %u; a back-end reading version %u skips the "
-                     "fields it does not know", name, s->version, dv);
+                note(v,
+                     "section '%s' is version %u; a back-end reading version %u skips the "
+                     "fields it does not know",
+                     name, s->version, dv);
             else if (s->version < dv)
-                note(v, "section '%s' is version %u; a back-end of version %u loads it "
-                     "through its upgrade path", name, s->version, dv);
+                note(v,
+                     "section '%s' is version %u; a back-end of version %u loads it "
+                     "through its upgrade path",
+                     name, s->version, dv);
         }
         if (!found)
-            note(v, "section '%s' (back-end version %u) is not in the snapshot; a back-end "
-                 "that requires it refuses the load", name, dv);
+            note(v,
+                 "section '%s' (back-end version %u) is not in the snapshot; a back-end "
+                 "that requires it refuses the load",
+                 name, dv);
     }
 }
 
@@ -485,10 +493,11 @@ int cli_validate_one(const char *name, int fd, FILE *out, const struct val_opts 
         if (i >= h->nsections)
             problem(v, "section record %u: the header lists only %u sections", i, h->nsections);
         else if (!same_info(&si, &h->sections[i]))
-            problem(v, "the record (version %u, min %u%s) does not match the header's section "
-                    "%u ('%s' version %u, min %u%s)", si.version, si.min_version,
-                    si.optional ? ", optional" : "", i, h->sections[i].name,
-                    h->sections[i].version, h->sections[i].min_version,
+            problem(v,
+                    "the record (version %u, min %u%s) does not match the header's section "
+                    "%u ('%s' version %u, min %u%s)",
+                    si.version, si.min_version, si.optional ? ", optional" : "", i,
+                    h->sections[i].name, h->sections[i].version, h->sections[i].min_version,
                     h->sections[i].optional ? ", optional" : "");
         if (walk_section(v, &si) < 0 || snapin_section_done(&v->in) < 0) {
             fatal(v);
@@ -514,8 +523,7 @@ done:
         fprintf(out, "%s: valid: device %s, format %u, %u sections, %" PRIu64 " bytes\n",
                 v->in.name, h->device, h->format, h->nsections, snapin_offset(&v->in));
     } else {
-        fprintf(out, "%s: invalid: %u problem%s\n", v->in.name, v->nprob,
-                v->nprob == 1 ? "" : "s");
+        fprintf(out, "%s: invalid: %u problem%s\n", v->in.name, v->nprob, v->nprob == 1 ? "" : "s");
     }
 out:
     snapin_close(&v->in);
@@ -527,9 +535,7 @@ out:
 static int validate_main(const struct cli_cmd *cmd, int argc, char **argv)
 {
     static const struct option lo[] = {
-        CLI_COMMON_OPTIONS,
-        {"device-version", required_argument, NULL, 'd'},
-        {NULL, 0, NULL, 0}};
+        CLI_COMMON_OPTIONS, {"device-version", required_argument, NULL, 'd'}, {NULL, 0, NULL, 0}};
     struct val_opts vo = {0};
     int c, r;
     while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "d:", lo, NULL)) != -1) {
@@ -542,8 +548,7 @@ static int validate_main(const struct cli_cmd *cmd, int argc, char **argv)
                 return cli_usage_error(cmd, "--device-version wants NAME=VERSION, not '%s'",
                                        optarg);
             if (vo.ndevver == VAL_MAX_DEVVER)
-                return cli_usage_error(cmd, "at most %d --device-version options",
-                                       VAL_MAX_DEVVER);
+                return cli_usage_error(cmd, "at most %d --device-version options", VAL_MAX_DEVVER);
             *eq = 0;
             vo.devver[vo.ndevver].name = optarg;
             vo.devver[vo.ndevver].version = (uint32_t)ver;
@@ -585,34 +590,33 @@ const struct cli_cmd cli_validate_cmd = {
     .run = validate_main,
     .summary = "check snapshots against the format and the sections' declared fields",
     .usage = "validate [--device-version SECTION=V]... [--json] FILE...",
-    .help =
-        "Checks, for each FILE: the magic and the header (required keys, types,\n"
-        "UTF-8, limits, format version), the zstd frame (content checksum present and\n"
-        "right), CBOR well-formedness and the format's limits, that the records agree\n"
-        "with the header (handler record first, each section as the header lists it,\n"
-        "the end record and its count, nothing after the frame), the handler record's\n"
-        "queues, the section-data rules (types, sizes, key lengths, nesting, UTF-8),\n"
-        "and each section's fields against what its device declared (carried in the\n"
-        "snapshot; for older snapshots of testdev and blk, their declarations).\n"
-        "Prints one line per problem:\n"
-        "\n"
-        "  FILE: byte N (body offset M): [section 'S': ]PROBLEM\n"
-        "\n"
-        "N is the offset in the file (for damage inside the compressed body: how far\n"
-        "the reader got), M the offset in the decompressed records.  Damage that stops\n"
-        "the reader ends the checks of that file.  Then one summary line per file.\n"
-        "\n"
-        "Options:\n"
-        "  -d, --device-version SECTION=V\n"
-        "                      the back-end you will load into reads SECTION up to\n"
-        "                      version V (repeatable): a section whose min_version\n"
-        "                      is above V is a problem; other version gaps are notes\n"
-        "\n"
-        "Exit status: 0 every FILE is valid, 1 a FILE has problems, 2 usage error or\n"
-        "a FILE could not be read.\n"
-        "\n"
-        "Examples:\n"
-        "  vhu-state validate snap.vhus\n"
-        "  vhu-state validate --device-version config=1 --device-version blob=1 snap.vhus\n"
-        "  vhu-state validate --json formats/corpus/*.vhus\n",
+    .help = "Checks, for each FILE: the magic and the header (required keys, types,\n"
+            "UTF-8, limits, format version), the zstd frame (content checksum present and\n"
+            "right), CBOR well-formedness and the format's limits, that the records agree\n"
+            "with the header (handler record first, each section as the header lists it,\n"
+            "the end record and its count, nothing after the frame), the handler record's\n"
+            "queues, the section-data rules (types, sizes, key lengths, nesting, UTF-8),\n"
+            "and each section's fields against what its device declared (carried in the\n"
+            "snapshot; for older snapshots of testdev and blk, their declarations).\n"
+            "Prints one line per problem:\n"
+            "\n"
+            "  FILE: byte N (body offset M): [section 'S': ]PROBLEM\n"
+            "\n"
+            "N is the offset in the file (for damage inside the compressed body: how far\n"
+            "the reader got), M the offset in the decompressed records.  Damage that stops\n"
+            "the reader ends the checks of that file.  Then one summary line per file.\n"
+            "\n"
+            "Options:\n"
+            "  -d, --device-version SECTION=V\n"
+            "                      the back-end you will load into reads SECTION up to\n"
+            "                      version V (repeatable): a section whose min_version\n"
+            "                      is above V is a problem; other version gaps are notes\n"
+            "\n"
+            "Exit status: 0 every FILE is valid, 1 a FILE has problems, 2 usage error or\n"
+            "a FILE could not be read.\n"
+            "\n"
+            "Examples:\n"
+            "  vhu-state validate snap.vhus\n"
+            "  vhu-state validate --device-version config=1 --device-version blob=1 snap.vhus\n"
+            "  vhu-state validate --json formats/corpus/*.vhus\n",
 };

@@ -11,8 +11,8 @@
 #include "options.h"
 
 static const struct cli_cmd *const cmds[] = {
-    &cli_inspect_cmd, &cli_diff_cmd, &cli_validate_cmd,
-    &cli_capture_cmd, &cli_load_cmd, &cli_roundtrip_cmd, &cli_info_cmd,
+    &cli_inspect_cmd, &cli_diff_cmd,      &cli_validate_cmd, &cli_capture_cmd,
+    &cli_load_cmd,    &cli_roundtrip_cmd, &cli_info_cmd,
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -35,21 +35,23 @@ static void usage(FILE *f)
                "Commands:\n");
     for (size_t i = 0; i < NCMDS; i++)
         fprintf(f, "  %-10s %s\n", cmds[i]->name, cmds[i]->summary);
-    fprintf(f, "\n"
-               "Every command takes --json (stable keys, one JSON document on stdout) and\n"
-               "--help.  FILE '-' is stdin (for -o: stdout).  Exit status: 0 ok / same /\n"
-               "valid, 1 differs / invalid / refused, 2 usage or I/O error.\n"
-               "\n"
-               "Examples:\n"
-               "  vhu-state inspect snap.vhus\n"
-               "  vhu-state capture --socket /run/dev.sock -o - | vhu-state inspect -\n"
-               "  vhu-state diff --ignore stats old.vhus new.vhus\n"
-               "  vhu-state validate --device-version config=2 formats/corpus/*.vhus\n"
-               "  vhu-state roundtrip --socket /run/dev.sock old.vhus\n"
-               "  vhu-state info --control /run/dev.ctl\n"
-               "\n"
-               "vhu-state help COMMAND shows a command's options and examples.\n"
-               "vhu %s\n", vhu_version());
+    fprintf(f,
+            "\n"
+            "Every command takes --json (stable keys, one JSON document on stdout) and\n"
+            "--help.  FILE '-' is stdin (for -o: stdout).  Exit status: 0 ok / same /\n"
+            "valid, 1 differs / invalid / refused, 2 usage or I/O error.\n"
+            "\n"
+            "Examples:\n"
+            "  vhu-state inspect snap.vhus\n"
+            "  vhu-state capture --socket /run/dev.sock -o - | vhu-state inspect -\n"
+            "  vhu-state diff --ignore stats old.vhus new.vhus\n"
+            "  vhu-state validate --device-version config=2 formats/corpus/*.vhus\n"
+            "  vhu-state roundtrip --socket /run/dev.sock old.vhus\n"
+            "  vhu-state info --control /run/dev.ctl\n"
+            "\n"
+            "vhu-state help COMMAND shows a command's options and examples.\n"
+            "vhu %s\n",
+            vhu_version());
 }
 
 int main(int argc, char **argv)

@@ -14,8 +14,13 @@
 
 /* vhu-testdev (examples/testdev/testdev_state.c): config, blob, stats,
  * extra, at the newest versions this build writes. */
-enum { TESTDEV_SEC_CONFIG, TESTDEV_SEC_BLOB, TESTDEV_SEC_STATS, TESTDEV_SEC_EXTRA,
-       TESTDEV_NUM_SECTIONS };
+enum {
+    TESTDEV_SEC_CONFIG,
+    TESTDEV_SEC_BLOB,
+    TESTDEV_SEC_STATS,
+    TESTDEV_SEC_EXTRA,
+    TESTDEV_NUM_SECTIONS
+};
 extern const struct vhu_state_section testdev_state_sections[TESTDEV_NUM_SECTIONS];
 
 /* vhu-blk (examples/blk/blk_state.c): config, then disk (RAM disks only). */

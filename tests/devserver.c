@@ -20,8 +20,7 @@ static void *serve(void *arg)
     return NULL;
 }
 
-static int start(struct devserver *ds, const struct vhu_device_ops *ops, void *dev,
-                 bool control)
+static int start(struct devserver *ds, const struct vhu_device_ops *ops, void *dev, bool control)
 {
     memset(ds, 0, sizeof(*ds));
     strcpy(ds->dir, "/tmp/vhu-test-XXXXXX");

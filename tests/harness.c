@@ -47,15 +47,9 @@ static int start(struct harness *h, unsigned queues, bool control)
     return -pthread_create(&h->thread, NULL, server_thread, h);
 }
 
-int harness_start(struct harness *h, unsigned queues)
-{
-    return start(h, queues, false);
-}
+int harness_start(struct harness *h, unsigned queues) { return start(h, queues, false); }
 
-int harness_start_control(struct harness *h, unsigned queues)
-{
-    return start(h, queues, true);
-}
+int harness_start_control(struct harness *h, unsigned queues) { return start(h, queues, true); }
 
 void harness_stop(struct harness *h)
 {
@@ -172,10 +166,7 @@ static void capture(void *ctx, enum vhu_log_level level, const char *line)
     pthread_mutex_unlock(&log_lock);
 }
 
-void log_capture_install(void)
-{
-    vhu_set_log_handler(capture, NULL);
-}
+void log_capture_install(void) { vhu_set_log_handler(capture, NULL); }
 
 void log_clear(void)
 {
@@ -252,7 +243,8 @@ void guest_init_rings(struct guest *g, unsigned nrings, unsigned size, bool pack
     g->ring_size = size;
     for (unsigned i = 0; i < nrings; i++) {
         assert_int_equal((packed ? vhu_fe_ring_init_packed : vhu_fe_ring_init)(
-                             &g->ring[i], &g->mem, i, size, 0x10000u * (i + 1)), 0);
+                             &g->ring[i], &g->mem, i, size, 0x10000u * (i + 1)),
+                         0);
         g->kick[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         g->call[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         g->err[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -313,8 +305,8 @@ bool fe_session_requests(struct fe_session *s, unsigned r, unsigned n, int ms)
     for (unsigned i = 0; i < n; i++) {
         unsigned k = s->pushed[r]++;
         uint64_t gpa = GUEST_BUF_GPA + r * 0x10000u + (k % GUEST_RING_SIZE) * 256u;
-        if (vhu_fe_ring_push(&s->g.ring[r], (uint16_t)(k % GUEST_RING_SIZE), gpa, 256,
-                             write_only) < 0)
+        if (vhu_fe_ring_push(&s->g.ring[r], (uint16_t)(k % GUEST_RING_SIZE), gpa, 256, write_only) <
+            0)
             return false;
     }
     uint64_t one = 1;

@@ -261,9 +261,7 @@ static uint32_t handle_req(struct blk *d, struct blk_req *r, uint8_t *status)
         n = iov_slice(out, e->n_out, sizeof(h), out_len, r->data);
         *status = discard_or_zero(d, type == VIRTIO_BLK_T_WRITE_ZEROES, r->data, n, out_len);
         return 0;
-    default:
-        *status = VIRTIO_BLK_S_UNSUPP;
-        return 0;
+    default: *status = VIRTIO_BLK_S_UNSUPP; return 0;
     }
 }
 
@@ -427,8 +425,7 @@ static uint64_t blk_features(void *dev)
     struct blk *d = dev;
     /* LOG_ALL: every write into guest memory goes through the virtq
      * layer, which logs it. */
-    uint64_t f = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_LOG_ALL) |
-                 VHU_BIT(VHU_F_RING_EVENT_IDX) |
+    uint64_t f = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_LOG_ALL) | VHU_BIT(VHU_F_RING_EVENT_IDX) |
                  VHU_BIT(VHU_F_RING_INDIRECT_DESC) | VHU_BIT(VIRTIO_BLK_F_SEG_MAX) |
                  VHU_BIT(VIRTIO_BLK_F_BLK_SIZE) | VHU_BIT(VIRTIO_BLK_F_FLUSH) |
                  VHU_BIT(VIRTIO_BLK_F_DISCARD) | VHU_BIT(VIRTIO_BLK_F_WRITE_ZEROES);
@@ -627,8 +624,8 @@ static int load_config(struct blk *d, struct vhu_state_reader *r)
     memcpy(id, d->id, sizeof(d->id));
     if (strcmp(serial, id) != 0) {
         char a[4 * VIRTIO_BLK_ID_BYTES + 3], b[4 * VIRTIO_BLK_ID_BYTES + 3];
-        return vhu_state_fail(r, -EINVAL, "serial: snapshot %s, this disk %s",
-                              quote_id(serial, a), quote_id(id, b));
+        return vhu_state_fail(r, -EINVAL, "serial: snapshot %s, this disk %s", quote_id(serial, a),
+                              quote_id(id, b));
     }
     return 0;
 }
@@ -647,8 +644,10 @@ static int blk_load_section(void *dev, void *staged, const struct vhu_state_sect
         return e;
     /* The driver was told the capacity at start: it cannot change. */
     if (size != d->size)
-        return vhu_state_fail(r, -EINVAL, "a disk of %llu bytes cannot be loaded into one of "
-                              "%llu", (unsigned long long)size, (unsigned long long)d->size);
+        return vhu_state_fail(r, -EINVAL,
+                              "a disk of %llu bytes cannot be loaded into one of "
+                              "%llu",
+                              (unsigned long long)size, (unsigned long long)d->size);
     blk_ram_free(st->ram, size);
     st->ram = blk_ram_alloc(size);
     if (!st->ram)
@@ -686,10 +685,7 @@ static void blk_commit(void *dev, void *staged)
     free(st);
 }
 
-static void blk_snapshot_done(void *dev)
-{
-    blk_ram_recollapse(dev);
-}
+static void blk_snapshot_done(void *dev) { blk_ram_recollapse(dev); }
 
 static void blk_discard(void *dev, void *staged)
 {
@@ -752,8 +748,10 @@ static int direct_alignment(struct blk *d, const char *path)
         mem = off = (uint32_t)lbs;
     }
     if ((mem & (mem - 1)) || (off & (off - 1)) || off > 65536 || mem > 65536) {
-        fprintf(stderr, "vhu-blk: --direct: %s wants direct I/O aligned to %u (memory) and "
-                "%u (offsets), which vhu-blk does not handle\n", path, mem, off);
+        fprintf(stderr,
+                "vhu-blk: --direct: %s wants direct I/O aligned to %u (memory) and "
+                "%u (offsets), which vhu-blk does not handle\n",
+                path, mem, off);
         return -EINVAL;
     }
     d->dio_mem_mask = mem - 1;
@@ -780,7 +778,7 @@ static int open_disk(struct blk *d, const struct blk_options *o)
     if (o->direct) {
         if (!o->image || o->ram_size) {
             fprintf(stderr, "vhu-blk: --direct is for an image read and written in place, "
-                    "not a disk in memory (--ram)\n");
+                            "not a disk in memory (--ram)\n");
             r = -EINVAL;
             goto fail;
         }
@@ -840,14 +838,18 @@ int blk_new(struct blk **out, const struct blk_options *o)
     const char *serial = o->serial ? o->serial : BLK_ID;
     size_t slen = strlen(serial);
     if (slen == 0 || slen > VIRTIO_BLK_ID_BYTES) {
-        fprintf(stderr, "vhu-blk: the serial '%s' has %zu bytes; a virtio-blk serial has "
-                "1..%u\n", serial, slen, VIRTIO_BLK_ID_BYTES);
+        fprintf(stderr,
+                "vhu-blk: the serial '%s' has %zu bytes; a virtio-blk serial has "
+                "1..%u\n",
+                serial, slen, VIRTIO_BLK_ID_BYTES);
         return -EINVAL;
     }
     for (size_t i = 0; i < slen; i++) {
         if (serial[i] < 0x20 || serial[i] > 0x7e) {
-            fprintf(stderr, "vhu-blk: the serial has byte 0x%02x at %zu; printable ASCII "
-                    "only\n", (unsigned char)serial[i], i);
+            fprintf(stderr,
+                    "vhu-blk: the serial has byte 0x%02x at %zu; printable ASCII "
+                    "only\n",
+                    (unsigned char)serial[i], i);
             return -EINVAL;
         }
     }
@@ -931,15 +933,9 @@ void blk_free(struct blk *d)
     free(d);
 }
 
-const struct vhu_device_ops *blk_ops(struct blk *d)
-{
-    return &d->ops;
-}
+const struct vhu_device_ops *blk_ops(struct blk *d) { return &d->ops; }
 
-uint64_t blk_size(const struct blk *d)
-{
-    return __atomic_load_n(&d->size, __ATOMIC_ACQUIRE);
-}
+uint64_t blk_size(const struct blk *d) { return __atomic_load_n(&d->size, __ATOMIC_ACQUIRE); }
 
 int blk_resize(struct blk *d, uint64_t *size)
 {
@@ -963,10 +959,7 @@ int blk_resize(struct blk *d, uint64_t *size)
     return changed;
 }
 
-const uint8_t *blk_ram(const struct blk *d)
-{
-    return d->ram;
-}
+const uint8_t *blk_ram(const struct blk *d) { return d->ram; }
 
 void blk_serve(struct blk *d, unsigned q, struct vhu_virtq *vq)
 {
@@ -977,10 +970,7 @@ void blk_serve(struct blk *d, unsigned q, struct vhu_virtq *vq)
     serve(vq, bq);
 }
 
-bool blk_async(const struct blk *d, unsigned q)
-{
-    return q < d->nq && atomic_load(&d->q[q].uring);
-}
+bool blk_async(const struct blk *d, unsigned q) { return q < d->nq && atomic_load(&d->q[q].uring); }
 
 unsigned long blk_completed(struct blk *d, unsigned q)
 {

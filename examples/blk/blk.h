@@ -42,12 +42,12 @@
 #define BLK_ID "vhu-blk"
 
 struct blk_options {
-    const char *image;  /* image file or block device; NULL with ram_size */
-    uint64_t ram_size;  /* > 0: the disk lives in memory, this many bytes
+    const char *image; /* image file or block device; NULL with ram_size */
+    uint64_t ram_size; /* > 0: the disk lives in memory, this many bytes
                          * (rounded down to a sector), initialised from the
                          * image when there is one, which is then never
                          * written */
-    unsigned queues;    /* 1..BLK_MAX_QUEUES */
+    unsigned queues;   /* 1..BLK_MAX_QUEUES */
     bool read_only;
     bool direct;        /* the image also opened with O_DIRECT: reads and
                          * writes aligned as the file wants bypass the host

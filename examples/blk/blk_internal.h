@@ -32,8 +32,8 @@
 struct blk_req {
     struct vhu_virtq_elem elem;
     struct iovec data[VHU_VIRTQ_MAX_SEGS];
-    unsigned n;         /* reads and writes: buffers in data */
-    uint64_t off, len;  /* ...where on the disk, how many bytes */
+    unsigned n;        /* reads and writes: buffers in data */
+    uint64_t off, len; /* ...where on the disk, how many bytes */
     bool write;
     uint32_t written;
     uint8_t status;
@@ -63,22 +63,22 @@ struct blk_queue {
 
 struct blk {
     struct vhu_device_ops ops;
-    int fd;             /* the image, or -1 for a memory-only disk */
-    int dfd;            /* the image opened with O_DIRECT (--direct), or -1 */
+    int fd;                              /* the image, or -1 for a memory-only disk */
+    int dfd;                             /* the image opened with O_DIRECT (--direct), or -1 */
     uint32_t dio_mem_mask, dio_off_mask; /* what O_DIRECT on dfd needs aligned:
                                           * buffer addresses; offsets and lengths */
     atomic_bool uring_refused;           /* said once */
-    uint8_t *ram;       /* the disk, with --ram (ram.c) */
-    pthread_t collapse_th;     /* ram.c: huge pages back after a snapshot */
-    bool collapsing;           /* collapse_th to be joined */
+    uint8_t *ram;                        /* the disk, with --ram (ram.c) */
+    pthread_t collapse_th;               /* ram.c: huge pages back after a snapshot */
+    bool collapsing;                     /* collapse_th to be joined */
     atomic_bool collapse_done, collapse_again, collapse_stop;
-    uint64_t size;      /* bytes, a multiple of BLK_SECTOR; changed only by
+    uint64_t size; /* bytes, a multiple of BLK_SECTOR; changed only by
                          * blk_resize() (atomic: the rings read it) */
     bool ro;
-    bool packed;          /* RING_PACKED offered (blk_options.packed) */
+    bool packed; /* RING_PACKED offered (blk_options.packed) */
     unsigned nq;
     char id[VIRTIO_BLK_ID_BYTES]; /* what GET_ID answers, NUL-padded */
-    pthread_mutex_t config_lock; /* config against blk_resize() */
+    pthread_mutex_t config_lock;  /* config against blk_resize() */
     struct virtio_blk_config config;
     struct blk_queue *q;
 };
@@ -86,7 +86,7 @@ struct blk {
 /* The worker's side of a queue's requests. */
 struct pipe {
     unsigned free[SLOTS], nfree;
-    unsigned inflight;  /* handed to the helpers, not pushed yet */
+    unsigned inflight; /* handed to the helpers, not pushed yet */
     unsigned unflushed;
 };
 

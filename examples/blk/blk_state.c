@@ -8,19 +8,26 @@
 static const struct vhu_state_field config_fields[] = {
     {.key = "capacity", .type = VHU_STATE_UINT, .since = 1, .meaning = "sectors of 512 bytes"},
     {.key = "block_size", .type = VHU_STATE_UINT, .since = 1, .meaning = "virtio blk_size"},
-    {.key = "read_only", .type = VHU_STATE_BOOL, .since = 1,
-     .meaning = "VIRTIO_BLK_F_RO offered"},
-    {.key = "writeback", .type = VHU_STATE_BOOL, .since = 1,
+    {.key = "read_only", .type = VHU_STATE_BOOL, .since = 1, .meaning = "VIRTIO_BLK_F_RO offered"},
+    {.key = "writeback",
+     .type = VHU_STATE_BOOL,
+     .since = 1,
      .meaning = "writes are volatile until FLUSH"},
     {.key = "queues", .type = VHU_STATE_UINT, .since = 1, .max = 64},
-    {.key = "serial", .type = VHU_STATE_TEXT, .since = 1, .max = 20,
+    {.key = "serial",
+     .type = VHU_STATE_TEXT,
+     .since = 1,
+     .max = 20,
      .meaning = "what GET_ID answers"},
     {0},
 };
 
 static const struct vhu_state_field disk_fields[] = {
     {.key = "size", .type = VHU_STATE_UINT, .since = 1, .meaning = "bytes"},
-    {.key = "data", .type = VHU_STATE_BYTES, .since = 1, .len_from = "size",
+    {.key = "data",
+     .type = VHU_STATE_BYTES,
+     .since = 1,
+     .len_from = "size",
      .meaning = "the RAM disk's contents"},
     {0},
 };
@@ -28,8 +35,11 @@ static const struct vhu_state_field disk_fields[] = {
 /* "config" first: a mismatch is refused before a RAM disk's bytes are
  * read.  Image-backed disks declare only the first. */
 const struct vhu_state_section blk_state_sections[BLK_NUM_SECTIONS] = {
-    [BLK_SEC_CONFIG] = {.name = "config", .version = 1, .min_version = 1, .optional = true,
+    [BLK_SEC_CONFIG] = {.name = "config",
+                        .version = 1,
+                        .min_version = 1,
+                        .optional = true,
                         .fields = config_fields},
-    [BLK_SEC_DISK] = {.name = "disk", .version = 1, .min_version = 1, .optional = false,
-                      .fields = disk_fields},
+    [BLK_SEC_DISK] =
+        {.name = "disk", .version = 1, .min_version = 1, .optional = false, .fields = disk_fields},
 };

@@ -78,9 +78,21 @@ static uint64_t parse_size(const char *s)
     unsigned shift = 0;
     switch (*end) {
     case '\0': break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
     default: return 0;
     }
     if (*end || v > (~0ull >> shift))
@@ -119,7 +131,7 @@ static void *resize_on_sighup(void *arg)
             r = vhu_backend_send_config_change(z->b);
             printf("vhu-blk: SIGHUP: now %llu sectors; %s\n",
                    (unsigned long long)(size / BLK_SECTOR),
-                   r == 0 ? "front-end told"
+                   r == 0           ? "front-end told"
                    : r == -ENOTCONN ? "no front-end with a back-end channel to tell"
                                     : vhu_strerror(r));
         }
@@ -129,14 +141,19 @@ static void *resize_on_sighup(void *arg)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'}, {"image", required_argument, NULL, 'i'},
-        {"ram", required_argument, NULL, 'r'},    {"queues", required_argument, NULL, 'q'},
-        {"read-only", no_argument, NULL, 'R'},    {"client", no_argument, NULL, 'c'},
-        {"direct", no_argument, NULL, 'd'},      {"serial", required_argument, NULL, 'S'},
-        {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
-        {"control", required_argument, NULL, 'K'}, {"packed", no_argument, NULL, 'P'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                         {"image", required_argument, NULL, 'i'},
+                                         {"ram", required_argument, NULL, 'r'},
+                                         {"queues", required_argument, NULL, 'q'},
+                                         {"read-only", no_argument, NULL, 'R'},
+                                         {"client", no_argument, NULL, 'c'},
+                                         {"direct", no_argument, NULL, 'd'},
+                                         {"serial", required_argument, NULL, 'S'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"control", required_argument, NULL, 'K'},
+                                         {"packed", no_argument, NULL, 'P'},
+                                         {NULL, 0, NULL, 0}};
     const char *path = NULL, *control = NULL;
     bool client = false;
     struct blk_options o = {.queues = 1};
@@ -168,8 +185,10 @@ int main(int argc, char **argv)
         case 'S':
             /* Checked here too so that a bad one is a usage error (2). */
             if (!*optarg || strlen(optarg) > VIRTIO_BLK_ID_BYTES) {
-                fprintf(stderr, "vhu-blk: --serial '%s' has %zu bytes; a virtio-blk serial "
-                        "has 1..%u\n", optarg, strlen(optarg), VIRTIO_BLK_ID_BYTES);
+                fprintf(stderr,
+                        "vhu-blk: --serial '%s' has %zu bytes; a virtio-blk serial "
+                        "has 1..%u\n",
+                        optarg, strlen(optarg), VIRTIO_BLK_ID_BYTES);
                 return 2;
             }
             o.serial = optarg;
@@ -200,8 +219,10 @@ int main(int argc, char **argv)
         return 1;
     r = vhu_backend_new(&b, blk_ops(dev), dev);
     if (r == 0) {
-        struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = path,
-                                        .client = client, .handle_signals = true,
+        struct vhu_server_config cfg = {.size = sizeof(cfg),
+                                        .socket_path = path,
+                                        .client = client,
+                                        .handle_signals = true,
                                         .control_path = control};
         r = vhu_server_new(&s, b, &cfg);
     }

@@ -24,8 +24,10 @@ bool blk_uring_open(struct blk *d, struct blk_queue *bq)
     if (r == -EINVAL)
         r = io_uring_queue_init(SLOTS, &bq->ring, 0);
     if (r < 0 && !atomic_exchange(&d->uring_refused, true))
-        vhu_log(VHU_LOG_WARN, "blk: no io_uring (%s): --direct reads and writes go "
-                "through helper threads", strerror(-r));
+        vhu_log(VHU_LOG_WARN,
+                "blk: no io_uring (%s): --direct reads and writes go "
+                "through helper threads",
+                strerror(-r));
     atomic_store(&bq->uring, r == 0);
     return r == 0;
 }

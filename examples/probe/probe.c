@@ -8,11 +8,27 @@
 #include <vhu/frontend.h>
 #include <vhu/vhu.h>
 
-static const char *const pf_names[] = {
-    "MQ", "LOG_SHMFD", "RARP", "REPLY_ACK", "NET_MTU", "BACKEND_REQ", "CROSS_ENDIAN",
-    "CRYPTO_SESSION", "PAGEFAULT", "CONFIG", "BACKEND_SEND_FD", "HOST_NOTIFIER",
-    "INFLIGHT_SHMFD", "RESET_DEVICE", "INBAND_NOTIFICATIONS", "CONFIGURE_MEM_SLOTS", "STATUS",
-    "XEN_MMAP", "SHARED_OBJECT", "DEVICE_STATE", "SHMEM"};
+static const char *const pf_names[] = {"MQ",
+                                       "LOG_SHMFD",
+                                       "RARP",
+                                       "REPLY_ACK",
+                                       "NET_MTU",
+                                       "BACKEND_REQ",
+                                       "CROSS_ENDIAN",
+                                       "CRYPTO_SESSION",
+                                       "PAGEFAULT",
+                                       "CONFIG",
+                                       "BACKEND_SEND_FD",
+                                       "HOST_NOTIFIER",
+                                       "INFLIGHT_SHMFD",
+                                       "RESET_DEVICE",
+                                       "INBAND_NOTIFICATIONS",
+                                       "CONFIGURE_MEM_SLOTS",
+                                       "STATUS",
+                                       "XEN_MMAP",
+                                       "SHARED_OBJECT",
+                                       "DEVICE_STATE",
+                                       "SHMEM"};
 
 int main(int argc, char **argv)
 {

@@ -12,42 +12,44 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: vhu-testdev --socket PATH [--client] [--queues N] [--verbose]\n"
-            "                   [--blob-size N] [--label TEXT] [--config-version 1|2]\n"
-            "                   [--no-stats] [--control PATH]\n"
-            "\n"
-            "Serve vhu's test device on a vhost-user socket.\n"
-            "\n"
-            "  -s, --socket PATH  unix socket to listen on (or connect to with --client)\n"
-            "  -c, --client       connect to PATH and reconnect when the front-end goes away\n"
-            "  -q, --queues N     number of virtqueues, 1..64 (default 2)\n"
-            "      --control PATH also listen on this unix socket (mode 0600, this user only)\n"
-            "                     for the control protocol: vhu-state info --control PATH\n"
-            "  -v, --verbose      log every request\n"
-            "\n"
-            "Device state (what SET_DEVICE_STATE_FD saves), for snapshot tests:\n"
-            "      --blob-size N  start with an N-byte blob of a fixed pattern (default 0)\n"
-            "      --label TEXT   start with this label (default empty; at most 63 bytes)\n"
-            "      --config-version V  write section \"config\" at version 1 (no label)\n"
-            "                     or 2 (default), as an older or the current build\n"
-            "      --no-stats     do not declare the optional \"stats\" section\n"
-            "  -h, --help         this text\n"
-            "\n"
-            "Stops cleanly on SIGINT or SIGTERM.  Attach a front-end, e.g.:\n"
-            "  vhu-probe --socket PATH\n");
+    fprintf(f, "usage: vhu-testdev --socket PATH [--client] [--queues N] [--verbose]\n"
+               "                   [--blob-size N] [--label TEXT] [--config-version 1|2]\n"
+               "                   [--no-stats] [--control PATH]\n"
+               "\n"
+               "Serve vhu's test device on a vhost-user socket.\n"
+               "\n"
+               "  -s, --socket PATH  unix socket to listen on (or connect to with --client)\n"
+               "  -c, --client       connect to PATH and reconnect when the front-end goes away\n"
+               "  -q, --queues N     number of virtqueues, 1..64 (default 2)\n"
+               "      --control PATH also listen on this unix socket (mode 0600, this user only)\n"
+               "                     for the control protocol: vhu-state info --control PATH\n"
+               "  -v, --verbose      log every request\n"
+               "\n"
+               "Device state (what SET_DEVICE_STATE_FD saves), for snapshot tests:\n"
+               "      --blob-size N  start with an N-byte blob of a fixed pattern (default 0)\n"
+               "      --label TEXT   start with this label (default empty; at most 63 bytes)\n"
+               "      --config-version V  write section \"config\" at version 1 (no label)\n"
+               "                     or 2 (default), as an older or the current build\n"
+               "      --no-stats     do not declare the optional \"stats\" section\n"
+               "  -h, --help         this text\n"
+               "\n"
+               "Stops cleanly on SIGINT or SIGTERM.  Attach a front-end, e.g.:\n"
+               "  vhu-probe --socket PATH\n");
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'}, {"client", no_argument, NULL, 'c'},
-        {"queues", required_argument, NULL, 'q'}, {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {"blob-size", required_argument, NULL, 'B'}, {"label", required_argument, NULL, 'L'},
-        {"config-version", required_argument, NULL, 'C'},
-        {"no-stats", no_argument, NULL, 'N'},     {"control", required_argument, NULL, 'K'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                         {"client", no_argument, NULL, 'c'},
+                                         {"queues", required_argument, NULL, 'q'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"blob-size", required_argument, NULL, 'B'},
+                                         {"label", required_argument, NULL, 'L'},
+                                         {"config-version", required_argument, NULL, 'C'},
+                                         {"no-stats", no_argument, NULL, 'N'},
+                                         {"control", required_argument, NULL, 'K'},
+                                         {NULL, 0, NULL, 0}};
     const char *path = NULL, *control = NULL;
     bool client = false;
     unsigned queues = 2;
@@ -132,8 +134,10 @@ int main(int argc, char **argv)
     struct vhu_server *s = NULL;
     int r = dev ? vhu_backend_new(&b, testdev_ops(dev), dev) : -1;
     if (r == 0) {
-        struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = path,
-                                        .client = client, .handle_signals = true,
+        struct vhu_server_config cfg = {.size = sizeof(cfg),
+                                        .socket_path = path,
+                                        .client = client,
+                                        .handle_signals = true,
                                         .control_path = control};
         r = vhu_server_new(&s, b, &cfg);
     }
@@ -143,8 +147,8 @@ int main(int argc, char **argv)
         testdev_free(dev);
         return 1;
     }
-    printf("vhu-testdev: %s %s with %u queues (vhu %s)\n", client ? "connecting to" : "listening on",
-           path, queues, vhu_version());
+    printf("vhu-testdev: %s %s with %u queues (vhu %s)\n",
+           client ? "connecting to" : "listening on", path, queues, vhu_version());
     if (!client)
         printf("attach a front-end, e.g.: vhu-probe --socket %s\n", path);
     fflush(stdout);

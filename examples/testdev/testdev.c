@@ -16,8 +16,14 @@
 
 #define VIRTQ_DESC_F_WRITE 2
 
-struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
-struct used_elem { uint32_t id, len; };
+struct desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags, next;
+};
+struct used_elem {
+    uint32_t id, len;
+};
 
 struct ring_worker {
     struct testdev *d; /* set when the ring starts */
@@ -256,8 +262,7 @@ static void td_reset(void *dev)
 
 /* ---- device state ---- */
 
-static int td_save_section(void *dev, const struct vhu_state_section *s,
-                           struct vhu_state_writer *w)
+static int td_save_section(void *dev, const struct vhu_state_section *s, struct vhu_state_writer *w)
 {
     struct testdev *d = dev;
     if (d->fail_save && strcmp(d->fail_save, s->name) == 0)
@@ -431,20 +436,14 @@ void testdev_blob(struct testdev *d, const uint8_t **p, size_t *n)
     *n = d->blob_len;
 }
 
-void testdev_set_name(struct testdev *d, const char *name)
-{
-    d->ops.name = name;
-}
+void testdev_set_name(struct testdev *d, const char *name) { d->ops.name = name; }
 
 void testdev_set_label(struct testdev *d, const char *label)
 {
     snprintf(d->label, sizeof(d->label), "%s", label);
 }
 
-const char *testdev_label(struct testdev *d)
-{
-    return d->label;
-}
+const char *testdev_label(struct testdev *d) { return d->label; }
 
 uint64_t testdev_scratch(struct testdev *d)
 {
@@ -454,25 +453,16 @@ uint64_t testdev_scratch(struct testdev *d)
     return v;
 }
 
-void testdev_fail_save(struct testdev *d, const char *section)
-{
-    d->fail_save = section;
-}
+void testdev_fail_save(struct testdev *d, const char *section) { d->fail_save = section; }
 
-unsigned long testdev_commits(struct testdev *d)
-{
-    return atomic_load(&d->commits);
-}
+unsigned long testdev_commits(struct testdev *d) { return atomic_load(&d->commits); }
 
 unsigned long testdev_snapshots_ended(struct testdev *d)
 {
     return atomic_load(&d->snapshots_ended);
 }
 
-unsigned long testdev_discards(struct testdev *d)
-{
-    return atomic_load(&d->discards);
-}
+unsigned long testdev_discards(struct testdev *d) { return atomic_load(&d->discards); }
 
 static const struct vhu_device_ops base_ops = {
     .size = sizeof(struct vhu_device_ops),
@@ -528,37 +518,19 @@ void testdev_free(struct testdev *d)
     free(d);
 }
 
-const struct vhu_device_ops *testdev_ops(struct testdev *d)
-{
-    return &d->ops;
-}
+const struct vhu_device_ops *testdev_ops(struct testdev *d) { return &d->ops; }
 
 unsigned long testdev_completed(struct testdev *d, unsigned queue)
 {
     return queue < d->num_queues ? atomic_load(&d->rings[queue].completed) : 0;
 }
 
-void testdev_hold(struct testdev *d, bool hold)
-{
-    atomic_store(&d->hold, hold);
-}
+void testdev_hold(struct testdev *d, bool hold) { atomic_store(&d->hold, hold); }
 
-unsigned long testdev_held(struct testdev *d)
-{
-    return atomic_load(&d->held);
-}
+unsigned long testdev_held(struct testdev *d) { return atomic_load(&d->held); }
 
-unsigned long testdev_resets(struct testdev *d)
-{
-    return atomic_load(&d->resets);
-}
+unsigned long testdev_resets(struct testdev *d) { return atomic_load(&d->resets); }
 
-unsigned long testdev_starts(struct testdev *d)
-{
-    return atomic_load(&d->starts);
-}
+unsigned long testdev_starts(struct testdev *d) { return atomic_load(&d->starts); }
 
-int testdev_running(struct testdev *d)
-{
-    return atomic_load(&d->running);
-}
+int testdev_running(struct testdev *d) { return atomic_load(&d->running); }

@@ -24,8 +24,8 @@
 
 struct vhu_region {
     uint64_t gpa, size, uva, mmap_offset;
-    uint8_t *host;   /* host address of gpa */
-    void *map;       /* what mmap returned */
+    uint8_t *host; /* host address of gpa */
+    void *map;     /* what mmap returned */
     size_t map_len;
 };
 
@@ -39,12 +39,12 @@ struct vhu_mem {
 int vhu_mem_region_check(const struct vhu_mem_region *d, char *why, size_t n);
 /* Does d overlap any of mem's regions, in guest-physical or front-end
  * virtual address space?  0, or -EINVAL with why. */
-int vhu_mem_check_overlap(const struct vhu_mem *mem, const struct vhu_mem_region *d,
-                          char *why, size_t n);
+int vhu_mem_check_overlap(const struct vhu_mem *mem, const struct vhu_mem_region *d, char *why,
+                          size_t n);
 /* Map d from fd (which stays open; the caller closes it).  Checks with
  * fstat that mmap_offset + size lies within the fd. */
-int vhu_mem_map(const struct vhu_mem_region *d, int fd, struct vhu_region *out,
-                char *why, size_t n);
+int vhu_mem_map(const struct vhu_mem_region *d, int fd, struct vhu_region *out, char *why,
+                size_t n);
 void vhu_mem_unmap(struct vhu_region *r);
 /* Append a mapped region (mem takes it over); -ENOMEM. */
 int vhu_mem_append(struct vhu_mem *mem, const struct vhu_region *r);
@@ -65,25 +65,25 @@ bool vhu_mem_uva_to_gpa(const struct vhu_mem *mem, uint64_t uva, uint64_t len, u
 struct vhu_queue {
     struct vhu_backend *b;
     unsigned index;
-    unsigned num;             /* ring size, 0 until SET_VRING_NUM */
-    uint16_t last_avail;      /* SET_VRING_BASE / advanced by the device;
+    unsigned num;                /* ring size, 0 until SET_VRING_NUM */
+    uint16_t last_avail;         /* SET_VRING_BASE / advanced by the device;
                                * packed: position | avail wrap counter << 15 */
-    uint16_t packed_used;     /* packed: used position | used wrap << 15 */
-    bool base_set;            /* SET_VRING_BASE since the last reset */
+    uint16_t packed_used;        /* packed: used position | used wrap << 15 */
+    bool base_set;               /* SET_VRING_BASE since the last reset */
     uint64_t desc_gpa, used_gpa; /* packed: guest addresses of the descriptor
                                * ring and the device area, while started */
     bool addr_set;
     struct vhu_vring_addr addr;
-    void *desc, *avail, *used;/* host pointers, valid while started */
+    void *desc, *avail, *used; /* host pointers, valid while started */
     int kick_fd;
     pthread_mutex_t sig_lock; /* call_fd/err_fd may be swapped while running */
     int call_fd, err_fd;
     atomic_bool enabled;
     bool started;
-    bool log_used;            /* SET_VRING_ADDR had VHOST_VRING_F_LOG */
-    void *inflight;           /* this ring's inflight region, or NULL */
+    bool log_used;  /* SET_VRING_ADDR had VHOST_VRING_F_LOG */
+    void *inflight; /* this ring's inflight region, or NULL */
     uint64_t inflight_counter;
-    uint16_t *resubmit;       /* heads to resubmit, oldest first */
+    uint16_t *resubmit; /* heads to resubmit, oldest first */
     unsigned resubmit_n, resubmit_pos;
     uint64_t features;
     /* Requests completed (used index published) since the back-end was
@@ -99,8 +99,8 @@ void vhu_vring_reset(struct vhu_queue *q, bool keep_signals);
  * features.  0, or -EFAULT/-EINVAL with why; q is changed only on success
  * when `apply` is true. */
 int vhu_vring_translate(struct vhu_queue *q, const struct vhu_mem *mem,
-                        const struct vhu_vring_addr *addr, unsigned num,
-                        uint64_t features, bool apply, char *why, size_t n);
+                        const struct vhu_vring_addr *addr, unsigned num, uint64_t features,
+                        bool apply, char *why, size_t n);
 /* Start (translate + device start_queue) / stop (device stop_queue). */
 int vhu_vring_start(struct vhu_queue *q, char *why, size_t n);
 void vhu_vring_stop(struct vhu_queue *q);
@@ -113,8 +113,8 @@ void vhu_vring_set_err(struct vhu_queue *q, int fd);
 struct vhu_dirty_log {
     void *map;
     size_t map_len;
-    uint8_t *bits;        /* bit for guest page p: bits[p / 8] & (1 << p % 8) */
-    uint64_t size;        /* bytes of bitmap */
+    uint8_t *bits; /* bit for guest page p: bits[p / 8] & (1 << p % 8) */
+    uint64_t size; /* bytes of bitmap */
     /* A write the log could not mark was reported (one line per log or
      * per LOG_ALL switch-on); set from any ring thread. */
     atomic_bool overflow_logged;
@@ -128,7 +128,7 @@ struct vhu_inflight_region {
     size_t map_len;
     uint8_t *base;
     uint16_t num_queues, queue_size;
-    uint64_t region;      /* bytes per queue */
+    uint64_t region; /* bytes per queue */
 };
 void vhu_inflight_unmap(struct vhu_inflight_region *f);
 /* Ring start/stop: adopt the queue's region (recovering what a previous
@@ -160,7 +160,7 @@ struct vhu_backend {
     struct vhu_dirty_log log;
     struct vhu_inflight_region inflight;
     int log_fd;
-    atomic_bool logging;       /* VHOST_F_LOG_ALL acked (a log may be missing) */
+    atomic_bool logging; /* VHOST_F_LOG_ALL acked (a log may be missing) */
     struct vhu_queue *queues;
     unsigned nqueues;
     unsigned max_queue_size;
@@ -174,11 +174,11 @@ struct vhu_backend {
     } shmem_maps[VHU_SHMEM_MAX_MAPPINGS];
     unsigned nshmem_maps;
 
-    struct vhu_transfer *transfer; /* active device-state transfer, or NULL */
+    struct vhu_transfer *transfer;         /* active device-state transfer, or NULL */
     struct vhu_state_worker *state_worker; /* its thread, once one was needed */
     int state_level, state_workers;
 
-    struct vhu_wire_msg msg;   /* the request being handled */
+    struct vhu_wire_msg msg; /* the request being handled */
 };
 
 static inline bool vhu_pf_acked(const struct vhu_backend *b, unsigned bit)
@@ -212,8 +212,8 @@ struct vhu_reply {
 
 struct vhu_req {
     struct vhu_backend *b;
-    struct vhu_wire_msg *m;  /* handlers take fds they keep: m->fds[i] = -1 */
-    struct vhu_reply *rep;   /* DATA replies: payload and size */
+    struct vhu_wire_msg *m;   /* handlers take fds they keep: m->fds[i] = -1 */
+    struct vhu_reply *rep;    /* DATA replies: payload and size */
     char why[VHU_REASON_MAX]; /* reason for a refusal */
 };
 

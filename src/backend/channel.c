@@ -9,8 +9,8 @@
 
 /* Send a back-end request and, when REPLY_ACK was negotiated, wait for the
  * front-end's u64 status.  chan_lock held by the caller. */
-static int channel_request(struct vhu_backend *b, uint32_t code, const void *payload,
-                           uint32_t size, int fd)
+static int channel_request(struct vhu_backend *b, uint32_t code, const void *payload, uint32_t size,
+                           int fd)
 {
     const struct vhu_wire_row *row = vhu_wire_backend_row(code);
     if (b->chan_fd < 0) {
@@ -23,9 +23,8 @@ static int channel_request(struct vhu_backend *b, uint32_t code, const void *pay
     }
     /* A request whose row always has a status reply waits for it too. */
     bool ack = vhu_pf_acked(b, VHU_PF_REPLY_ACK) || row->reply == VHU_WIRE_REPLY_STATUS;
-    struct vhu_msg_header h = {.request = code,
-                               .flags = VHU_FLAG_VERSION | (ack ? VHU_FLAG_NEED_REPLY : 0),
-                               .size = size};
+    struct vhu_msg_header h = {
+        .request = code, .flags = VHU_FLAG_VERSION | (ack ? VHU_FLAG_NEED_REPLY : 0), .size = size};
     int r = vhu_wire_send(b->chan_fd, &h, payload, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
     if (r < 0) {
         vhu_err("%s: send: %s", row->name, vhu_strerror(r));
@@ -43,13 +42,12 @@ static int channel_request(struct vhu_backend *b, uint32_t code, const void *pay
     vhu_wire_close_fds(&m);
     if (vhu_wire_check(row, &m, false, why, sizeof(why)) < 0 || m.hdr.request != code ||
         m.hdr.size != sizeof(uint64_t)) {
-        vhu_err("%s: bad reply from the front-end (code %u size %u%s%s)", row->name,
-                m.hdr.request, m.hdr.size, why[0] ? ": " : "", why);
+        vhu_err("%s: bad reply from the front-end (code %u size %u%s%s)", row->name, m.hdr.request,
+                m.hdr.size, why[0] ? ": " : "", why);
         return -EPROTO;
     }
     if (m.p.u64 != 0) {
-        vhu_err("%s: the front-end answered status %llu", row->name,
-                (unsigned long long)m.p.u64);
+        vhu_err("%s: the front-end answered status %llu", row->name, (unsigned long long)m.p.u64);
         return -EREMOTEIO;
     }
     return 0;
@@ -77,8 +75,7 @@ static int shmem_range(struct vhu_backend *b, const char *what, uint8_t shmid, u
     uint64_t size = b->ops->shmem_sizes[shmid];
     if (len == 0 || off > size || len > size - off) {
         vhu_err("%s: offset 0x%llx length 0x%llx is outside region %u (0x%llx bytes)", what,
-                (unsigned long long)off, (unsigned long long)len, shmid,
-                (unsigned long long)size);
+                (unsigned long long)off, (unsigned long long)len, shmid, (unsigned long long)size);
         return -EINVAL;
     }
     return 0;
@@ -98,12 +95,11 @@ int vhu_backend_shmem_map(struct vhu_backend *b, uint8_t shmid, int fd, uint64_t
     for (unsigned i = 0; i < b->nshmem_maps; i++) {
         const struct vhu_shmem_mapping *m = &b->shmem_maps[i];
         /* Both ranges lie inside the region: no overflow in the ends. */
-        if (m->shmid == shmid && shm_offset < m->offset + m->len &&
-            m->offset < shm_offset + len) {
+        if (m->shmid == shmid && shm_offset < m->offset + m->len && m->offset < shm_offset + len) {
             vhu_err("BACKEND_SHMEM_MAP: region %u 0x%llx+0x%llx overlaps the mapping at "
-                    "0x%llx+0x%llx", shmid, (unsigned long long)shm_offset,
-                    (unsigned long long)len, (unsigned long long)m->offset,
-                    (unsigned long long)m->len);
+                    "0x%llx+0x%llx",
+                    shmid, (unsigned long long)shm_offset, (unsigned long long)len,
+                    (unsigned long long)m->offset, (unsigned long long)m->len);
             r = -EEXIST;
             goto out;
         }
@@ -113,8 +109,10 @@ int vhu_backend_shmem_map(struct vhu_backend *b, uint8_t shmid, int fd, uint64_t
         r = -ENOSPC;
         goto out;
     }
-    struct vhu_shmem_mmap msg = {.shmid = shmid, .fd_offset = fd_offset,
-                                 .shm_offset = shm_offset, .len = len,
+    struct vhu_shmem_mmap msg = {.shmid = shmid,
+                                 .fd_offset = fd_offset,
+                                 .shm_offset = shm_offset,
+                                 .len = len,
                                  .flags = writable ? VHU_SHMEM_MAP_RW : 0};
     r = channel_request(b, VHU_BREQ_SHMEM_MAP, &msg, sizeof(msg), fd);
     if (r == 0)
@@ -125,17 +123,16 @@ out:
     return r;
 }
 
-int vhu_backend_shmem_unmap(struct vhu_backend *b, uint8_t shmid, uint64_t shm_offset,
-                            uint64_t len)
+int vhu_backend_shmem_unmap(struct vhu_backend *b, uint8_t shmid, uint64_t shm_offset, uint64_t len)
 {
     int r = shmem_range(b, "BACKEND_SHMEM_UNMAP", shmid, shm_offset, len);
     if (r < 0)
         return r;
     pthread_mutex_lock(&b->chan_lock);
     unsigned i = 0;
-    while (i < b->nshmem_maps && !(b->shmem_maps[i].shmid == shmid &&
-                                   b->shmem_maps[i].offset == shm_offset &&
-                                   b->shmem_maps[i].len == len))
+    while (i < b->nshmem_maps &&
+           !(b->shmem_maps[i].shmid == shmid && b->shmem_maps[i].offset == shm_offset &&
+             b->shmem_maps[i].len == len))
         i++;
     if (i == b->nshmem_maps) {
         vhu_err("BACKEND_SHMEM_UNMAP: no mapping at region %u 0x%llx+0x%llx", shmid,

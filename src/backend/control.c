@@ -21,10 +21,10 @@
 #include "../common/ctl.h"
 
 #define CTL_MAX_CLIENTS 16
-#define CTL_OUT_MAX (1u << 20)  /* replies waiting for a slow reader */
-#define CTL_READ_CHUNK 16384    /* read per wake-up */
-#define CTL_LOG_BURST 10        /* refusal lines per second */
-#define CTL_MAX_FDS 4           /* fds received and not yet given to a request */
+#define CTL_OUT_MAX (1u << 20) /* replies waiting for a slow reader */
+#define CTL_READ_CHUNK 16384   /* read per wake-up */
+#define CTL_LOG_BURST 10       /* refusal lines per second */
+#define CTL_MAX_FDS 4          /* fds received and not yet given to a request */
 
 struct ctl_client {
     struct vhu_control *c;
@@ -138,8 +138,7 @@ static int client_flush(struct ctl_client *cl)
 {
     size_t sent = 0;
     while (sent < cl->out.len) {
-        ssize_t n = send(cl->fd, cl->out.p + sent, cl->out.len - sent,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t n = send(cl->fd, cl->out.p + sent, cl->out.len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -323,9 +322,9 @@ static void on_snap(struct ev_loop *loop, ev_io *w, int revents)
                        cl ? "" : " (its client was gone)", why);
     else
         vhu_info("control %s: snapshot (pid %d): %llu bytes in %llu us; rings paused %llu us "
-                 "(fork %llu us)", c->path, (int)pid, (unsigned long long)bytes,
-                 (unsigned long long)dur, (unsigned long long)c->job.pause_us,
-                 (unsigned long long)c->job.fork_us);
+                 "(fork %llu us)",
+                 c->path, (int)pid, (unsigned long long)bytes, (unsigned long long)dur,
+                 (unsigned long long)c->job.pause_us, (unsigned long long)c->job.fork_us);
     if (!cl)
         return;
     cl->snap_wait = false;
@@ -356,7 +355,8 @@ static int op_snapshot(struct ctl_client *cl, bool has_id, uint64_t id, int *fd)
     int fl;
     if (*fd < 0) {
         err = -EBADF;
-        snprintf(why, sizeof(why), "snapshot: no fd came with the request (send the output "
+        snprintf(why, sizeof(why),
+                 "snapshot: no fd came with the request (send the output "
                  "with SCM_RIGHTS)");
     } else if (c->snap_running) {
         err = -EBUSY;
@@ -374,7 +374,8 @@ static int op_snapshot(struct ctl_client *cl, bool has_id, uint64_t id, int *fd)
         snprintf(why, sizeof(why), "snapshot: the fd cannot be examined");
     } else if (!S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) && !S_ISREG(st.st_mode)) {
         err = -EINVAL;
-        snprintf(why, sizeof(why), "snapshot: the fd is not a pipe, a socket or a regular "
+        snprintf(why, sizeof(why),
+                 "snapshot: the fd is not a pipe, a socket or a regular "
                  "file");
     } else if ((fl & O_ACCMODE) == O_RDONLY) {
         err = -EBADF;
@@ -415,7 +416,10 @@ static int handle(struct ctl_client *cl, const uint8_t *p, size_t len, int *fd)
     int r = vhu_ctl_next(p, len, &pos, &it);
     if (r < 0 || it.t != CTL_MAP) {
         snprintf(why, sizeof(why), "request is not a CBOR map (%s, %zu bytes)",
-                 r == -ENODATA ? "truncated" : r < 0 ? "malformed" : "another item", len);
+                 r == -ENODATA ? "truncated"
+                 : r < 0       ? "malformed"
+                               : "another item",
+                 len);
         goto bad;
     }
     if (it.u > 16) {
@@ -452,8 +456,7 @@ static int handle(struct ctl_client *cl, const uint8_t *p, size_t len, int *fd)
             id = v.u;
             has_id = true;
         } else if ((r = vhu_ctl_skip(p, len, &pos, &v, 0)) < 0) {
-            snprintf(why, sizeof(why), "request pair %llu: malformed value",
-                     (unsigned long long)i);
+            snprintf(why, sizeof(why), "request pair %llu: malformed value", (unsigned long long)i);
             goto bad;
         }
     }
@@ -471,8 +474,7 @@ static int handle(struct ctl_client *cl, const uint8_t *p, size_t len, int *fd)
     for (size_t i = 0; i <= strlen(op); i++)
         printable[i] = op[i] && (op[i] < 0x20 || op[i] > 0x7e) ? '?' : op[i];
     if (*fd >= 0) {
-        ctl_refuse_log(c, "an fd came with a \"%s\" request, which takes none: closed",
-                       printable);
+        ctl_refuse_log(c, "an fd came with a \"%s\" request, which takes none: closed", printable);
         vhu_close_fd(fd);
     }
     if (strcmp(op, "info") == 0) {
@@ -513,8 +515,7 @@ static int client_process(struct ctl_client *cl)
         uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
         if (len > VHU_CTL_REQ_MAX) {
             char why[96];
-            snprintf(why, sizeof(why), "request of %u bytes (at most %u)", len,
-                     VHU_CTL_REQ_MAX);
+            snprintf(why, sizeof(why), "request of %u bytes (at most %u)", len, VHU_CTL_REQ_MAX);
             ctl_refuse_log(c, "%s; closing the client", why);
             client_fail(cl, -EMSGSIZE, why);
             return -EMSGSIZE;
@@ -539,16 +540,17 @@ static int client_process(struct ctl_client *cl)
         }
         cl->nfds = keep;
         if (extra)
-            ctl_refuse_log(c, "%u fds too many came with one request (at most 1): closed",
-                           extra);
+            ctl_refuse_log(c, "%u fds too many came with one request (at most 1): closed", extra);
         int r = handle(cl, h + 4, len, &mfd);
         vhu_close_fd(&mfd);
         if (r < 0)
             return r; /* cl is gone */
         pos = end;
         if (cl->out.err) {
-            ctl_refuse_log(c, "client does not read its replies (%zu bytes waiting, at "
-                           "most %u); dropped", cl->out.len, CTL_OUT_MAX);
+            ctl_refuse_log(c,
+                           "client does not read its replies (%zu bytes waiting, at "
+                           "most %u); dropped",
+                           cl->out.len, CTL_OUT_MAX);
             client_free(cl);
             return -ENOBUFS;
         }
@@ -582,9 +584,10 @@ static void take_fds(struct ctl_client *cl, struct msghdr *mh, size_t at)
         }
     }
     if (dropped || (mh->msg_flags & MSG_CTRUNC))
-        ctl_refuse_log(cl->c, "client sent more fds than %u waiting requests take: %u%s "
-                       "closed", CTL_MAX_FDS, dropped,
-                       mh->msg_flags & MSG_CTRUNC ? " and more" : "");
+        ctl_refuse_log(cl->c,
+                       "client sent more fds than %u waiting requests take: %u%s "
+                       "closed",
+                       CTL_MAX_FDS, dropped, mh->msg_flags & MSG_CTRUNC ? " and more" : "");
 }
 
 static void on_client(struct ev_loop *loop, ev_io *w, int revents)
@@ -603,7 +606,9 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
             char b[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
         } cbuf;
         struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b,
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = cbuf.b,
                             .msg_controllen = sizeof(cbuf.b)};
         ssize_t n = recvmsg(cl->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -616,8 +621,7 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
             take_fds(cl, &mh, cl->in.len);
         if (n <= 0) {
             if (cl->in.len)
-                ctl_refuse_log(c, "client closed inside a message (%zu bytes of it)",
-                               cl->in.len);
+                ctl_refuse_log(c, "client closed inside a message (%zu bytes of it)", cl->in.len);
             client_free(cl);
             return;
         }
@@ -730,15 +734,9 @@ static void each_watcher(struct vhu_control *c, void (*op)(struct ev_loop *, ev_
             op(c->loop, &c->clients[i]->w);
 }
 
-void vhu_control_start(struct vhu_control *c)
-{
-    each_watcher(c, ev_io_start);
-}
+void vhu_control_start(struct vhu_control *c) { each_watcher(c, ev_io_start); }
 
-void vhu_control_stop(struct vhu_control *c)
-{
-    each_watcher(c, ev_io_stop);
-}
+void vhu_control_stop(struct vhu_control *c) { each_watcher(c, ev_io_stop); }
 
 void vhu_control_free(struct vhu_control *c)
 {

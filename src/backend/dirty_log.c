@@ -59,9 +59,11 @@ static int check_covers(struct vhu_req *r, uint64_t size)
     human_bytes(have * DIRTY_PAGE, covers, sizeof(covers));
     human_bytes(end, reaches, sizeof(reaches));
     uint64_t need_bytes = need / 8 + (need % 8 != 0);
-    return vhu_refuse(r, -EINVAL, "log of %" PRIu64 " bytes covers %s of guest memory (%" PRIu64
-                      " pages); the memory table reaches 0x%" PRIx64 " (%s): need at least %"
-                      PRIu64 " bytes", size, covers, have, end, reaches, need_bytes);
+    return vhu_refuse(r, -EINVAL,
+                      "log of %" PRIu64 " bytes covers %s of guest memory (%" PRIu64
+                      " pages); the memory table reaches 0x%" PRIx64 " (%s): need at least %" PRIu64
+                      " bytes",
+                      size, covers, have, end, reaches, need_bytes);
 }
 
 int vhu_req_set_log_base(struct vhu_req *r)
@@ -83,16 +85,16 @@ int vhu_req_set_log_base(struct vhu_req *r)
     if (fstat(r->m->fds[0], &st) < 0)
         return vhu_refuse(r, -EBADF, "the log fd cannot be examined");
     if (st.st_size < 0 || end > (uint64_t)st.st_size)
-        return vhu_refuse(r, -EINVAL, "log offset 0x%" PRIx64 " + size 0x%" PRIx64
-                          " runs past the end of its fd (0x%llx bytes)", d->mmap_offset,
-                          d->mmap_size, (unsigned long long)st.st_size);
+        return vhu_refuse(r, -EINVAL,
+                          "log offset 0x%" PRIx64 " + size 0x%" PRIx64
+                          " runs past the end of its fd (0x%llx bytes)",
+                          d->mmap_offset, d->mmap_size, (unsigned long long)st.st_size);
     uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
     uint64_t off = d->mmap_offset & ~(page - 1);
     size_t len = (size_t)(d->mmap_offset - off + d->mmap_size);
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, r->m->fds[0], (off_t)off);
     if (p == MAP_FAILED)
-        return vhu_refuse(r, -errno, "mmap of the log (%zu bytes): %s", len,
-                          vhu_strerror(-errno));
+        return vhu_refuse(r, -errno, "mmap of the log (%zu bytes): %s", len, vhu_strerror(-errno));
     /* Rings that log are paused around the switch: none keeps writing into
      * the old map, which is dropped only after the new one is in place. */
     bool was[VHU_MAX_QUEUES];
@@ -142,11 +144,12 @@ static void mark_dirty(struct vhu_queue *q, uint64_t gpa, uint64_t len)
         if (!atomic_exchange(&l->overflow_logged, true)) {
             if (!l->bits)
                 vhu_err("dirty log: write at guest 0x%" PRIx64 "+%" PRIu64 " while logging is "
-                        "on but no log was given (SET_LOG_BASE); migration would miss it", gpa,
-                        len);
+                        "on but no log was given (SET_LOG_BASE); migration would miss it",
+                        gpa, len);
             else
-                vhu_err("dirty log: write at guest 0x%" PRIx64 "+%" PRIu64 " is beyond the %"
-                        PRIu64 "-byte log; migration would miss it", gpa, len, l->size);
+                vhu_err("dirty log: write at guest 0x%" PRIx64 "+%" PRIu64 " is beyond the %" PRIu64
+                        "-byte log; migration would miss it",
+                        gpa, len, l->size);
         }
         vhu_queue_signal_error(q);
         return;

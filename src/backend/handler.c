@@ -21,11 +21,10 @@ _Static_assert(VHU_MAX_QUEUES <= VHU_SNAP_MAX_QUEUES, "a snapshot holds every qu
 #define VHU_UNSUPPORTED_FEATURES (VHU_BIT(VHU_F_ACCESS_PLATFORM))
 
 /* Protocol features this version implements. */
-#define VHU_IMPLEMENTED_PF                                                          \
-    (VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) | VHU_BIT(VHU_PF_BACKEND_REQ) | \
-     VHU_BIT(VHU_PF_CONFIG) | VHU_BIT(VHU_PF_RESET_DEVICE) |                        \
-     VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) | VHU_BIT(VHU_PF_STATUS) |                  \
-     VHU_BIT(VHU_PF_DEVICE_STATE) | VHU_BIT(VHU_PF_LOG_SHMFD) |                     \
+#define VHU_IMPLEMENTED_PF                                                                         \
+    (VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) | VHU_BIT(VHU_PF_BACKEND_REQ) |                \
+     VHU_BIT(VHU_PF_CONFIG) | VHU_BIT(VHU_PF_RESET_DEVICE) | VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) | \
+     VHU_BIT(VHU_PF_STATUS) | VHU_BIT(VHU_PF_DEVICE_STATE) | VHU_BIT(VHU_PF_LOG_SHMFD) |           \
      VHU_BIT(VHU_PF_INFLIGHT_SHMFD) | VHU_BIT(VHU_PF_SHMEM))
 
 int vhu_refuse(struct vhu_req *r, int err, const char *fmt, ...)
@@ -231,8 +230,8 @@ void vhu_backend_detach(struct vhu_backend *b)
 static int send_reply(struct vhu_backend *b, uint32_t code, const void *payload, uint32_t size,
                       const int *fds, unsigned nfds)
 {
-    struct vhu_msg_header h = {.request = code, .flags = VHU_FLAG_VERSION | VHU_FLAG_REPLY,
-                               .size = size};
+    struct vhu_msg_header h = {
+        .request = code, .flags = VHU_FLAG_VERSION | VHU_FLAG_REPLY, .size = size};
     int r = vhu_wire_send(b->sock, &h, payload, fds, nfds);
     if (r < 0)
         vhu_err("%s: sending the reply: %s", vhu_request_name(code), vhu_strerror(r));
@@ -288,8 +287,7 @@ static bool gate_open(const struct vhu_backend *b, int gate)
     case VHU_WIRE_GATE_NONE: return true;
     case VHU_WIRE_GATE_F_PROTOCOL_FEATURES:
         return b->acked_features & VHU_BIT(VHU_F_PROTOCOL_FEATURES);
-    case VHU_WIRE_GATE_F_ACCESS_PLATFORM:
-        return b->acked_features & VHU_BIT(VHU_F_ACCESS_PLATFORM);
+    case VHU_WIRE_GATE_F_ACCESS_PLATFORM: return b->acked_features & VHU_BIT(VHU_F_ACCESS_PLATFORM);
     case VHU_WIRE_GATE_GPU: return false;
     default: return vhu_pf_acked(b, (unsigned)gate);
     }
@@ -297,11 +295,27 @@ static bool gate_open(const struct vhu_backend *b, int gate)
 
 static const char *gate_name(int gate)
 {
-    static const char *const pf[] = {
-        "MQ", "LOG_SHMFD", "RARP", "REPLY_ACK", "NET_MTU", "BACKEND_REQ", "CROSS_ENDIAN",
-        "CRYPTO_SESSION", "PAGEFAULT", "CONFIG", "BACKEND_SEND_FD", "HOST_NOTIFIER",
-        "INFLIGHT_SHMFD", "RESET_DEVICE", "INBAND_NOTIFICATIONS", "CONFIGURE_MEM_SLOTS",
-        "STATUS", "XEN_MMAP", "SHARED_OBJECT", "DEVICE_STATE", "SHMEM"};
+    static const char *const pf[] = {"MQ",
+                                     "LOG_SHMFD",
+                                     "RARP",
+                                     "REPLY_ACK",
+                                     "NET_MTU",
+                                     "BACKEND_REQ",
+                                     "CROSS_ENDIAN",
+                                     "CRYPTO_SESSION",
+                                     "PAGEFAULT",
+                                     "CONFIG",
+                                     "BACKEND_SEND_FD",
+                                     "HOST_NOTIFIER",
+                                     "INFLIGHT_SHMFD",
+                                     "RESET_DEVICE",
+                                     "INBAND_NOTIFICATIONS",
+                                     "CONFIGURE_MEM_SLOTS",
+                                     "STATUS",
+                                     "XEN_MMAP",
+                                     "SHARED_OBJECT",
+                                     "DEVICE_STATE",
+                                     "SHMEM"};
     switch (gate) {
     case VHU_WIRE_GATE_F_PROTOCOL_FEATURES: return "feature PROTOCOL_FEATURES";
     case VHU_WIRE_GATE_F_ACCESS_PLATFORM: return "feature ACCESS_PLATFORM";
@@ -325,10 +339,8 @@ static bool allowed_during_transfer(uint32_t code)
     case VHU_REQ_SET_VRING_CALL:
     case VHU_REQ_SET_VRING_ERR:
     case VHU_REQ_SET_DEVICE_STATE_FD: /* refused with its own reason */
-    case VHU_REQ_CHECK_DEVICE_STATE:
-        return true;
-    default:
-        return false;
+    case VHU_REQ_CHECK_DEVICE_STATE: return true;
+    default: return false;
     }
 }
 
@@ -351,8 +363,8 @@ int vhu_backend_process(struct vhu_backend *b)
     uint32_t code = m->hdr.request;
     const struct vhu_wire_row *row = vhu_wire_frontend_row(code);
     bool need_reply = (m->hdr.flags & VHU_FLAG_NEED_REPLY) && vhu_pf_acked(b, VHU_PF_REPLY_ACK);
-    vhu_debug("<- %s flags 0x%x size %u fds %u", row ? row->name : "?", m->hdr.flags,
-              m->hdr.size, m->nfds);
+    vhu_debug("<- %s flags 0x%x size %u fds %u", row ? row->name : "?", m->hdr.flags, m->hdr.size,
+              m->nfds);
 
     if (!row) {
         vhu_wire_close_fds(m);
@@ -400,15 +412,11 @@ int vhu_backend_process(struct vhu_backend *b)
         return refuse(b, row, code, need_reply, r, req.why[0] ? req.why : vhu_strerror(r));
     }
     switch (row->reply) {
-    case VHU_WIRE_REPLY_DATA:
-        r = send_reply(b, code, &rep.p, rep.size, rep.fds, rep.nfds);
-        break;
+    case VHU_WIRE_REPLY_DATA: r = send_reply(b, code, &rep.p, rep.size, rep.fds, rep.nfds); break;
     case VHU_WIRE_REPLY_STATUS:
         r = send_reply(b, code, &rep.p, sizeof(uint64_t), rep.fds, rep.nfds);
         break;
-    default:
-        r = need_reply ? send_status(b, code, 0) : 0;
-        break;
+    default: r = need_reply ? send_status(b, code, 0) : 0; break;
     }
     for (unsigned i = 0; i < rep.nfds; i++)
         close(rep.fds[i]);

@@ -126,13 +126,15 @@ int vhu_req_set_inflight_fd(struct vhu_req *r)
         return e;
     uint64_t need = queue_region(in->queue_size) * in->num_queues, end;
     if (in->mmap_size < need)
-        return vhu_refuse(r, -EINVAL, "inflight: %" PRIu64 " bytes for %u queues of %u (need %"
-                          PRIu64 ")", in->mmap_size, in->num_queues, in->queue_size, need);
+        return vhu_refuse(r, -EINVAL,
+                          "inflight: %" PRIu64 " bytes for %u queues of %u (need %" PRIu64 ")",
+                          in->mmap_size, in->num_queues, in->queue_size, need);
     struct stat st;
-    if (!vhu_range_end(in->mmap_offset, in->mmap_size, &end) ||
-        fstat(r->m->fds[0], &st) < 0 || st.st_size < 0 || end > (uint64_t)st.st_size)
-        return vhu_refuse(r, -EINVAL, "inflight: offset 0x%" PRIx64 " + size 0x%" PRIx64
-                          " is not inside its fd", in->mmap_offset, in->mmap_size);
+    if (!vhu_range_end(in->mmap_offset, in->mmap_size, &end) || fstat(r->m->fds[0], &st) < 0 ||
+        st.st_size < 0 || end > (uint64_t)st.st_size)
+        return vhu_refuse(
+            r, -EINVAL, "inflight: offset 0x%" PRIx64 " + size 0x%" PRIx64 " is not inside its fd",
+            in->mmap_offset, in->mmap_size);
     return map_region(r, r->m->fds[0], in->mmap_offset, in->mmap_size, in->num_queues,
                       in->queue_size);
 }
@@ -183,8 +185,8 @@ int vhu_inflight_start(struct vhu_queue *q)
     if (iq->version == 0 || iq->version != INFLIGHT_VERSION || iq->desc_num != qs) {
         if (iq->version != 0)
             vhu_warn("ring %u: inflight region holds version %u, %u entries (want %u, %u): "
-                     "records discarded", q->index, iq->version, iq->desc_num, INFLIGHT_VERSION,
-                     qs);
+                     "records discarded",
+                     q->index, iq->version, iq->desc_num, INFLIGHT_VERSION, qs);
         memset(iq->desc, 0, 16ull * qs);
         iq->features = 0;
         iq->desc_num = (uint16_t)qs;
@@ -200,7 +202,8 @@ int vhu_inflight_start(struct vhu_queue *q)
     uint16_t unclear = (uint16_t)(used - iq->used_idx);
     if (unclear > qs) {
         vhu_warn("ring %u: inflight used_idx %u is %u behind the used ring's %u; records "
-                 "discarded", q->index, iq->used_idx, unclear, used);
+                 "discarded",
+                 q->index, iq->used_idx, unclear, used);
         memset(iq->desc, 0, 16ull * qs);
         unclear = 0;
     }

@@ -44,8 +44,8 @@ static bool overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
     return a < b + blen && b < a + alen;
 }
 
-int vhu_mem_check_overlap(const struct vhu_mem *mem, const struct vhu_mem_region *d,
-                          char *why, size_t n)
+int vhu_mem_check_overlap(const struct vhu_mem *mem, const struct vhu_mem_region *d, char *why,
+                          size_t n)
 {
     for (unsigned i = 0; i < mem->n; i++) {
         const struct vhu_region *r = &mem->r[i];
@@ -65,8 +65,7 @@ int vhu_mem_check_overlap(const struct vhu_mem *mem, const struct vhu_mem_region
     return 0;
 }
 
-int vhu_mem_map(const struct vhu_mem_region *d, int fd, struct vhu_region *out, char *why,
-                size_t n)
+int vhu_mem_map(const struct vhu_mem_region *d, int fd, struct vhu_region *out, char *why, size_t n)
 {
     struct stat st;
     if (fstat(fd, &st) < 0) {
@@ -76,9 +75,11 @@ int vhu_mem_map(const struct vhu_mem_region *d, int fd, struct vhu_region *out, 
     }
     uint64_t end = d->mmap_offset + d->memory_size; /* checked by vhu_mem_region_check */
     if (st.st_size < 0 || end > (uint64_t)st.st_size) {
-        snprintf(why, n, "region mmap_offset 0x%llx + size 0x%llx runs past the end of its fd "
-                 "(0x%llx bytes)", (unsigned long long)d->mmap_offset,
-                 (unsigned long long)d->memory_size, (unsigned long long)st.st_size);
+        snprintf(why, n,
+                 "region mmap_offset 0x%llx + size 0x%llx runs past the end of its fd "
+                 "(0x%llx bytes)",
+                 (unsigned long long)d->mmap_offset, (unsigned long long)d->memory_size,
+                 (unsigned long long)st.st_size);
         return -EINVAL;
     }
     /* Map from an aligned file offset at or below mmap_offset: hugetlbfs
@@ -93,8 +94,8 @@ int vhu_mem_map(const struct vhu_mem_region *d, int fd, struct vhu_region *out, 
         snprintf(why, n, "region size 0x%llx too large to map", (unsigned long long)len);
         return -ENOMEM;
     }
-    void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
-                   (off_t)off);
+    void *p =
+        mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, (off_t)off);
     if (p == MAP_FAILED) {
         int e = -errno;
         snprintf(why, n, "mmap of 0x%llx bytes at offset 0x%llx: %s", (unsigned long long)len,

@@ -118,10 +118,9 @@ static int req_set_protocol_features(struct vhu_req *r)
     struct vhu_backend *b = r->b;
     uint64_t pf = r->m->p.u64;
     if (pf & ~b->pf_offered)
-        return vhu_refuse(r, -EINVAL,
-                          "protocol feature bits 0x%llx were never offered (offered 0x%llx)",
-                          (unsigned long long)(pf & ~b->pf_offered),
-                          (unsigned long long)b->pf_offered);
+        return vhu_refuse(
+            r, -EINVAL, "protocol feature bits 0x%llx were never offered (offered 0x%llx)",
+            (unsigned long long)(pf & ~b->pf_offered), (unsigned long long)b->pf_offered);
     b->acked_pf = pf;
     return 0;
 }
@@ -179,8 +178,7 @@ static int rings_fit(struct vhu_req *r, const struct vhu_mem *mem)
         if (!q->started)
             continue;
         char why[VHU_REASON_MAX];
-        if (vhu_vring_translate(q, mem, &q->addr, q->num, q->features, false, why,
-                                sizeof(why)) < 0)
+        if (vhu_vring_translate(q, mem, &q->addr, q->num, q->features, false, why, sizeof(why)) < 0)
             return vhu_refuse(r, -EBUSY, "ring %u runs and would lose its memory: %s", i, why);
     }
     return 0;
@@ -313,8 +311,8 @@ static int req_set_vring_num(struct vhu_req *r)
     if (!q)
         return -ERANGE;
     if (!vhu_is_pow2(s->num) || s->num > r->b->max_queue_size)
-        return vhu_refuse(r, -EINVAL, "ring %u: size %u is not a power of two in 1..%u",
-                          s->index, s->num, r->b->max_queue_size);
+        return vhu_refuse(r, -EINVAL, "ring %u: size %u is not a power of two in 1..%u", s->index,
+                          s->num, r->b->max_queue_size);
     if (q->started)
         return vhu_refuse(r, -EBUSY, "ring %u is running", s->index);
     q->num = s->num;
@@ -333,13 +331,14 @@ static int req_set_vring_addr(struct vhu_req *r)
         return vhu_refuse(r, -EINVAL, "ring %u: unknown address flags 0x%x", a->index,
                           a->flags & ~VHU_VRING_F_LOG);
     if ((a->flags & VHU_VRING_F_LOG) && !(b->features_offered & VHU_BIT(VHU_F_LOG_ALL)))
-        return vhu_refuse(r, -ENOTSUP, "ring %u: used-ring logging asked of a device that does "
-                          "not log its writes", a->index);
+        return vhu_refuse(r, -ENOTSUP,
+                          "ring %u: used-ring logging asked of a device that does "
+                          "not log its writes",
+                          a->index);
     if (!q->num)
         return vhu_refuse(r, -EINVAL, "ring %u: SET_VRING_ADDR before SET_VRING_NUM", a->index);
     if (b->mem.n == 0)
-        return vhu_refuse(r, -EINVAL, "ring %u: SET_VRING_ADDR before any memory table",
-                          a->index);
+        return vhu_refuse(r, -EINVAL, "ring %u: SET_VRING_ADDR before any memory table", a->index);
     e = vhu_vring_translate(q, &b->mem, a, q->num, b->acked_features, false, r->why,
                             sizeof(r->why));
     if (e < 0)
@@ -369,9 +368,10 @@ static int req_set_vring_base(struct vhu_req *r)
      * position, 31 the used wrap counter.  Positions are checked against
      * the size here when it is known, and again when the ring starts. */
     if (packed && q->num && ((s->num & 0x7fffu) >= q->num || ((s->num >> 16) & 0x7fffu) >= q->num))
-        return vhu_refuse(r, -EINVAL, "ring %u: packed base 0x%x: avail position %u or used "
-                          "position %u is not below the ring size %u", s->index, s->num,
-                          s->num & 0x7fffu, (s->num >> 16) & 0x7fffu, q->num);
+        return vhu_refuse(r, -EINVAL,
+                          "ring %u: packed base 0x%x: avail position %u or used "
+                          "position %u is not below the ring size %u",
+                          s->index, s->num, s->num & 0x7fffu, (s->num >> 16) & 0x7fffu, q->num);
     if (q->started)
         return vhu_refuse(r, -EBUSY, "ring %u is running", s->index);
     q->last_avail = (uint16_t)s->num;

@@ -101,8 +101,8 @@ int vhu_listen_unix(const char *path, unsigned mode, int *out_fd)
         return -errno;
     /* chmod between bind and listen rather than umask (process-wide, racy
      * with other threads): until listen() nobody can connect anyway. */
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        (mode && chmod(path, mode) < 0) || listen(fd, 4) < 0) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || (mode && chmod(path, mode) < 0) ||
+        listen(fd, 4) < 0) {
         r = -errno;
         vhu_err("listening on %s: %s", path, vhu_strerror(r));
         close(fd);
@@ -199,15 +199,15 @@ static void refuse_conn(struct vhu_server *s, int fd)
                 if (*c < 0x20 || *c > 0x7e)
                     *c = '?';
         }
-        snprintf(who, sizeof(who), "pid %d%s%s%s uid %u", (int)uc.pid, comm[0] ? " (" : "",
-                 comm, comm[0] ? ")" : "", (unsigned)uc.uid);
+        snprintf(who, sizeof(who), "pid %d%s%s%s uid %u", (int)uc.pid, comm[0] ? " (" : "", comm,
+                 comm[0] ? ")" : "", (unsigned)uc.uid);
     }
     char more[64] = "";
     if (s->refuse_quiet)
         snprintf(more, sizeof(more), " (%lu more refused unlogged)", s->refuse_quiet);
     s->refuse_quiet = 0;
-    vhu_warn("%s: refused a second front-end, %s: another front-end is connected%s", s->path,
-             who, more);
+    vhu_warn("%s: refused a second front-end, %s: another front-end is connected%s", s->path, who,
+             more);
     close(fd);
 }
 
@@ -367,15 +367,9 @@ int vhu_server_run(struct vhu_server *s)
     return 0;
 }
 
-void vhu_server_stop(struct vhu_server *s)
-{
-    ev_async_send(s->loop, &s->stop_w);
-}
+void vhu_server_stop(struct vhu_server *s) { ev_async_send(s->loop, &s->stop_w); }
 
-unsigned long vhu_server_sessions(const struct vhu_server *s)
-{
-    return atomic_load(&s->sessions);
-}
+unsigned long vhu_server_sessions(const struct vhu_server *s) { return atomic_load(&s->sessions); }
 
 void vhu_server_free(struct vhu_server *s)
 {

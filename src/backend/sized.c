@@ -63,18 +63,17 @@ _Static_assert(END(struct vhu_server_config, control_path) == sizeof(struct vhu_
  * `min`), then copy into dst (known bytes) the fields wholly within size and
  * zero the others.  Returns 0, or -EINVAL / -E2BIG after one log line that
  * names `what` (the call and struct). */
-static int sized_copy(void *dst, const void *src, size_t size, size_t known,
-                      const size_t *ends, size_t n, size_t min, const char *what,
-                      const char *type)
+static int sized_copy(void *dst, const void *src, size_t size, size_t known, const size_t *ends,
+                      size_t n, size_t min, const char *what, const char *type)
 {
     if (size == 0) {
-        vhu_err("%s: size is 0; set it to sizeof(struct %s) (%zu in this vhu)", what, type,
-                known);
+        vhu_err("%s: size is 0; set it to sizeof(struct %s) (%zu in this vhu)", what, type, known);
         return -EINVAL;
     }
     if (size < min) {
         vhu_err("%s: size %zu is too small: struct %s needs at least %zu bytes (its required "
-                 "fields), %zu in this vhu", what, size, type, min, known);
+                "fields), %zu in this vhu",
+                what, size, type, min, known);
         return -EINVAL;
     }
     if (size > known) {
@@ -106,8 +105,7 @@ int vhu_device_ops_read(struct vhu_device_ops *dst, const struct vhu_device_ops 
 
 int vhu_server_config_read(struct vhu_server_config *dst, const struct vhu_server_config *cfg)
 {
-    return sized_copy(dst, cfg, cfg->size, sizeof(*dst), server_config_ends,
-                      VHU_ARRAY_SIZE(server_config_ends),
-                      END(struct vhu_server_config, socket_path), "vhu_server_new: config",
-                      "vhu_server_config");
+    return sized_copy(
+        dst, cfg, cfg->size, sizeof(*dst), server_config_ends, VHU_ARRAY_SIZE(server_config_ends),
+        END(struct vhu_server_config, socket_path), "vhu_server_new: config", "vhu_server_config");
 }

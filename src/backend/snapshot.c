@@ -121,8 +121,7 @@ static void child_main(struct vhu_backend *b, int out, int rep, pid_t parent)
         /* The rings as the pause left them: last_avail names the next
          * request each ring takes. */
         vhu_state_fill_handler(b, h);
-        r.result = vhu_state_save_stream(b, out, -1, 0, NULL, h, &r.bytes, r.why,
-                                         sizeof(r.why));
+        r.result = vhu_state_save_stream(b, out, -1, 0, NULL, h, &r.bytes, r.why, sizeof(r.why));
         free(h);
     }
     close(out);
@@ -133,8 +132,8 @@ static void child_main(struct vhu_backend *b, int out, int rep, pid_t parent)
     _exit(r.result ? 1 : 0);
 }
 
-int vhu_snapshot_start(struct vhu_backend *b, int out_fd, struct vhu_snapshot_job *job,
-                       char *why, size_t n)
+int vhu_snapshot_start(struct vhu_backend *b, int out_fd, struct vhu_snapshot_job *job, char *why,
+                       size_t n)
 {
     memset(job, 0, sizeof(*job));
     job->pidfd = job->status_fd = -1;

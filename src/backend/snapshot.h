@@ -19,21 +19,21 @@ struct vhu_snapshot_report {
 };
 
 struct vhu_snapshot_job {
-    pid_t pid;          /* the child; 0 once reaped */
-    int pidfd;          /* readable once the child exited; -1 without pidfd_open */
-    int status_fd;      /* the child's report (read end of a pipe) */
+    pid_t pid;     /* the child; 0 once reaped */
+    int pidfd;     /* readable once the child exited; -1 without pidfd_open */
+    int status_fd; /* the child's report (read end of a pipe) */
     struct vhu_snapshot_report rep;
-    size_t rep_got;     /* bytes of rep read so far */
-    uint64_t pause_us;  /* rings stopped: quiesce + fork */
-    uint64_t fork_us;   /* of which fork() */
-    double started;     /* vhu_monotonic() at the request */
+    size_t rep_got;    /* bytes of rep read so far */
+    uint64_t pause_us; /* rings stopped: quiesce + fork */
+    uint64_t fork_us;  /* of which fork() */
+    double started;    /* vhu_monotonic() at the request */
 };
 
 /* Pause, fork a child writing b's SAVE stream into out_fd, resume.  The
  * caller keeps out_fd (and closes it).  0 with *job filled, or <0 with why
  * filled (nothing to clean up). */
-int vhu_snapshot_start(struct vhu_backend *b, int out_fd, struct vhu_snapshot_job *job,
-                       char *why, size_t n);
+int vhu_snapshot_start(struct vhu_backend *b, int out_fd, struct vhu_snapshot_job *job, char *why,
+                       size_t n);
 /* The fd to wait on: the pidfd, or where pidfd_open is missing (before Linux
  * 5.3, valgrind 3.19) the report pipe, which ends once the child exited. */
 int vhu_snapshot_watch_fd(const struct vhu_snapshot_job *job);

@@ -47,8 +47,8 @@ void vhu_vring_reset(struct vhu_queue *q, bool keep_signals)
 }
 
 int vhu_vring_translate(struct vhu_queue *q, const struct vhu_mem *mem,
-                        const struct vhu_vring_addr *a, unsigned num, uint64_t features,
-                        bool apply, char *why, size_t n)
+                        const struct vhu_vring_addr *a, unsigned num, uint64_t features, bool apply,
+                        char *why, size_t n)
 {
     /* Sizes from the virtio split-ring layout; the event-index words exist
      * only with EVENT_IDX.  A packed ring has its descriptor ring and two
@@ -62,18 +62,24 @@ int vhu_vring_translate(struct vhu_queue *q, const struct vhu_mem *mem,
     void *desc = vhu_mem_uva(mem, a->desc_user_addr, desc_len);
     void *avail = vhu_mem_uva(mem, a->avail_user_addr, avail_len);
     void *used = vhu_mem_uva(mem, a->used_user_addr, used_len);
-    const char *bad = !desc ? "descriptor table" : !avail ? "avail ring" : !used ? "used ring" : NULL;
+    const char *bad = !desc    ? "descriptor table"
+                      : !avail ? "avail ring"
+                      : !used  ? "used ring"
+                               : NULL;
     if (bad) {
         uint64_t addr = !desc ? a->desc_user_addr : !avail ? a->avail_user_addr : a->used_user_addr;
         uint64_t len = !desc ? desc_len : !avail ? avail_len : used_len;
-        snprintf(why, n, "ring %u: %s at user address 0x%llx (+%llu bytes for size %u) is not "
-                 "inside one memory region", q->index, bad, (unsigned long long)addr,
-                 (unsigned long long)len, num);
+        snprintf(why, n,
+                 "ring %u: %s at user address 0x%llx (+%llu bytes for size %u) is not "
+                 "inside one memory region",
+                 q->index, bad, (unsigned long long)addr, (unsigned long long)len, num);
         return -EFAULT;
     }
     if (((uintptr_t)desc & 15) || ((uintptr_t)avail & (packed ? 3 : 1)) || ((uintptr_t)used & 3)) {
-        snprintf(why, n, "ring %u: misaligned ring (descriptor table 0x%llx, avail 0x%llx, "
-                 "used 0x%llx)", q->index, (unsigned long long)a->desc_user_addr,
+        snprintf(why, n,
+                 "ring %u: misaligned ring (descriptor table 0x%llx, avail 0x%llx, "
+                 "used 0x%llx)",
+                 q->index, (unsigned long long)a->desc_user_addr,
                  (unsigned long long)a->avail_user_addr, (unsigned long long)a->used_user_addr);
         return -EINVAL;
     }
@@ -99,8 +105,10 @@ int vhu_vring_start(struct vhu_queue *q, char *why, size_t n)
         return 0;
     if (!q->num || !q->addr_set || b->mem.n == 0 || q->kick_fd < 0) {
         snprintf(why, n, "ring %u cannot start without %s", q->index,
-                 !q->num ? "SET_VRING_NUM" : !q->addr_set ? "SET_VRING_ADDR"
-                 : b->mem.n == 0 ? "a memory table" : "a kick fd");
+                 !q->num         ? "SET_VRING_NUM"
+                 : !q->addr_set  ? "SET_VRING_ADDR"
+                 : b->mem.n == 0 ? "a memory table"
+                                 : "a kick fd");
         return -EINVAL;
     }
     bool packed = b->acked_features & VHU_BIT(VHU_F_RING_PACKED);
@@ -111,9 +119,10 @@ int vhu_vring_start(struct vhu_queue *q, char *why, size_t n)
         q->packed_used = 0x8000;
     }
     if (packed && ((q->last_avail & 0x7fffu) >= q->num || (q->packed_used & 0x7fffu) >= q->num)) {
-        snprintf(why, n, "ring %u: packed base: avail position %u or used position %u is not "
-                 "below the ring size %u", q->index, q->last_avail & 0x7fffu,
-                 q->packed_used & 0x7fffu, q->num);
+        snprintf(why, n,
+                 "ring %u: packed base: avail position %u or used position %u is not "
+                 "below the ring size %u",
+                 q->index, q->last_avail & 0x7fffu, q->packed_used & 0x7fffu, q->num);
         return -EINVAL;
     }
     int r = vhu_vring_translate(q, &b->mem, &q->addr, q->num, b->acked_features, true, why, n);
@@ -128,8 +137,7 @@ int vhu_vring_start(struct vhu_queue *q, char *why, size_t n)
     r = b->ops->start_queue(b->dev, q);
     if (r < 0) {
         vhu_inflight_stop(q);
-        snprintf(why, n, "ring %u: the device refused to start it: %s", q->index,
-                 vhu_strerror(r));
+        snprintf(why, n, "ring %u: the device refused to start it: %s", q->index, vhu_strerror(r));
         q->desc = q->avail = q->used = NULL;
         return r;
     }
@@ -156,15 +164,9 @@ static void swap_fd(struct vhu_queue *q, int *slot, int fd)
     vhu_close_fd(&old);
 }
 
-void vhu_vring_set_call(struct vhu_queue *q, int fd)
-{
-    swap_fd(q, &q->call_fd, fd);
-}
+void vhu_vring_set_call(struct vhu_queue *q, int fd) { swap_fd(q, &q->call_fd, fd); }
 
-void vhu_vring_set_err(struct vhu_queue *q, int fd)
-{
-    swap_fd(q, &q->err_fd, fd);
-}
+void vhu_vring_set_err(struct vhu_queue *q, int fd) { swap_fd(q, &q->err_fd, fd); }
 
 static int signal_fd(struct vhu_queue *q, int *slot)
 {

@@ -10,17 +10,30 @@
 #include <stdint.h>
 
 enum vhu_cbor_type {
-    VHU_CBOR_NONE, VHU_CBOR_UINT, VHU_CBOR_NINT, VHU_CBOR_BSTR, VHU_CBOR_BSTR_INDEF,
-    VHU_CBOR_TSTR, VHU_CBOR_TSTR_INDEF, VHU_CBOR_ARRAY, VHU_CBOR_ARRAY_INDEF, VHU_CBOR_MAP,
-    VHU_CBOR_MAP_INDEF, VHU_CBOR_TAG, VHU_CBOR_FLOAT, VHU_CBOR_BOOL, VHU_CBOR_NULL,
-    VHU_CBOR_UNDEF, VHU_CBOR_BREAK
+    VHU_CBOR_NONE,
+    VHU_CBOR_UINT,
+    VHU_CBOR_NINT,
+    VHU_CBOR_BSTR,
+    VHU_CBOR_BSTR_INDEF,
+    VHU_CBOR_TSTR,
+    VHU_CBOR_TSTR_INDEF,
+    VHU_CBOR_ARRAY,
+    VHU_CBOR_ARRAY_INDEF,
+    VHU_CBOR_MAP,
+    VHU_CBOR_MAP_INDEF,
+    VHU_CBOR_TAG,
+    VHU_CBOR_FLOAT,
+    VHU_CBOR_BOOL,
+    VHU_CBOR_NULL,
+    VHU_CBOR_UNDEF,
+    VHU_CBOR_BREAK
 };
 
 struct vhu_cbor_item {
     enum vhu_cbor_type t;
-    uint64_t u;           /* UINT, NINT (the value is -1 - u), ARRAY/MAP counts, TAG */
-    bool b;               /* BOOL */
-    const uint8_t *data;  /* BSTR/TSTR: into the input, valid while it is */
+    uint64_t u;          /* UINT, NINT (the value is -1 - u), ARRAY/MAP counts, TAG */
+    bool b;              /* BOOL */
+    const uint8_t *data; /* BSTR/TSTR: into the input, valid while it is */
     size_t len;
 };
 

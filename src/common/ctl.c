@@ -46,10 +46,7 @@ int vhu_ctl_skip(const uint8_t *p, size_t len, size_t *pos, const struct vhu_ctl
     return 0;
 }
 
-bool vhu_ctl_is(const struct vhu_ctl_item *it, const char *s)
-{
-    return vhu_cbor_is_text(it, s);
-}
+bool vhu_ctl_is(const struct vhu_ctl_item *it, const char *s) { return vhu_cbor_is_text(it, s); }
 
 void vhu_ctl_put(struct vhu_ctl_buf *b, const void *data, size_t n)
 {
@@ -75,14 +72,14 @@ void vhu_ctl_put(struct vhu_ctl_buf *b, const void *data, size_t n)
     b->len += n;
 }
 
-#define PUT(b, call)                           \
-    do {                                       \
-        unsigned char buffer[16];              \
-        size_t n_ = (call);                    \
-        if (!n_ && !(b)->err)                  \
-            (b)->err = -EINVAL;                \
-        if (n_)                                \
-            vhu_ctl_put((b), buffer, n_);      \
+#define PUT(b, call)                                                                               \
+    do {                                                                                           \
+        unsigned char buffer[16];                                                                  \
+        size_t n_ = (call);                                                                        \
+        if (!n_ && !(b)->err)                                                                      \
+            (b)->err = -EINVAL;                                                                    \
+        if (n_)                                                                                    \
+            vhu_ctl_put((b), buffer, n_);                                                          \
     } while (0)
 
 void vhu_ctl_put_uint(struct vhu_ctl_buf *b, uint64_t v)

@@ -15,9 +15,9 @@
  * (the `why` a function fills in for its caller's error line). */
 #define VHU_REASON_MAX 256
 
-#define vhu_err(...)   vhu_log(VHU_LOG_ERROR, __VA_ARGS__)
-#define vhu_warn(...)  vhu_log(VHU_LOG_WARN, __VA_ARGS__)
-#define vhu_info(...)  vhu_log(VHU_LOG_INFO, __VA_ARGS__)
+#define vhu_err(...) vhu_log(VHU_LOG_ERROR, __VA_ARGS__)
+#define vhu_warn(...) vhu_log(VHU_LOG_WARN, __VA_ARGS__)
+#define vhu_info(...) vhu_log(VHU_LOG_INFO, __VA_ARGS__)
 #define vhu_debug(...) vhu_log(VHU_LOG_DEBUG, __VA_ARGS__)
 
 /* close() that keeps errno and ignores fd < 0; sets *fd to -1. */
@@ -42,9 +42,6 @@ bool vhu_utf8_valid(const uint8_t *p, size_t n);
  * there is none (for tools that escape what is not UTF-8, byte by byte). */
 size_t vhu_utf8_seq_len(const uint8_t *p, size_t n);
 
-static inline bool vhu_is_pow2(uint64_t v)
-{
-    return v != 0 && (v & (v - 1)) == 0;
-}
+static inline bool vhu_is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 #endif

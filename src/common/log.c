@@ -19,10 +19,7 @@ void vhu_set_log_handler(vhu_log_fn fn, void *ctx)
     log_ctx = ctx;
 }
 
-void vhu_set_log_level(enum vhu_log_level level)
-{
-    atomic_store(&log_level, (int)level);
-}
+void vhu_set_log_level(enum vhu_log_level level) { atomic_store(&log_level, (int)level); }
 
 static int current_level(void)
 {

@@ -8,8 +8,11 @@ size_t vhu_utf8_seq_len(const uint8_t *p, size_t n)
     if (n == 0)
         return 0;
     uint8_t c = p[0];
-    size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-               : (c & 0xf8) == 0xf0 ? 4 : 0;
+    size_t len = c < 0x80             ? 1
+                 : (c & 0xe0) == 0xc0 ? 2
+                 : (c & 0xf0) == 0xe0 ? 3
+                 : (c & 0xf8) == 0xf0 ? 4
+                                      : 0;
     if (!len || len > n || (len == 2 && c < 0xc2) || (len == 4 && c > 0xf4))
         return 0;
     for (size_t k = 1; k < len; k++)

@@ -22,7 +22,7 @@ struct vhu_fe_control {
     int fd;
     int timeout_ms;
     uint64_t next_id;
-    uint8_t *reply;     /* the last reply's body */
+    uint8_t *reply; /* the last reply's body */
     size_t reply_len;
 };
 
@@ -213,7 +213,7 @@ static int want_uint(const struct vhu_ctl_item *v, uint64_t max, uint64_t *out)
 struct reply_map {
     const uint8_t *p;
     size_t len, *pos;
-    unsigned depth;        /* of the map's values, for skipping */
+    unsigned depth; /* of the map's values, for skipping */
     struct vhu_ctl_item k, v;
 };
 /* Called for each pair; r->v is the value's header.  0 when it took the
@@ -274,8 +274,7 @@ static int queue_pair(struct reply_map *r, void *ctx)
     return e;
 }
 
-static int parse_queue(const uint8_t *p, size_t len, size_t *pos,
-                       struct vhu_fe_control_queue *q)
+static int parse_queue(const uint8_t *p, size_t len, size_t *pos, struct vhu_fe_control_queue *q)
 {
     struct vhu_ctl_item m;
     if (vhu_ctl_next(p, len, pos, &m) < 0)

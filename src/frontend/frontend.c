@@ -19,7 +19,7 @@
 
 struct vhu_fe {
     int sock;
-    int chan;          /* our end of the back-end channel, or -1 */
+    int chan; /* our end of the back-end channel, or -1 */
     int timeout_ms;
     uint64_t offered_features, acked_pf;
     struct vhu_wire_msg msg;
@@ -113,8 +113,7 @@ int vhu_fe_send(struct vhu_fe *fe, uint32_t request, uint32_t flags, const void 
     return vhu_wire_send(fe->sock, &h, payload, fds, nfds);
 }
 
-int vhu_fe_send_raw(struct vhu_fe *fe, const void *bytes, size_t len, const int *fds,
-                    unsigned nfds)
+int vhu_fe_send_raw(struct vhu_fe *fe, const void *bytes, size_t len, const int *fds, unsigned nfds)
 {
     union {
         char buf[CMSG_SPACE(sizeof(int) * 16)];
@@ -194,10 +193,7 @@ bool vhu_fe_peer_closed(struct vhu_fe *fe, int timeout_ms)
 
 /* ---- typed requests ---- */
 
-static bool reply_ack(const struct vhu_fe *fe)
-{
-    return fe->acked_pf & VHU_BIT(VHU_PF_REPLY_ACK);
-}
+static bool reply_ack(const struct vhu_fe *fe) { return fe->acked_pf & VHU_BIT(VHU_PF_REPLY_ACK); }
 
 static int status_to_err(uint64_t s)
 {
@@ -213,8 +209,8 @@ static int fe_ack_request(struct vhu_fe *fe, uint32_t code, const void *p, uint3
     if (!reply_ack(fe))
         return vhu_fe_send(fe, code, VHU_FLAG_VERSION, p, len, fds, nfds);
     uint64_t st = 0;
-    int r = vhu_fe_call(fe, code, VHU_FLAG_VERSION | VHU_FLAG_NEED_REPLY, p, len, fds, nfds,
-                        &st, sizeof(st), NULL, NULL);
+    int r = vhu_fe_call(fe, code, VHU_FLAG_VERSION | VHU_FLAG_NEED_REPLY, p, len, fds, nfds, &st,
+                        sizeof(st), NULL, NULL);
     if (r < 0)
         return r;
     if (r != sizeof(st))
@@ -344,8 +340,8 @@ int vhu_fe_negotiate(struct vhu_fe *fe, uint64_t want_features, uint64_t want_pf
 
 /* ---- memory ---- */
 
-int vhu_fe_set_mem_table(struct vhu_fe *fe, const struct vhu_mem_region *regions,
-                         const int *fds, unsigned n)
+int vhu_fe_set_mem_table(struct vhu_fe *fe, const struct vhu_mem_region *regions, const int *fds,
+                         unsigned n)
 {
     if (n > VHU_MEM_TABLE_MAX)
         return -EINVAL;
@@ -394,8 +390,8 @@ int vhu_fe_set_vring_enable(struct vhu_fe *fe, unsigned idx, bool on)
 int vhu_fe_get_vring_base(struct vhu_fe *fe, unsigned idx, unsigned *base)
 {
     struct vhu_vring_state s = {.index = idx}, out;
-    int r = vhu_fe_call(fe, VHU_REQ_GET_VRING_BASE, VHU_FLAG_VERSION, &s, sizeof(s), NULL, 0,
-                        &out, sizeof(out), NULL, NULL);
+    int r = vhu_fe_call(fe, VHU_REQ_GET_VRING_BASE, VHU_FLAG_VERSION, &s, sizeof(s), NULL, 0, &out,
+                        sizeof(out), NULL, NULL);
     if (r < 0)
         return r;
     if (r == 0)
@@ -513,7 +509,8 @@ int vhu_fe_get_shmem_config(struct vhu_fe *fe, struct vhu_shmem_config *c)
         uint64_t sz = c->memory_sizes[i];
         if (sz == 0 || sz > FE_SHMEM_MAX_WINDOW || sz % (uint64_t)page) {
             vhu_err("front-end: GET_SHMEM_CONFIG: region %u has size 0x%llx (pages, at most "
-                    "64 GiB)", i, (unsigned long long)sz);
+                    "64 GiB)",
+                    i, (unsigned long long)sz);
             return -EPROTO;
         }
     }
@@ -574,8 +571,8 @@ static uint64_t fe_shmem_map(struct vhu_fe *fe, const struct vhu_shmem_mmap *mm,
             munmap(r, mm->len); /* a kernel before 4.17 took it as a hint */
         return err;
     }
-    fe->shm_maps[fe->nshm_maps++] = (struct fe_shmem_mapping){
-        .shmid = mm->shmid, .offset = mm->shm_offset, .len = mm->len};
+    fe->shm_maps[fe->nshm_maps++] =
+        (struct fe_shmem_mapping){.shmid = mm->shmid, .offset = mm->shm_offset, .len = mm->len};
     return 0;
 }
 
@@ -631,8 +628,8 @@ int vhu_fe_serve_backend_request(struct vhu_fe *fe, int timeout_ms)
         if (r < 0)
             return r;
     }
-    if (status && row && (m->hdr.request == VHU_BREQ_SHMEM_MAP ||
-                          m->hdr.request == VHU_BREQ_SHMEM_UNMAP))
+    if (status && row &&
+        (m->hdr.request == VHU_BREQ_SHMEM_MAP || m->hdr.request == VHU_BREQ_SHMEM_UNMAP))
         return status < 4096 ? -(int)status : -EIO;
     return status ? -EBADMSG : (int)m->hdr.request;
 }

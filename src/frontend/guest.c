@@ -50,8 +50,10 @@ void vhu_guest_mem_free(struct vhu_guest_mem *m)
 
 struct vhu_mem_region vhu_guest_mem_region(const struct vhu_guest_mem *m)
 {
-    struct vhu_mem_region r = {.guest_phys_addr = m->gpa, .memory_size = m->size,
-                               .userspace_addr = (uint64_t)(uintptr_t)m->host, .mmap_offset = 0};
+    struct vhu_mem_region r = {.guest_phys_addr = m->gpa,
+                               .memory_size = m->size,
+                               .userspace_addr = (uint64_t)(uintptr_t)m->host,
+                               .mmap_offset = 0};
     return r;
 }
 
@@ -65,7 +67,11 @@ void *vhu_guest_mem_ptr(const struct vhu_guest_mem *m, uint64_t gpa, uint64_t le
 /* Split-ring layout (virtio 1.x, 2.7): descriptors 16 bytes each; avail =
  * flags, idx, ring[size], used_event; used = flags, idx, {id, len}[size],
  * avail_event. */
-struct ring_desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
+struct ring_desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags, next;
+};
 #define AVAIL_BYTES(n) (6ull + 2ull * (n))
 #define USED_BYTES(n) (6ull + 8ull * (n))
 
@@ -74,13 +80,10 @@ static uint64_t used_offset(unsigned size)
     return (16ull * size + AVAIL_BYTES(size) + 4095) & ~4095ull;
 }
 
-uint64_t vhu_fe_ring_bytes(unsigned size)
-{
-    return used_offset(size) + USED_BYTES(size);
-}
+uint64_t vhu_fe_ring_bytes(unsigned size) { return used_offset(size) + USED_BYTES(size); }
 
-int vhu_fe_ring_init(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsigned index,
-                     unsigned size, uint64_t gpa)
+int vhu_fe_ring_init(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsigned index, unsigned size,
+                     uint64_t gpa)
 {
     memset(r, 0, sizeof(*r));
     if (!vhu_is_pow2(size) || size > VHU_MAX_QUEUE_SIZE || (gpa & 15))
@@ -118,14 +121,15 @@ int vhu_fe_ring_set_addr(struct vhu_fe *fe, const struct vhu_fe_ring *r, uint32_
 
 /* ---- packed rings (virtio 1.1+, 2.8) ---- */
 
-struct packed_desc { uint64_t addr; uint32_t len; uint16_t id, flags; };
+struct packed_desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t id, flags;
+};
 #define PF_AVAIL (1u << 7)
 #define PF_USED (1u << 15)
 
-uint64_t vhu_fe_packed_ring_bytes(unsigned size)
-{
-    return 16ull * size + 8 + 2ull * size;
-}
+uint64_t vhu_fe_packed_ring_bytes(unsigned size) { return 16ull * size + 8 + 2ull * size; }
 
 int vhu_fe_ring_init_packed(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsigned index,
                             unsigned size, uint64_t gpa)
@@ -161,8 +165,8 @@ static uint16_t *pcounts(const struct vhu_fe_ring *r)
 
 uint32_t vhu_fe_ring_packed_base(const struct vhu_fe_ring *r)
 {
-    return (uint32_t)r->next_avail | (uint32_t)r->avail_wrap << 15 |
-           (uint32_t)r->next_used << 16 | (uint32_t)r->used_wrap << 31;
+    return (uint32_t)r->next_avail | (uint32_t)r->avail_wrap << 15 | (uint32_t)r->next_used << 16 |
+           (uint32_t)r->used_wrap << 31;
 }
 
 void vhu_fe_ring_packed_set_base(struct vhu_fe_ring *r, uint32_t base)
@@ -208,11 +212,12 @@ static int packed_push(struct vhu_fe_ring *r, uint16_t id, const struct vhu_fe_b
     bool w = r->avail_wrap;
     unsigned first = pos;
     for (unsigned i = 0; i < n; i++) {
-        struct packed_desc d = one ? *one
-                             : (struct packed_desc){
-                                   .addr = bufs[i].addr, .len = bufs[i].len,
-                                   .flags = (uint16_t)((bufs[i].writable ? 2 : 0) |
-                                                       (i + 1 < n ? 1 : 0))};
+        struct packed_desc d =
+            one ? *one
+                : (struct packed_desc){
+                      .addr = bufs[i].addr,
+                      .len = bufs[i].len,
+                      .flags = (uint16_t)((bufs[i].writable ? 2 : 0) | (i + 1 < n ? 1 : 0))};
         uint16_t f = (uint16_t)(d.flags | (w ? PF_AVAIL : PF_USED));
         ring[pos].addr = d.addr;
         ring[pos].len = d.len;
@@ -327,10 +332,11 @@ void *vhu_fe_ring_desc(const struct vhu_fe_ring *r)
 
 static void fill_desc(struct ring_desc *d, const struct vhu_fe_buf *b, uint16_t next, bool more)
 {
-    *d = (struct ring_desc){.addr = b->addr, .len = b->len,
-                            .flags = (uint16_t)((b->writable ? DESC_F_WRITE : 0) |
-                                                (more ? DESC_F_NEXT : 0)),
-                            .next = more ? next : 0};
+    *d = (struct ring_desc){
+        .addr = b->addr,
+        .len = b->len,
+        .flags = (uint16_t)((b->writable ? DESC_F_WRITE : 0) | (more ? DESC_F_NEXT : 0)),
+        .next = more ? next : 0};
 }
 
 int vhu_fe_ring_push_chain(struct vhu_fe_ring *r, uint16_t head, const struct vhu_fe_buf *bufs,
@@ -359,7 +365,8 @@ int vhu_fe_ring_push_indirect(struct vhu_fe_ring *r, uint16_t head, uint64_t tab
         if (!pt)
             return -EFAULT;
         for (unsigned i = 0; i < n; i++)
-            pt[i] = (struct packed_desc){.addr = bufs[i].addr, .len = bufs[i].len,
+            pt[i] = (struct packed_desc){.addr = bufs[i].addr,
+                                         .len = bufs[i].len,
                                          .flags = bufs[i].writable ? DESC_F_WRITE : 0};
         struct packed_desc d = {.addr = table_gpa, .len = 16u * n, .flags = DESC_F_INDIRECT};
         return packed_push(r, head, NULL, &d, 1);

@@ -88,10 +88,7 @@ int vhu_snap_reader_error(const struct vhu_state_reader *r, const char **why)
     return r->err;
 }
 
-uint64_t vhu_snap_reader_offset(const struct vhu_state_reader *r)
-{
-    return r->consumed;
-}
+uint64_t vhu_snap_reader_offset(const struct vhu_state_reader *r) { return r->consumed; }
 
 static bool cancelled(struct vhu_state_reader *r)
 {
@@ -211,8 +208,7 @@ int vhu_snap_next_item(struct vhu_state_reader *r, struct vhu_cbor_item *it)
             need = used;
             if (need <= avail || need > VHU_SNAP_OUT_CAP)
                 return vhu_snap_fail(r, -EMSGSIZE,
-                                     "CBOR item at body offset %" PRIu64
-                                     " is larger than %u bytes",
+                                     "CBOR item at body offset %" PRIu64 " is larger than %u bytes",
                                      r->body_off, VHU_SNAP_MAX_CHUNK);
         }
         /* Make room at the end, then decompress more. */
@@ -230,8 +226,7 @@ int vhu_snap_next_item(struct vhu_state_reader *r, struct vhu_cbor_item *it)
     }
 }
 
-static int skip_value(struct vhu_state_reader *r, const struct vhu_cbor_item *first,
-                      unsigned depth)
+static int skip_value(struct vhu_state_reader *r, const struct vhu_cbor_item *first, unsigned depth)
 {
     if (depth > VHU_SNAP_MAX_DEPTH + 4)
         return vhu_snap_fail(r, -EBADMSG, "values nested deeper than %u at body offset %" PRIu64,
@@ -279,8 +274,7 @@ static int skip_value(struct vhu_state_reader *r, const struct vhu_cbor_item *fi
         return skip_value(r, &it, depth + 1);
     case VHU_CBOR_BREAK:
         return vhu_snap_fail(r, -EBADMSG, "unexpected break at body offset %" PRIu64, r->body_off);
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -306,8 +300,9 @@ int vhu_snap_finish(struct vhu_state_reader *r)
             return vhu_snap_fail(r, -EBADMSG, "data after the end record at body offset %" PRIu64,
                                  r->body_off);
         if (!r->frame_done)
-            return vhu_snap_fail(r, -EPROTO, "stream truncated at byte %" PRIu64
-                                 " (compressed frame not finished)", r->consumed);
+            return vhu_snap_fail(
+                r, -EPROTO, "stream truncated at byte %" PRIu64 " (compressed frame not finished)",
+                r->consumed);
     }
     if (r->in_pos == r->in_len && !r->fd_eof && read_more(r) < 0)
         return r->err;
@@ -317,8 +312,4 @@ int vhu_snap_finish(struct vhu_state_reader *r)
     return 0;
 }
 
-uint64_t vhu_snap_reader_body_offset(const struct vhu_state_reader *r)
-{
-    return r->body_off;
-}
-
+uint64_t vhu_snap_reader_body_offset(const struct vhu_state_reader *r) { return r->body_off; }

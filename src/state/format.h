@@ -16,17 +16,17 @@
 #define VHU_SNAP_MAGIC "VHUSTATE"
 #define VHU_SNAP_MAGIC_LEN 8
 #define VHU_SNAP_FORMAT 1u
-#define VHU_SNAP_HEADER_MAX 65536u   /* bytes of header content */
+#define VHU_SNAP_HEADER_MAX 65536u /* bytes of header content */
 
 /* Limits a reader enforces on hostile input, and the writer respects. */
 #define VHU_SNAP_MAX_SECTIONS 256u
-#define VHU_SNAP_MAX_DEPTH 16u       /* nested maps inside section data */
+#define VHU_SNAP_MAX_DEPTH 16u /* nested maps inside section data */
 #define VHU_SNAP_MAX_KEY 255u
 #define VHU_SNAP_MAX_TEXT 4096u
 #define VHU_SNAP_MAX_CHUNK (1u << 20) /* one byte-string (chunk) */
 #define VHU_SNAP_WRITE_CHUNK (64u << 10)
 #define VHU_SNAP_MAX_QUEUES 256u
-#define VHU_SNAP_MAX_FIELDS 256u    /* declared fields of one section */
-#define VHU_SNAP_WINDOW_LOG_MAX 24   /* zstd window a reader accepts: 16 MiB */
+#define VHU_SNAP_MAX_FIELDS 256u   /* declared fields of one section */
+#define VHU_SNAP_WINDOW_LOG_MAX 24 /* zstd window a reader accepts: 16 MiB */
 
 #endif

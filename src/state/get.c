@@ -204,8 +204,7 @@ int vhu_state_get_bytes(struct vhu_state_reader *r, const char *key, void *buf, 
         /* When full, ask for one byte more: anything but the end is too much. */
         uint8_t extra;
         size_t room = cap - total;
-        ssize_t g = vhu_state_blob_read(r, room ? (uint8_t *)buf + total : &extra,
-                                        room ? room : 1);
+        ssize_t g = vhu_state_blob_read(r, room ? (uint8_t *)buf + total : &extra, room ? room : 1);
         if (g < 0)
             return (int)g;
         if (g == 0)
@@ -300,4 +299,3 @@ int vhu_snap_section_done(struct vhu_state_reader *r)
     r->in_data = false;
     return 0;
 }
-

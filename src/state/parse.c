@@ -57,10 +57,8 @@ static int hskip(struct hcur *c, const struct vhu_cbor_item *first, unsigned dep
     case VHU_CBOR_MAP_INDEF:
     case VHU_CBOR_BSTR_INDEF:
     case VHU_CBOR_TSTR_INDEF: indef = true; break;
-    case VHU_CBOR_BREAK:
-        return vhu_snap_fail(c->r, -EBADMSG, "header: unexpected break");
-    default:
-        return 0;
+    case VHU_CBOR_BREAK: return vhu_snap_fail(c->r, -EBADMSG, "header: unexpected break");
+    default: return 0;
     }
     if (n > c->len - c->pos)
         return vhu_snap_fail(c->r, -EBADMSG,
@@ -78,7 +76,8 @@ static int hskip(struct hcur *c, const struct vhu_cbor_item *first, unsigned dep
 }
 
 static int htext(struct hcur *c, const struct vhu_cbor_item *it, char *dst, size_t cap,
-                 const char *what) {
+                 const char *what)
+{
     if (it->t != VHU_CBOR_TSTR || it->len >= cap || memchr(it->data, 0, it->len) ||
         !vhu_utf8_valid(it->data, it->len))
         return vhu_snap_fail(c->r, -EBADMSG, "header: '%s' is not UTF-8 text of at most %zu bytes",
@@ -144,8 +143,10 @@ static int hsection(struct hcur *c, struct vhu_snap_header *h, unsigned i)
         }
     }
     if (!name || !ver || !min)
-        return vhu_snap_fail(c->r, -EBADMSG, "header: section %u lacks a valid name, version or "
-                             "min_version", i);
+        return vhu_snap_fail(c->r, -EBADMSG,
+                             "header: section %u lacks a valid name, version or "
+                             "min_version",
+                             i);
     for (unsigned k = 0; k < i; k++)
         if (strcmp(h->sections[k].name, s->name) == 0)
             return vhu_snap_fail(c->r, -EBADMSG, "header: section '%s' listed twice", s->name);
@@ -222,8 +223,10 @@ int vhu_snap_read_header(struct vhu_state_reader *r, struct vhu_snap_header *h)
         goto out;
     }
     if (!fmt || !dev || !secs) {
-        vhu_snap_fail(r, -EBADMSG, "header: missing or invalid %s", !fmt ? "'format'"
-                      : !dev ? "'device'" : "'sections'");
+        vhu_snap_fail(r, -EBADMSG, "header: missing or invalid %s",
+                      !fmt   ? "'format'"
+                      : !dev ? "'device'"
+                             : "'sections'");
         goto out;
     }
     if (h->format != VHU_SNAP_FORMAT)
@@ -238,7 +241,8 @@ out:
 /* ---- records ---- */
 
 static int want(struct vhu_state_reader *r, struct vhu_cbor_item *it, enum vhu_cbor_type t,
-                const char *what) {
+                const char *what)
+{
     if (vhu_snap_next_item(r, it) < 0)
         return r->err;
     if (it->t != t)
@@ -261,16 +265,17 @@ static int want_text(struct vhu_state_reader *r, char *buf, size_t cap, const ch
 }
 
 /* An unsigned integer, or (want_map) a definite map header, of at most max. */
-static int want_upto(struct vhu_state_reader *r, enum vhu_cbor_type t, uint64_t max,
-                     uint64_t *v, const char *what)
+static int want_upto(struct vhu_state_reader *r, enum vhu_cbor_type t, uint64_t max, uint64_t *v,
+                     const char *what)
 {
     struct vhu_cbor_item it;
     if (want(r, &it, t, what) < 0)
         return r->err;
     if (it.u > max)
-        return vhu_snap_fail(r, -EBADMSG, t == VHU_CBOR_MAP
-                                 ? "%s: map of %" PRIu64 " entries (max %" PRIu64 ")"
-                                 : "%s: %" PRIu64 " is out of range (max %" PRIu64 ")",
+        return vhu_snap_fail(r, -EBADMSG,
+                             t == VHU_CBOR_MAP ? "%s: map of %" PRIu64 " entries (max %" PRIu64 ")"
+                                               : "%s: %" PRIu64 " is out of range (max %" PRIu64
+                                                 ")",
                              what, it.u, max);
     *v = it.u;
     return 0;
@@ -356,10 +361,12 @@ static const char *decl_text(struct vhu_state_reader *r, bool may_be_empty, cons
     struct vhu_cbor_item it;
     if (want(r, &it, VHU_CBOR_TSTR, "field declaration") < 0)
         return NULL;
-    if ((!it.len && !may_be_empty) || it.len > VHU_SNAP_MAX_KEY ||
-        memchr(it.data, 0, it.len) || !vhu_utf8_valid(it.data, it.len)) {
-        vhu_snap_fail(r, -EBADMSG, "field declaration %u: '%s' is not UTF-8 text of %u..%u "
-                      "bytes", i, what, may_be_empty ? 0 : 1, VHU_SNAP_MAX_KEY);
+    if ((!it.len && !may_be_empty) || it.len > VHU_SNAP_MAX_KEY || memchr(it.data, 0, it.len) ||
+        !vhu_utf8_valid(it.data, it.len)) {
+        vhu_snap_fail(r, -EBADMSG,
+                      "field declaration %u: '%s' is not UTF-8 text of %u..%u "
+                      "bytes",
+                      i, what, may_be_empty ? 0 : 1, VHU_SNAP_MAX_KEY);
         return NULL;
     }
     if (it.len + 1 > VHU_SNAP_DECL_TEXT_CAP - r->decl_used) {

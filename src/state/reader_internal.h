@@ -38,9 +38,9 @@ struct vhu_state_reader {
     char why[320];
     /* Inside a section's data. */
     bool in_data;
-    unsigned depth;          /* maps entered below the data map */
-    bool at_break;           /* the current map's break was already read */
-    bool have_key;           /* a key was peeked */
+    unsigned depth; /* maps entered below the data map */
+    bool at_break;  /* the current map's break was already read */
+    bool have_key;  /* a key was peeked */
     char key[VHU_SNAP_MAX_KEY + 1];
     bool in_blob, blob_indef, blob_at_end;
     const uint8_t *chunk;

@@ -102,15 +102,21 @@ uint64_t vhu_snap_reader_offset(const struct vhu_state_reader *r);
  * is read with vhu_state_blob_read() until it returns 0; END at depth 0 ends
  * the section's data (then call vhu_snap_section_done). */
 enum vhu_snap_ftype {
-    VHU_SNAP_UINT, VHU_SNAP_NINT, VHU_SNAP_BOOL, VHU_SNAP_TEXT, VHU_SNAP_BYTES,
-    VHU_SNAP_BLOB, VHU_SNAP_MAP, VHU_SNAP_END
+    VHU_SNAP_UINT,
+    VHU_SNAP_NINT,
+    VHU_SNAP_BOOL,
+    VHU_SNAP_TEXT,
+    VHU_SNAP_BYTES,
+    VHU_SNAP_BLOB,
+    VHU_SNAP_MAP,
+    VHU_SNAP_END
 };
 struct vhu_snap_field {
     enum vhu_snap_ftype type;
-    unsigned depth;          /* maps open around this field */
+    unsigned depth; /* maps open around this field */
     char key[VHU_SNAP_MAX_KEY + 1];
-    uint64_t u;              /* UINT value; NINT: the value is -1 - u; BOOL 0/1 */
-    const uint8_t *data;     /* TEXT/BYTES: valid until the next call */
+    uint64_t u;          /* UINT value; NINT: the value is -1 - u; BOOL 0/1 */
+    const uint8_t *data; /* TEXT/BYTES: valid until the next call */
     size_t len;
 };
 int vhu_snap_next_field(struct vhu_state_reader *r, struct vhu_snap_field *f);

@@ -56,7 +56,7 @@ struct vhu_transfer {
     char why[480];
     struct vhu_snap_handler handler; /* SAVE: what to write; LOAD: what was read */
     void *staged;
-    bool staged_live;                /* load_begin succeeded: needs commit/discard */
+    bool staged_live; /* load_begin succeeded: needs commit/discard */
 };
 
 static int tfail(struct vhu_transfer *t, int err, const char *fmt, ...)
@@ -73,8 +73,7 @@ static int tfail(struct vhu_transfer *t, int err, const char *fmt, ...)
     return t->result;
 }
 
-static const struct vhu_state_section *declared(const struct vhu_device_ops *ops,
-                                                const char *name)
+static const struct vhu_state_section *declared(const struct vhu_device_ops *ops, const char *name)
 {
     for (unsigned i = 0; i < ops->num_sections; i++)
         if (strcmp(ops->sections[i].name, name) == 0)
@@ -104,7 +103,8 @@ void vhu_state_fill_handler(const struct vhu_backend *b, struct vhu_snap_handler
     h->protocol_features = b->acked_pf;
     h->nqueues = b->nqueues;
     for (unsigned i = 0; i < b->nqueues; i++)
-        h->queues[i] = (struct vhu_snap_queue){.index = i, .size = b->queues[i].num,
+        h->queues[i] = (struct vhu_snap_queue){.index = i,
+                                               .size = b->queues[i].num,
                                                .last_avail = b->queues[i].last_avail,
                                                .enabled = atomic_load(&b->queues[i].enabled)};
 }
@@ -127,8 +127,7 @@ int vhu_state_save_stream(struct vhu_backend *b, int fd, int cancel_fd, int work
     const struct vhu_device_ops *ops = b->ops;
     int ret = 0;
     *bytes = 0;
-    struct vhu_state_writer *w = vhu_snap_writer_new(fd, cancel_fd, b->state_level, workers,
-                                                     cctx);
+    struct vhu_state_writer *w = vhu_snap_writer_new(fd, cancel_fd, b->state_level, workers, cctx);
     if (!w)
         return save_fail(why_out, n, -ENOMEM, "out of memory");
     struct vhu_snap_header *h = malloc(sizeof(*h));
@@ -164,8 +163,8 @@ int vhu_state_save_stream(struct vhu_backend *b, int fd, int cancel_fd, int work
 werr:
     vhu_snap_writer_error(w, &why);
     ret = save_fail(why_out, n, vhu_snap_writer_error(w, NULL), "saving %s%s: %s",
-                    strcmp(where, "header") && strcmp(where, "end") ? "section " : "the ",
-                    where, why);
+                    strcmp(where, "header") && strcmp(where, "end") ? "section " : "the ", where,
+                    why);
 out:
     *bytes = vhu_snap_writer_bytes_out(w);
     free(h);
@@ -178,8 +177,7 @@ static void do_save(struct vhu_transfer *t)
     uint64_t bytes;
     char why[sizeof(t->why)];
     int e = vhu_state_save_stream(t->b, t->fd, t->cancel_fd, t->b->state_workers,
-                                  t->b->state_worker->cctx, &t->handler, &bytes, why,
-                                  sizeof(why));
+                                  t->b->state_worker->cctx, &t->handler, &bytes, why, sizeof(why));
     if (e < 0)
         tfail(t, e, "%s", why);
     else
@@ -191,13 +189,14 @@ static int check_handler(struct vhu_transfer *t, const struct vhu_snap_handler *
 {
     struct vhu_backend *b = t->b;
     if (h->features & ~b->features_offered)
-        return tfail(t, -EINVAL, "handler: the snapshot's features 0x%llx include 0x%llx, "
+        return tfail(t, -EINVAL,
+                     "handler: the snapshot's features 0x%llx include 0x%llx, "
                      "which this back-end does not offer",
                      (unsigned long long)h->features,
                      (unsigned long long)(h->features & ~b->features_offered));
     if (h->nqueues > b->nqueues)
-        return tfail(t, -EINVAL, "handler: the snapshot has %u queues, this device %u",
-                     h->nqueues, b->nqueues);
+        return tfail(t, -EINVAL, "handler: the snapshot has %u queues, this device %u", h->nqueues,
+                     b->nqueues);
     for (unsigned i = 0; i < h->nqueues; i++) {
         const struct vhu_snap_queue *q = &h->queues[i];
         if (q->index >= b->nqueues)
@@ -205,8 +204,7 @@ static int check_handler(struct vhu_transfer *t, const struct vhu_snap_handler *
         if (q->size && (!vhu_is_pow2(q->size) || q->size > b->max_queue_size))
             return tfail(t, -EINVAL, "handler: queue %u size %u", q->index, q->size);
         if (q->last_avail > 0xffff)
-            return tfail(t, -EINVAL, "handler: queue %u last_avail %u", q->index,
-                         q->last_avail);
+            return tfail(t, -EINVAL, "handler: queue %u last_avail %u", q->index, q->last_avail);
     }
     return 0;
 }
@@ -224,12 +222,15 @@ static int check_header(struct vhu_transfer *t, const struct vhu_snap_header *h)
         const struct vhu_snap_section_info *s = &h->sections[i];
         const struct vhu_state_section *d = declared(ops, s->name);
         if (!d && !s->optional)
-            return tfail(t, -EINVAL, "section '%s' (version %u) is unknown to this device and "
-                         "not optional", s->name, s->version);
+            return tfail(t, -EINVAL,
+                         "section '%s' (version %u) is unknown to this device and "
+                         "not optional",
+                         s->name, s->version);
         if (d && s->min_version > d->version)
-            return tfail(t, -EPROTONOSUPPORT, "section '%s' is version %u and needs a reader of "
-                         "version %u or newer; this device reads up to version %u", s->name,
-                         s->version, s->min_version, d->version);
+            return tfail(t, -EPROTONOSUPPORT,
+                         "section '%s' is version %u and needs a reader of "
+                         "version %u or newer; this device reads up to version %u",
+                         s->name, s->version, s->min_version, d->version);
     }
     for (unsigned i = 0; i < ops->num_sections; i++) {
         bool found = false;
@@ -245,8 +246,7 @@ static int check_header(struct vhu_transfer *t, const struct vhu_snap_header *h)
 static void do_load(struct vhu_transfer *t)
 {
     const struct vhu_device_ops *ops = t->b->ops;
-    struct vhu_state_reader *r = vhu_snap_reader_new(t->fd, t->cancel_fd,
-                                                     t->b->state_worker->dctx);
+    struct vhu_state_reader *r = vhu_snap_reader_new(t->fd, t->cancel_fd, t->b->state_worker->dctx);
     struct vhu_snap_header *h = malloc(sizeof(*h));
     struct vhu_snap_section_info info;
     const char *why;
@@ -290,17 +290,18 @@ static void do_load(struct vhu_transfer *t)
         }
         if (strcmp(info.name, hs->name) || info.version != hs->version ||
             info.min_version != hs->min_version || info.optional != hs->optional) {
-            tfail(t, -EBADMSG, "section record '%s' version %u does not match the header's "
-                  "section %u ('%s' version %u)", info.name, info.version, i, hs->name,
-                  hs->version);
+            tfail(t, -EBADMSG,
+                  "section record '%s' version %u does not match the header's "
+                  "section %u ('%s' version %u)",
+                  info.name, info.version, i, hs->name, hs->version);
             goto out;
         }
         const struct vhu_state_section *d = declared(ops, info.name);
         if (d) {
             int e = ops->load_section(t->b->dev, t->staged, d, info.version, r);
             if (vhu_snap_reader_error(r, &why)) {
-                tfail(t, vhu_snap_reader_error(r, NULL), "section '%s' (version %u): %s",
-                      info.name, info.version, why);
+                tfail(t, vhu_snap_reader_error(r, NULL), "section '%s' (version %u): %s", info.name,
+                      info.version, why);
                 goto out;
             }
             if (e < 0) {
@@ -310,7 +311,8 @@ static void do_load(struct vhu_transfer *t)
             }
         } else {
             vhu_info("state: skipping optional section '%s' (version %u) this device does "
-                     "not know", info.name, info.version);
+                     "not know",
+                     info.name, info.version);
         }
         if (vhu_snap_section_done(r) < 0) {
             vhu_snap_reader_error(r, &why);
@@ -326,8 +328,7 @@ static void do_load(struct vhu_transfer *t)
         goto rerr;
     }
     if (nend != h->nsections) {
-        tfail(t, -EBADMSG, "the end record counts %u sections, the header %u", nend,
-              h->nsections);
+        tfail(t, -EBADMSG, "the end record counts %u sections, the header %u", nend, h->nsections);
         goto out;
     }
     if (ops->load_end) {
@@ -461,8 +462,10 @@ static void transfer_finish(struct vhu_transfer *t, int timeout_s)
         if (timeout_s && t->result == 0)
             t->result = -ETIMEDOUT;
         if (timeout_s)
-            snprintf(t->why, sizeof(t->why), "the transfer did not finish within %d s of "
-                     "CHECK_DEVICE_STATE", timeout_s);
+            snprintf(t->why, sizeof(t->why),
+                     "the transfer did not finish within %d s of "
+                     "CHECK_DEVICE_STATE",
+                     timeout_s);
     }
     pthread_mutex_unlock(&t->lock);
 }
@@ -494,8 +497,7 @@ int vhu_req_set_device_state_fd(struct vhu_req *r)
     if (p->direction > VHU_TRANSFER_LOAD)
         return vhu_refuse(r, -EINVAL, "direction %u (want 0 SAVE or 1 LOAD)", p->direction);
     if (p->phase != VHU_PHASE_STOPPED)
-        return vhu_refuse(r, -EINVAL, "migration phase %u (only 0, STOPPED, is defined)",
-                          p->phase);
+        return vhu_refuse(r, -EINVAL, "migration phase %u (only 0, STOPPED, is defined)", p->phase);
     if (b->transfer)
         return vhu_refuse(r, -EBUSY, "a transfer is already active; CHECK_DEVICE_STATE ends it");
     /* The handler record has no place yet for a packed ring's used
@@ -567,8 +569,8 @@ int vhu_req_check_device_state(struct vhu_req *r)
     b->transfer = NULL;
     int e = t->result;
     if (e < 0) {
-        vhu_refuse(r, e, "%s %s", t->direction ? "LOAD failed, device unchanged:" :
-                   "SAVE failed:", t->why);
+        vhu_refuse(r, e, "%s %s",
+                   t->direction ? "LOAD failed, device unchanged:" : "SAVE failed:", t->why);
         if (t->staged_live && b->ops->discard)
             b->ops->discard(b->dev, t->staged);
         transfer_free(t);

@@ -83,4 +83,3 @@ int vhu_snap_next_field(struct vhu_state_reader *r, struct vhu_snap_field *f)
             f->key, vhu_cbor_type_name(it.t), r->body_off);
     }
 }
-

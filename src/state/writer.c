@@ -88,10 +88,7 @@ int vhu_snap_writer_error(const struct vhu_state_writer *w, const char **why)
     return w->err;
 }
 
-uint64_t vhu_snap_writer_bytes_out(const struct vhu_state_writer *w)
-{
-    return w->bytes_out;
-}
+uint64_t vhu_snap_writer_bytes_out(const struct vhu_state_writer *w) { return w->bytes_out; }
 
 /* Write all of p to the fd; a readable cancel_fd or a reader that went
  * away ends it. */
@@ -168,16 +165,16 @@ static int body(struct vhu_state_writer *w, const void *p, size_t n)
 }
 
 /* Encode one CBOR head with a libcbor encoder into the body. */
-#define ENC(w, call)                                     \
-    do {                                                 \
-        unsigned char h_[16];                            \
-        unsigned char *buffer = h_;                      \
-        size_t buffer_size = sizeof(h_);                 \
-        size_t n_ = (call);                              \
-        if (!n_)                                         \
-            return fail((w), -EINVAL, "CBOR encoding");  \
-        if (body((w), h_, n_) < 0)                       \
-            return (w)->err;                             \
+#define ENC(w, call)                                                                               \
+    do {                                                                                           \
+        unsigned char h_[16];                                                                      \
+        unsigned char *buffer = h_;                                                                \
+        size_t buffer_size = sizeof(h_);                                                           \
+        size_t n_ = (call);                                                                        \
+        if (!n_)                                                                                   \
+            return fail((w), -EINVAL, "CBOR encoding");                                            \
+        if (body((w), h_, n_) < 0)                                                                 \
+            return (w)->err;                                                                       \
     } while (0)
 
 static int enc_uint(struct vhu_state_writer *w, uint64_t v)
@@ -230,12 +227,12 @@ static void hput(struct hbuf *h, const void *p, size_t n)
     h->n += n;
 }
 
-#define HENC(h, call)                                    \
-    do {                                                 \
-        unsigned char h_[16];                            \
-        unsigned char *buffer = h_;                      \
-        size_t buffer_size = sizeof(h_);                 \
-        hput((h), h_, (call));                           \
+#define HENC(h, call)                                                                              \
+    do {                                                                                           \
+        unsigned char h_[16];                                                                      \
+        unsigned char *buffer = h_;                                                                \
+        size_t buffer_size = sizeof(h_);                                                           \
+        hput((h), h_, (call));                                                                     \
     } while (0)
 
 static void htext(struct hbuf *h, const char *s)
@@ -358,9 +355,11 @@ static int enc_fields(struct vhu_state_writer *w, const struct vhu_state_section
             (f->len_from && !decl_text_ok(f->len_from, false)) ||
             (f->key_prefix && !decl_text_ok(f->key_prefix, false)) ||
             (f->meaning && !decl_text_ok(f->meaning, true)))
-            return fail(w, -EINVAL, "section '%s': the declaration of field %zu is not valid "
+            return fail(w, -EINVAL,
+                        "section '%s': the declaration of field %zu is not valid "
                         "(key, len_from, key_prefix: 1..255 bytes of UTF-8; meaning: at most "
-                        "255; a known type)", s->name, i);
+                        "255; a known type)",
+                        s->name, i);
         bool has_each = f->type == VHU_STATE_MAP && f->each != VHU_STATE_ANY;
         if (enc_map(w, 3 + (f->max != 0) + (f->len_from != NULL) + has_each +
                            (f->key_prefix != NULL) + (f->meaning != NULL)) < 0 ||
@@ -469,8 +468,8 @@ int vhu_state_put_str(struct vhu_state_writer *w, const char *key, const char *s
 int vhu_state_put_bytes(struct vhu_state_writer *w, const char *key, const void *p, size_t n)
 {
     if (n > VHU_SNAP_MAX_CHUNK)
-        return fail(w, -EINVAL, "field '%s': %zu bytes in one piece (max %u; use a blob)", key,
-                    n, VHU_SNAP_MAX_CHUNK);
+        return fail(w, -EINVAL, "field '%s': %zu bytes in one piece (max %u; use a blob)", key, n,
+                    VHU_SNAP_MAX_CHUNK);
     if (field(w, key) < 0)
         return w->err;
     ENC(w, cbor_encode_bytestring_start(n, buffer, buffer_size));

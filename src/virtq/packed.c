@@ -49,11 +49,11 @@ struct vhu_virtq_packed {
     unsigned size;
     bool event_idx, indirect, trace;
     struct pdesc *ring;
-    uint16_t *drv;          /* driver area: off_wrap, flags (read) */
-    uint16_t *dev;          /* device area: off_wrap, flags (written) */
-    uint16_t last_avail;    /* next descriptor to look at */
+    uint16_t *drv;       /* driver area: off_wrap, flags (read) */
+    uint16_t *dev;       /* device area: off_wrap, flags (written) */
+    uint16_t last_avail; /* next descriptor to look at */
     bool avail_wrap;
-    uint16_t used_idx;      /* next descriptor to write a used entry into */
+    uint16_t used_idx; /* next descriptor to write a used entry into */
     bool used_wrap;
     /* Ring descriptors of each buffer ID the device holds (popped, not
      * pushed); 0: not held.  Indexed by ID, which must be below size. */
@@ -131,10 +131,7 @@ void vhu_packed_free(struct vhu_virtq_packed *p)
     free(p);
 }
 
-unsigned vhu_packed_inflight(const struct vhu_virtq_packed *p)
-{
-    return p->inflight;
-}
+unsigned vhu_packed_inflight(const struct vhu_virtq_packed *p) { return p->inflight; }
 
 static void advance(const struct vhu_virtq_packed *p, uint16_t *idx, bool *wrap, unsigned n)
 {
@@ -192,8 +189,7 @@ static bool add_indirect(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e,
                          const struct pdesc *d, unsigned pos)
 {
     if (!p->indirect) {
-        vhu_virtq_break(p->vq, "chain at %u: indirect descriptor without RING_INDIRECT_DESC",
-                        pos);
+        vhu_virtq_break(p->vq, "chain at %u: indirect descriptor without RING_INDIRECT_DESC", pos);
         return false;
     }
     /* At most as many entries as an element holds (not the ring size: a
@@ -201,14 +197,18 @@ static bool add_indirect(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e,
      * one descriptor is still usable). */
     if (d->len == 0 || d->len % sizeof(struct pdesc) ||
         d->len / sizeof(struct pdesc) > VHU_VIRTQ_MAX_SEGS) {
-        vhu_virtq_break(p->vq, "chain at %u: indirect table of %u bytes (must be 16..%u, a "
-                        "multiple of 16)", pos, d->len, 16u * VHU_VIRTQ_MAX_SEGS);
+        vhu_virtq_break(p->vq,
+                        "chain at %u: indirect table of %u bytes (must be 16..%u, a "
+                        "multiple of 16)",
+                        pos, d->len, 16u * VHU_VIRTQ_MAX_SEGS);
         return false;
     }
     const struct pdesc *table = vhu_queue_gpa_to_host(p->q, d->addr, d->len);
     if (!table) {
-        vhu_virtq_break(p->vq, "chain at %u: indirect table at 0x%llx (+%u) is not inside "
-                        "guest memory", pos, (unsigned long long)d->addr, d->len);
+        vhu_virtq_break(p->vq,
+                        "chain at %u: indirect table at 0x%llx (+%u) is not inside "
+                        "guest memory",
+                        pos, (unsigned long long)d->addr, d->len);
         return false;
     }
     /* Entries follow one another; only WRITE means anything in them (the
@@ -235,9 +235,10 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
     if (!!(first & PDESC_F_AVAIL) != wrap)
         return 0;
     if (!desc_avail(first, wrap)) {
-        vhu_virtq_break(p->vq, "descriptor %u: flags 0x%x have AVAIL and USED both %u (avail "
-                        "wrap counter %u): neither available nor left by the device", pos,
-                        first, wrap, wrap);
+        vhu_virtq_break(p->vq,
+                        "descriptor %u: flags 0x%x have AVAIL and USED both %u (avail "
+                        "wrap counter %u): neither available nor left by the device",
+                        pos, first, wrap, wrap);
         return -EIO;
     }
     e->n_out = e->n_in = 0;
@@ -259,9 +260,10 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
             return -EIO;
         }
         if (n > 0 && !desc_avail(d.flags, wrap)) {
-            vhu_virtq_break(p->vq, "chain at %u: descriptor %u (number %u of the chain) is "
-                            "not available (flags 0x%x, wrap counter %u)", start, pos, n + 1,
-                            d.flags, wrap);
+            vhu_virtq_break(p->vq,
+                            "chain at %u: descriptor %u (number %u of the chain) is "
+                            "not available (flags 0x%x, wrap counter %u)",
+                            start, pos, n + 1, d.flags, wrap);
             return -EIO;
         }
         n++;
@@ -269,8 +271,8 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
         advance(p, &pos, &wrap, 1);
         if (d.flags & PDESC_F_INDIRECT) {
             if (n > 1) {
-                vhu_virtq_break(p->vq, "chain at %u: indirect descriptor %u inside a chain",
-                                start, here);
+                vhu_virtq_break(p->vq, "chain at %u: indirect descriptor %u inside a chain", start,
+                                here);
                 return -EIO;
             }
             if (d.flags & PDESC_F_NEXT) {
@@ -291,8 +293,8 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
         }
     }
     if (id >= p->size) {
-        vhu_virtq_break(p->vq, "chain at %u: buffer id %u out of range (ring size %u)", start,
-                        id, p->size);
+        vhu_virtq_break(p->vq, "chain at %u: buffer id %u out of range (ring size %u)", start, id,
+                        p->size);
         return -EIO;
     }
     if (p->ndescs[id]) {

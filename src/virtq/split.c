@@ -35,12 +35,12 @@ struct vhu_virtq {
     unsigned size;
     bool event_idx, indirect;
     const struct desc *desc;
-    uint16_t *avail;        /* flags, idx, ring[size], used_event */
-    uint16_t *used;         /* flags, idx, then the elements, avail_event */
-    uint16_t last_avail;    /* mirror of the queue's, advanced by pop */
-    uint16_t used_idx;      /* next used entry to write */
-    uint16_t published;     /* used index last made visible */
-    uint16_t signalled;     /* used index at the last notification decision */
+    uint16_t *avail;     /* flags, idx, ring[size], used_event */
+    uint16_t *used;      /* flags, idx, then the elements, avail_event */
+    uint16_t last_avail; /* mirror of the queue's, advanced by pop */
+    uint16_t used_idx;   /* next used entry to write */
+    uint16_t published;  /* used index last made visible */
+    uint16_t signalled;  /* used index at the last notification decision */
     bool signalled_valid;
     unsigned inflight;
     /* Heads popped and not pushed yet, one byte each: a device that pushes
@@ -48,11 +48,11 @@ struct vhu_virtq {
      * device still holds, would complete one request twice and have the
      * guest free memory it still uses. */
     uint8_t *taken;
-    uint16_t *pending;      /* heads pushed since the last flush */
-    bool trace;             /* VHU_TRACE_GUEST_WRITES (trace.c) */
+    uint16_t *pending; /* heads pushed since the last flush */
+    bool trace;        /* VHU_TRACE_GUEST_WRITES (trace.c) */
     unsigned npending;
     bool broken;
-    atomic_bool stop;       /* set from another thread by a worker's stop */
+    atomic_bool stop; /* set from another thread by a worker's stop */
     /* VIRTIO_F_RING_PACKED: the ring is packed.c's, and the fields above
      * that describe the split layout are unused. */
     struct vhu_virtq_packed *packed;
@@ -87,25 +87,13 @@ void vhu_virtq_break(struct vhu_virtq *vq, const char *fmt, ...)
     vhu_queue_signal_error(vq->q);
 }
 
-void vhu_virtq_set_broken(struct vhu_virtq *vq, const char *why)
-{
-    vq_break(vq, "%s", why);
-}
+void vhu_virtq_set_broken(struct vhu_virtq *vq, const char *why) { vq_break(vq, "%s", why); }
 
-bool vhu_virtq_broken(const struct vhu_virtq *vq)
-{
-    return vq->broken;
-}
+bool vhu_virtq_broken(const struct vhu_virtq *vq) { return vq->broken; }
 
-struct vhu_queue *vhu_virtq_queue(const struct vhu_virtq *vq)
-{
-    return vq->q;
-}
+struct vhu_queue *vhu_virtq_queue(const struct vhu_virtq *vq) { return vq->q; }
 
-void vhu_virtq_request_stop(struct vhu_virtq *vq)
-{
-    atomic_store(&vq->stop, true);
-}
+void vhu_virtq_request_stop(struct vhu_virtq *vq) { atomic_store(&vq->stop, true); }
 
 bool vhu_virtq_stop_requested(const struct vhu_virtq *vq)
 {
@@ -215,12 +203,11 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
         }
         if (pending == 0)
             return 0;
-        head = __atomic_load_n(&vq->avail[2 + (vq->last_avail & (vq->size - 1))],
-                               __ATOMIC_RELAXED);
+        head = __atomic_load_n(&vq->avail[2 + (vq->last_avail & (vq->size - 1))], __ATOMIC_RELAXED);
     }
     if (head >= vq->size) {
-        vq_break(vq, "avail entry %u: head %u out of range (ring size %u)", vq->last_avail,
-                 head, vq->size);
+        vq_break(vq, "avail entry %u: head %u out of range (ring size %u)", vq->last_avail, head,
+                 vq->size);
         return -EIO;
     }
     if (vq->taken[head]) {
@@ -255,14 +242,18 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
             }
             if (d.len == 0 || d.len % sizeof(struct desc) ||
                 d.len / sizeof(struct desc) > vq->size) {
-                vq_break(vq, "chain %u: indirect table of %u bytes (must be 16..%u, a multiple "
-                         "of 16)", head, d.len, 16u * vq->size);
+                vq_break(vq,
+                         "chain %u: indirect table of %u bytes (must be 16..%u, a multiple "
+                         "of 16)",
+                         head, d.len, 16u * vq->size);
                 return -EIO;
             }
             table = vhu_queue_gpa_to_host(vq->q, d.addr, d.len);
             if (!table) {
-                vq_break(vq, "chain %u: indirect table at 0x%llx (+%u) is not inside guest "
-                         "memory", head, (unsigned long long)d.addr, d.len);
+                vq_break(vq,
+                         "chain %u: indirect table at 0x%llx (+%u) is not inside guest "
+                         "memory",
+                         head, (unsigned long long)d.addr, d.len);
                 return -EIO;
             }
             table_size = d.len / sizeof(struct desc);

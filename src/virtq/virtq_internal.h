@@ -25,8 +25,7 @@ struct vhu_virtq_packed;
 int vhu_packed_new(struct vhu_virtq_packed **out, struct vhu_virtq *vq, struct vhu_queue *q);
 void vhu_packed_free(struct vhu_virtq_packed *p);
 int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e);
-int vhu_packed_push(struct vhu_virtq_packed *p, const struct vhu_virtq_elem *e,
-                    uint32_t written);
+int vhu_packed_push(struct vhu_virtq_packed *p, const struct vhu_virtq_elem *e, uint32_t written);
 int vhu_packed_flush(struct vhu_virtq_packed *p);
 bool vhu_packed_enable_kick(struct vhu_virtq_packed *p);
 bool vhu_packed_avail_pending(const struct vhu_virtq_packed *p);

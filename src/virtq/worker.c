@@ -34,9 +34,9 @@ struct vhu_virtq_worker {
     ev_io kick;
     ev_async stop;
     pthread_t thread;
-    uint64_t poll_max_ns;  /* 0: no polling */
-    uint64_t poll_ns;      /* current window */
-    unsigned poll_skips;   /* empty rings seen without polling */
+    uint64_t poll_max_ns; /* 0: no polling */
+    uint64_t poll_ns;     /* current window */
+    unsigned poll_skips;  /* empty rings seen without polling */
 };
 
 #define POLL_DEFAULT_US 20u
@@ -61,16 +61,12 @@ static inline void cpu_relax(void)
 
 static bool keep_serving(struct vhu_virtq_worker *w)
 {
-    return vhu_queue_enabled(w->q) && !vhu_virtq_broken(w->vq) &&
-           !vhu_virtq_stop_requested(w->vq);
+    return vhu_queue_enabled(w->q) && !vhu_virtq_broken(w->vq) && !vhu_virtq_stop_requested(w->vq);
 }
 
 /* Has the driver published a chain the worker has not taken?  (Reads only
  * what tells; pop checks it properly.) */
-static bool avail_pending(struct vhu_virtq_worker *w)
-{
-    return vhu_virtq_avail_pending(w->vq);
-}
+static bool avail_pending(struct vhu_virtq_worker *w) { return vhu_virtq_avail_pending(w->vq); }
 
 /* Watch the avail index for up to poll_ns: true when there is work.  The
  * window adapts to how polling fares: it doubles (up to poll_max_ns) when a
@@ -228,8 +224,8 @@ void vhu_virtq_worker_stop(struct vhu_virtq_worker *w)
     unsigned left = vhu_virtq_inflight(w->vq);
     if (left && !vhu_virtq_broken(w->vq))
         vhu_warn("ring %u stopped with %u request(s) taken but not completed (kept only "
-                 "in the inflight region, if the front-end gave one)", vhu_queue_index(w->q),
-                 left);
+                 "in the inflight region, if the front-end gave one)",
+                 vhu_queue_index(w->q), left);
     ev_loop_destroy(w->loop);
     vhu_virtq_free(w->vq);
     free(w);

@@ -72,8 +72,7 @@ static int wait_readable(int sock, int timeout_ms)
 
 /* Read exactly len bytes (collecting fds on the way).  Returns bytes read
  * before EOF (< len when the peer closed), or -errno. */
-static ssize_t read_full(int sock, struct vhu_wire_msg *m, void *buf, size_t len,
-                         int timeout_ms)
+static ssize_t read_full(int sock, struct vhu_wire_msg *m, void *buf, size_t len, int timeout_ms)
 {
     size_t got = 0;
     /* Room for one more fd than we accept, so a sender of 9+ fds shows. */
@@ -86,8 +85,10 @@ static ssize_t read_full(int sock, struct vhu_wire_msg *m, void *buf, size_t len
         if (w < 0)
             return w;
         struct iovec iov = {.iov_base = (char *)buf + got, .iov_len = len - got};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
-                            .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = ctl.buf,
+                            .msg_controllen = sizeof(ctl.buf)};
         ssize_t r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
         if (r < 0) {
             if (errno == EINTR || errno == EAGAIN)
@@ -174,8 +175,8 @@ void vhu_wire_put_fds(struct msghdr *mh, void *ctl, const int *fds, unsigned nfd
     memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 }
 
-int vhu_wire_send(int sock, const struct vhu_msg_header *hdr, const void *payload,
-                  const int *fds, unsigned nfds)
+int vhu_wire_send(int sock, const struct vhu_msg_header *hdr, const void *payload, const int *fds,
+                  unsigned nfds)
 {
     if (nfds > VHU_MAX_FDS)
         return -EINVAL;

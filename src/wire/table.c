@@ -55,8 +55,8 @@ static int check_config(const struct vhu_wire_msg *m, char *why, size_t n)
         return -1;
     }
     if (m->hdr.size != VHU_CONFIG_HDR_SIZE + sz) {
-        snprintf(why, n, "message size %u does not match config size %u + %u",
-                 m->hdr.size, VHU_CONFIG_HDR_SIZE, sz);
+        snprintf(why, n, "message size %u does not match config size %u + %u", m->hdr.size,
+                 VHU_CONFIG_HDR_SIZE, sz);
         return -1;
     }
     return 0;
@@ -97,12 +97,12 @@ static const struct vhu_wire_row frontend_rows[VHU_REQ_MAX + 1] = {
     [21] = {21, "SET_BACKEND_REQ_FD", SZ(0), ONEFD, ACK, VHU_PF_BACKEND_REQ, NULL},
     [22] = {22, "IOTLB_MSG", SZ(32), NOFD, STATUS, VHU_WIRE_GATE_F_ACCESS_PLATFORM, NULL},
     [23] = {23, "SET_VRING_ENDIAN", SZ(8), NOFD, ACK, VHU_PF_CROSS_ENDIAN, NULL},
-    [24] = {24, "GET_CONFIG", VHU_CONFIG_HDR_SIZE, VHU_CONFIG_HDR_SIZE + VHU_MAX_CONFIG_SIZE,
-            NOFD, DATA(VHU_WIRE_SIZE_VAR), VHU_PF_CONFIG, check_config},
-    [25] = {25, "SET_CONFIG", VHU_CONFIG_HDR_SIZE, VHU_CONFIG_HDR_SIZE + VHU_MAX_CONFIG_SIZE,
-            NOFD, ACK, VHU_PF_CONFIG, check_config},
-    [26] = {26, "CREATE_CRYPTO_SESSION", 0, VHU_WIRE_MAX_PAYLOAD, NOFD,
-            DATA(VHU_WIRE_SIZE_VAR), VHU_PF_CRYPTO_SESSION, NULL},
+    [24] = {24, "GET_CONFIG", VHU_CONFIG_HDR_SIZE, VHU_CONFIG_HDR_SIZE + VHU_MAX_CONFIG_SIZE, NOFD,
+            DATA(VHU_WIRE_SIZE_VAR), VHU_PF_CONFIG, check_config},
+    [25] = {25, "SET_CONFIG", VHU_CONFIG_HDR_SIZE, VHU_CONFIG_HDR_SIZE + VHU_MAX_CONFIG_SIZE, NOFD,
+            ACK, VHU_PF_CONFIG, check_config},
+    [26] = {26, "CREATE_CRYPTO_SESSION", 0, VHU_WIRE_MAX_PAYLOAD, NOFD, DATA(VHU_WIRE_SIZE_VAR),
+            VHU_PF_CRYPTO_SESSION, NULL},
     [27] = {27, "CLOSE_CRYPTO_SESSION", SZ(8), NOFD, ACK, VHU_PF_CRYPTO_SESSION, NULL},
     [28] = {28, "POSTCOPY_ADVISE", SZ(0), NOFD, DATA(0), VHU_PF_PAGEFAULT, NULL},
     [29] = {29, "POSTCOPY_LISTEN", SZ(0), NOFD, ACK, VHU_PF_PAGEFAULT, NULL},
@@ -164,8 +164,8 @@ const char *vhu_backend_request_name(uint32_t code)
     return r ? r->name : "UNKNOWN";
 }
 
-int vhu_wire_check(const struct vhu_wire_row *row, const struct vhu_wire_msg *m,
-                   bool request, char *why, size_t n)
+int vhu_wire_check(const struct vhu_wire_row *row, const struct vhu_wire_msg *m, bool request,
+                   char *why, size_t n)
 {
     uint32_t flags = m->hdr.flags;
     uint32_t known = VHU_FLAG_VERSION_MASK | VHU_FLAG_REPLY | VHU_FLAG_NEED_REPLY;
@@ -190,8 +190,8 @@ int vhu_wire_check(const struct vhu_wire_row *row, const struct vhu_wire_msg *m,
             if (row->size_min == row->size_max)
                 snprintf(why, n, "payload size %u (want %u)", m->hdr.size, row->size_min);
             else
-                snprintf(why, n, "payload size %u (want %u..%u)", m->hdr.size,
-                         row->size_min, row->size_max);
+                snprintf(why, n, "payload size %u (want %u..%u)", m->hdr.size, row->size_min,
+                         row->size_max);
             return -EBADMSG;
         }
         if (m->nfds < row->fds_min || m->nfds > row->fds_max) {

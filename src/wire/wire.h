@@ -66,9 +66,9 @@ struct vhu_wire_row {
     const char *name;
     uint16_t size_min, size_max; /* payload bytes accepted */
     uint8_t fds_min, fds_max;
-    uint8_t reply;               /* enum vhu_wire_reply */
-    uint16_t reply_size;         /* reply payload bytes, or VHU_WIRE_SIZE_VAR */
-    int8_t gate;                 /* protocol feature bit or VHU_WIRE_GATE_* */
+    uint8_t reply;       /* enum vhu_wire_reply */
+    uint16_t reply_size; /* reply payload bytes, or VHU_WIRE_SIZE_VAR */
+    int8_t gate;         /* protocol feature bit or VHU_WIRE_GATE_* */
     /* Structure inside the payload (counts vs size, no-fd bit vs fds). */
     int (*check)(const struct vhu_wire_msg *m, char *why, size_t whylen);
 };
@@ -84,19 +84,18 @@ const struct vhu_wire_row *vhu_wire_backend_row(uint32_t code);
  * forever); -EPROTO bad version bits or a message cut short by EOF;
  * -EMSGSIZE a size larger than VHU_WIRE_MAX_PAYLOAD; -EIO and others from
  * the socket. */
-int vhu_wire_recv(int sock, struct vhu_wire_msg *m, int timeout_ms, char *why,
-                  size_t whylen);
+int vhu_wire_recv(int sock, struct vhu_wire_msg *m, int timeout_ms, char *why, size_t whylen);
 
 /* Check a framed message against its row.  `request` is true for requests
  * (the REPLY flag must be clear), false for replies.  0, or -EBADMSG with
  * why filled. */
-int vhu_wire_check(const struct vhu_wire_row *row, const struct vhu_wire_msg *m,
-                   bool request, char *why, size_t whylen);
+int vhu_wire_check(const struct vhu_wire_row *row, const struct vhu_wire_msg *m, bool request,
+                   char *why, size_t whylen);
 
 /* Send header + payload (hdr->size bytes) with fds attached to the first
  * byte.  Retries short writes and EINTR; never raises SIGPIPE. */
-int vhu_wire_send(int sock, const struct vhu_msg_header *hdr, const void *payload,
-                  const int *fds, unsigned nfds);
+int vhu_wire_send(int sock, const struct vhu_msg_header *hdr, const void *payload, const int *fds,
+                  unsigned nfds);
 
 /* Attach fds as one SCM_RIGHTS message to mh, using ctl as the control
  * buffer (at least CMSG_SPACE(sizeof(int) * nfds) bytes, suitably aligned). */

@@ -46,7 +46,7 @@
 #define SECTOR 512u
 #define AVAIL_F_NO_INTERRUPT 1
 #define USED_F_NO_NOTIFY 1
-#define SLOT_META 64u      /* header at +0, status at +32 */
+#define SLOT_META 64u /* header at +0, status at +32 */
 /* --verify: what a write puts at the start of each sector. */
 #define STAMP(sector) ((sector) ^ 0x7668752d626c6b00ull)
 
@@ -133,15 +133,20 @@ struct queue {
     int kick, call, err;
     unsigned nslots;
     struct slot *slots;
-    uint16_t *avail;   /* flags, idx, ring[size], used_event */
-    uint16_t *used;    /* flags, idx, elems, avail_event */
+    uint16_t *avail;    /* flags, idx, ring[size], used_event */
+    uint16_t *used;     /* flags, idx, elems, avail_event */
     uint16_t kicked_at; /* avail index at the last kick decision */
     uint64_t seq_next;  /* next sector for sequential patterns */
     uint64_t rng;
 };
 
-static struct opts o = {.rw = RW_RANDREAD, .bs = 4096, .qd = 1, .queues = 1, .seconds = 3,
-                        .warmup = 0.5, .header = true};
+static struct opts o = {.rw = RW_RANDREAD,
+                        .bs = 4096,
+                        .qd = 1,
+                        .queues = 1,
+                        .seconds = 3,
+                        .warmup = 0.5,
+                        .header = true};
 static bool event_idx;
 static uint64_t capacity; /* sectors */
 static struct hist hist;
@@ -232,29 +237,28 @@ static void maybe_kick(struct queue *q)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: vhu-bench-blk --socket PATH [--rw randread|randwrite|read|write]\n"
-            "                     [--bs BYTES] [--qd N] [--queues N] [--seconds S]\n"
-            "                     [--warmup S] [--csv] [--no-header] [--label TEXT]\n"
-            "                     [--verify]\n"
-            "\n"
-            "Drive a vhost-user-blk back-end as a busy-polling virtio-blk guest driver\n"
-            "and print IOPS, MB/s and completion latency (p50, p99, max).\n"
-            "\n"
-            "  --socket PATH   the back-end's vhost-user socket\n"
-            "  --rw PATTERN    randread (default), randwrite, read, write (sequential)\n"
-            "  --bs BYTES      request size, a multiple of 512 (K/M suffix; default 4K)\n"
-            "  --qd N          requests in flight per queue (default 1)\n"
-            "  --queues N      queues (default 1; >1 needs VIRTIO_BLK_F_MQ)\n"
-            "  --seconds S     measured time (default 3)\n"
-            "  --warmup S      time run before measuring (default 0.5)\n"
-            "  --csv           CSV header and one row instead of key=value\n"
-            "  --no-header     with --csv: the row only\n"
-            "  --label TEXT    first field of the output (default: the socket path)\n"
-            "  --verify        writes stamp each sector with its number, reads check\n"
-            "                  the stamp (for a disk written whole by a --verify run)\n"
-            "\n"
-            "Exit status: 0, 1 when a request failed (status byte, id), 2 on setup errors.\n");
+    fprintf(f, "usage: vhu-bench-blk --socket PATH [--rw randread|randwrite|read|write]\n"
+               "                     [--bs BYTES] [--qd N] [--queues N] [--seconds S]\n"
+               "                     [--warmup S] [--csv] [--no-header] [--label TEXT]\n"
+               "                     [--verify]\n"
+               "\n"
+               "Drive a vhost-user-blk back-end as a busy-polling virtio-blk guest driver\n"
+               "and print IOPS, MB/s and completion latency (p50, p99, max).\n"
+               "\n"
+               "  --socket PATH   the back-end's vhost-user socket\n"
+               "  --rw PATTERN    randread (default), randwrite, read, write (sequential)\n"
+               "  --bs BYTES      request size, a multiple of 512 (K/M suffix; default 4K)\n"
+               "  --qd N          requests in flight per queue (default 1)\n"
+               "  --queues N      queues (default 1; >1 needs VIRTIO_BLK_F_MQ)\n"
+               "  --seconds S     measured time (default 3)\n"
+               "  --warmup S      time run before measuring (default 0.5)\n"
+               "  --csv           CSV header and one row instead of key=value\n"
+               "  --no-header     with --csv: the row only\n"
+               "  --label TEXT    first field of the output (default: the socket path)\n"
+               "  --verify        writes stamp each sector with its number, reads check\n"
+               "                  the stamp (for a disk written whole by a --verify run)\n"
+               "\n"
+               "Exit status: 0, 1 when a request failed (status byte, id), 2 on setup errors.\n");
 }
 
 static uint64_t parse_size(const char *s)
@@ -272,14 +276,19 @@ static uint64_t parse_size(const char *s)
 
 static void parse(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"socket", required_argument, NULL, 's'}, {"rw", required_argument, NULL, 'w'},
-        {"bs", required_argument, NULL, 'b'},     {"qd", required_argument, NULL, 'd'},
-        {"queues", required_argument, NULL, 'q'}, {"seconds", required_argument, NULL, 't'},
-        {"warmup", required_argument, NULL, 'W'}, {"csv", no_argument, NULL, 'c'},
-        {"no-header", no_argument, NULL, 'H'},    {"label", required_argument, NULL, 'l'},
-        {"verify", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {{"socket", required_argument, NULL, 's'},
+                                       {"rw", required_argument, NULL, 'w'},
+                                       {"bs", required_argument, NULL, 'b'},
+                                       {"qd", required_argument, NULL, 'd'},
+                                       {"queues", required_argument, NULL, 'q'},
+                                       {"seconds", required_argument, NULL, 't'},
+                                       {"warmup", required_argument, NULL, 'W'},
+                                       {"csv", no_argument, NULL, 'c'},
+                                       {"no-header", no_argument, NULL, 'H'},
+                                       {"label", required_argument, NULL, 'l'},
+                                       {"verify", no_argument, NULL, 'V'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "s:w:b:d:q:t:W:cHl:Vh", lo, NULL)) != -1) {
         switch (c) {
@@ -314,8 +323,10 @@ static void parse(int argc, char **argv)
     }
     if (o.bs == 0 || o.bs % SECTOR || o.bs > (16u << 20) || o.qd < 1 || o.qd > 341 ||
         o.queues < 1 || o.queues > MAX_QUEUES || !(o.seconds > 0) || o.warmup < 0) {
-        fprintf(stderr, "vhu-bench-blk: --bs must be a multiple of 512 (<= 16M), --qd 1..341, "
-                        "--queues 1..%u, --seconds > 0\n", MAX_QUEUES);
+        fprintf(stderr,
+                "vhu-bench-blk: --bs must be a multiple of 512 (<= 16M), --qd 1..341, "
+                "--queues 1..%u, --seconds > 0\n",
+                MAX_QUEUES);
         exit(2);
     }
     if (!o.label)
@@ -353,8 +364,8 @@ int main(int argc, char **argv)
     if (!(pf & VHU_BIT(VHU_PF_CONFIG)))
         die("the back-end does not offer CONFIG (capacity unknown)", 0);
     struct virtio_blk_config cfg;
-    if ((r = vhu_fe_get_config(fe, 0, &cfg, (uint32_t)offsetof(struct virtio_blk_config,
-                                                               size_max))) < 0)
+    if ((r = vhu_fe_get_config(fe, 0, &cfg,
+                               (uint32_t)offsetof(struct virtio_blk_config, size_max))) < 0)
         die("GET_CONFIG", r);
     capacity = le64toh(cfg.capacity);
     if (capacity < o.bs / SECTOR * (uint64_t)o.queues)
@@ -446,16 +457,20 @@ int main(int argc, char **argv)
                 now = now_ns();
                 unsigned k = id / 3;
                 if (id % 3 || k >= q->nslots || !q->slots[k].busy) {
-                    fprintf(stderr, "vhu-bench-blk: queue %u: used id %u is no request in "
-                            "flight\n", i, id);
+                    fprintf(stderr,
+                            "vhu-bench-blk: queue %u: used id %u is no request in "
+                            "flight\n",
+                            i, id);
                     return 1;
                 }
                 struct slot *s = &q->slots[k];
                 s->busy = false;
                 uint8_t st = *(uint8_t *)vhu_guest_mem_ptr(&mem, s->meta_gpa + 32, 1);
                 if (st != VIRTIO_BLK_S_OK || (read && len < o.bs)) {
-                    fprintf(stderr, "vhu-bench-blk: queue %u: request %u completed with "
-                            "status %u, used length %u\n", i, k, st, len);
+                    fprintf(stderr,
+                            "vhu-bench-blk: queue %u: request %u completed with "
+                            "status %u, used length %u\n",
+                            i, k, st, len);
                     errors++;
                     return 1;
                 }
@@ -465,9 +480,10 @@ int main(int argc, char **argv)
                         uint64_t got, stamp = STAMP(s->sector + off / SECTOR);
                         memcpy(&got, data + off, sizeof(got));
                         if (got != stamp) {
-                            fprintf(stderr, "vhu-bench-blk: queue %u: sector %" PRIu64
-                                    " reads back 0x%016" PRIx64 ", not its stamp\n", i,
-                                    s->sector + off / SECTOR, got);
+                            fprintf(stderr,
+                                    "vhu-bench-blk: queue %u: sector %" PRIu64
+                                    " reads back 0x%016" PRIx64 ", not its stamp\n",
+                                    i, s->sector + off / SECTOR, got);
                             return 1;
                         }
                     }
@@ -502,8 +518,10 @@ int main(int argc, char **argv)
             if (!left)
                 break;
             if (now - t_end > 10ull * 1000000000ull) {
-                fprintf(stderr, "vhu-bench-blk: %u request(s) not completed 10 s after "
-                        "the end\n", left);
+                fprintf(stderr,
+                        "vhu-bench-blk: %u request(s) not completed 10 s after "
+                        "the end\n",
+                        left);
                 return 1;
             }
         }
@@ -515,17 +533,18 @@ int main(int argc, char **argv)
         if (o.header)
             printf("label,rw,bs,qd,queues,seconds,ios,iops,mbps,p50_us,p99_us,max_us,"
                    "kicks,event_idx,errors\n");
-        printf("%s,%s,%u,%u,%u,%.3f,%" PRIu64 ",%.0f,%.1f,%.2f,%.2f,%.2f,%" PRIu64 ",%d,%"
-               PRIu64 "\n", o.label, rw_names[o.rw], o.bs, o.qd, o.queues, secs, done, iops,
-               mbps, hist_pct(&hist, 50) / 1e3, hist_pct(&hist, 99) / 1e3,
-               (double)hist.max / 1e3, kicks - kicks_at_start, event_idx, errors);
+        printf("%s,%s,%u,%u,%u,%.3f,%" PRIu64 ",%.0f,%.1f,%.2f,%.2f,%.2f,%" PRIu64 ",%d,%" PRIu64
+               "\n",
+               o.label, rw_names[o.rw], o.bs, o.qd, o.queues, secs, done, iops, mbps,
+               hist_pct(&hist, 50) / 1e3, hist_pct(&hist, 99) / 1e3, (double)hist.max / 1e3,
+               kicks - kicks_at_start, event_idx, errors);
     } else {
         printf("label=%s rw=%s bs=%u qd=%u queues=%u seconds=%.3f ios=%" PRIu64
                " iops=%.0f mbps=%.1f p50_us=%.2f p99_us=%.2f max_us=%.2f kicks=%" PRIu64
-               " event_idx=%d errors=%" PRIu64 "\n", o.label, rw_names[o.rw], o.bs, o.qd,
-               o.queues, secs, done, iops, mbps, hist_pct(&hist, 50) / 1e3,
-               hist_pct(&hist, 99) / 1e3, (double)hist.max / 1e3, kicks - kicks_at_start,
-               event_idx, errors);
+               " event_idx=%d errors=%" PRIu64 "\n",
+               o.label, rw_names[o.rw], o.bs, o.qd, o.queues, secs, done, iops, mbps,
+               hist_pct(&hist, 50) / 1e3, hist_pct(&hist, 99) / 1e3, (double)hist.max / 1e3,
+               kicks - kicks_at_start, event_idx, errors);
     }
     fflush(stdout);
     vhu_fe_close(fe);

@@ -50,7 +50,7 @@
 #include <vhu/vhu.h>
 
 #define SECTOR 512u
-#define RING_SIZE 128u     /* three descriptors per request */
+#define RING_SIZE 128u /* three descriptors per request */
 #define MAX_QD 32u
 #define FILL_BS (64u << 10)
 #define RAND_BS 4096u
@@ -74,8 +74,7 @@ static uint64_t now_ns(void)
 
 static _Noreturn void die(const char *what, int r)
 {
-    fprintf(stderr, "vhu-bench-snapshot: %s%s%s\n", what, r ? ": " : "",
-            r ? vhu_strerror(r) : "");
+    fprintf(stderr, "vhu-bench-snapshot: %s%s%s\n", what, r ? ": " : "", r ? vhu_strerror(r) : "");
     exit(1);
 }
 
@@ -222,9 +221,18 @@ static uint64_t parse_size(const char *s, char **end)
 {
     uint64_t v = strtoull(s, end, 10);
     switch (**end) {
-    case 'G': v <<= 30; (*end)++; break;
-    case 'M': v <<= 20; (*end)++; break;
-    case 'K': v <<= 10; (*end)++; break;
+    case 'G':
+        v <<= 30;
+        (*end)++;
+        break;
+    case 'M':
+        v <<= 20;
+        (*end)++;
+        break;
+    case 'K':
+        v <<= 10;
+        (*end)++;
+        break;
     default: break;
     }
     return v;
@@ -240,8 +248,7 @@ static pid_t spawn_blk(const char *dir, uint64_t size)
     if (pid < 0)
         die("fork", -errno);
     if (pid == 0) {
-        execl(o.vhu_blk, o.vhu_blk, "--socket", sock, "--ram", ram, "--control", ctl,
-              (char *)NULL);
+        execl(o.vhu_blk, o.vhu_blk, "--socket", sock, "--ram", ram, "--control", ctl, (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -349,8 +356,7 @@ static void run_size(uint64_t size)
     pthread_t th, drainer;
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         die("pipe", -errno);
-    if (pthread_create(&drainer, NULL, drain, &pipefd[0]) ||
-        pthread_create(&th, NULL, drive, d))
+    if (pthread_create(&drainer, NULL, drain, &pipefd[0]) || pthread_create(&th, NULL, drive, d))
         die("thread", -EAGAIN);
     struct timespec pause = {(time_t)o.seconds,
                              (long)((o.seconds - (double)(time_t)o.seconds) * 1e9)};
@@ -440,16 +446,17 @@ static void run_size(uint64_t size)
     printf("), snapshot %.0f ms, %.0f MB/s of disk, %" PRIu64 " bytes\n", dur_ms,
            dur_ms > 0 ? (double)size / 1e6 / (dur_ms / 1e3) : 0.0, bytes);
     printf("    guest during snapshots: %zu requests, p99 %.0f us, max %.0f us, "
-           "longest gap between completions %.0f us\n", nin, in_p99, in_max,
-           (double)max_gap / 1e3);
+           "longest gap between completions %.0f us\n",
+           nin, in_p99, in_max, (double)max_gap / 1e3);
     printf("    longest gap in each snapshot (ms, and when it began, ms after the request):");
     for (unsigned k = 0; k < o.repeat; k++)
         printf(" %.1f@%.0f", (double)w[k].gap / 1e6, (double)w[k].gap_at / 1e6);
     printf("\n");
-    printf("    guest outside (baseline): %zu requests, p99 %.0f us, max %.0f us\n", nout,
-           out_p99, out_max);
+    printf("    guest outside (baseline): %zu requests, p99 %.0f us, max %.0f us\n", nout, out_p99,
+           out_max);
     printf("  stop-the-world save (GET_VRING_BASE + SET_DEVICE_STATE_FD): ring stopped "
-           "%.0f ms, %.0f MB/s of disk\n", stw_ms, (double)size / 1e6 / (stw_ms / 1e3));
+           "%.0f ms, %.0f MB/s of disk\n",
+           stw_ms, (double)size / 1e6 / (stw_ms / 1e3));
     fflush(stdout);
 
     free(in);
@@ -474,8 +481,10 @@ static void run_size(uint64_t size)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: vhu-bench-snapshot --vhu-blk PATH [--sizes 64M,1G] [--repeat R] "
-               "[--qd N (1..%u)] [--seconds S]\n", MAX_QD);
+    fprintf(f,
+            "usage: vhu-bench-snapshot --vhu-blk PATH [--sizes 64M,1G] [--repeat R] "
+            "[--qd N (1..%u)] [--seconds S]\n",
+            MAX_QD);
 }
 
 int main(int argc, char **argv)

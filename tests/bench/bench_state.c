@@ -39,9 +39,10 @@ static double now_s(void)
 
 static void make_pattern(int kind)
 {
-    static const char *const words[] = {"virtio", "ring", "queue", "guest", "memory", "device",
-                                        "state", "migrate", "descriptor", "the", "a", "of",
-                                        "vhost", "user", "back-end", "snapshot", "\n"};
+    static const char *const words[] = {"virtio",   "ring",  "queue",   "guest",      "memory",
+                                        "device",   "state", "migrate", "descriptor", "the",
+                                        "a",        "of",    "vhost",   "user",       "back-end",
+                                        "snapshot", "\n"};
     uint64_t x = 0x9e3779b97f4a7c15ull;
     for (size_t i = 0; i < PATTERN;) {
         x ^= x << 13;
@@ -121,10 +122,15 @@ static int bd_load(void *dev, void *staged, const struct vhu_state_section *s, u
 
 static const struct vhu_device_ops bench_ops = {
     .size = sizeof(struct vhu_device_ops),
-    .name = "bench", .num_queues = 1, .features = bd_features,
-    .start_queue = bd_start, .stop_queue = bd_stop,
-    .sections = sections, .num_sections = 1,
-    .save_section = bd_save, .load_section = bd_load,
+    .name = "bench",
+    .num_queues = 1,
+    .features = bd_features,
+    .start_queue = bd_start,
+    .stop_queue = bd_stop,
+    .sections = sections,
+    .num_sections = 1,
+    .save_section = bd_save,
+    .load_section = bd_load,
 };
 
 /* A back-end process on path; returns its pid. */
@@ -138,8 +144,8 @@ static pid_t spawn_backend(const char *path, int workers)
     vhu_set_log_level(VHU_LOG_WARN);
     vhu_backend_new(&b, &bench_ops, NULL);
     vhu_backend_set_state_compression(b, 1, workers);
-    struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = path,
-                                    .handle_signals = true};
+    struct vhu_server_config cfg = {
+        .size = sizeof(cfg), .socket_path = path, .handle_signals = true};
     if (vhu_server_new(&s, b, &cfg) < 0)
         _exit(1);
     vhu_server_run(s);
@@ -234,9 +240,12 @@ static uint64_t parse_size(const char *s)
     char *end;
     uint64_t v = strtoull(s, &end, 10);
     switch (*end) {
-    case 'K': case 'k': return v << 10;
-    case 'M': case 'm': return v << 20;
-    case 'G': case 'g': return v << 30;
+    case 'K':
+    case 'k': return v << 10;
+    case 'M':
+    case 'm': return v << 20;
+    case 'G':
+    case 'g': return v << 30;
     default: return v;
     }
 }
@@ -254,7 +263,7 @@ int main(int argc, char **argv)
             repeat = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: vhu-bench-state [--sizes 64M,1G] [--workers N] "
-                    "[--repeat R]\n");
+                            "[--repeat R]\n");
             return 2;
         }
     }
@@ -273,8 +282,8 @@ int main(int argc, char **argv)
            "two back-end processes; reference: zstd -1 -c FILE | zstd -d (same bytes)\n"
            "medians of %d runs; MB/s = state bytes / wall time\n\n",
            vhu_version(), repeat);
-    printf("%-7s %-6s | %9s %9s | %9s %9s | %7s %7s | %9s %9s\n", "size", "data", "vhu",
-           "vhu-T", "zstd-1", "zstd-1T2", "vhu/z", "vhuT/z", "RSS+save", "RSS+load");
+    printf("%-7s %-6s | %9s %9s | %9s %9s | %7s %7s | %9s %9s\n", "size", "data", "vhu", "vhu-T",
+           "zstd-1", "zstd-1T2", "vhu/z", "vhuT/z", "RSS+save", "RSS+load");
 
     char list[256];
     snprintf(list, sizeof(list), "%s", sizes);
@@ -287,7 +296,8 @@ int main(int argc, char **argv)
             snprintf(pa, sizeof(pa), "%s/a", dir);
             snprintf(pb, sizeof(pb), "%s/b", dir);
             snprintf(pc, sizeof(pc), "%s/c", dir);
-            pid_t A = spawn_backend(pa, 0), B = spawn_backend(pb, 0), C = spawn_backend(pc, workers);
+            pid_t A = spawn_backend(pa, 0), B = spawn_backend(pb, 0),
+                  C = spawn_backend(pc, workers);
             struct vhu_fe *fa = connect_fe(pa), *fb = connect_fe(pb), *fc = connect_fe(pc);
             long rss_a0 = status_kib(A, "VmRSS:"), rss_b0 = status_kib(B, "VmRSS:");
             double v[50], vt[50], z[50], zt[50];
@@ -310,7 +320,8 @@ int main(int argc, char **argv)
                 }
                 close(fd);
                 for (int r = 0; r < repeat; r++) {
-                    snprintf(cmd, sizeof(cmd), "zstd -q -1 -c %s | zstd -q -d -c > /dev/null", file);
+                    snprintf(cmd, sizeof(cmd), "zstd -q -1 -c %s | zstd -q -d -c > /dev/null",
+                             file);
                     z[r] = shell_run(cmd);
                     snprintf(cmd, sizeof(cmd), "zstd -q -1 -T2 -c %s | zstd -q -d -c > /dev/null",
                              file);
@@ -364,7 +375,8 @@ int main(int argc, char **argv)
     }
     qsort(lat, (size_t)n, sizeof(lat[0]), cmp_double);
     printf("\nSET_DEVICE_STATE_FD -> CHECK_DEVICE_STATE, 4 KiB state, %d runs: p50 %.0f us, "
-           "p99 %.0f us, min %.0f us\n", n, lat[n / 2], lat[n * 99 / 100], lat[0]);
+           "p99 %.0f us, min %.0f us\n",
+           n, lat[n / 2], lat[n * 99 / 100], lat[0]);
     close(mfd);
     vhu_fe_close(fl);
     kill(L, SIGTERM);

@@ -55,10 +55,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define DESC_GPA 0x0u
 #define AVAIL_GPA 0x1000u
 #define USED_GPA 0x2000u
-#define TABLE_GPA(i) (0x3000u + (i) * 0x100u)
-#define HEADER_GPA(i) (0x6000u + (i) * 0x20u)
-#define STATUS_GPA(i) (0x7000u + (i) * 0x10u)
-#define DATA_GPA(i) (0x10000u + (i) * 0x2400u)
+#define TABLE_GPA(i) (0x3000u + (i)*0x100u)
+#define HEADER_GPA(i) (0x6000u + (i)*0x20u)
+#define STATUS_GPA(i) (0x7000u + (i)*0x10u)
+#define DATA_GPA(i) (0x10000u + (i)*0x2400u)
 #define DATA_MAX 0x2000u
 #define UVA 0x7f0000000000ull
 #define DISK (1u << 20)
@@ -67,7 +67,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define F_WRITE 2
 #define F_INDIRECT 4
 
-struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
+struct desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags, next;
+};
 
 enum { DISK_RAM, DISK_RAM_RO, DISK_FILE, DISK_DIRECT, NDISKS };
 static struct blk *disks[NDISKS];
@@ -108,8 +112,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     };
     for (unsigned i = 0; i < NDISKS; i++) {
         /* No O_DIRECT on this file system: the plain image instead. */
-        if (blk_new(&disks[i], &o[i]) < 0 && (i != DISK_DIRECT ||
-                                               blk_new(&disks[i], &o[DISK_FILE]) < 0))
+        if (blk_new(&disks[i], &o[i]) < 0 &&
+            (i != DISK_DIRECT || blk_new(&disks[i], &o[DISK_FILE]) < 0))
             abort();
     }
     atexit(cleanup);
@@ -140,9 +144,9 @@ static void add(struct chain *c, uint64_t gpa, uint32_t len, uint16_t flags)
  * when the ring's table is full. */
 static int lay_out(uint8_t *mem, unsigned k, const uint8_t *r, unsigned *next_desc)
 {
-    static const uint32_t types[] = {VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH,
-                                     VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD,
-                                     VIRTIO_BLK_T_WRITE_ZEROES};
+    static const uint32_t types[] = {VIRTIO_BLK_T_IN,      VIRTIO_BLK_T_OUT,
+                                     VIRTIO_BLK_T_FLUSH,   VIRTIO_BLK_T_GET_ID,
+                                     VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES};
     uint8_t layout = r[2];
     unsigned nseg = 1 + r[1] % 8;
     uint32_t sector = fuzz_le32(r + 4), extra = fuzz_le32(r + 12);
@@ -156,8 +160,8 @@ static int lay_out(uint8_t *mem, unsigned k, const uint8_t *r, unsigned *next_de
     memcpy(mem + HEADER_GPA(k), &h, sizeof(h));
     mem[STATUS_GPA(k)] = 0xee;
     if (zero) {
-        struct virtio_blk_discard_write_zeroes z = {.sector = sector % (DISK / 512),
-                                                    .num_sectors = misc, .flags = extra};
+        struct virtio_blk_discard_write_zeroes z = {
+            .sector = sector % (DISK / 512), .num_sectors = misc, .flags = extra};
         memcpy(mem + DATA_GPA(k), &z, sizeof(z));
         len = sizeof(z);
         nseg = 1;
@@ -194,8 +198,8 @@ static int lay_out(uint8_t *mem, unsigned k, const uint8_t *r, unsigned *next_de
         if (*next_desc >= RING)
             return -1;
         unsigned head = (*next_desc)++;
-        table[head] = (struct desc){TABLE_GPA(k), (uint32_t)(c.n * sizeof(struct desc)),
-                                    F_INDIRECT, 0};
+        table[head] =
+            (struct desc){TABLE_GPA(k), (uint32_t)(c.n * sizeof(struct desc)), F_INDIRECT, 0};
         return (int)head;
     }
     if (*next_desc + c.n > RING)
@@ -246,8 +250,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     avail[1] = (uint16_t)published;
     for (unsigned i = 0; i < npatch; i++) {
         const uint8_t *p = patches + (size_t)i * 4;
-        static const uint32_t area[] = {DESC_GPA, AVAIL_GPA, USED_GPA, 0x3000, 0x6000, 0x7000,
-                                        0x10000, 0x20000};
+        static const uint32_t area[] = {DESC_GPA, AVAIL_GPA, USED_GPA, 0x3000,
+                                        0x6000,   0x7000,    0x10000,  0x20000};
         uint32_t at = area[p[0] % 8] + (uint32_t)p[1] + ((uint32_t)(p[0] >> 3) << 8);
         if (at < REGION)
             mem[at] = p[2];
@@ -277,8 +281,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     atomic_store(&q.enabled, true);
     char why[256];
     struct vhu_virtq *vq = NULL;
-    if (vhu_vring_translate(&q, &fb.mem, &q.addr, q.num, q.features, true, why,
-                            sizeof(why)) < 0)
+    if (vhu_vring_translate(&q, &fb.mem, &q.addr, q.num, q.features, true, why, sizeof(why)) < 0)
         fail(why);
     if (vhu_virtq_new(&vq, &q) < 0)
         abort();
@@ -298,8 +301,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fail("a status byte that is none of OK, IOERR, UNSUPP");
     }
     if (verbose)
-        fprintf(stderr, "fuzz_blk: disk %u, %u published, used %u, %s\n", disk, published,
-                used, vhu_virtq_broken(vq) ? "broken" : "healthy");
+        fprintf(stderr, "fuzz_blk: disk %u, %u published, used %u, %s\n", disk, published, used,
+                vhu_virtq_broken(vq) ? "broken" : "healthy");
     vhu_virtq_free(vq);
     pthread_mutex_destroy(&q.sig_lock);
     free(mem);

@@ -143,7 +143,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned log_bytes = h[3];
     uint16_t last_avail = fuzz_le16(h + 4);
     unsigned n_ops = fuzz_le16(h + 6) % (MAX_OPS + 1);
-    uint32_t desc_off = fuzz_le32(h + 8), avail_off = fuzz_le32(h + 12), used_off = fuzz_le32(h + 16);
+    uint32_t desc_off = fuzz_le32(h + 8), avail_off = fuzz_le32(h + 12),
+             used_off = fuzz_le32(h + 16);
     uint8_t fill = h[20];
     unsigned if_shift = h[21] % 3;
     bool packed = flags & 64;
@@ -171,8 +172,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!p)
             abort();
         memset(p, i == 0 ? 0 : fill, len);
-        g.r[i] = (struct vhu_region){.gpa = reg_gpa[i], .size = len, .uva = reg_uva[i],
-                                     .host = p, .map = NULL, .map_len = 0};
+        g.r[i] = (struct vhu_region){.gpa = reg_gpa[i],
+                                     .size = len,
+                                     .uva = reg_uva[i],
+                                     .host = p,
+                                     .map = NULL,
+                                     .map_len = 0};
     }
     size_t take = size < r0_size ? size : r0_size;
     memcpy(g.r[0].host, data, take);
@@ -204,9 +209,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         memset(inflight, 0, len);
         memcpy(inflight, data, size < len ? size : len);
-        fb.inflight = (struct vhu_inflight_region){.base = inflight, .num_queues = 1,
-                                                   .queue_size = (uint16_t)if_qs,
-                                                   .region = len};
+        fb.inflight = (struct vhu_inflight_region){
+            .base = inflight, .num_queues = 1, .queue_size = (uint16_t)if_qs, .region = len};
     }
 
     struct vhu_queue q;
@@ -234,8 +238,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     char why[256];
     struct vhu_virtq *vq = NULL;
-    if (vhu_vring_translate(&q, &fb.mem, &q.addr, q.num, q.features, true, why,
-                            sizeof(why)) < 0) {
+    if (vhu_vring_translate(&q, &fb.mem, &q.addr, q.num, q.features, true, why, sizeof(why)) < 0) {
         if (verbose)
             fprintf(stderr, "fuzz_virtq: %s\n", why);
         goto out;
@@ -289,9 +292,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (r < 0 && !vhu_virtq_broken(vq))
                 fail("flush failed on a healthy ring");
             break;
-        case 3:
-            vhu_virtq_enable_kick(vq);
-            break;
+        case 3: vhu_virtq_enable_kick(vq); break;
         case 4: { /* the driver rewrites two bytes anywhere in region 0 */
             if (was_broken)
                 break;
@@ -308,8 +309,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 /* Descriptors from position a made available for the lap
                  * of e's bit 0 (or not, by its bit 1), flags NEXT, WRITE,
                  * INDIRECT from d, IDs from c. */
-                struct { uint64_t addr; uint32_t len; uint16_t id, flags; } *ring =
-                    vhu_queue_desc(&q);
+                struct {
+                    uint64_t addr;
+                    uint32_t len;
+                    uint16_t id, flags;
+                } *ring = vhu_queue_desc(&q);
                 unsigned n = 1 + o[3] % 4;
                 for (unsigned j = 0; j < n; j++) {
                     unsigned pos = (fuzz_le16(o + 1) + j) % ring_size;
@@ -343,8 +347,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
                 walk(&g, &drain, ring_size);
                 chains++;
-                r = vhu_virtq_push(vq, &drain, (uint32_t)(drain.in_bytes > o[2] ? o[2]
-                                                                                  : drain.in_bytes));
+                r = vhu_virtq_push(vq, &drain,
+                                   (uint32_t)(drain.in_bytes > o[2] ? o[2] : drain.in_bytes));
                 if (r < 0)
                     fail("push of a popped chain failed");
                 if (o[3] & 1)

@@ -49,8 +49,11 @@ int main(void)
     /* A device on one end of a socketpair: the back-end takes the socket. */
     static const struct vhu_device_ops ops = {
         .size = sizeof(struct vhu_device_ops),
-        .name = "consumer", .num_queues = 1,
-        .features = features, .start_queue = start_queue, .stop_queue = stop_queue,
+        .name = "consumer",
+        .num_queues = 1,
+        .features = features,
+        .start_queue = start_queue,
+        .stop_queue = stop_queue,
     };
     struct vhu_backend *b = NULL;
     int r = vhu_backend_new(&b, &ops, NULL);
@@ -69,7 +72,7 @@ int main(void)
         return 1;
     }
     /* One GET_FEATURES written by hand, answered by the library. */
-    struct vhu_msg_header h = { .request = VHU_REQ_GET_FEATURES, .flags = VHU_FLAG_VERSION };
+    struct vhu_msg_header h = {.request = VHU_REQ_GET_FEATURES, .flags = VHU_FLAG_VERSION};
     uint64_t f = 0;
     if (write(sv[1], &h, sizeof(h)) != (ssize_t)sizeof(h) || (r = vhu_backend_process(b)) < 0 ||
         read(sv[1], &h, sizeof(h)) != (ssize_t)sizeof(h) || h.size != sizeof(f) ||

@@ -48,8 +48,8 @@ int main(void)
         fprintf(stderr, "consumer-fe: vhu_fe_send: %s\n", vhu_strerror(r));
         return 1;
     }
-    printf("consumer-fe: sent %s; vhu_strerror(-EINVAL) = \"%s\"\n",
-           vhu_request_name(h.request), e);
+    printf("consumer-fe: sent %s; vhu_strerror(-EINVAL) = \"%s\"\n", vhu_request_name(h.request),
+           e);
     vhu_fe_close(fe);
     close(sv[1]);
     printf("consumer-fe: ok\n");

@@ -59,10 +59,7 @@ static void check_recovered_to(int fds_before)
 }
 
 /* For cases whose test holds no fds of its own. */
-static void check_recovered(void)
-{
-    check_recovered_to(baseline_fds);
-}
+static void check_recovered(void) { check_recovered_to(baseline_fds); }
 
 /* A negotiated front-end: REPLY_ACK on (so refusals can be answered) unless
  * pf says otherwise; owner set unless no_owner. */
@@ -96,9 +93,7 @@ static void expect_answer(struct vhu_fe *fe, uint32_t code, enum expect e, const
     uint8_t buf[512];
     int r = vhu_fe_recv(fe, &hdr, buf, sizeof(buf), NULL, NULL);
     switch (e) {
-    case DISCONNECT:
-        assert_int_equal(r, -ECONNRESET);
-        break;
+    case DISCONNECT: assert_int_equal(r, -ECONNRESET); break;
     case STATUS_ERR: {
         assert_int_equal(r, 0);
         assert_int_equal(hdr.request, code);
@@ -308,7 +303,8 @@ static void test_memory_tables(void **state)
     const uint64_t M = 1 << 20;
     struct vhu_mem_region overlap_gpa[2] = {{0, M, 0x10000000, 0}, {M / 2, M, 0x20000000, 0}};
     mem_table_case(overlap_gpa, 2, M, "overlaps region guest");
-    struct vhu_mem_region overlap_uva[2] = {{0, M, 0x10000000, 0}, {4 * M, M, 0x10000000 + M / 2, 0}};
+    struct vhu_mem_region overlap_uva[2] = {{0, M, 0x10000000, 0},
+                                            {4 * M, M, 0x10000000 + M / 2, 0}};
     mem_table_case(overlap_uva, 2, M, "overlaps region user");
     struct vhu_mem_region past_end = {0, 2 * M, 0x10000000, 0};
     mem_table_case(&past_end, 1, M, "runs past the end of its fd");
@@ -348,7 +344,8 @@ static void test_ring_addresses(void **state)
     struct vhu_fe *fe = open_default();
     struct guest g;
     guest_init(&g, 1);
-    struct vhu_vring_addr a = {.index = 0, .desc_user_addr = (uintptr_t)g.mem.host + 0x10000,
+    struct vhu_vring_addr a = {.index = 0,
+                               .desc_user_addr = (uintptr_t)g.mem.host + 0x10000,
                                .used_user_addr = (uintptr_t)g.mem.host + 0x11000,
                                .avail_user_addr = (uintptr_t)g.mem.host + 0x10100};
     assert_int_equal(vhu_fe_set_vring_addr(fe, &a), -EINVAL); /* before NUM */
@@ -443,8 +440,8 @@ static void test_unnegotiated(void **state)
         if (cases[i].code == VHU_REQ_GET_CONFIG)
             payload[4] = (uint8_t)(cases[i].len - VHU_CONFIG_HDR_SIZE); /* config.size */
         struct vhu_fe *fe = open_fe(VHU_BIT(VHU_PF_REPLY_ACK), true);
-        assert_int_equal(vhu_fe_send(fe, cases[i].code, VN, payload, cases[i].len, &fd,
-                                     cases[i].nfds), 0);
+        assert_int_equal(
+            vhu_fe_send(fe, cases[i].code, VN, payload, cases[i].len, &fd, cases[i].nfds), 0);
         expect_answer(fe, cases[i].code, cases[i].e, cases[i].needle);
         vhu_fe_close(fe);
     }
@@ -457,8 +454,8 @@ static void test_unnegotiated(void **state)
     assert_int_equal(pipe(p), 0);
     struct vhu_device_state_params dp = {VHU_TRANSFER_SAVE, VHU_PHASE_STOPPED};
     uint64_t stv = 0;
-    assert_int_equal(vhu_fe_call(fe, VHU_REQ_SET_DEVICE_STATE_FD, V, &dp, 8, &p[1], 1, &stv, 8,
-                                 NULL, NULL), 8);
+    assert_int_equal(
+        vhu_fe_call(fe, VHU_REQ_SET_DEVICE_STATE_FD, V, &dp, 8, &p[1], 1, &stv, 8, NULL, NULL), 8);
     assert_true((stv & 0xff) != 0);
     assert_true(stv & VHU_VRING_NOFD);
     close(p[0]);
@@ -494,18 +491,12 @@ static void test_before_owner(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_truncated_header),
-        cmocka_unit_test(test_oversize_and_version),
-        cmocka_unit_test(test_short_payload),
-        cmocka_unit_test(test_fd_counts),
-        cmocka_unit_test(test_flags_and_codes),
-        cmocka_unit_test(test_ring_index_out_of_range),
-        cmocka_unit_test(test_ring_sizes),
-        cmocka_unit_test(test_memory_tables),
-        cmocka_unit_test(test_ring_addresses),
-        cmocka_unit_test(test_features),
-        cmocka_unit_test(test_unnegotiated),
-        cmocka_unit_test(test_before_owner),
+        cmocka_unit_test(test_truncated_header), cmocka_unit_test(test_oversize_and_version),
+        cmocka_unit_test(test_short_payload),    cmocka_unit_test(test_fd_counts),
+        cmocka_unit_test(test_flags_and_codes),  cmocka_unit_test(test_ring_index_out_of_range),
+        cmocka_unit_test(test_ring_sizes),       cmocka_unit_test(test_memory_tables),
+        cmocka_unit_test(test_ring_addresses),   cmocka_unit_test(test_features),
+        cmocka_unit_test(test_unnegotiated),     cmocka_unit_test(test_before_owner),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -30,14 +30,14 @@
 #include "devserver.h"
 #include "harness.h"
 
-#define SECTORS 2048u                       /* 1 MiB image */
-#define IMAGE_FILL 0xc3                     /* every byte of a fresh image */
-#define SLOT(ring, k) (GUEST_BUF_GPA + (ring) * 0x20000u + (k) * 0x4000u)
+#define SECTORS 2048u   /* 1 MiB image */
+#define IMAGE_FILL 0xc3 /* every byte of a fresh image */
+#define SLOT(ring, k) (GUEST_BUF_GPA + (ring)*0x20000u + (k)*0x4000u)
 #define HDR_OFF 0x0
 #define STATUS_OFF 0x20
 #define TABLE_OFF 0x40
 #define DATA_OFF 0x1000
-#define DATA_MAX 0x3000u                    /* 24 sectors per slot */
+#define DATA_MAX 0x3000u /* 24 sectors per slot */
 
 struct blkt {
     struct blk *dev;
@@ -46,7 +46,7 @@ struct blkt {
     struct guest g;
     char dir[64];
     char image[128];
-    int image_fd;      /* the test's own view of the image */
+    int image_fd; /* the test's own view of the image */
 };
 
 enum { DISK_FILE, DISK_RAM, DISK_FILE_DIRECT };
@@ -66,8 +66,9 @@ static void blkt_start(struct blkt *t, const struct blk_options *o_in)
     o_layout.packed = packed_layout;
     const struct blk_options *o = &o_layout;
     assert_int_equal(blk_new(&t->dev, o), 0);
-    assert_int_equal((blkt_control ? devserver_start_control : devserver_start)(
-                         &t->ds, blk_ops(t->dev), t->dev), 0);
+    assert_int_equal(
+        (blkt_control ? devserver_start_control : devserver_start)(&t->ds, blk_ops(t->dev), t->dev),
+        0);
     blkt_control = false;
     /* LOG_ALL is for migration, turned on later (as QEMU does). */
     t->fe = devserver_connect(&t->ds, ~VHU_BIT(VHU_F_LOG_ALL));
@@ -114,8 +115,8 @@ static void blkt_open_image(struct blkt *t, const char *image, unsigned queues, 
 {
     memset(t, 0, sizeof(*t));
     t->image_fd = -1;
-    blkt_start(t, &(struct blk_options){.image = image, .queues = queues, .read_only = ro,
-                                        .serial = serial});
+    blkt_start(t, &(struct blk_options){
+                      .image = image, .queues = queues, .read_only = ro, .serial = serial});
 }
 
 static void blkt_open(struct blkt *t, unsigned queues, bool ro, int disk)
@@ -243,8 +244,8 @@ static uint8_t req(struct blkt *t, uint32_t type, uint64_t sector, void *buf, ui
 static uint8_t zero_req(struct blkt *t, uint32_t type, uint64_t sector, uint32_t num,
                         uint32_t flags)
 {
-    struct virtio_blk_discard_write_zeroes s = {.sector = sector, .num_sectors = num,
-                                                .flags = flags};
+    struct virtio_blk_discard_write_zeroes s = {
+        .sector = sector, .num_sectors = num, .flags = flags};
     return req(t, type, sector, &s, sizeof(s));
 }
 
@@ -341,8 +342,8 @@ static void test_config_and_features(void **state)
     /* Reads of a part of the config space, and past it, as the library
      * checks them. */
     uint32_t blk_size = 0;
-    assert_int_equal(vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, blk_size),
-                                       &blk_size, 4), 0);
+    assert_int_equal(
+        vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, blk_size), &blk_size, 4), 0);
     assert_int_equal(blk_size, 512);
     assert_int_equal(vhu_fe_get_config(t.fe, sizeof(c) - 2, &blk_size, 4), -EREMOTEIO);
     blkt_close(&t);
@@ -445,8 +446,9 @@ static void test_direct(void **state)
         /* 8 KiB at sector B in buffers of 2730, 2730 and 2732 bytes. */
         uint8_t w2[sizeof(w)];
         pattern(w2, sizeof(w2), 8);
-        assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_OUT, B, w2, sizeof(w2),
-                               (struct layout){.nseg = 3}, NULL), VIRTIO_BLK_S_OK);
+        assert_int_equal(
+            req_l(&t, 0, VIRTIO_BLK_T_OUT, B, w2, sizeof(w2), (struct layout){.nseg = 3}, NULL),
+            VIRTIO_BLK_S_OK);
         if (check_cache)
             assert_int_equal(cached_pages(t.image_fd, B * 512, sizeof(w2)), 2);
         /* Read back in one aligned buffer (direct I/O after buffered). */
@@ -476,8 +478,9 @@ static void test_get_id(void **state)
     blkt_open(&t, 1, false, DISK_FILE);
     char id[VIRTIO_BLK_ID_BYTES];
     uint32_t used = 0;
-    assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_GET_ID, 0, id, sizeof(id), (struct layout){0},
-                           &used), VIRTIO_BLK_S_OK);
+    assert_int_equal(
+        req_l(&t, 0, VIRTIO_BLK_T_GET_ID, 0, id, sizeof(id), (struct layout){0}, &used),
+        VIRTIO_BLK_S_OK);
     assert_int_equal(used, VIRTIO_BLK_ID_BYTES + 1);
     char want[VIRTIO_BLK_ID_BYTES] = BLK_ID;
     assert_memory_equal(id, want, sizeof(id));
@@ -507,8 +510,9 @@ static void test_discard_write_zeroes(void **state)
          * 116..119 (may unmap). */
         assert_int_equal(zero_req(&t, VIRTIO_BLK_T_DISCARD, 100, 4, 0), VIRTIO_BLK_S_OK);
         assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, 108, 4, 0), VIRTIO_BLK_S_OK);
-        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, 116, 4,
-                                  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP), VIRTIO_BLK_S_OK);
+        assert_int_equal(
+            zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, 116, 4, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP),
+            VIRTIO_BLK_S_OK);
         assert_int_equal(req(&t, VIRTIO_BLK_T_IN, 100, r, sizeof(r)), VIRTIO_BLK_S_OK);
         for (unsigned s = 0; s < 24; s++) {
             bool zeroed = s < 4 || (s >= 8 && s < 12) || (s >= 16 && s < 20);
@@ -521,16 +525,15 @@ static void test_discard_write_zeroes(void **state)
         }
         /* Refused: past the end, too long for one segment, unknown flags
          * (UNMAP means nothing to a discard), two segments. */
-        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_DISCARD, SECTORS - 2, 4, 0),
-                         VIRTIO_BLK_S_IOERR);
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_DISCARD, SECTORS - 2, 4, 0), VIRTIO_BLK_S_IOERR);
         assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, ~0ull - 1, 4, 0),
                          VIRTIO_BLK_S_IOERR);
         assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, 0, BLK_MAX_ZERO_SECTORS + 1, 0),
                          VIRTIO_BLK_S_IOERR);
-        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_DISCARD, 0, 4,
-                                  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP), VIRTIO_BLK_S_UNSUPP);
-        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, 0, 4, 0x80),
-                         VIRTIO_BLK_S_UNSUPP);
+        assert_int_equal(
+            zero_req(&t, VIRTIO_BLK_T_DISCARD, 0, 4, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP),
+            VIRTIO_BLK_S_UNSUPP);
+        assert_int_equal(zero_req(&t, VIRTIO_BLK_T_WRITE_ZEROES, 0, 4, 0x80), VIRTIO_BLK_S_UNSUPP);
         struct virtio_blk_discard_write_zeroes two[2] = {{.sector = 0, .num_sectors = 1},
                                                          {.sector = 2, .num_sectors = 1}};
         assert_int_equal(req(&t, VIRTIO_BLK_T_DISCARD, 0, two, sizeof(two)), VIRTIO_BLK_S_IOERR);
@@ -557,11 +560,11 @@ static void test_out_of_range(void **state)
         uint32_t used = 0;
         const uint64_t bad[] = {SECTORS - 1, SECTORS, SECTORS + 1, 1ull << 55, ~0ull, ~0ull - 1};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-            assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, bad[i], w, sizeof(w)),
-                             VIRTIO_BLK_S_IOERR);
+            assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, bad[i], w, sizeof(w)), VIRTIO_BLK_S_IOERR);
             memset(r, 0x55, sizeof(r));
-            assert_int_equal(req_l(&t, 0, VIRTIO_BLK_T_IN, bad[i], r, sizeof(r),
-                                   (struct layout){0}, &used), VIRTIO_BLK_S_IOERR);
+            assert_int_equal(
+                req_l(&t, 0, VIRTIO_BLK_T_IN, bad[i], r, sizeof(r), (struct layout){0}, &used),
+                VIRTIO_BLK_S_IOERR);
             assert_int_equal(used, 1); /* no data */
             for (size_t k = 0; k < sizeof(r); k++)
                 assert_int_equal(r[k], 0xee); /* the driver's buffer untouched */
@@ -630,9 +633,7 @@ static void test_malformed(void **state)
         struct vhu_fe_buf b[3];
         unsigned n = 0;
         switch (c) {
-        case 0: /* the header alone */
-            b[n++] = (struct vhu_fe_buf){base, 16, false};
-            break;
+        case 0: /* the header alone */ b[n++] = (struct vhu_fe_buf){base, 16, false}; break;
         case 1: /* status byte not writable */
             b[n++] = (struct vhu_fe_buf){base, 16, false};
             b[n++] = (struct vhu_fe_buf){base + DATA_OFF, 512, false};
@@ -830,8 +831,7 @@ static void test_stop_in_flight(void **state)
         uint32_t id;
         while (vhu_fe_ring_pop_used(&t.g.ring[0], &id, NULL) == 1) {
             w.completed++;
-            assert_int_equal(status_of(&t, 0, id, STOP_LEN, (struct layout){0}),
-                             VIRTIO_BLK_S_OK);
+            assert_int_equal(status_of(&t, 0, id, STOP_LEN, (struct layout){0}), VIRTIO_BLK_S_OK);
         }
         assert_int_equal(w.completed, w.submitted);
         assert_int_equal(vhu_fe_get_vring_base(t.fe, 0, &base), 0);
@@ -1072,10 +1072,11 @@ static void test_ram_snapshot_live(void **state)
     assert_int_equal(r, 0);
     assert_false(w->bad);
     assert_true(w->completed >= at_reply + 100);
-    fprintf(stderr, "vhu-blk --ram 1 MiB, queue depth %u writes: rings paused %llu us (fork %llu us), "
+    fprintf(stderr,
+            "vhu-blk --ram 1 MiB, queue depth %u writes: rings paused %llu us (fork %llu us), "
             "%llu bytes in %llu us; %lu writes before, %lu during, longest request %.0f us, "
-            "longest gap between completions %.0f us\n", SNAP_DEPTH,
-            (unsigned long long)res.pause_us, (unsigned long long)res.fork_us,
+            "longest gap between completions %.0f us\n",
+            SNAP_DEPTH, (unsigned long long)res.pause_us, (unsigned long long)res.fork_us,
             (unsigned long long)res.bytes, (unsigned long long)res.duration_us, before,
             at_reply - before, w->max_stall * 1e6, w->max_gap * 1e6);
 
@@ -1106,13 +1107,15 @@ static void test_ram_snapshot_live(void **state)
         }
         if (seq < lower[blk] || seq > upper[blk])
             fail_msg("block %u holds write %llu: the last completed before the request was "
-                     "%llu, the last submitted before the reply %llu", blk,
-                     (unsigned long long)seq, (unsigned long long)lower[blk],
+                     "%llu, the last submitted before the reply %llu",
+                     blk, (unsigned long long)seq, (unsigned long long)lower[blk],
                      (unsigned long long)upper[blk]);
         newer += seq > lower[blk];
     }
-    fprintf(stderr, "%u of %u blocks written in the snapshot, %u of them by writes completed "
-            "after the request was sent\n", written, SNAP_BLOCKS, newer);
+    fprintf(stderr,
+            "%u of %u blocks written in the snapshot, %u of them by writes completed "
+            "after the request was sent\n",
+            written, SNAP_BLOCKS, newer);
     assert_true(written > 0);
     /* The ring's base in it: what the device had taken at the pause. */
     assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &base), 0);
@@ -1254,8 +1257,8 @@ static void test_image_state(void **state)
 
     /* A RAM disk of the same size refuses an image's snapshot (no "disk"),
      * and an image-backed disk a RAM disk's (unknown "disk"). */
-    blkt_open_o(&dst, (struct blk_options){.queues = 1, .serial = "SN-0123456789abcdefg"},
-                DISK_RAM, SECTORS * BLK_SECTOR);
+    blkt_open_o(&dst, (struct blk_options){.queues = 1, .serial = "SN-0123456789abcdefg"}, DISK_RAM,
+                SECTORS * BLK_SECTOR);
     assert_int_equal(vhu_fe_get_vring_base(dst.fe, 0, &base), 0);
     refused(&dst, base, snap, "section 'disk' is missing from the snapshot");
     assert_int_equal(vhu_fe_get_vring_base(dst.fe, 0, &base), 0);
@@ -1301,8 +1304,8 @@ static void test_resize(void **state)
     assert_int_equal(config_change_served(t.ds.b, t.fe, &sent), VHU_BREQ_CONFIG_CHANGE_MSG);
     assert_int_equal(sent, 0);
     uint64_t capacity = 0;
-    assert_int_equal(vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, capacity),
-                                       &capacity, 8), 0);
+    assert_int_equal(
+        vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, capacity), &capacity, 8), 0);
     assert_int_equal(capacity, SECTORS + 1000);
     assert_int_equal(req(&t, VIRTIO_BLK_T_OUT, SECTORS + 999, w, sizeof(w)), VIRTIO_BLK_S_OK);
     assert_int_equal(req(&t, VIRTIO_BLK_T_IN, SECTORS + 999, r, sizeof(r)), VIRTIO_BLK_S_OK);
@@ -1312,8 +1315,8 @@ static void test_resize(void **state)
     /* Shrink below the original size. */
     assert_int_equal(ftruncate(t.image_fd, 100 * 512), 0);
     assert_int_equal(blk_resize(t.dev, &size), 1);
-    assert_int_equal(vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, capacity),
-                                       &capacity, 8), 0);
+    assert_int_equal(
+        vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, capacity), &capacity, 8), 0);
     assert_int_equal(capacity, 100);
     assert_int_equal(req(&t, VIRTIO_BLK_T_IN, 100, r, sizeof(r)), VIRTIO_BLK_S_IOERR);
     assert_int_equal(req(&t, VIRTIO_BLK_T_IN, 99, r, sizeof(r)), VIRTIO_BLK_S_OK);

@@ -58,7 +58,7 @@
 /* Slot k: page 0 holds its indirect table, header and status; its write
  * data at A, its read buffer at B.  Only the back-end writes B, so a
  * B page whose copy differs is the back-end's. */
-#define SLOT_GPA(k) (0x100000u + (uint64_t)(k) * 0x21000u)
+#define SLOT_GPA(k) (0x100000u + (uint64_t)(k)*0x21000u)
 #define TABLE_OFF 0x0u
 #define HDR_OFF 0x400u
 #define STATUS_OFF 0x500u
@@ -91,7 +91,7 @@ struct driver {
     unsigned long completed;
     unsigned rounds_min; /* fewest versions verified by any slot */
     char failure[200];
-    atomic_bool failed;  /* failure written (read the text after a join) */
+    atomic_bool failed; /* failure written (read the text after a join) */
 };
 
 static uint32_t mix(uint32_t x)
@@ -122,10 +122,7 @@ static void fill(uint8_t *p, uint32_t len, unsigned k, unsigned v)
     }
 }
 
-static uint8_t *gp(const struct driver *d, uint64_t gpa)
-{
-    return d->mem->host + gpa;
-}
+static uint8_t *gp(const struct driver *d, uint64_t gpa) { return d->mem->host + gpa; }
 
 /* The driver wrote [gpa, gpa+len): QEMU's dirty tracking of the vCPU. */
 static void vcpu_wrote(struct driver *d, uint64_t gpa, uint64_t len)
@@ -178,8 +175,8 @@ static bool complete(struct driver *d, uint32_t id)
     uint64_t base = SLOT_GPA(id);
     uint8_t st = *gp(d, base + STATUS_OFF);
     if (st != VIRTIO_BLK_S_OK) {
-        snprintf(d->failure, sizeof(d->failure), "slot %u version %u (%s): status 0x%x", id,
-                 s->v, s->reading ? "read" : "write", st);
+        snprintf(d->failure, sizeof(d->failure), "slot %u version %u (%s): status 0x%x", id, s->v,
+                 s->reading ? "read" : "write", st);
         atomic_store(&d->failed, true);
         return false;
     }
@@ -256,11 +253,11 @@ static void *driver_main(void *arg)
 /* ---- the VMM's migration of guest memory ---- */
 
 struct migration {
-    uint8_t *log;       /* the back-end's dirty log (shared memfd) */
+    uint8_t *log; /* the back-end's dirty log (shared memfd) */
     int log_fd;
-    uint8_t *dest;      /* the destination's copy of guest memory */
+    uint8_t *dest; /* the destination's copy of guest memory */
     int dest_fd;
-    unsigned synced;    /* pages copied after the first pass */
+    unsigned synced; /* pages copied after the first pass */
 };
 
 static int set_log_base(struct vhu_fe *fe, int fd, uint64_t size)
@@ -301,8 +298,10 @@ static void describe(uint64_t gpa, char *buf, size_t n)
     else if (gpa >= SLOT_GPA(0) && gpa < SLOT_GPA(MAX_QD)) {
         unsigned k = (unsigned)((gpa - SLOT_GPA(0)) / 0x21000u);
         uint64_t off = gpa - SLOT_GPA(k);
-        snprintf(buf, n, "slot %u %s", k, off < A_OFF ? "header/status page"
-                 : off < B_OFF ? "write data" : "read buffer");
+        snprintf(buf, n, "slot %u %s", k,
+                 off < A_OFF   ? "header/status page"
+                 : off < B_OFF ? "write data"
+                               : "read buffer");
     } else {
         snprintf(buf, n, "memory the test never uses");
     }
@@ -376,13 +375,18 @@ static void migrate_once(enum disk kind, unsigned qd, enum sizes sizes)
     assert_int_equal(vhu_guest_mem_new(&mem, 0, MEM_SIZE), 0);
     struct vhu_fe_ring ring;
     assert_int_equal(vhu_fe_ring_init(&ring, &mem, 0, RING_SIZE, RING_GPA), 0);
-    int kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
+        call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ring_setup(fe, &mem, &ring, 0, kick, call, err);
 
     static uint8_t vcpu_dirty[LOG_BYTES] __attribute__((aligned(8)));
     memset(vcpu_dirty, 0, sizeof(vcpu_dirty));
-    struct driver d = {.mem = &mem, .ring = &ring, .kick = kick, .qd = qd, .sizes = sizes,
+    struct driver d = {.mem = &mem,
+                       .ring = &ring,
+                       .kick = kick,
+                       .qd = qd,
+                       .sizes = sizes,
                        .vcpu_dirty = vcpu_dirty};
     for (unsigned k = 0; k < qd; k++) {
         version_of(&d, k, 0, &d.s[k]);
@@ -419,8 +423,7 @@ static void migrate_once(enum disk kind, unsigned qd, enum sizes sizes)
     /* At least 40 passes, and on until the driver saw 2 x QD more
      * completions (a slow disk, a busy machine), for at most 10 s. */
     for (int round = 0; round < 20000 && !atomic_load(&d.failed); round++) {
-        if (round >= 40 &&
-            __atomic_load_n(&d.completed, __ATOMIC_RELAXED) >= at_start + 2 * qd)
+        if (round >= 40 && __atomic_load_n(&d.completed, __ATOMIC_RELAXED) >= at_start + 2 * qd)
             break;
         usleep(500);
         sync_dirty(&m, &d, mem.host);
@@ -445,8 +448,10 @@ static void migrate_once(enum disk kind, unsigned qd, enum sizes sizes)
     if (bad || late)
         fail_msg("%s disk, QD %u, %s requests: %u page(s) differ at switch-over, %u after "
                  "20 ms (%lu requests completed while logging, %u pages copied by the log)",
-                 kind == DISK_FILE ? "image" : kind == DISK_DIRECT ? "direct" : "RAM", qd,
-                 sizes == SMALL ? "small" : "large", bad, late, during, m.synced);
+                 kind == DISK_FILE     ? "image"
+                 : kind == DISK_DIRECT ? "direct"
+                                       : "RAM",
+                 qd, sizes == SMALL ? "small" : "large", bad, late, during, m.synced);
     if (during == 0) {
         log_dump();
         fail_msg("no request completed while logging (%lu before; used %u, avail %u)", at_start,
@@ -483,10 +488,13 @@ static void migrate_once(enum disk kind, unsigned qd, enum sizes sizes)
         devserver_stop(&ds2);
         blk_free(dev2);
     }
-    fprintf(stderr, "  %s disk, QD %2u, %s: %lu requests completed while logging, %u dirty "
+    fprintf(stderr,
+            "  %s disk, QD %2u, %s: %lu requests completed while logging, %u dirty "
             "pages copied, all pages equal\n",
-            kind == DISK_FILE ? "image " : kind == DISK_DIRECT ? "direct" : "RAM   ", qd,
-            sizes == SMALL ? "small" : "large", during, m.synced);
+            kind == DISK_FILE     ? "image "
+            : kind == DISK_DIRECT ? "direct"
+                                  : "RAM   ",
+            qd, sizes == SMALL ? "small" : "large", during, m.synced);
 
     munmap(m.log, LOG_BYTES);
     close(m.log_fd);

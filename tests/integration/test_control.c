@@ -219,11 +219,11 @@ static void test_bad_input(void **state)
     static const uint8_t opint[] = {0, 0, 0, 5, 0xa1, 0x62, 'o', 'p', 0x01};
     /* A map claiming 2^32 pairs, and nested arrays deeper than allowed. */
     static const uint8_t bigmap[] = {0, 0, 0, 5, 0xba, 0xff, 0xff, 0xff, 0xff};
-    static const uint8_t deep[] = {0, 0, 0, 15, 0xa1, 0x61, 'x', 0x81, 0x81, 0x81, 0x81,
-                                   0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x00};
+    static const uint8_t deep[] = {0,    0,    0,    15,   0xa1, 0x61, 'x',  0x81, 0x81, 0x81,
+                                   0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x00};
     /* {"op": "reboot", "id": 7}: unknown, the connection stays. */
-    static const uint8_t unknown[] = {0, 0, 0, 15, 0xa2, 0x62, 'o', 'p', 0x66, 'r', 'e', 'b',
-                                      'o', 'o', 't', 0x62, 'i', 'd', 0x07};
+    static const uint8_t unknown[] = {0,   0,   0,   15,  0xa2, 0x62, 'o', 'p', 0x66, 'r',
+                                      'e', 'b', 'o', 'o', 't',  0x62, 'i', 'd', 0x07};
     const struct bad cases[] = {
         {"garbage", garbage, sizeof(garbage), -EBADMSG, true},
         {"truncated", truncated, sizeof(truncated), -EBADMSG, true},

@@ -18,7 +18,9 @@
 
 #include "harness.h"
 
-struct used_elem { uint32_t id, len; };
+struct used_elem {
+    uint32_t id, len;
+};
 
 static int get_inflight(struct vhu_fe *fe, uint16_t nq, uint16_t qs, struct vhu_inflight *out)
 {
@@ -62,7 +64,8 @@ static void push(struct guest *g, unsigned k)
     uint8_t *b = vhu_guest_mem_ptr(&g->mem, GUEST_BUF_GPA + k * 256u, 256);
     memset(b, 0, 256);
     assert_int_equal(vhu_fe_ring_push(&g->ring[0], (uint16_t)(k % GUEST_RING_SIZE),
-                                      GUEST_BUF_GPA + k * 256u, 256, 2), 0);
+                                      GUEST_BUF_GPA + k * 256u, 256, 2),
+                     0);
 }
 
 static bool filled(struct guest *g, unsigned k)
@@ -153,8 +156,9 @@ static void test_nonsense_region(void **state)
     struct vhu_inflight out20;
     int fds20[VHU_MAX_FDS];
     unsigned n20 = 0;
-    assert_int_equal(vhu_fe_call(fe, VHU_REQ_GET_INFLIGHT_FD, VHU_FLAG_VERSION, &in20, 20, NULL,
-                                 0, &out20, sizeof(out20), fds20, &n20), 24);
+    assert_int_equal(vhu_fe_call(fe, VHU_REQ_GET_INFLIGHT_FD, VHU_FLAG_VERSION, &in20, 20, NULL, 0,
+                                 &out20, sizeof(out20), fds20, &n20),
+                     24);
     assert_int_equal(n20, 1);
     assert_int_equal(out20.mmap_size, in.mmap_size);
     close(fds20[0]);

@@ -18,7 +18,9 @@
 
 #define VIRTQ_DESC_F_WRITE 2
 
-struct used_elem { uint32_t id, len; };
+struct used_elem {
+    uint32_t id, len;
+};
 
 static struct used_elem used_elem(struct guest *g, unsigned ring, unsigned i)
 {
@@ -38,7 +40,8 @@ static void push_writable(struct guest *g, unsigned ring, unsigned k)
     uint8_t *p = vhu_guest_mem_ptr(&g->mem, buf_gpa(ring, k), 256);
     memset(p, 0, 256);
     assert_int_equal(vhu_fe_ring_push(&g->ring[ring], (uint16_t)(k % GUEST_RING_SIZE),
-                                      buf_gpa(ring, k), 256, VIRTQ_DESC_F_WRITE), 0);
+                                      buf_gpa(ring, k), 256, VIRTQ_DESC_F_WRITE),
+                     0);
 }
 
 static bool buf_filled(struct guest *g, unsigned ring, unsigned k, uint8_t v)
@@ -259,8 +262,8 @@ static void test_memory_changes(void **state)
     struct vhu_fe_ring moved;
     assert_int_equal(vhu_fe_ring_init(&moved, &g.mem, 0, GUEST_RING_SIZE, 0x40000), 0);
     /* Carry the driver's state over: descriptors and indices. */
-    memcpy(vhu_guest_mem_ptr(&g.mem, moved.desc_gpa, 1), vhu_guest_mem_ptr(&g.mem,
-           g.ring[0].desc_gpa, 1), vhu_fe_ring_bytes(GUEST_RING_SIZE));
+    memcpy(vhu_guest_mem_ptr(&g.mem, moved.desc_gpa, 1),
+           vhu_guest_mem_ptr(&g.mem, g.ring[0].desc_gpa, 1), vhu_fe_ring_bytes(GUEST_RING_SIZE));
     moved.avail_idx = g.ring[0].avail_idx;
     assert_int_equal(vhu_fe_ring_set_addr(fe, &moved, 0), 0);
     push_writable(&g, 0, 9); /* into the old ring: must not be seen */

@@ -57,7 +57,8 @@ static uint8_t *new_log(int *fd, size_t size)
 static void push(struct guest *g, unsigned k)
 {
     assert_int_equal(vhu_fe_ring_push(&g->ring[0], (uint16_t)(k % GUEST_RING_SIZE),
-                                      GUEST_BUF_GPA + k * 0x2000u, 256, 2), 0);
+                                      GUEST_BUF_GPA + k * 0x2000u, 256, 2),
+                     0);
     guest_kick(g, 0);
 }
 
@@ -87,10 +88,10 @@ static void test_dirty_log(void **state)
     assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], VHU_VRING_F_LOG), 0);
     push(&g, 1);
     assert_true(wait_used_idx(&g.ring[0], 2, 2000));
-    assert_true(bit(log, GUEST_BUF_GPA + 0x2000));     /* the buffer written */
-    assert_true(bit(log, g.ring[0].used_gpa));         /* the used ring */
-    assert_false(bit(log, GUEST_BUF_GPA));             /* written before logging */
-    assert_false(bit(log, g.ring[0].desc_gpa));        /* only read */
+    assert_true(bit(log, GUEST_BUF_GPA + 0x2000)); /* the buffer written */
+    assert_true(bit(log, g.ring[0].used_gpa));     /* the used ring */
+    assert_false(bit(log, GUEST_BUF_GPA));         /* written before logging */
+    assert_false(bit(log, g.ring[0].desc_gpa));    /* only read */
     assert_int_equal(count_bits(log, LOG_BYTES), 2);
 
     /* QEMU harvests (clears) the bits; new writes are marked again. */
@@ -187,11 +188,13 @@ static void test_log_too_small(void **state)
     assert_true(set_log_base(fe, lfd, 1, 0) > 0);
     assert_int_equal(log_count("SET_LOG_BASE refused: log of 1 bytes covers 32 KiB of guest "
                                "memory (8 pages); the memory table reaches 0x100000 (1 MiB): "
-                               "need at least 32 bytes"), 1);
+                               "need at least 32 bytes"),
+                     1);
     assert_true(set_log_base(fe, lfd, COVER_BYTES - 1, 0) > 0);
     assert_int_equal(log_count("log of 31 bytes covers 992 KiB of guest memory (248 pages); "
                                "the memory table reaches 0x100000 (1 MiB): need at least 32 "
-                               "bytes"), 1);
+                               "bytes"),
+                     1);
     /* A log at an offset in its fd is held to the same figure. */
     assert_true(set_log_base(fe, lfd, COVER_BYTES - 1, 4096 - COVER_BYTES) > 0);
     assert_int_equal(log_count("refused"), 3);
@@ -262,7 +265,8 @@ static void test_log_table_grows(void **state)
     uint8_t *log2 = new_log(&lfd2, LOG_BYTES);
     assert_true(set_log_base(fe, lfd2, COVER_BYTES, 0) > 0);
     assert_int_equal(log_count("the memory table reaches 0x200000 (2 MiB): need at least 64 "
-                               "bytes"), 1);
+                               "bytes"),
+                     1);
     assert_int_equal(vhu_fe_ring_push(&g.ring[0], 1, past + 0x1000, 256, 2), 0);
     guest_kick(&g, 0);
     assert_true(wait_used_idx(&g.ring[0], 2, 2000));
@@ -320,7 +324,8 @@ static void test_log_missing(void **state)
     push(&g, 0);
     assert_true(wait_used_idx(&g.ring[0], 1, 2000));
     assert_true(log_wait("dirty log: write at guest 0x80000+256 while logging is on but no log "
-                         "was given (SET_LOG_BASE); migration would miss it", 2000));
+                         "was given (SET_LOG_BASE); migration would miss it",
+                         2000));
     assert_true(wait_eventfd(g.err[0], 2000) >= 1);
     push(&g, 1);
     assert_true(wait_used_idx(&g.ring[0], 2, 2000));
@@ -367,10 +372,8 @@ int main(void)
 {
     log_capture_install();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dirty_log),
-        cmocka_unit_test(test_log_refusals),
-        cmocka_unit_test(test_log_too_small),
-        cmocka_unit_test(test_log_table_grows),
+        cmocka_unit_test(test_dirty_log),     cmocka_unit_test(test_log_refusals),
+        cmocka_unit_test(test_log_too_small), cmocka_unit_test(test_log_table_grows),
         cmocka_unit_test(test_log_missing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

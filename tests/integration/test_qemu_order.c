@@ -48,7 +48,8 @@ static uint64_t ack(struct vhu_fe *fe, uint32_t code, const void *p, uint32_t le
 {
     uint64_t st = 99;
     assert_int_equal(vhu_fe_call(fe, code, VN, p, len, fd >= 0 ? &fd : NULL, fd >= 0, &st,
-                                 sizeof(st), NULL, NULL), 8);
+                                 sizeof(st), NULL, NULL),
+                     8);
     return st;
 }
 
@@ -69,7 +70,8 @@ static void push_requests(struct guest *g, struct vhu_fe_ring *r, unsigned n)
 {
     for (unsigned k = 0; k < n; k++)
         assert_int_equal(vhu_fe_ring_push(r, (uint16_t)((r->avail_idx) % r->size),
-                                          GUEST_BUF_GPA + k * 512u, 512, 2), 0);
+                                          GUEST_BUF_GPA + k * 512u, 512, 2),
+                         0);
     guest_kick(g, 0);
 }
 
@@ -110,8 +112,8 @@ static uint64_t qemu_setup(struct vhu_fe *fe, struct guest *g, bool mem_slots, i
 }
 
 /* vhost_dev_start: features, (memory), NUM, BASE, ADDR, KICK, ENABLE 1. */
-static void qemu_start(struct vhu_fe *fe, struct guest *g, struct vhu_fe_ring *r,
-                       uint64_t acked, int mem_mode, unsigned base)
+static void qemu_start(struct vhu_fe *fe, struct guest *g, struct vhu_fe_ring *r, uint64_t acked,
+                       int mem_mode, unsigned base)
 {
     send_u64(fe, VHU_REQ_SET_FEATURES, acked);
     if (mem_mode == 1) {
@@ -135,7 +137,8 @@ static unsigned qemu_stop(struct vhu_fe *fe)
     send_state(fe, VHU_REQ_SET_VRING_ENABLE, 0, 0);
     struct vhu_vring_state s = {0, 0}, out;
     assert_int_equal(vhu_fe_call(fe, VHU_REQ_GET_VRING_BASE, V, &s, sizeof(s), NULL, 0, &out,
-                                 sizeof(out), NULL, NULL), 8);
+                                 sizeof(out), NULL, NULL),
+                     8);
     assert_int_equal(out.index, 0);
     return out.num;
 }

@@ -23,16 +23,14 @@
 
 #define VIRTQ_DESC_F_WRITE 2
 
-static uint64_t buf_gpa(unsigned k)
-{
-    return GUEST_BUF_GPA + k * 256u;
-}
+static uint64_t buf_gpa(unsigned k) { return GUEST_BUF_GPA + k * 256u; }
 
 /* One request on ring 0, answered: the ring is served. */
 static void ring_round_trip(struct guest *g, unsigned k)
 {
-    assert_int_equal(vhu_fe_ring_push(&g->ring[0], (uint16_t)(k % GUEST_RING_SIZE), buf_gpa(k),
-                                      256, VIRTQ_DESC_F_WRITE), 0);
+    assert_int_equal(vhu_fe_ring_push(&g->ring[0], (uint16_t)(k % GUEST_RING_SIZE), buf_gpa(k), 256,
+                                      VIRTQ_DESC_F_WRITE),
+                     0);
     guest_kick(g, 0);
     assert_true(wait_used_idx(&g->ring[0], (uint16_t)(k + 1), 2000));
 }
@@ -310,8 +308,11 @@ static void test_client_mode(void **state)
     struct vhu_backend *b;
     assert_int_equal(vhu_backend_new(&b, testdev_ops(d), d), 0);
     struct vhu_server *s;
-    struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = path, .client = true,
-                                    .reconnect_min_ms = 5, .reconnect_max_ms = 40};
+    struct vhu_server_config cfg = {.size = sizeof(cfg),
+                                    .socket_path = path,
+                                    .client = true,
+                                    .reconnect_min_ms = 5,
+                                    .reconnect_max_ms = 40};
     assert_int_equal(vhu_server_new(&s, b, &cfg), 0);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, run_server, s), 0);

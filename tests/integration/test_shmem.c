@@ -129,8 +129,12 @@ static void test_map_unmap(void **state)
     uint8_t *dev = mmap(NULL, 512 * 1024, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
     assert_true(dev != MAP_FAILED);
     memset(dev + 64 * 1024, 0xa5, 128 * 1024);
-    struct call c = {.b = ds.b, .shmid = 0, .fd = mfd, .fd_offset = 64 * 1024,
-                     .offset = 256 * 1024, .len = 128 * 1024};
+    struct call c = {.b = ds.b,
+                     .shmid = 0,
+                     .fd = mfd,
+                     .fd_offset = 64 * 1024,
+                     .offset = 256 * 1024,
+                     .len = 128 * 1024};
     assert_int_equal(served(fe, &c), VHU_BREQ_SHMEM_MAP);
     assert_int_equal(c.result, 0);
     uint8_t *win = (uint8_t *)w0 + 256 * 1024;
@@ -156,8 +160,9 @@ static void test_map_unmap(void **state)
         {0, 252 * 1024, 8 * 1024, -EEXIST},         /* overlaps its start */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(vhu_backend_shmem_map(ds.b, bad[i].shmid, mfd, 0, bad[i].offset,
-                                               bad[i].len, true), bad[i].err);
+        assert_int_equal(
+            vhu_backend_shmem_map(ds.b, bad[i].shmid, mfd, 0, bad[i].offset, bad[i].len, true),
+            bad[i].err);
     }
     assert_int_equal(vhu_backend_shmem_map(ds.b, 0, -1, 0, 0, PAGE, true), -EINVAL);
     assert_int_equal(vhu_backend_shmem_unmap(ds.b, 0, 256 * 1024, PAGE), -ENOENT);
@@ -167,12 +172,12 @@ static void test_map_unmap(void **state)
 
     /* Refused by the front-end (an fd offset mmap will not take): the
      * back-end reports it and keeps no mapping. */
-    struct call odd = {.b = ds.b, .shmid = 1, .fd = mfd, .fd_offset = 100, .offset = 0,
-                       .len = PAGE};
+    struct call odd = {
+        .b = ds.b, .shmid = 1, .fd = mfd, .fd_offset = 100, .offset = 0, .len = PAGE};
     assert_int_equal(served(fe, &odd), -EINVAL);
     assert_int_equal(odd.result, -EREMOTEIO);
-    struct call ok1 = {.b = ds.b, .shmid = 1, .fd = mfd, .fd_offset = 0, .offset = 0,
-                       .len = REGION1};
+    struct call ok1 = {
+        .b = ds.b, .shmid = 1, .fd = mfd, .fd_offset = 0, .offset = 0, .len = REGION1};
     assert_int_equal(served(fe, &ok1), VHU_BREQ_SHMEM_MAP);
     assert_int_equal(ok1.result, 0);
     void *w1;
@@ -187,8 +192,8 @@ static void test_map_unmap(void **state)
     assert_true(sealed >= 0);
     assert_int_equal(ftruncate(sealed, 2 * PAGE), 0);
     assert_int_equal(fcntl(sealed, F_ADD_SEALS, F_SEAL_WRITE), 0);
-    struct call ro = {.b = ds.b, .shmid = 0, .fd = sealed, .fd_offset = 0,
-                      .offset = 512 * 1024, .len = 2 * PAGE};
+    struct call ro = {
+        .b = ds.b, .shmid = 0, .fd = sealed, .fd_offset = 0, .offset = 512 * 1024, .len = 2 * PAGE};
     assert_int_equal(served(fe, &ro), -EPERM);
     assert_int_equal(ro.result, -EREMOTEIO);
     unsigned char resident[2];
@@ -196,13 +201,13 @@ static void test_map_unmap(void **state)
     close(sealed);
 
     /* Unmap: the exact mapping; then the range can be mapped again. */
-    struct call um = {.b = ds.b, .unmap = true, .shmid = 0, .offset = 256 * 1024,
-                      .len = 128 * 1024};
+    struct call um = {
+        .b = ds.b, .unmap = true, .shmid = 0, .offset = 256 * 1024, .len = 128 * 1024};
     assert_int_equal(served(fe, &um), VHU_BREQ_SHMEM_UNMAP);
     assert_int_equal(um.result, 0);
     memset(dev, 0x77, PAGE);
-    struct call again = {.b = ds.b, .shmid = 0, .fd = mfd, .fd_offset = 0,
-                         .offset = 252 * 1024, .len = 8 * 1024};
+    struct call again = {
+        .b = ds.b, .shmid = 0, .fd = mfd, .fd_offset = 0, .offset = 252 * 1024, .len = 8 * 1024};
     assert_int_equal(served(fe, &again), VHU_BREQ_SHMEM_MAP);
     assert_int_equal(again.result, 0);
     assert_int_equal(((uint8_t *)w0)[252 * 1024], 0x77);
@@ -212,8 +217,8 @@ static void test_map_unmap(void **state)
     assert_int_equal(vhu_backend_shmem_unmap(ds.b, 0, 252 * 1024, 8 * 1024), -ENOENT);
     assert_int_equal(vhu_backend_shmem_unmap(ds.b, 1, 0, REGION1), -ENOENT);
     /* ...and both sides can map the same ranges again. */
-    struct call fresh = {.b = ds.b, .shmid = 1, .fd = mfd, .fd_offset = 0, .offset = 0,
-                         .len = REGION1};
+    struct call fresh = {
+        .b = ds.b, .shmid = 1, .fd = mfd, .fd_offset = 0, .offset = 0, .len = REGION1};
     assert_int_equal(served(fe, &fresh), VHU_BREQ_SHMEM_MAP);
     assert_int_equal(fresh.result, 0);
     assert_int_equal(((uint8_t *)w1)[0], 0x77);

@@ -43,8 +43,7 @@ static uint8_t *noise(size_t n, uint32_t seed)
 
 static void set_scratch(struct vhu_fe *fe, uint64_t v)
 {
-    assert_int_equal(vhu_fe_set_config(fe, offsetof(struct testdev_config, scratch), &v, 8,
-                                       0), 0);
+    assert_int_equal(vhu_fe_set_config(fe, offsetof(struct testdev_config, scratch), &v, 8, 0), 0);
 }
 
 /* The back-end runs in this process: once it reaped its child, this
@@ -266,8 +265,10 @@ static void test_snapshot_live(void **state)
     assert_int_equal(vhu_fe_get_vring_base(fe2, 0, &base), 0);
     assert_int_equal(base, 5); /* the 3 later requests came after the pause */
     assert_int_equal(vhu_fe_get_vring_base(fe2, 1, &base), 0);
-    fprintf(stderr, "ring 1: %u requests before the request, %u when the child wrote, "
-            "base %u in the snapshot, %u at the end\n", before, during, base, after);
+    fprintf(stderr,
+            "ring 1: %u requests before the request, %u when the child wrote, "
+            "base %u in the snapshot, %u at the end\n",
+            before, during, base, after);
     assert_true(base >= before && base <= during);
     vhu_fe_close(fe2);
     harness_stop(&fresh);
@@ -348,8 +349,8 @@ static void test_snapshot_refusals(void **state)
     size_t n;
     uint8_t *snap = read_to_eof(p[0], &n);
     close(p[0]);
-    assert_int_equal(vhu_fe_control_recv(c, err, sizeof(err)), 0);   /* snapshot */
-    assert_int_equal(vhu_fe_control_recv(c, err, sizeof(err)), 0);   /* info */
+    assert_int_equal(vhu_fe_control_recv(c, err, sizeof(err)), 0); /* snapshot */
+    assert_int_equal(vhu_fe_control_recv(c, err, sizeof(err)), 0); /* info */
     free(snap);
     assert_true(n > 1000);
 

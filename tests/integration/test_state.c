@@ -54,7 +54,8 @@ static void set_scratch(struct vhu_fe *fe)
 {
     uint64_t scratch = 0xfeedface12345678ull;
     assert_int_equal(vhu_fe_set_config(fe, offsetof(struct testdev_config, scratch), &scratch, 8,
-                                       VHU_CONFIG_FLAG_WRITABLE), 0);
+                                       VHU_CONFIG_FLAG_WRITABLE),
+                     0);
 }
 
 /* A memfd holding a snapshot saved from h (rings stopped). */
@@ -210,8 +211,8 @@ static void test_empty_state_and_fd_kinds(void **state)
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     int back;
-    assert_int_equal(vhu_fe_set_device_state_fd(fe, VHU_TRANSFER_SAVE, VHU_PHASE_STOPPED, p[1],
-                                                &back), 0);
+    assert_int_equal(
+        vhu_fe_set_device_state_fd(fe, VHU_TRANSFER_SAVE, VHU_PHASE_STOPPED, p[1], &back), 0);
     assert_int_equal(back, -1);
     close(p[1]);
     int snap = memfd_create("snap", MFD_CLOEXEC);
@@ -226,8 +227,8 @@ static void test_empty_state_and_fd_kinds(void **state)
     /* Load from a regular file (the memfd itself). */
     fe = harness_connect_negotiated(&b);
     lseek(snap, 0, SEEK_SET);
-    assert_int_equal(vhu_fe_set_device_state_fd(fe, VHU_TRANSFER_LOAD, VHU_PHASE_STOPPED, snap,
-                                                &back), 0);
+    assert_int_equal(
+        vhu_fe_set_device_state_fd(fe, VHU_TRANSFER_LOAD, VHU_PHASE_STOPPED, snap, &back), 0);
     assert_int_equal(vhu_fe_check_device_state(fe), 0);
     vhu_fe_close(fe);
     const uint8_t *pb;
@@ -311,16 +312,17 @@ static void test_refusals(void **state)
     struct testdev_state_opts extra = {.config_version = 2, .stats = true, .extra = true};
     testdev_set_state_opts(a.dev, &extra);
     int snap = save_to_memfd(&a);
-    expect_load_fails(&b, snap, "section 'extra' (version 1) is unknown to this device and not "
+    expect_load_fails(&b, snap,
+                      "section 'extra' (version 1) is unknown to this device and not "
                       "optional");
     close(snap);
 
     /* A section whose writer says no reader of ours can read it. */
-    struct testdev_state_opts newer = {.config_version = 2, .stats = true,
-                                       .stats_min_newer = true};
+    struct testdev_state_opts newer = {.config_version = 2, .stats = true, .stats_min_newer = true};
     testdev_set_state_opts(a.dev, &newer);
     snap = save_to_memfd(&a);
-    expect_load_fails(&b, snap, "section 'stats' is version 1 and needs a reader of version 9 "
+    expect_load_fails(&b, snap,
+                      "section 'stats' is version 1 and needs a reader of version 9 "
                       "or newer; this device reads up to version 1");
     close(snap);
 
@@ -329,7 +331,8 @@ static void test_refusals(void **state)
     testdev_set_state_opts(a.dev, &cur);
     testdev_set_name(a.dev, "otherdev");
     snap = save_to_memfd(&a);
-    expect_load_fails(&b, snap, "the snapshot is of device 'otherdev', this back-end runs "
+    expect_load_fails(&b, snap,
+                      "the snapshot is of device 'otherdev', this back-end runs "
                       "'testdev'");
     close(snap);
     testdev_set_name(a.dev, "testdev");
@@ -364,8 +367,8 @@ static uint8_t *patch_body(const uint8_t *snap, size_t n, size_t *out_n, const c
 }
 
 /* The body of snap with from replaced by to must fail to load, naming it. */
-static void expect_patched_fails(struct harness *b, const uint8_t *snap, size_t n,
-                                 const char *from, const char *to, const char *needle)
+static void expect_patched_fails(struct harness *b, const uint8_t *snap, size_t n, const char *from,
+                                 const char *to, const char *needle)
 {
     size_t pn;
     uint8_t *p = patch_body(snap, n, &pn, from, to);
@@ -395,9 +398,13 @@ static void test_damaged_streams(void **state)
 
     /* Truncated at several points. */
     size_t cuts[] = {0, 5, 8 + 4, hdr, hdr + 10, hdr + (n - hdr) / 2, n - 1};
-    const char *why[] = {"stream truncated at byte 0", "stream truncated at byte 5",
-                         "stream truncated", "stream truncated", "stream truncated",
-                         "", ""};
+    const char *why[] = {"stream truncated at byte 0",
+                         "stream truncated at byte 5",
+                         "stream truncated",
+                         "stream truncated",
+                         "stream truncated",
+                         "",
+                         ""};
     for (unsigned i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
         int fd = memfd_of(good, cuts[i]);
         expect_load_fails(&b, fd, why[i][0] ? why[i] : "LOAD failed");

@@ -62,15 +62,21 @@ static const uint64_t sd_shmem[] = {1u << 20};
  * tracking, device state, shared memory. */
 static const struct vhu_device_ops sd_ops = {
     .size = sizeof(struct vhu_device_ops),
-    .name = "sized", .num_queues = 1,
-    .features = sd_features, .start_queue = sd_start, .stop_queue = sd_stop,
+    .name = "sized",
+    .num_queues = 1,
+    .features = sd_features,
+    .start_queue = sd_start,
+    .stop_queue = sd_stop,
     .tracks_inflight = true,
-    .sections = sd_sections, .num_sections = 1,
-    .save_section = sd_save, .load_section = sd_load,
-    .num_shmem_regions = 1, .shmem_sizes = sd_shmem,
+    .sections = sd_sections,
+    .num_sections = 1,
+    .save_section = sd_save,
+    .load_section = sd_load,
+    .num_shmem_regions = 1,
+    .shmem_sizes = sd_shmem,
 };
 
-#define PF_OPTIONAL \
+#define PF_OPTIONAL                                                                                \
     (VHU_BIT(VHU_PF_INFLIGHT_SHMFD) | VHU_BIT(VHU_PF_DEVICE_STATE) | VHU_BIT(VHU_PF_SHMEM))
 
 /* Send a GET request, let the back-end answer it in this thread, read the
@@ -144,8 +150,7 @@ static void test_ops_older_sizes(void **state)
         assert_true(f & VHU_BIT(VHU_F_VERSION_1));
         if ((pf & PF_OPTIONAL) != cases[i].pf_left)
             fail_msg("size %zu: optional protocol features 0x%llx, want 0x%llx", cases[i].size,
-                     (unsigned long long)(pf & PF_OPTIONAL),
-                     (unsigned long long)cases[i].pf_left);
+                     (unsigned long long)(pf & PF_OPTIONAL), (unsigned long long)cases[i].pf_left);
     }
     /* The count read, its array not: the older layout is incomplete and the
      * usual check refuses it. */
@@ -253,8 +258,7 @@ static void test_server_config_sizes(void **state)
     assert_int_equal(vhu_backend_new(&b, &sd_ops, NULL), 0);
     struct vhu_server *s = NULL;
 
-    struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = sock,
-                                    .control_path = ctl};
+    struct vhu_server_config cfg = {.size = sizeof(cfg), .socket_path = sock, .control_path = ctl};
     assert_int_equal(vhu_server_new(&s, b, &cfg), 0);
     assert_true(exists(sock));
     assert_true(exists(ctl));
@@ -273,7 +277,8 @@ static void test_server_config_sizes(void **state)
     /* Only socket_path: client (set, but beyond the size) is not read, so
      * the server listens. */
     struct vhu_server_config old = {.size = offsetof(struct vhu_server_config, client),
-                                    .socket_path = sock, .client = true,
+                                    .socket_path = sock,
+                                    .client = true,
                                     .control_path = ctl};
     assert_int_equal(vhu_server_new(&s, b, &old), 0);
     assert_true(exists(sock));
@@ -309,10 +314,8 @@ int main(void)
 {
     log_capture_install();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ops_full_size),
-        cmocka_unit_test(test_ops_older_sizes),
-        cmocka_unit_test(test_ops_older_copied),
-        cmocka_unit_test(test_ops_bad_sizes),
+        cmocka_unit_test(test_ops_full_size),       cmocka_unit_test(test_ops_older_sizes),
+        cmocka_unit_test(test_ops_older_copied),    cmocka_unit_test(test_ops_bad_sizes),
         cmocka_unit_test(test_server_config_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

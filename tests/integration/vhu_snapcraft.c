@@ -193,8 +193,8 @@ static void zframe_begin(struct buf *z)
 {
     uint32_t magic = 0xFD2FB528u;
     put(z, &magic, 4);
-    put1(z, 0x00);      /* no content size, not single segment, no checksum */
-    put1(z, 7u << 3);   /* window 2^(10+7) = 128 KiB */
+    put1(z, 0x00);    /* no content size, not single segment, no checksum */
+    put1(z, 7u << 3); /* window 2^(10+7) = 128 KiB */
 }
 
 static void zblock(struct buf *z, unsigned type, bool last, uint32_t size)
@@ -396,14 +396,21 @@ static void patch(const char *good, const char *out, const char *from, const cha
 
 /* Device "gizmo": sections and fields vhu-state has never heard of. */
 static const struct vhu_state_field motor_fields[] = {
-    {.key = "rpm", .type = VHU_STATE_UINT, .since = 1, .max = 20000,
+    {.key = "rpm",
+     .type = VHU_STATE_UINT,
+     .since = 1,
+     .max = 20000,
      .meaning = "revolutions per minute"},
     {.key = "direction", .type = VHU_STATE_TEXT, .since = 1, .max = 8},
     {.key = "trim", .type = VHU_STATE_INT, .since = 2, .meaning = "signed offset"},
     {.key = "cal_len", .type = VHU_STATE_UINT, .since = 3},
     {.key = "calibration", .type = VHU_STATE_BYTES, .since = 3, .len_from = "cal_len"},
-    {.key = "zones", .type = VHU_STATE_MAP, .since = 3, .each = VHU_STATE_BOOL,
-     .key_prefix = "z", .meaning = "armed, per zone"},
+    {.key = "zones",
+     .type = VHU_STATE_MAP,
+     .since = 3,
+     .each = VHU_STATE_BOOL,
+     .key_prefix = "z",
+     .meaning = "armed, per zone"},
     {0},
 };
 static const struct vhu_state_field log_fields[] = {

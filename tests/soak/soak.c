@@ -95,11 +95,11 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-#define CHECK(call)                                                                        \
-    do {                                                                                   \
-        int r_ = (call);                                                                   \
-        if (r_ < 0)                                                                        \
-            die("%s:%d: %s: %s", __FILE__, __LINE__, #call, vhu_strerror(r_));            \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        int r_ = (call);                                                                           \
+        if (r_ < 0)                                                                                \
+            die("%s:%d: %s: %s", __FILE__, __LINE__, #call, vhu_strerror(r_));                     \
     } while (0)
 
 static void quiet(void *ctx, enum vhu_log_level level, const char *line)
@@ -195,12 +195,11 @@ static void checkpoint(struct figures *fg, const char *what, unsigned done, bool
     char count[16] = "";
     if (done)
         snprintf(count, sizeof(count), "%u", done);
-    printf("%s: %-10s %6s  back-end fds %d  VmRSS %ld kB%s  (this process: %d fds)\n", prog,
-           what, count, fds, rss, warm_now ? "  <- warm-up done" : "", self);
+    printf("%s: %-10s %6s  back-end fds %d  VmRSS %ld kB%s  (this process: %d fds)\n", prog, what,
+           count, fds, rss, warm_now ? "  <- warm-up done" : "", self);
     fflush(stdout);
     if (fds > fg->fds_start)
-        die("back-end fd count grew: %d at start, %d after %u %s", fg->fds_start, fds, done,
-            what);
+        die("back-end fd count grew: %d at start, %d after %u %s", fg->fds_start, fds, done, what);
     if (self > fg->self_fds_start)
         die("this process's fd count grew: %d at start, %d after %u %s (front-end library)",
             fg->self_fds_start, self, done, what);
@@ -302,8 +301,7 @@ static void cycle(struct vhu_guest_mem *mem, unsigned n)
     if (buf[0] != 0xA5 || buf[511] != 0xA5)
         die("cycle %u: the device did not fill the buffer", n);
     switch (n % 3) {
-    case 0: /* disconnect with the rings running */
-        break;
+    case 0: /* disconnect with the rings running */ break;
     case 1: /* stop the rings as QEMU does, then disconnect */
         for (unsigned i = 0; i < NRINGS; i++) {
             unsigned base = 0;
@@ -312,9 +310,7 @@ static void cycle(struct vhu_guest_mem *mem, unsigned n)
                 die("cycle %u: GET_VRING_BASE(%u) = %u", n, i, base);
         }
         break;
-    case 2:
-        CHECK(vhu_fe_reset_device(fe));
-        break;
+    case 2: CHECK(vhu_fe_reset_device(fe)); break;
     }
     vhu_fe_close(fe);
     for (unsigned i = 0; i < NRINGS; i++) {
@@ -380,8 +376,7 @@ static int load(struct vhu_fe *fe, const uint8_t *p, size_t n)
 }
 
 /* The device must hold exactly the state `want` describes. */
-static void expect_state(struct vhu_fe *fe, const struct blob *want, unsigned n,
-                         const char *after)
+static void expect_state(struct vhu_fe *fe, const struct blob *want, unsigned n, const char *after)
 {
     struct blob now = {0};
     int r = save(fe, &now);
@@ -443,8 +438,7 @@ static struct vhu_fe *transfer(struct vhu_fe *fe, struct blob *base, unsigned n,
             counts[6]++;
             struct blob s = {0};
             if ((r = save(fe, &s)) < 0)
-                die("transfer %u: SAVE after an accepted flip at %zu: %s", n, at,
-                    vhu_strerror(r));
+                die("transfer %u: SAVE after an accepted flip at %zu: %s", n, at, vhu_strerror(r));
             free(base->p);
             *base = s;
         } else {
@@ -456,8 +450,7 @@ static struct vhu_fe *transfer(struct vhu_fe *fe, struct blob *base, unsigned n,
         int sv[2], back = -1;
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
             die("socketpair: %s", strerror(errno));
-        CHECK(vhu_fe_set_device_state_fd(fe, VHU_TRANSFER_SAVE, VHU_PHASE_STOPPED, sv[1],
-                                         &back));
+        CHECK(vhu_fe_set_device_state_fd(fe, VHU_TRANSFER_SAVE, VHU_PHASE_STOPPED, sv[1], &back));
         close(sv[1]);
         if (back >= 0) {
             close(sv[0]);
@@ -479,8 +472,8 @@ static struct vhu_fe *transfer(struct vhu_fe *fe, struct blob *base, unsigned n,
         int sv[2], back = -1;
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
             die("socketpair: %s", strerror(errno));
-        r = vhu_fe_set_device_state_fd(fe, (unsigned)(rnd() % 2), 1u + (unsigned)(rnd() % 3),
-                                       sv[1], &back);
+        r = vhu_fe_set_device_state_fd(fe, (unsigned)(rnd() % 2), 1u + (unsigned)(rnd() % 3), sv[1],
+                                       &back);
         close(sv[0]);
         close(sv[1]);
         if (back >= 0)
@@ -494,8 +487,7 @@ static struct vhu_fe *transfer(struct vhu_fe *fe, struct blob *base, unsigned n,
         int sv[2], back = -1;
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
             die("socketpair: %s", strerror(errno));
-        CHECK(vhu_fe_set_device_state_fd(fe, VHU_TRANSFER_LOAD, VHU_PHASE_STOPPED, sv[1],
-                                         &back));
+        CHECK(vhu_fe_set_device_state_fd(fe, VHU_TRANSFER_LOAD, VHU_PHASE_STOPPED, sv[1], &back));
         close(sv[1]);
         if (back >= 0) {
             close(sv[0]);
@@ -522,17 +514,16 @@ static struct vhu_fe *transfer(struct vhu_fe *fe, struct blob *base, unsigned n,
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: vhu-soak [--testdev PATH] [--cycles N] [--transfers N] [--blob-size N]\n"
-            "                [--rss-bound-kb N] [--checkpoints N] [--seed N]\n"
-            "\n"
-            "Starts vhu-testdev (default: ../examples/vhu-testdev next to this program),\n"
-            "then N connect/set-up/serve/disconnect cycles (default 10000) and N state\n"
-            "transfers, every second one with a fault (default 1000), printing the\n"
-            "back-end's open fds and VmRSS at the start, at each checkpoint and at the end.\n"
-            "Fails if its fd count grows at all, if VmRSS grows by more than\n"
-            "--rss-bound-kb (default 4096) after warm-up (the first tenth of each\n"
-            "phase), or if it stops serving.\n");
+    fprintf(f, "usage: vhu-soak [--testdev PATH] [--cycles N] [--transfers N] [--blob-size N]\n"
+               "                [--rss-bound-kb N] [--checkpoints N] [--seed N]\n"
+               "\n"
+               "Starts vhu-testdev (default: ../examples/vhu-testdev next to this program),\n"
+               "then N connect/set-up/serve/disconnect cycles (default 10000) and N state\n"
+               "transfers, every second one with a fault (default 1000), printing the\n"
+               "back-end's open fds and VmRSS at the start, at each checkpoint and at the end.\n"
+               "Fails if its fd count grows at all, if VmRSS grows by more than\n"
+               "--rss-bound-kb (default 4096) after warm-up (the first tenth of each\n"
+               "phase), or if it stops serving.\n");
 }
 
 static unsigned long num_arg(const char *opt, const char *s, unsigned long max)
@@ -549,12 +540,15 @@ static unsigned long num_arg(const char *opt, const char *s, unsigned long max)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"testdev", required_argument, NULL, 't'}, {"cycles", required_argument, NULL, 'c'},
-        {"transfers", required_argument, NULL, 'x'}, {"blob-size", required_argument, NULL, 'b'},
-        {"rss-bound-kb", required_argument, NULL, 'r'},
-        {"checkpoints", required_argument, NULL, 'k'}, {"seed", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"testdev", required_argument, NULL, 't'},
+                                         {"cycles", required_argument, NULL, 'c'},
+                                         {"transfers", required_argument, NULL, 'x'},
+                                         {"blob-size", required_argument, NULL, 'b'},
+                                         {"rss-bound-kb", required_argument, NULL, 'r'},
+                                         {"checkpoints", required_argument, NULL, 'k'},
+                                         {"seed", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     char testdev[PATH_MAX] = "";
     unsigned long cycles = 10000, transfers = 1000, blob = 1ul << 20, checkpoints = 10, seed = 1;
     struct figures fg = {.rss_warm = -1, .rss_bound_kb = 4096};
@@ -615,8 +609,8 @@ int main(int argc, char **argv)
     }
     fg.self_fds_start = count_fds(getpid());
     fg.rss_start = rss_kb(be_pid);
-    printf("%s: back-end %s (pid %d), %lu cycles, %lu transfers, %lu-byte blob, seed %lu\n",
-           prog, testdev, (int)be_pid, cycles, transfers, blob, seed);
+    printf("%s: back-end %s (pid %d), %lu cycles, %lu transfers, %lu-byte blob, seed %lu\n", prog,
+           testdev, (int)be_pid, cycles, transfers, blob, seed);
     printf("%s: start             back-end fds %d  VmRSS %ld kB  (this process: %d fds)\n", prog,
            fg.fds_start, fg.rss_start, fg.self_fds_start);
     fflush(stdout);
@@ -670,10 +664,11 @@ int main(int argc, char **argv)
     stop_backend();
     vhu_guest_mem_free(&mem);
     printf("%s: %lu cycles in %.1f s, %lu transfers in %.1f s (clean %lu; faults: truncated %lu, "
-           "corrupted %lu (%lu of them loaded), SAVE channel closed early %lu, wrong phase %lu, disconnect "
+           "corrupted %lu (%lu of them loaded), SAVE channel closed early %lu, wrong phase %lu, "
+           "disconnect "
            "mid-LOAD %lu)\n",
-           prog, cycles, t1 - t0, transfers, t2 - t1, counts[0], counts[1], counts[2],
-           counts[6], counts[3], counts[4], counts[5]);
+           prog, cycles, t1 - t0, transfers, t2 - t1, counts[0], counts[1], counts[2], counts[6],
+           counts[3], counts[4], counts[5]);
     printf("%s: PASS  back-end fds %d -> %d, VmRSS %ld kB at start, %ld kB after warm-up, "
            "%ld kB at the end (bound +%ld kB)\n",
            prog, fg.fds_start, end_fds, fg.rss_start, fg.rss_warm, end_rss, fg.rss_bound_kb);

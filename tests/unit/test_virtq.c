@@ -30,19 +30,23 @@
 #define F_WRITE 2
 #define F_INDIRECT 4
 #define RING GUEST_RING_SIZE
-#define BUF(k) (GUEST_BUF_GPA + (uint64_t)(k) * 0x1000u) /* 4 KiB buffers */
-#define TABLE_GPA 0x60000u                                  /* indirect tables */
+#define BUF(k) (GUEST_BUF_GPA + (uint64_t)(k)*0x1000u) /* 4 KiB buffers */
+#define TABLE_GPA 0x60000u                             /* indirect tables */
 #define ECHO_FILL 0x5a
 
-struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
+struct desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags, next;
+};
 
 /* ---- the device ---- */
 
 struct vqdev {
     struct vhu_device_ops ops;
     bool worker_mode;
-    atomic_int echo_delay_us;          /* worker mode: per request */
-    _Atomic(struct vhu_virtq *) vq;    /* manual mode, while started */
+    atomic_int echo_delay_us;       /* worker mode: per request */
+    _Atomic(struct vhu_virtq *) vq; /* manual mode, while started */
     struct vhu_virtq_worker *w;
     atomic_uint starts;
     atomic_ulong served;
@@ -106,10 +110,14 @@ static void vq_stop(void *dev, struct vhu_queue *q)
 static void vqdev_init(struct vqdev *d, bool worker_mode)
 {
     memset(d, 0, sizeof(*d));
-    d->ops = (struct vhu_device_ops){.size = sizeof(d->ops), .name = "vqtest", .num_queues = 1,
+    d->ops = (struct vhu_device_ops){.size = sizeof(d->ops),
+                                     .name = "vqtest",
+                                     .num_queues = 1,
                                      .max_queue_size = 1024,
-                                     .features = vq_features, .start_queue = vq_start,
-                                     .stop_queue = vq_stop, .tracks_inflight = true};
+                                     .features = vq_features,
+                                     .start_queue = vq_start,
+                                     .stop_queue = vq_stop,
+                                     .tracks_inflight = true};
     d->worker_mode = worker_mode;
 }
 
@@ -198,8 +206,8 @@ static uint16_t *avail_event(struct session *s)
 
 /* Backend pointers of a popped element address the same bytes the driver
  * sees at the buffers' guest addresses. */
-static void assert_seg(struct session *s, const struct vhu_virtq_elem *e, unsigned i,
-                       uint64_t gpa, size_t len)
+static void assert_seg(struct session *s, const struct vhu_virtq_elem *e, unsigned i, uint64_t gpa,
+                       size_t len)
 {
     assert_int_equal(e->iov[i].iov_len, len);
     uint8_t *drv = gptr(s, gpa, len);
@@ -262,8 +270,8 @@ static void test_good_chains(void **state)
     taken[0] = *e;
 
     /* An indirect table: one readable, three writable buffers. */
-    struct vhu_fe_buf c3[4] = {{BUF(3), 16, false}, {BUF(4), 512, true}, {BUF(5), 512, true},
-                               {BUF(6), 1, true}};
+    struct vhu_fe_buf c3[4] = {
+        {BUF(3), 16, false}, {BUF(4), 512, true}, {BUF(5), 512, true}, {BUF(6), 1, true}};
     assert_int_equal(vhu_fe_ring_push_indirect(s.r, 7, TABLE_GPA, c3, 4), 0);
     assert_int_equal(vhu_virtq_pop(vq, e), 1);
     assert_int_equal(e->head, 7);
@@ -448,8 +456,8 @@ static void test_no_interrupt(void **state)
 
 struct hostile {
     const char *name;
-    const char *log;         /* part of the one log line expected */
-    uint64_t features;       /* to negotiate (~0: all) */
+    const char *log;   /* part of the one log line expected */
+    uint64_t features; /* to negotiate (~0: all) */
     void (*build)(struct session *s);
 };
 
@@ -459,10 +467,7 @@ static void h_head_out_of_range(struct session *s)
     vhu_fe_ring_publish(s->r, RING);
 }
 
-static void h_head_max(struct session *s)
-{
-    vhu_fe_ring_publish(s->r, 0xffff);
-}
+static void h_head_max(struct session *s) { vhu_fe_ring_publish(s->r, 0xffff); }
 
 static void h_next_out_of_range(struct session *s)
 {
@@ -613,8 +618,7 @@ static const struct hostile hostile_cases[] = {
     {"descriptor loop", "a loop", ~0ull, h_loop},
     {"self loop", "a loop", ~0ull, h_self_loop},
     {"chain longer than the ring", "longer than its ring", ~0ull, h_chain_longer_than_ring},
-    {"nested indirect", "indirect descriptor inside an indirect table", ~0ull,
-     h_nested_indirect},
+    {"nested indirect", "indirect descriptor inside an indirect table", ~0ull, h_nested_indirect},
     {"indirect table of 24 bytes", "indirect table of 24 bytes", ~0ull, h_indirect_len_24},
     {"indirect table of 0 bytes", "indirect table of 0 bytes", ~0ull, h_indirect_len_0},
     {"indirect table longer than the ring", "indirect table of 272 bytes", ~0ull,
@@ -625,8 +629,8 @@ static const struct hostile hostile_cases[] = {
     {"loop in an indirect table", "longer than its indirect table", ~0ull, h_indirect_loop},
     {"next out of range in an indirect table", "next 2 out of range (indirect table", ~0ull,
      h_indirect_next_out_of_range},
-    {"indirect not negotiated", "without RING_INDIRECT_DESC",
-     ~VHU_BIT(VHU_F_RING_INDIRECT_DESC), h_indirect_not_negotiated},
+    {"indirect not negotiated", "without RING_INDIRECT_DESC", ~VHU_BIT(VHU_F_RING_INDIRECT_DESC),
+     h_indirect_not_negotiated},
     {"buffer straddling the end of memory", "buffer at 0xffff8 (+16) is not inside", ~0ull,
      h_buffer_outside_memory},
     {"buffer outside every region", "buffer at 0x100000000", ~0ull, h_buffer_far_away},
@@ -969,8 +973,9 @@ static void start_with_inflight(struct session *s, const struct vhu_inflight *in
     assert_int_equal(vhu_fe_set_mem_table(s->fe, &reg, &s->g.mem.fd, 1), 0);
     uint64_t st = 1;
     assert_int_equal(vhu_fe_call(s->fe, VHU_REQ_SET_INFLIGHT_FD,
-                                 VHU_FLAG_VERSION | VHU_FLAG_NEED_REPLY, in, sizeof(*in), &ifd,
-                                 1, &st, sizeof(st), NULL, NULL), 8);
+                                 VHU_FLAG_VERSION | VHU_FLAG_NEED_REPLY, in, sizeof(*in), &ifd, 1,
+                                 &st, sizeof(st), NULL, NULL),
+                     8);
     assert_int_equal(st, 0);
     assert_int_equal(vhu_fe_set_vring_num(s->fe, 0, RING), 0);
     assert_int_equal(vhu_fe_set_vring_base(s->fe, 0, base), 0);

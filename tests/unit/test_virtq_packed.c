@@ -39,10 +39,14 @@
 #define MEM_SIZE (1u << 20)
 #define RING_GPA 0x10000u
 #define TABLE_GPA 0x60000u
-#define BUF(k) (0x80000u + (uint64_t)(k) * 0x1000u) /* 4 KiB buffers, k < 128 */
+#define BUF(k) (0x80000u + (uint64_t)(k)*0x1000u) /* 4 KiB buffers, k < 128 */
 #define ECHO_FILL 0x5a
 
-struct pdesc { uint64_t addr; uint32_t len; uint16_t id, flags; };
+struct pdesc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t id, flags;
+};
 
 /* ---- the device ---- */
 
@@ -58,8 +62,7 @@ static uint64_t vq_features(void *dev)
 {
     (void)dev;
     return VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_RING_EVENT_IDX) |
-           VHU_BIT(VHU_F_RING_INDIRECT_DESC) | VHU_BIT(VHU_F_LOG_ALL) |
-           VHU_BIT(VHU_F_RING_PACKED);
+           VHU_BIT(VHU_F_RING_INDIRECT_DESC) | VHU_BIT(VHU_F_LOG_ALL) | VHU_BIT(VHU_F_RING_PACKED);
 }
 
 /* Worker mode: fill every writable buffer, complete with its size. */
@@ -86,8 +89,8 @@ static int save_none(void *dev, const struct vhu_state_section *s, struct vhu_st
     return 0;
 }
 
-static int load_none(void *dev, void *staged, const struct vhu_state_section *s,
-                     uint32_t version, struct vhu_state_reader *r)
+static int load_none(void *dev, void *staged, const struct vhu_state_section *s, uint32_t version,
+                     struct vhu_state_reader *r)
 {
     (void)dev, (void)staged, (void)s, (void)version, (void)r;
     return 0;
@@ -151,12 +154,17 @@ static void activate(struct session *s, struct vhu_fe *fe, uint32_t base)
 static void device_init(struct vqdev *d, bool worker_mode)
 {
     memset(d, 0, sizeof(*d));
-    d->ops = (struct vhu_device_ops){.size = sizeof(d->ops), .name = "vqpacked",
+    d->ops = (struct vhu_device_ops){.size = sizeof(d->ops),
+                                     .name = "vqpacked",
                                      .num_queues = 1,
-                                     .max_queue_size = 1024, .features = vq_features,
-                                     .start_queue = vq_start, .stop_queue = vq_stop,
-                                     .tracks_inflight = true, .sections = sections,
-                                     .num_sections = 1, .save_section = save_none,
+                                     .max_queue_size = 1024,
+                                     .features = vq_features,
+                                     .start_queue = vq_start,
+                                     .stop_queue = vq_stop,
+                                     .tracks_inflight = true,
+                                     .sections = sections,
+                                     .num_sections = 1,
+                                     .save_section = save_none,
                                      .load_section = load_none};
     d->worker_mode = worker_mode;
 }
@@ -165,13 +173,13 @@ static void device_init(struct vqdev *d, bool worker_mode)
 static bool session_control;
 
 /* Connected and negotiated, memory and ring laid out, not activated. */
-static void session_connect(struct session *s, bool worker_mode, uint64_t features,
-                            unsigned size)
+static void session_connect(struct session *s, bool worker_mode, uint64_t features, unsigned size)
 {
     memset(s, 0, sizeof(*s));
     device_init(&s->dev, worker_mode);
-    assert_int_equal((session_control ? devserver_start_control : devserver_start)(
-                         &s->ds, &s->dev.ops, &s->dev), 0);
+    assert_int_equal(
+        (session_control ? devserver_start_control : devserver_start)(&s->ds, &s->dev.ops, &s->dev),
+        0);
     session_control = false;
     s->fe = devserver_connect(&s->ds, features & ~VHU_BIT(VHU_F_LOG_ALL));
     s->size = size;
@@ -235,10 +243,7 @@ static void kick(struct session *s)
 }
 
 /* The device's event suppression area: off_wrap, flags. */
-static uint16_t *device_area(struct session *s)
-{
-    return (uint16_t *)gptr(s, s->r.used_gpa, 4);
-}
+static uint16_t *device_area(struct session *s) { return (uint16_t *)gptr(s, s->r.used_gpa, 4); }
 
 static unsigned get_base(struct session *s)
 {
@@ -249,8 +254,8 @@ static unsigned get_base(struct session *s)
 
 /* A popped element's segment i is the guest buffer at gpa, len bytes:
  * the back-end's pointer (its own mapping) reaches the driver's bytes. */
-static void assert_seg(struct session *s, const struct vhu_virtq_elem *e, unsigned i,
-                       uint64_t gpa, uint32_t len)
+static void assert_seg(struct session *s, const struct vhu_virtq_elem *e, unsigned i, uint64_t gpa,
+                       uint32_t len)
 {
     assert_int_equal(e->gpa[i], gpa);
     assert_int_equal(e->iov[i].iov_len, len);
@@ -332,8 +337,8 @@ static void good_chains(unsigned size)
 
     /* An indirect table: two readable, two writable buffers, one ring
      * descriptor (ID 0). */
-    struct vhu_fe_buf t[4] = {{BUF(4), 8, false}, {BUF(5), 24, false}, {BUF(6), 4096, true},
-                              {BUF(7), 1, true}};
+    struct vhu_fe_buf t[4] = {
+        {BUF(4), 8, false}, {BUF(5), 24, false}, {BUF(6), 4096, true}, {BUF(7), 1, true}};
     assert_int_equal(vhu_fe_ring_push_indirect(&s.r, 0, TABLE_GPA, t, 4), 0);
     assert_int_equal(vhu_virtq_pop(vq, e), 1);
     assert_int_equal(e->head, 0);
@@ -471,8 +476,7 @@ static void wrap_around(unsigned size, unsigned rounds)
                 assert_int_equal(vhu_fe_ring_push_chain(&s.r, id, c, 2), 0);
             } else {
                 struct vhu_fe_buf c[2] = {{out, 32, false}, {in, 256, true}};
-                assert_int_equal(vhu_fe_ring_push_indirect(&s.r, id, TABLE_GPA + 64 * j, c, 2),
-                                 0);
+                assert_int_equal(vhu_fe_ring_push_indirect(&s.r, id, TABLE_GPA + 64 * j, c, 2), 0);
             }
             used += need;
         }
@@ -670,8 +674,7 @@ static void h_chain_longer_than_ring(struct session *s, struct vhu_virtq *vq,
         put(s, i, BUF(i % 16), 64, 0, F_NEXT);
 }
 
-static void h_next_not_available(struct session *s, struct vhu_virtq *vq,
-                                 struct vhu_virtq_elem *e)
+static void h_next_not_available(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
 {
     (void)vq, (void)e;
     put(s, 1, BUF(1), 64, 0, F_WRITE);
@@ -686,7 +689,7 @@ static void h_avail_and_used(struct session *s, struct vhu_virtq *vq, struct vhu
     put(s, 0, BUF(0), 64, 0, F_WRITE);
     /* Both flags equal to the wrap counter, which is 0 in this lap. */
     assert_false(s->r.avail_wrap);
-    s->ring[s->r.next_avail].flags &= (uint16_t)~(F_AVAIL | F_USED);
+    s->ring[s->r.next_avail].flags &= (uint16_t) ~(F_AVAIL | F_USED);
 }
 
 static void h_nested_indirect(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
@@ -698,8 +701,7 @@ static void h_nested_indirect(struct session *s, struct vhu_virtq *vq, struct vh
     put(s, 0, TABLE_GPA, 32, 0, F_INDIRECT);
 }
 
-static void h_indirect_with_next(struct session *s, struct vhu_virtq *vq,
-                                 struct vhu_virtq_elem *e)
+static void h_indirect_with_next(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
 {
     (void)vq, (void)e;
     table(s, 1)[0] = (struct pdesc){BUF(0), 64, 0, F_WRITE};
@@ -707,8 +709,7 @@ static void h_indirect_with_next(struct session *s, struct vhu_virtq *vq,
     put(s, 0, TABLE_GPA, 16, 0, F_INDIRECT | F_NEXT);
 }
 
-static void h_indirect_in_chain(struct session *s, struct vhu_virtq *vq,
-                                struct vhu_virtq_elem *e)
+static void h_indirect_in_chain(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
 {
     (void)vq, (void)e;
     table(s, 1)[0] = (struct pdesc){BUF(0), 64, 0, F_WRITE};
@@ -722,8 +723,7 @@ static void h_indirect_len_24(struct session *s, struct vhu_virtq *vq, struct vh
     put(s, 0, TABLE_GPA, 24, 0, F_INDIRECT);
 }
 
-static void h_indirect_too_long(struct session *s, struct vhu_virtq *vq,
-                                struct vhu_virtq_elem *e)
+static void h_indirect_too_long(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
 {
     (void)vq, (void)e;
     put(s, 0, TABLE_GPA, 16u * (VHU_VIRTQ_MAX_SEGS + 1), 0, F_INDIRECT);
@@ -785,19 +785,20 @@ static const struct hostile hostile_cases[] = {
     {"buffer id already in flight", "buffer id 5 is already in flight", ~0ull, h_id_in_flight},
     {"chain longer than the ring", "longer than the ring (16 descriptors)", ~0ull,
      h_chain_longer_than_ring},
-    {"chain's next descriptor not available", "(number 2 of the chain) is not available",
-     ~0ull, h_next_not_available},
+    {"chain's next descriptor not available", "(number 2 of the chain) is not available", ~0ull,
+     h_next_not_available},
     {"AVAIL and USED both set to the wrap counter", "neither available nor left by the device",
      ~0ull, h_avail_and_used},
-    {"nested indirect", "indirect descriptor inside an indirect table", ~0ull,
-     h_nested_indirect},
+    {"nested indirect", "indirect descriptor inside an indirect table", ~0ull, h_nested_indirect},
     {"indirect with next", "both INDIRECT and NEXT", ~0ull, h_indirect_with_next},
     {"indirect inside a chain", "inside a chain", ~0ull, h_indirect_in_chain},
     {"indirect table of 24 bytes", "indirect table of 24 bytes", ~0ull, h_indirect_len_24},
-    {"indirect table of more than 1024 entries", "indirect table of 16400 bytes (must be "
-     "16..16384", ~0ull, h_indirect_too_long},
-    {"indirect not negotiated", "without RING_INDIRECT_DESC",
-     ~VHU_BIT(VHU_F_RING_INDIRECT_DESC), h_indirect_not_negotiated},
+    {"indirect table of more than 1024 entries",
+     "indirect table of 16400 bytes (must be "
+     "16..16384",
+     ~0ull, h_indirect_too_long},
+    {"indirect not negotiated", "without RING_INDIRECT_DESC", ~VHU_BIT(VHU_F_RING_INDIRECT_DESC),
+     h_indirect_not_negotiated},
     {"indirect table outside memory", "indirect table at 0xffff0 (+32)", ~0ull,
      h_indirect_outside_memory},
     {"buffer straddling the end of memory", "buffer at 0xffff8 (+16) is not inside", ~0ull,
@@ -1012,15 +1013,15 @@ static void test_base_fields(void **state)
     struct vhu_mem_region reg = vhu_guest_mem_region(&s.mem);
     assert_int_equal(vhu_fe_set_mem_table(s.fe, &reg, &s.mem.fd, 1), 0);
     assert_int_equal(vhu_fe_set_vring_num(s.fe, 0, 16), 0);
-    const uint32_t bases[] = {0x80008000u, 0x00030005u, 0x80000007u, 0x000f800fu, 0u,
-                              0x800f000eu};
+    const uint32_t bases[] = {0x80008000u, 0x00030005u, 0x80000007u, 0x000f800fu, 0u, 0x800f000eu};
     for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
         assert_int_equal(vhu_fe_set_vring_base(s.fe, 0, bases[i]), 0);
         assert_int_equal(get_base(&s), bases[i]);
     }
     assert_int_equal(vhu_fe_set_vring_base(s.fe, 0, 0x80008010u), -EINVAL);
     assert_int_equal(log_count("packed base 0x80008010: avail position 16 or used position 0 "
-                               "is not below the ring size 16"), 1);
+                               "is not below the ring size 16"),
+                     1);
     assert_int_equal(vhu_fe_set_vring_base(s.fe, 0, 0x7fff0000u), -EINVAL);
     assert_int_equal(log_count("used position 32767 is not below"), 1);
     /* The refusals changed nothing. */
@@ -1055,8 +1056,8 @@ static void serve_requests(struct session *s, unsigned n, unsigned seed)
         uint16_t id = (uint16_t)((k + seed) % s->size);
         memset(gptr(s, BUF(id), 128), 0, 128);
         if ((k + seed) % 3 == 0) {
-            struct vhu_fe_buf c[3] = {{BUF(40), 16, false}, {BUF(41), 16, false},
-                                      {BUF(id), 128, true}};
+            struct vhu_fe_buf c[3] = {
+                {BUF(40), 16, false}, {BUF(41), 16, false}, {BUF(id), 128, true}};
             assert_int_equal(vhu_fe_ring_push_chain(&s->r, id, c, 3), 0);
         } else {
             assert_int_equal(vhu_fe_ring_push(&s->r, id, BUF(id), 128, F_WRITE), 0);
@@ -1163,8 +1164,8 @@ static void test_refused_for_packed(void **state)
     struct vhu_inflight in = {.num_queues = 1, .queue_size = 16}, out;
     int rfds[VHU_MAX_FDS];
     unsigned nfds = 0;
-    int r = vhu_fe_call(s.fe, VHU_REQ_GET_INFLIGHT_FD, VHU_FLAG_VERSION, &in, sizeof(in), NULL,
-                        0, &out, sizeof(out), rfds, &nfds);
+    int r = vhu_fe_call(s.fe, VHU_REQ_GET_INFLIGHT_FD, VHU_FLAG_VERSION, &in, sizeof(in), NULL, 0,
+                        &out, sizeof(out), rfds, &nfds);
     assert_int_equal(r, (int)sizeof(out));
     assert_int_equal(nfds, 1);
     struct vhu_mem_region reg = vhu_guest_mem_region(&s.mem);
@@ -1172,12 +1173,14 @@ static void test_refused_for_packed(void **state)
     uint64_t st = 1;
     assert_int_equal(vhu_fe_call(s.fe, VHU_REQ_SET_INFLIGHT_FD,
                                  VHU_FLAG_VERSION | VHU_FLAG_NEED_REPLY, &out, sizeof(out),
-                                 &rfds[0], 1, &st, sizeof(st), NULL, NULL), 8);
+                                 &rfds[0], 1, &st, sizeof(st), NULL, NULL),
+                     8);
     assert_int_equal(st, 0);
     close(rfds[0]);
     activate(&s, s.fe, vhu_fe_ring_packed_base(&s.r));
     assert_int_equal(log_count("ring 0: inflight tracking of packed rings is not supported; "
-                               "not tracking"), 1);
+                               "not tracking"),
+                     1);
     struct vhu_virtq_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     assert_int_equal(vhu_fe_ring_push(&s.r, 3, BUF(0), 64, F_WRITE), 0);
@@ -1191,8 +1194,8 @@ static void test_refused_for_packed(void **state)
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     struct vhu_device_state_params dp = {.direction = 0, .phase = 0};
     st = 0;
-    r = vhu_fe_call(s.fe, VHU_REQ_SET_DEVICE_STATE_FD, VHU_FLAG_VERSION, &dp, sizeof(dp),
-                        &p[1], 1, &st, sizeof(st), NULL, NULL);
+    r = vhu_fe_call(s.fe, VHU_REQ_SET_DEVICE_STATE_FD, VHU_FLAG_VERSION, &dp, sizeof(dp), &p[1], 1,
+                    &st, sizeof(st), NULL, NULL);
     assert_true(r < 0 || st != 0);
     assert_true(log_wait("device state of packed rings is not supported yet", 2000));
     close(p[0]);

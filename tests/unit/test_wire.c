@@ -66,10 +66,7 @@ static void close_all(int *fds, unsigned n)
     }
 }
 
-static bool fd_is_open(int fd)
-{
-    return fd >= 0 && fcntl(fd, F_GETFD) >= 0;
-}
+static bool fd_is_open(int fd) { return fd >= 0 && fcntl(fd, F_GETFD) >= 0; }
 
 /* Write raw bytes with fds attached (any number, unlike vhu_wire_send). */
 static void send_raw(int sock, const void *buf, size_t len, const int *fds, unsigned nfds)
@@ -200,16 +197,15 @@ struct row_expect {
 };
 
 static const struct row_expect row_expects[] = {
-    {VHU_REQ_GET_FEATURES, "GET_FEATURES", 0, 0, 0, 0, VHU_WIRE_REPLY_DATA, 8,
-     VHU_WIRE_GATE_NONE, false},
+    {VHU_REQ_GET_FEATURES, "GET_FEATURES", 0, 0, 0, 0, VHU_WIRE_REPLY_DATA, 8, VHU_WIRE_GATE_NONE,
+     false},
     {VHU_REQ_SET_MEM_TABLE, "SET_MEM_TABLE", 8, 8 + 8 * 32, 1, 8, VHU_WIRE_REPLY_ACK, 0,
      VHU_WIRE_GATE_NONE, true},
     {VHU_REQ_SET_VRING_ADDR, "SET_VRING_ADDR", 40, 40, 0, 0, VHU_WIRE_REPLY_ACK, 0,
      VHU_WIRE_GATE_NONE, false},
     {VHU_REQ_SET_VRING_KICK, "SET_VRING_KICK", 8, 8, 0, 1, VHU_WIRE_REPLY_ACK, 0,
      VHU_WIRE_GATE_NONE, true},
-    {VHU_REQ_GET_QUEUE_NUM, "GET_QUEUE_NUM", 0, 0, 0, 0, VHU_WIRE_REPLY_DATA, 8, VHU_PF_MQ,
-     false},
+    {VHU_REQ_GET_QUEUE_NUM, "GET_QUEUE_NUM", 0, 0, 0, 0, VHU_WIRE_REPLY_DATA, 8, VHU_PF_MQ, false},
     {VHU_REQ_SET_VRING_ENABLE, "SET_VRING_ENABLE", 8, 8, 0, 0, VHU_WIRE_REPLY_ACK, 0,
      VHU_WIRE_GATE_F_PROTOCOL_FEATURES, false},
     {VHU_REQ_GET_CONFIG, "GET_CONFIG", VHU_CONFIG_HDR_SIZE,
@@ -227,16 +223,14 @@ static void test_table_spot_checks(void **state)
         const struct vhu_wire_row *r = vhu_wire_frontend_row(e->code);
         assert_non_null(r);
         if (strcmp(r->name, e->name) != 0 || r->size_min != e->size_min ||
-            r->size_max != e->size_max || r->fds_min != e->fds_min ||
-            r->fds_max != e->fds_max || r->reply != e->reply ||
-            r->reply_size != e->reply_size || r->gate != e->gate ||
+            r->size_max != e->size_max || r->fds_min != e->fds_min || r->fds_max != e->fds_max ||
+            r->reply != e->reply || r->reply_size != e->reply_size || r->gate != e->gate ||
             (r->check != NULL) != e->check)
             fail_msg("row %u is {%s, size %u..%u, fds %u..%u, reply %u/%u, gate %d, check %d}, "
                      "want {%s, size %u..%u, fds %u..%u, reply %u/%u, gate %d, check %d}",
-                     e->code, r->name, r->size_min, r->size_max, r->fds_min, r->fds_max,
-                     r->reply, r->reply_size, r->gate, r->check != NULL, e->name, e->size_min,
-                     e->size_max, e->fds_min, e->fds_max, e->reply, e->reply_size, e->gate,
-                     e->check);
+                     e->code, r->name, r->size_min, r->size_max, r->fds_min, r->fds_max, r->reply,
+                     r->reply_size, r->gate, r->check != NULL, e->name, e->size_min, e->size_max,
+                     e->fds_min, e->fds_max, e->reply, e->reply_size, e->gate, e->check);
     }
 }
 
@@ -259,13 +253,12 @@ static void test_request_names(void **state)
 {
     (void)state;
     for (size_t i = 0; i < VHU_ARRAY_SIZE(request_names); i++) {
-        const char *got = request_names[i].backend
-                              ? vhu_backend_request_name(request_names[i].code)
-                              : vhu_request_name(request_names[i].code);
+        const char *got = request_names[i].backend ? vhu_backend_request_name(request_names[i].code)
+                                                   : vhu_request_name(request_names[i].code);
         if (strcmp(got, request_names[i].name) != 0)
             fail_msg("%s request %u is named %s, want %s",
-                     request_names[i].backend ? "back-end" : "front-end",
-                     request_names[i].code, got, request_names[i].name);
+                     request_names[i].backend ? "back-end" : "front-end", request_names[i].code,
+                     got, request_names[i].name);
     }
 }
 
@@ -277,19 +270,19 @@ static void test_request_names(void **state)
 
 struct check_case {
     const char *what;
-    uint32_t code;          /* the request, and the row it is checked against */
-    uint32_t flags;         /* hdr.flags */
-    uint32_t size;          /* hdr.size */
-    unsigned nfds;          /* fresh eventfds attached */
-    bool fds_truncated;     /* the sender attached more than VHU_MAX_FDS */
-    bool reply;             /* checked as a reply, not a request */
+    uint32_t code;      /* the request, and the row it is checked against */
+    uint32_t flags;     /* hdr.flags */
+    uint32_t size;      /* hdr.size */
+    unsigned nfds;      /* fresh eventfds attached */
+    bool fds_truncated; /* the sender attached more than VHU_MAX_FDS */
+    bool reply;         /* checked as a reply, not a request */
     /* The payload, by request: */
-    struct vhu_vring_state vring;           /* SET_VRING_NUM */
-    uint32_t nregions;                      /* SET_MEM_TABLE: regions filled in */
-    uint32_t config_size;                   /* GET/SET_CONFIG (offset 0) */
-    struct vhu_device_state_params dstate;  /* SET_DEVICE_STATE_FD */
-    int want;               /* 0 or -EBADMSG (with a reason) */
-    const char *why_has;    /* the reason names this */
+    struct vhu_vring_state vring;          /* SET_VRING_NUM */
+    uint32_t nregions;                     /* SET_MEM_TABLE: regions filled in */
+    uint32_t config_size;                  /* GET/SET_CONFIG (offset 0) */
+    struct vhu_device_state_params dstate; /* SET_DEVICE_STATE_FD */
+    int want;                              /* 0 or -EBADMSG (with a reason) */
+    const char *why_has;                   /* the reason names this */
 };
 
 static const struct check_case check_cases[] = {
@@ -298,11 +291,9 @@ static const struct check_case check_cases[] = {
     {"NEED_REPLY is a known flag", VHU_REQ_SET_VRING_NUM, V | VHU_FLAG_NEED_REPLY, 8,
      .vring = {0, 256}, .want = 0},
     {"size 4", VHU_REQ_SET_VRING_NUM, V, 4, .vring = {0, 256}, .want = BAD, .why_has = "size 4"},
-    {"size 12", VHU_REQ_SET_VRING_NUM, V, 12, .vring = {0, 256}, .want = BAD,
-     .why_has = "size 12"},
+    {"size 12", VHU_REQ_SET_VRING_NUM, V, 12, .vring = {0, 256}, .want = BAD, .why_has = "size 12"},
     {"size 0", VHU_REQ_SET_VRING_NUM, V, 0, .vring = {0, 256}, .want = BAD},
-    {"a stray fd", VHU_REQ_SET_VRING_NUM, V, 8, 1, .vring = {0, 256}, .want = BAD,
-     .why_has = "fd"},
+    {"a stray fd", VHU_REQ_SET_VRING_NUM, V, 8, 1, .vring = {0, 256}, .want = BAD, .why_has = "fd"},
     /* Flags. */
     {"the REPLY flag on a request", VHU_REQ_SET_VRING_NUM, V | VHU_FLAG_REPLY, 8, .want = BAD,
      .why_has = "reply"},
@@ -319,32 +310,29 @@ static const struct check_case check_cases[] = {
      .reply = true, .want = BAD},
     /* SET_MEM_TABLE: size, region count and fd count agree. */
     {"2 regions, 2 fds", VHU_REQ_SET_MEM_TABLE, V, 8 + 2 * 32, 2, .nregions = 2, .want = 0},
-    {"0 regions, size of 2", VHU_REQ_SET_MEM_TABLE, V, 8 + 2 * 32, 2, .nregions = 0,
-     .want = BAD},
+    {"0 regions, size of 2", VHU_REQ_SET_MEM_TABLE, V, 8 + 2 * 32, 2, .nregions = 0, .want = BAD},
     {"0 regions, size 8", VHU_REQ_SET_MEM_TABLE, V, 8, 2, .nregions = 0, .want = BAD},
     /* 9 regions: with the largest size the row allows the check function
      * must catch it; with the size 9 regions would need, the row does. */
-    {"9 regions, size of 8", VHU_REQ_SET_MEM_TABLE, V, 8 + 8 * 32, 8, .nregions = 9,
-     .want = BAD, .why_has = "9"},
-    {"9 regions, size of 9", VHU_REQ_SET_MEM_TABLE, V, 8 + 9 * 32, 8, .nregions = 9,
-     .want = BAD},
+    {"9 regions, size of 8", VHU_REQ_SET_MEM_TABLE, V, 8 + 8 * 32, 8, .nregions = 9, .want = BAD,
+     .why_has = "9"},
+    {"9 regions, size of 9", VHU_REQ_SET_MEM_TABLE, V, 8 + 9 * 32, 8, .nregions = 9, .want = BAD},
     /* 8 + n * 32 wraps in 32 bits. */
     {"0xffffffff regions", VHU_REQ_SET_MEM_TABLE, V, 8 + 8 * 32, 8, .nregions = 0xffffffffu,
      .want = BAD},
     {"0x08000001 regions (* 32 wraps to 32)", VHU_REQ_SET_MEM_TABLE, V, 8 + 32, 1,
      .nregions = 0x08000001u, .want = BAD},
-    {"2 regions, size of 3", VHU_REQ_SET_MEM_TABLE, V, 8 + 3 * 32, 2, .nregions = 2,
-     .want = BAD, .why_has = "size"},
-    {"2 regions, size of 1", VHU_REQ_SET_MEM_TABLE, V, 8 + 1 * 32, 2, .nregions = 2,
-     .want = BAD},
+    {"2 regions, size of 3", VHU_REQ_SET_MEM_TABLE, V, 8 + 3 * 32, 2, .nregions = 2, .want = BAD,
+     .why_has = "size"},
+    {"2 regions, size of 1", VHU_REQ_SET_MEM_TABLE, V, 8 + 1 * 32, 2, .nregions = 2, .want = BAD},
     {"2 regions, a byte more", VHU_REQ_SET_MEM_TABLE, V, 8 + 2 * 32 + 1, 2, .nregions = 2,
      .want = BAD},
     {"2 regions, 1 fd", VHU_REQ_SET_MEM_TABLE, V, 8 + 2 * 32, 1, .nregions = 2, .want = BAD,
      .why_has = "fds"},
     {"2 regions, 3 fds", VHU_REQ_SET_MEM_TABLE, V, 8 + 2 * 32, 3, .nregions = 2, .want = BAD},
     {"2 regions, no fd", VHU_REQ_SET_MEM_TABLE, V, 8 + 2 * 32, 0, .nregions = 2, .want = BAD},
-    {"the largest table: 8 regions, 8 fds", VHU_REQ_SET_MEM_TABLE, V, 8 + 8 * 32, 8,
-     .nregions = 8, .want = 0},
+    {"the largest table: 8 regions, 8 fds", VHU_REQ_SET_MEM_TABLE, V, 8 + 8 * 32, 8, .nregions = 8,
+     .want = 0},
     /* GET_CONFIG / SET_CONFIG: the message size is the header's 12 bytes
      * plus config.size, at most 256. */
     {"16 bytes", VHU_REQ_GET_CONFIG, V, 12 + 16, .config_size = 16, .want = 0},
@@ -362,14 +350,13 @@ static const struct check_case check_cases[] = {
      .want = BAD},
     {"config.size 0xfffffff4", VHU_REQ_GET_CONFIG, V, 12 + 16, .config_size = 0xfffffff4u,
      .want = BAD},
-    {"16 bytes in an 8-byte message", VHU_REQ_GET_CONFIG, V, 12 + 8, .config_size = 16,
-     .want = BAD, .why_has = "size"},
+    {"16 bytes in an 8-byte message", VHU_REQ_GET_CONFIG, V, 12 + 8, .config_size = 16, .want = BAD,
+     .why_has = "size"},
     {"16 bytes in a 17-byte message", VHU_REQ_GET_CONFIG, V, 12 + 17, .config_size = 16,
      .want = BAD},
     {"16 bytes in a 17-byte message", VHU_REQ_SET_CONFIG, V, 12 + 17, .config_size = 16,
      .want = BAD},
-    {"shorter than the config header", VHU_REQ_GET_CONFIG, V, 8, .config_size = 0,
-     .want = BAD},
+    {"shorter than the config header", VHU_REQ_GET_CONFIG, V, 8, .config_size = 0, .want = BAD},
     /* SET_DEVICE_STATE_FD: exactly one fd. */
     {"no fd", VHU_REQ_SET_DEVICE_STATE_FD, V, 8, 0,
      .dstate = {VHU_TRANSFER_SAVE, VHU_PHASE_STOPPED}, .want = BAD},
@@ -413,17 +400,16 @@ static void fill_regions(struct vhu_wire_msg *m, uint32_t n)
 
 /* Check m against code's row: the result must be want, a refusal must give
  * a reason, and the reason must name why_has. */
-static void check_gives(uint32_t code, const char *what, const struct vhu_wire_msg *m,
-                         bool reply, int want, const char *why_has)
+static void check_gives(uint32_t code, const char *what, const struct vhu_wire_msg *m, bool reply,
+                        int want, const char *why_has)
 {
     const struct vhu_wire_row *row = vhu_wire_frontend_row(code);
     assert_non_null(row);
     char why[256] = "";
     int r = vhu_wire_check(row, m, !reply, why, sizeof(why));
     if (r != want || (want != 0 && why[0] == '\0') || (why_has && !strstr(why, why_has)))
-        fail_msg("%s, %s: vhu_wire_check gave %d (\"%s\"), want %d%s%s%s", row->name, what, r,
-                 why, want, why_has ? " naming \"" : "", why_has ? why_has : "",
-                 why_has ? "\"" : "");
+        fail_msg("%s, %s: vhu_wire_check gave %d (\"%s\"), want %d%s%s%s", row->name, what, r, why,
+                 want, why_has ? " naming \"" : "", why_has ? why_has : "", why_has ? "\"" : "");
 }
 
 static void test_check_cases(void **state)
@@ -434,9 +420,7 @@ static void test_check_cases(void **state)
         const struct check_case *c = &check_cases[i];
         struct vhu_wire_msg *m = new_msg(c->code, c->flags, c->size);
         switch (c->code) {
-        case VHU_REQ_SET_VRING_NUM:
-            m->p.state = c->vring;
-            break;
+        case VHU_REQ_SET_VRING_NUM: m->p.state = c->vring; break;
         case VHU_REQ_SET_MEM_TABLE:
             m->p.mem.nregions = c->nregions;
             fill_regions(m, c->nregions);
@@ -446,11 +430,8 @@ static void test_check_cases(void **state)
             m->p.config.offset = 0;
             m->p.config.size = c->config_size;
             break;
-        case VHU_REQ_SET_DEVICE_STATE_FD:
-            m->p.dstate = c->dstate;
-            break;
-        default:
-            break;
+        case VHU_REQ_SET_DEVICE_STATE_FD: m->p.dstate = c->dstate; break;
+        default: break;
         }
         give_fds(m, c->nfds);
         m->fds_truncated = c->fds_truncated;
@@ -472,7 +453,7 @@ static void test_check_vring_fd_cases(void **state)
             m->p.u64 = vring_fd_cases[i].u64;
             give_fds(m, vring_fd_cases[i].nfds);
             check_gives(codes[k], vring_fd_cases[i].what, m, false, vring_fd_cases[i].want,
-                         vring_fd_cases[i].why_has);
+                        vring_fd_cases[i].why_has);
             drop_msg(m);
         }
     }
@@ -555,12 +536,12 @@ static void test_send_recv_no_payload_and_sequence(void **state)
     int sv[2];
     make_pair(sv);
     struct vhu_msg_header h1 = {.request = VHU_REQ_SET_OWNER, .flags = VHU_FLAG_VERSION, .size = 0};
-    struct vhu_msg_header h2 = {.request = VHU_REQ_SET_VRING_NUM, .flags = VHU_FLAG_VERSION,
-                                .size = 8};
+    struct vhu_msg_header h2 = {
+        .request = VHU_REQ_SET_VRING_NUM, .flags = VHU_FLAG_VERSION, .size = 8};
     struct vhu_vring_state vs = {.index = 1, .num = 512};
     int efd = make_eventfd();
-    struct vhu_msg_header h3 = {.request = VHU_REQ_SET_VRING_KICK, .flags = VHU_FLAG_VERSION,
-                                .size = 8};
+    struct vhu_msg_header h3 = {
+        .request = VHU_REQ_SET_VRING_KICK, .flags = VHU_FLAG_VERSION, .size = 8};
     uint64_t kick = 1;
     assert_int_equal(vhu_wire_send(sv[0], &h1, NULL, NULL, 0), 0);
     assert_int_equal(vhu_wire_send(sv[0], &h2, &vs, NULL, 0), 0);
@@ -604,8 +585,8 @@ static void test_header_split_written_before_recv(void **state)
     int sv[2];
     make_pair(sv);
     unsigned char buf[12 + 8];
-    struct vhu_msg_header hdr = {.request = VHU_REQ_SET_VRING_BASE, .flags = VHU_FLAG_VERSION,
-                                 .size = 8};
+    struct vhu_msg_header hdr = {
+        .request = VHU_REQ_SET_VRING_BASE, .flags = VHU_FLAG_VERSION, .size = 8};
     struct vhu_vring_state vs = {.index = 2, .num = 77};
     memcpy(buf, &hdr, 12);
     memcpy(buf + 12, &vs, 8);
@@ -674,8 +655,8 @@ static void test_header_split_trickled(void **state)
     int sv[2];
     make_pair(sv);
     unsigned char buf[12 + 8];
-    struct vhu_msg_header hdr = {.request = VHU_REQ_SET_VRING_CALL, .flags = VHU_FLAG_VERSION,
-                                 .size = 8};
+    struct vhu_msg_header hdr = {
+        .request = VHU_REQ_SET_VRING_CALL, .flags = VHU_FLAG_VERSION, .size = 8};
     uint64_t v = 3;
     memcpy(buf, &hdr, 12);
     memcpy(buf + 12, &v, 8);
@@ -722,16 +703,19 @@ struct recv_case {
     int want;
 };
 
-#define HDR(req, fl, sz) {.request = (req), .flags = (fl), .size = (sz)}
+#define HDR(req, fl, sz)                                                                           \
+    {                                                                                              \
+        .request = (req), .flags = (fl), .size = (sz)                                              \
+    }
 
 static const struct recv_case recv_cases[] = {
     {"EOF before any byte", HDR(0, 0, 0), 0, 0, 0, 0, true, TIMEOUT_MS, -ECONNRESET},
-    {"5 bytes of a header, then EOF", HDR(VHU_REQ_SET_OWNER, V, 0), 5, 0, 0, 0, true,
-     TIMEOUT_MS, -EPROTO},
+    {"5 bytes of a header, then EOF", HDR(VHU_REQ_SET_OWNER, V, 0), 5, 0, 0, 0, true, TIMEOUT_MS,
+     -EPROTO},
     {"7 bytes of a header with 2 fds, then EOF", HDR(VHU_REQ_SET_OWNER, V, 0), 7, 2, 0, 0, true,
      TIMEOUT_MS, -EPROTO},
-    {"size one over the largest payload", HDR(VHU_REQ_SET_CONFIG, V, VHU_WIRE_MAX_PAYLOAD + 1),
-     12, 0, 0, 0, false, TIMEOUT_MS, -EMSGSIZE},
+    {"size one over the largest payload", HDR(VHU_REQ_SET_CONFIG, V, VHU_WIRE_MAX_PAYLOAD + 1), 12,
+     0, 0, 0, false, TIMEOUT_MS, -EMSGSIZE},
     {"size 0xffffffff", HDR(VHU_REQ_SET_CONFIG, V, 0xffffffffu), 12, 0, 0, 0, false, TIMEOUT_MS,
      -EMSGSIZE},
     {"size 1 MiB with 2 fds", HDR(VHU_REQ_SET_MEM_TABLE, V, 1u << 20), 12, 2, 0, 0, false,
@@ -739,14 +723,14 @@ static const struct recv_case recv_cases[] = {
     {"version 0", HDR(VHU_REQ_SET_OWNER, 0, 0), 12, 0, 0, 0, false, TIMEOUT_MS, -EPROTO},
     {"version 2", HDR(VHU_REQ_SET_OWNER, 2, 0), 12, 0, 0, 0, false, TIMEOUT_MS, -EPROTO},
     {"version 3", HDR(VHU_REQ_SET_OWNER, 3, 0), 12, 0, 0, 0, false, TIMEOUT_MS, -EPROTO},
-    {"version 2 with 2 fds", HDR(VHU_REQ_SET_MEM_TABLE, 2 | VHU_FLAG_NEED_REPLY, 0), 12, 2, 0,
-     0, false, TIMEOUT_MS, -EPROTO},
+    {"version 2 with 2 fds", HDR(VHU_REQ_SET_MEM_TABLE, 2 | VHU_FLAG_NEED_REPLY, 0), 12, 2, 0, 0,
+     false, TIMEOUT_MS, -EPROTO},
     {"3 of 8 payload bytes, then EOF", HDR(VHU_REQ_SET_VRING_NUM, V, 8), 12, 0, 3, 0, true,
      TIMEOUT_MS, -EPROTO},
     {"an fd with the header, 3 payload bytes with 2 more, then EOF",
      HDR(VHU_REQ_SET_VRING_KICK, V, 8), 12, 1, 3, 2, true, TIMEOUT_MS, -EPROTO},
-    {"3 of 8 payload bytes and an fd, then nothing", HDR(VHU_REQ_SET_VRING_NUM, V, 8), 12, 1, 3,
-     0, false, 50, -ETIMEDOUT},
+    {"3 of 8 payload bytes and an fd, then nothing", HDR(VHU_REQ_SET_VRING_NUM, V, 8), 12, 1, 3, 0,
+     false, 50, -ETIMEDOUT},
     {"5 bytes of a header, then nothing", HDR(VHU_REQ_SET_OWNER, V, 0), 5, 0, 0, 0, false, 50,
      -ETIMEDOUT},
 };
@@ -770,8 +754,7 @@ static void test_recv_errors(void **state)
         if (first)
             send_raw(sv[0], buf, first, efd, c->hdr_fds);
         if (c->payload_fds)
-            send_raw(sv[0], buf + c->hdr_bytes, c->payload_bytes, efd + c->hdr_fds,
-                     c->payload_fds);
+            send_raw(sv[0], buf + c->hdr_bytes, c->payload_bytes, efd + c->hdr_fds, c->payload_fds);
         close_all(efd, nfds);
         if (c->eof)
             close_all(sv, 1);
@@ -784,7 +767,8 @@ static void test_recv_errors(void **state)
         long ms = elapsed_ms(&t0);
         if (r != c->want || why[0] == '\0' || m->nfds != 0 || count_fds() != base)
             fail_msg("%s: vhu_wire_recv gave %d (\"%s\", %u fds kept, %d fds open, %d before), "
-                     "want %d", c->what, r, why, m->nfds, count_fds(), base, c->want);
+                     "want %d",
+                     c->what, r, why, m->nfds, count_fds(), base, c->want);
         if (c->want == -ETIMEDOUT && (ms < c->timeout_ms - 10 || ms >= 1500))
             fail_msg("%s: timed out after %ld ms, for a timeout of %d ms", c->what, ms,
                      c->timeout_ms);
@@ -821,8 +805,8 @@ static void send_owner_with_n_fds(unsigned n)
     assert_true(n <= 32);
     for (unsigned i = 0; i < n; i++)
         efd[i] = make_eventfd();
-    struct vhu_msg_header hdr = {.request = VHU_REQ_SET_OWNER, .flags = VHU_FLAG_VERSION,
-                                 .size = 0};
+    struct vhu_msg_header hdr = {
+        .request = VHU_REQ_SET_OWNER, .flags = VHU_FLAG_VERSION, .size = 0};
     send_raw(sv[0], &hdr, sizeof(hdr), efd, n);
     close_all(efd, n);
     assert_int_equal(count_fds(), base + 2);

@@ -41,8 +41,7 @@ struct vhu_backend;
  * defaults.  Returns 0, -EINVAL (ops incomplete or out of range, or a size
  * of 0 or too small) or -E2BIG (ops->size larger than this version's struct
  * with a field beyond it set), each logged. */
-VHU_API int vhu_backend_new(struct vhu_backend **out,
-                            const struct vhu_device_ops *ops, void *dev);
+VHU_API int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *ops, void *dev);
 /* Stops running rings, resets the device, closes every fd it holds. */
 VHU_API void vhu_backend_free(struct vhu_backend *b);
 
@@ -87,9 +86,8 @@ VHU_API int vhu_backend_send_config_change(struct vhu_backend *b);
  * -EEXIST (overlap), -ENOENT (no such mapping), -ENOSPC (already
  * VHU_SHMEM_MAX_MAPPINGS), -EREMOTEIO (the front-end refused).  Safe from
  * any thread. */
-VHU_API int vhu_backend_shmem_map(struct vhu_backend *b, uint8_t shmid, int fd,
-                                  uint64_t fd_offset, uint64_t shm_offset, uint64_t len,
-                                  bool writable);
+VHU_API int vhu_backend_shmem_map(struct vhu_backend *b, uint8_t shmid, int fd, uint64_t fd_offset,
+                                  uint64_t shm_offset, uint64_t len, bool writable);
 VHU_API int vhu_backend_shmem_unmap(struct vhu_backend *b, uint8_t shmid, uint64_t shm_offset,
                                     uint64_t len);
 

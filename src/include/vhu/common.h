@@ -36,12 +36,7 @@ VHU_API const char *vhu_version(void);
  * argument", ...).  Never NULL; the string is static. */
 VHU_API const char *vhu_strerror(int err);
 
-enum vhu_log_level {
-    VHU_LOG_ERROR = 0,
-    VHU_LOG_WARN = 1,
-    VHU_LOG_INFO = 2,
-    VHU_LOG_DEBUG = 3
-};
+enum vhu_log_level { VHU_LOG_ERROR = 0, VHU_LOG_WARN = 1, VHU_LOG_INFO = 2, VHU_LOG_DEBUG = 3 };
 
 /* Receives one formatted line (no trailing newline).  May be called from
  * any thread of the library; must not call back into it. */

@@ -74,8 +74,7 @@ struct vhu_device_ops {
      * Return <0 to refuse. Required when config_size > 0 (set_config may be
      * NULL: writes are then refused). */
     int (*get_config)(void *dev, uint32_t offset, void *buf, uint32_t len);
-    int (*set_config)(void *dev, uint32_t offset, const void *buf, uint32_t len,
-                      uint32_t flags);
+    int (*set_config)(void *dev, uint32_t offset, const void *buf, uint32_t len, uint32_t flags);
 
     /* Start processing queue q (see the life cycle above).  Return <0 to
      * refuse; the ring then stays stopped.  Required. */
@@ -113,8 +112,7 @@ struct vhu_device_ops {
     const struct vhu_state_section *sections;
     unsigned num_sections;
     /* Write one section's fields. */
-    int (*save_section)(void *dev, const struct vhu_state_section *s,
-                        struct vhu_state_writer *w);
+    int (*save_section)(void *dev, const struct vhu_state_section *s, struct vhu_state_writer *w);
     /* Start a load: allocate what the sections are read into. Optional. */
     int (*load_begin)(void *dev, void **staged);
     /* Read one section written at `version` (older than s->version: the
@@ -198,8 +196,7 @@ VHU_API void vhu_queue_inflight_put_begin(struct vhu_queue *q, uint16_t head);
 VHU_API void vhu_queue_inflight_put_end(struct vhu_queue *q, uint16_t head, uint16_t used_idx);
 /* Translate a guest-physical range to a host pointer; NULL unless the whole
  * range [gpa, gpa+len) lies inside one memory region. */
-VHU_API void *vhu_queue_gpa_to_host(const struct vhu_queue *q, uint64_t gpa,
-                                    uint64_t len);
+VHU_API void *vhu_queue_gpa_to_host(const struct vhu_queue *q, uint64_t gpa, uint64_t len);
 
 #ifdef __cplusplus
 }

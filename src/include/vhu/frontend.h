@@ -45,24 +45,22 @@ VHU_API void vhu_fe_set_timeout(struct vhu_fe *fe, int ms);
 /* --- Raw messages --- */
 
 /* Send one message: header (request, flags, size = len) + payload + fds. */
-VHU_API int vhu_fe_send(struct vhu_fe *fe, uint32_t request, uint32_t flags,
-                        const void *payload, uint32_t len, const int *fds,
-                        unsigned nfds);
+VHU_API int vhu_fe_send(struct vhu_fe *fe, uint32_t request, uint32_t flags, const void *payload,
+                        uint32_t len, const int *fds, unsigned nfds);
 /* Send arbitrary bytes (header included, as given) with fds attached. */
-VHU_API int vhu_fe_send_raw(struct vhu_fe *fe, const void *bytes, size_t len,
-                            const int *fds, unsigned nfds);
+VHU_API int vhu_fe_send_raw(struct vhu_fe *fe, const void *bytes, size_t len, const int *fds,
+                            unsigned nfds);
 /* Receive one message.  hdr gets the header; up to cap payload bytes go to
  * payload (a larger payload is an error, -EMSGSIZE); received fds go to fds
  * (room for VHU_MAX_FDS) and their count to *nfds (both may be NULL: fds
  * are then closed).  -ECONNRESET when the peer closed the socket. */
-VHU_API int vhu_fe_recv(struct vhu_fe *fe, struct vhu_msg_header *hdr,
-                        void *payload, uint32_t cap, int *fds, unsigned *nfds);
+VHU_API int vhu_fe_recv(struct vhu_fe *fe, struct vhu_msg_header *hdr, void *payload, uint32_t cap,
+                        int *fds, unsigned *nfds);
 /* Send a request and wait for its reply (flags VERSION|REPLY, same code).
  * Returns the reply's payload size, or an error. */
-VHU_API int vhu_fe_call(struct vhu_fe *fe, uint32_t request, uint32_t flags,
-                        const void *payload, uint32_t len, const int *fds,
-                        unsigned nfds, void *reply, uint32_t reply_cap,
-                        int *reply_fds, unsigned *reply_nfds);
+VHU_API int vhu_fe_call(struct vhu_fe *fe, uint32_t request, uint32_t flags, const void *payload,
+                        uint32_t len, const int *fds, unsigned nfds, void *reply,
+                        uint32_t reply_cap, int *reply_fds, unsigned *reply_nfds);
 /* True once the peer has closed the connection (checks without blocking
  * longer than timeout_ms; discards nothing). */
 VHU_API bool vhu_fe_peer_closed(struct vhu_fe *fe, int timeout_ms);
@@ -86,18 +84,15 @@ VHU_API int vhu_fe_get_status(struct vhu_fe *fe, uint8_t *status);
  * PROTOCOL_FEATURES when offered).  Out-params may be NULL.  -EBUSY: the
  * back-end closed the connection without answering GET_FEATURES, as a vhu
  * server does while another front-end is connected. */
-VHU_API int vhu_fe_negotiate(struct vhu_fe *fe, uint64_t want_features,
-                             uint64_t want_pf, uint64_t *acked_features,
-                             uint64_t *acked_pf);
+VHU_API int vhu_fe_negotiate(struct vhu_fe *fe, uint64_t want_features, uint64_t want_pf,
+                             uint64_t *acked_features, uint64_t *acked_pf);
 /* What this front-end has acked so far. */
 VHU_API uint64_t vhu_fe_acked_protocol_features(const struct vhu_fe *fe);
 
 /* Memory: regions with one fd each (at most 8). */
-VHU_API int vhu_fe_set_mem_table(struct vhu_fe *fe,
-                                 const struct vhu_mem_region *regions,
+VHU_API int vhu_fe_set_mem_table(struct vhu_fe *fe, const struct vhu_mem_region *regions,
                                  const int *fds, unsigned n);
-VHU_API int vhu_fe_add_mem_reg(struct vhu_fe *fe, const struct vhu_mem_region *r,
-                               int fd);
+VHU_API int vhu_fe_add_mem_reg(struct vhu_fe *fe, const struct vhu_mem_region *r, int fd);
 VHU_API int vhu_fe_rem_mem_reg(struct vhu_fe *fe, const struct vhu_mem_region *r);
 
 /* Rings.  For kick/call/err, fd < 0 sends the no-fd flag. */
@@ -111,10 +106,9 @@ VHU_API int vhu_fe_set_vring_err(struct vhu_fe *fe, unsigned idx, int fd);
 VHU_API int vhu_fe_set_vring_enable(struct vhu_fe *fe, unsigned idx, bool on);
 
 /* Config space. */
-VHU_API int vhu_fe_get_config(struct vhu_fe *fe, uint32_t offset, void *buf,
-                              uint32_t len);
-VHU_API int vhu_fe_set_config(struct vhu_fe *fe, uint32_t offset, const void *buf,
-                              uint32_t len, uint32_t flags);
+VHU_API int vhu_fe_get_config(struct vhu_fe *fe, uint32_t offset, void *buf, uint32_t len);
+VHU_API int vhu_fe_set_config(struct vhu_fe *fe, uint32_t offset, const void *buf, uint32_t len,
+                              uint32_t flags);
 
 /* Back-end channel: make a socketpair and send one end with
  * SET_BACKEND_REQ_FD.  Then vhu_fe_serve_backend_request() waits up to
@@ -150,8 +144,7 @@ VHU_API void vhu_guest_mem_free(struct vhu_guest_mem *m);
 /* The region describing m, for set_mem_table/add_mem_reg. */
 VHU_API struct vhu_mem_region vhu_guest_mem_region(const struct vhu_guest_mem *m);
 /* Host pointer for a guest range inside m, or NULL. */
-VHU_API void *vhu_guest_mem_ptr(const struct vhu_guest_mem *m, uint64_t gpa,
-                                uint64_t len);
+VHU_API void *vhu_guest_mem_ptr(const struct vhu_guest_mem *m, uint64_t gpa, uint64_t len);
 
 /* A ring laid out in guest memory at gpa.  Split (vhu_fe_ring_init):
  * descriptor table, avail ring, then the used ring at the next 4 KiB
@@ -164,8 +157,8 @@ struct vhu_fe_ring {
     unsigned size;
     uint64_t desc_gpa, avail_gpa, used_gpa;
     struct vhu_guest_mem *mem;
-    uint16_t avail_idx;   /* split: next avail index the driver will publish */
-    uint16_t used_seen;   /* used entries (buffers) consumed by the driver */
+    uint16_t avail_idx; /* split: next avail index the driver will publish */
+    uint16_t used_seen; /* used entries (buffers) consumed by the driver */
     /* Packed only: where the driver writes its next descriptor and reads
      * the next used one, with the wrap counters (both start at 1); the
      * ring descriptors the device holds; the per-ID counts' address. */
@@ -177,15 +170,15 @@ struct vhu_fe_ring {
 };
 /* Bytes a ring of `size` entries occupies from its gpa. */
 VHU_API uint64_t vhu_fe_ring_bytes(unsigned size);
-VHU_API int vhu_fe_ring_init(struct vhu_fe_ring *r, struct vhu_guest_mem *m,
-                             unsigned index, unsigned size, uint64_t gpa);
+VHU_API int vhu_fe_ring_init(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsigned index,
+                             unsigned size, uint64_t gpa);
 /* The same for a packed ring (gpa 16-byte aligned; every call below then
  * drives the packed layout: `head` arguments are buffer IDs, 0..size-1,
  * and a push takes the next free descriptors, -ENOSPC when too few are
  * free). */
 VHU_API uint64_t vhu_fe_packed_ring_bytes(unsigned size);
-VHU_API int vhu_fe_ring_init_packed(struct vhu_fe_ring *r, struct vhu_guest_mem *m,
-                                    unsigned index, unsigned size, uint64_t gpa);
+VHU_API int vhu_fe_ring_init_packed(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsigned index,
+                                    unsigned size, uint64_t gpa);
 /* Packed: the base SET_VRING_BASE gives a ring in the state r is in (avail
  * position and wrap counter, used position and wrap counter, QEMU's
  * encoding), and the reverse: set r's positions from such a base (the
@@ -198,15 +191,13 @@ VHU_API void vhu_fe_ring_packed_set_base(struct vhu_fe_ring *r, uint32_t base);
 VHU_API uint16_t vhu_fe_ring_packed_avail_flags(const struct vhu_fe_ring *r, unsigned ahead);
 /* Packed: the driver event suppression area (flags 0 enable, 1 disable,
  * 2 at the descriptor off_wrap, which needs EVENT_IDX). */
-VHU_API void vhu_fe_ring_packed_set_event(struct vhu_fe_ring *r, uint16_t flags,
-                                          uint16_t off_wrap);
+VHU_API void vhu_fe_ring_packed_set_event(struct vhu_fe_ring *r, uint16_t flags, uint16_t off_wrap);
 /* SET_VRING_ADDR for the ring (addresses as front-end virtual addresses). */
-VHU_API int vhu_fe_ring_set_addr(struct vhu_fe *fe, const struct vhu_fe_ring *r,
-                                 uint32_t flags);
+VHU_API int vhu_fe_ring_set_addr(struct vhu_fe *fe, const struct vhu_fe_ring *r, uint32_t flags);
 /* Put a one-descriptor chain {addr, len, flags} at head `head` and publish
  * it in the avail ring. */
-VHU_API int vhu_fe_ring_push(struct vhu_fe_ring *r, uint16_t head, uint64_t addr,
-                             uint32_t len, uint16_t flags);
+VHU_API int vhu_fe_ring_push(struct vhu_fe_ring *r, uint16_t head, uint64_t addr, uint32_t len,
+                             uint16_t flags);
 /* The used ring's idx as the device last published it.  Packed: used
  * buffers consumed plus those published and not yet consumed (free-running,
  * like a split ring's). */
@@ -225,8 +216,7 @@ VHU_API int vhu_fe_ring_push_chain(struct vhu_fe_ring *r, uint16_t head,
 /* Write the n buffers as an indirect table of 16 * n bytes at table_gpa
  * (in guest memory), point descriptor `head` at it (flags INDIRECT) and
  * publish it. */
-VHU_API int vhu_fe_ring_push_indirect(struct vhu_fe_ring *r, uint16_t head,
-                                      uint64_t table_gpa,
+VHU_API int vhu_fe_ring_push_indirect(struct vhu_fe_ring *r, uint16_t head, uint64_t table_gpa,
                                       const struct vhu_fe_buf *bufs, unsigned n);
 /* Publish `head` in the avail ring as the descriptors stand (written by the
  * caller, through vhu_fe_ring_desc(), possibly hostile).  Any head value is
@@ -262,8 +252,7 @@ struct vhu_fe_control;
 
 /* Connect (retrying until timeout_ms while the socket does not exist yet);
  * the reply timeout is timeout_ms too (at least 1000). */
-VHU_API int vhu_fe_control_connect(struct vhu_fe_control **out, const char *path,
-                                   int timeout_ms);
+VHU_API int vhu_fe_control_connect(struct vhu_fe_control **out, const char *path, int timeout_ms);
 VHU_API void vhu_fe_control_close(struct vhu_fe_control *c);
 /* The socket, for tests that write raw bytes to it. */
 VHU_API int vhu_fe_control_fd(const struct vhu_fe_control *c);
@@ -275,25 +264,24 @@ VHU_API int vhu_fe_control_fd(const struct vhu_fe_control *c);
 #define VHU_FE_CONTROL_REPLY_MAX (256u << 10)
 VHU_API int vhu_fe_control_recv(struct vhu_fe_control *c, char *error, size_t n);
 /* Send {"op": op, "id": N} and read its reply as vhu_fe_control_recv. */
-VHU_API int vhu_fe_control_call(struct vhu_fe_control *c, const char *op, char *error,
-                                size_t n);
+VHU_API int vhu_fe_control_call(struct vhu_fe_control *c, const char *op, char *error, size_t n);
 
 /* The `info` reply. */
 struct vhu_fe_control_queue {
     unsigned index, size;
     bool started, enabled;
     uint16_t last_avail;
-    uint64_t completed;   /* requests completed since the back-end started */
+    uint64_t completed; /* requests completed since the back-end started */
 };
 struct vhu_fe_control_info {
     char device[64];
     char vhu_version[32];
     uint64_t pid, uptime_s, sessions;
-    bool connected;       /* a front-end is attached now */
+    bool connected; /* a front-end is attached now */
     uint64_t offered_features, acked_features;
     uint64_t offered_protocol_features, acked_protocol_features;
     uint8_t status;
-    char transfer[8];     /* "idle", "save", "load" */
+    char transfer[8]; /* "idle", "save", "load" */
     unsigned num_queues;
     struct vhu_fe_control_queue *queues; /* num_queues of them */
     /* Live snapshots (absent from an older back-end's reply: all 0). */
@@ -325,8 +313,7 @@ struct vhu_fe_control_snapshot {
  * Errors as vhu_fe_control_call; -EBUSY when a snapshot or a state
  * transfer is already running. */
 VHU_API int vhu_fe_control_snapshot(struct vhu_fe_control *c, int out_fd, int timeout_ms,
-                                    struct vhu_fe_control_snapshot *res, char *error,
-                                    size_t n);
+                                    struct vhu_fe_control_snapshot *res, char *error, size_t n);
 
 #ifdef __cplusplus
 }

@@ -18,16 +18,16 @@ extern "C" {
 
 /* Header flags. */
 #define VHU_FLAG_VERSION_MASK 0x3u
-#define VHU_FLAG_VERSION      0x1u
-#define VHU_FLAG_REPLY        0x4u
-#define VHU_FLAG_NEED_REPLY   0x8u
+#define VHU_FLAG_VERSION 0x1u
+#define VHU_FLAG_REPLY 0x4u
+#define VHU_FLAG_NEED_REPLY 0x8u
 
-#define VHU_MAX_FDS            8u   /* fds in one message */
-#define VHU_MAX_CONFIG_SIZE    256u /* GET/SET_CONFIG data bytes */
-#define VHU_MAX_QUEUE_SIZE     32768u
-#define VHU_MEM_TABLE_MAX      8u   /* regions in SET_MEM_TABLE */
-#define VHU_VRING_IDX_MASK     0xffu
-#define VHU_VRING_NOFD         0x100u
+#define VHU_MAX_FDS 8u           /* fds in one message */
+#define VHU_MAX_CONFIG_SIZE 256u /* GET/SET_CONFIG data bytes */
+#define VHU_MAX_QUEUE_SIZE 32768u
+#define VHU_MEM_TABLE_MAX 8u /* regions in SET_MEM_TABLE */
+#define VHU_VRING_IDX_MASK 0xffu
+#define VHU_VRING_NOFD 0x100u
 
 /* Front-end -> back-end requests. */
 enum vhu_request {
@@ -96,39 +96,39 @@ enum vhu_backend_request {
 };
 
 /* Virtio / vhost feature bits (GET_FEATURES / SET_FEATURES). */
-#define VHU_F_NOTIFY_ON_EMPTY      24
-#define VHU_F_LOG_ALL              26
-#define VHU_F_ANY_LAYOUT           27
-#define VHU_F_RING_INDIRECT_DESC   28
-#define VHU_F_RING_EVENT_IDX       29
-#define VHU_F_PROTOCOL_FEATURES    30
-#define VHU_F_VERSION_1            32
-#define VHU_F_ACCESS_PLATFORM      33
-#define VHU_F_RING_PACKED          34
-#define VHU_F_IN_ORDER             35
+#define VHU_F_NOTIFY_ON_EMPTY 24
+#define VHU_F_LOG_ALL 26
+#define VHU_F_ANY_LAYOUT 27
+#define VHU_F_RING_INDIRECT_DESC 28
+#define VHU_F_RING_EVENT_IDX 29
+#define VHU_F_PROTOCOL_FEATURES 30
+#define VHU_F_VERSION_1 32
+#define VHU_F_ACCESS_PLATFORM 33
+#define VHU_F_RING_PACKED 34
+#define VHU_F_IN_ORDER 35
 
 /* Protocol feature bits (GET_PROTOCOL_FEATURES / SET_PROTOCOL_FEATURES). */
-#define VHU_PF_MQ                   0
-#define VHU_PF_LOG_SHMFD            1
-#define VHU_PF_RARP                 2
-#define VHU_PF_REPLY_ACK            3
-#define VHU_PF_NET_MTU              4
-#define VHU_PF_BACKEND_REQ          5
-#define VHU_PF_CROSS_ENDIAN         6
-#define VHU_PF_CRYPTO_SESSION       7
-#define VHU_PF_PAGEFAULT            8
-#define VHU_PF_CONFIG               9
-#define VHU_PF_BACKEND_SEND_FD      10
-#define VHU_PF_HOST_NOTIFIER        11
-#define VHU_PF_INFLIGHT_SHMFD       12
-#define VHU_PF_RESET_DEVICE         13
+#define VHU_PF_MQ 0
+#define VHU_PF_LOG_SHMFD 1
+#define VHU_PF_RARP 2
+#define VHU_PF_REPLY_ACK 3
+#define VHU_PF_NET_MTU 4
+#define VHU_PF_BACKEND_REQ 5
+#define VHU_PF_CROSS_ENDIAN 6
+#define VHU_PF_CRYPTO_SESSION 7
+#define VHU_PF_PAGEFAULT 8
+#define VHU_PF_CONFIG 9
+#define VHU_PF_BACKEND_SEND_FD 10
+#define VHU_PF_HOST_NOTIFIER 11
+#define VHU_PF_INFLIGHT_SHMFD 12
+#define VHU_PF_RESET_DEVICE 13
 #define VHU_PF_INBAND_NOTIFICATIONS 14
-#define VHU_PF_CONFIGURE_MEM_SLOTS  15
-#define VHU_PF_STATUS               16
-#define VHU_PF_XEN_MMAP             17
-#define VHU_PF_SHARED_OBJECT        18
-#define VHU_PF_DEVICE_STATE         19
-#define VHU_PF_SHMEM                20
+#define VHU_PF_CONFIGURE_MEM_SLOTS 15
+#define VHU_PF_STATUS 16
+#define VHU_PF_XEN_MMAP 17
+#define VHU_PF_SHARED_OBJECT 18
+#define VHU_PF_DEVICE_STATE 19
+#define VHU_PF_SHMEM 20
 
 #define VHU_BIT(n) (1ull << (n))
 
@@ -196,7 +196,7 @@ struct vhu_inflight {
 
 /* GET/SET_CONFIG: this header, then `size` data bytes. */
 #define VHU_CONFIG_HDR_SIZE 12u
-#define VHU_CONFIG_FLAG_WRITABLE  0u
+#define VHU_CONFIG_FLAG_WRITABLE 0u
 #define VHU_CONFIG_FLAG_MIGRATION 1u
 struct vhu_config {
     uint32_t offset;

@@ -33,13 +33,13 @@ extern "C" {
 
 /* What a field holds, as a device declares it (struct vhu_state_field). */
 enum vhu_state_type {
-    VHU_STATE_ANY,    /* not declared: any of the ones below */
-    VHU_STATE_UINT,   /* vhu_state_put_u64 */
-    VHU_STATE_INT,    /* vhu_state_put_i64 */
-    VHU_STATE_BOOL,   /* vhu_state_put_bool */
-    VHU_STATE_TEXT,   /* vhu_state_put_str */
-    VHU_STATE_BYTES,  /* vhu_state_put_bytes, or a blob */
-    VHU_STATE_MAP,    /* vhu_state_map_begin ... vhu_state_map_end */
+    VHU_STATE_ANY,   /* not declared: any of the ones below */
+    VHU_STATE_UINT,  /* vhu_state_put_u64 */
+    VHU_STATE_INT,   /* vhu_state_put_i64 */
+    VHU_STATE_BOOL,  /* vhu_state_put_bool */
+    VHU_STATE_TEXT,  /* vhu_state_put_str */
+    VHU_STATE_BYTES, /* vhu_state_put_bytes, or a blob */
+    VHU_STATE_MAP,   /* vhu_state_map_begin ... vhu_state_map_end */
 };
 
 /* One field of a section, declared next to the section so that tools
@@ -48,22 +48,22 @@ enum vhu_state_type {
  * record.  It describes what save_section writes, in that order; the
  * library does not check the data against it. */
 struct vhu_state_field {
-    const char *key;           /* NULL ends a table */
+    const char *key; /* NULL ends a table */
     enum vhu_state_type type;
-    uint32_t since;            /* the section version that added it (0 = the first) */
-    uint64_t max;              /* UINT: largest value; TEXT, BYTES: most bytes (0: no limit) */
-    const char *len_from;      /* BYTES: its length is this earlier UINT field's value */
-    enum vhu_state_type each;  /* MAP: the type of every entry */
-    const char *key_prefix;    /* MAP: every entry's key is this and a decimal number */
-    const char *meaning;       /* one line for people (up to 255 bytes), or NULL */
+    uint32_t since;           /* the section version that added it (0 = the first) */
+    uint64_t max;             /* UINT: largest value; TEXT, BYTES: most bytes (0: no limit) */
+    const char *len_from;     /* BYTES: its length is this earlier UINT field's value */
+    enum vhu_state_type each; /* MAP: the type of every entry */
+    const char *key_prefix;   /* MAP: every entry's key is this and a decimal number */
+    const char *meaning;      /* one line for people (up to 255 bytes), or NULL */
 };
 
 /* One section a device saves. */
 struct vhu_state_section {
-    const char *name;      /* unique within the device, e.g. "config" */
-    uint32_t version;      /* what this build writes, and the newest it reads */
-    uint32_t min_version;  /* oldest reader version that can read what we write */
-    bool optional;         /* an older back-end that does not know it may skip it */
+    const char *name;     /* unique within the device, e.g. "config" */
+    uint32_t version;     /* what this build writes, and the newest it reads */
+    uint32_t min_version; /* oldest reader version that can read what we write */
+    bool optional;        /* an older back-end that does not know it may skip it */
     /* Its fields (at most 256, keys up to 255 bytes), a table ended by an
      * entry whose key is NULL; or NULL: not declared. */
     const struct vhu_state_field *fields;
@@ -98,11 +98,10 @@ VHU_API int vhu_state_get_u64(struct vhu_state_reader *r, const char *key, uint6
 VHU_API int vhu_state_get_i64(struct vhu_state_reader *r, const char *key, int64_t *v);
 VHU_API int vhu_state_get_bool(struct vhu_state_reader *r, const char *key, bool *v);
 /* NUL-terminated into buf; -ERANGE when it does not fit. */
-VHU_API int vhu_state_get_str(struct vhu_state_reader *r, const char *key, char *buf,
-                              size_t cap);
+VHU_API int vhu_state_get_str(struct vhu_state_reader *r, const char *key, char *buf, size_t cap);
 /* A byte string or blob of at most cap bytes, whole; its length in *n. */
-VHU_API int vhu_state_get_bytes(struct vhu_state_reader *r, const char *key, void *buf,
-                                size_t cap, size_t *n);
+VHU_API int vhu_state_get_bytes(struct vhu_state_reader *r, const char *key, void *buf, size_t cap,
+                                size_t *n);
 /* A byte string or blob, in pieces: open, then read until it returns 0. */
 VHU_API int vhu_state_blob_open(struct vhu_state_reader *r, const char *key);
 VHU_API ssize_t vhu_state_blob_read(struct vhu_state_reader *r, void *buf, size_t cap);

@@ -85,10 +85,10 @@ extern "C" {
  * before checking it.  About 24 KiB: allocate it (one per worker), not on
  * a small stack. */
 struct vhu_virtq_elem {
-    uint16_t head;         /* the chain's first descriptor index */
+    uint16_t head; /* the chain's first descriptor index */
     unsigned n_out, n_in;
-    uint64_t out_bytes;    /* sum of iov[0, n_out) lengths */
-    uint64_t in_bytes;     /* sum of iov[n_out, n_out + n_in) lengths */
+    uint64_t out_bytes; /* sum of iov[0, n_out) lengths */
+    uint64_t in_bytes;  /* sum of iov[n_out, n_out + n_in) lengths */
     struct iovec iov[VHU_VIRTQ_MAX_SEGS];
     uint64_t gpa[VHU_VIRTQ_MAX_SEGS]; /* guest-physical address of each iov */
 };
@@ -120,8 +120,7 @@ VHU_API int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e);
  * this ring that is popped and not yet pushed (a second push of one chain
  * would complete the driver's next request on that head), -EIO on a
  * broken ring. */
-VHU_API int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e,
-                           uint32_t written);
+VHU_API int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e, uint32_t written);
 /* Publish the pushed entries (release barrier: the entries and the data
  * written into buffers are visible before the index) and signal the call
  * eventfd unless the driver suppressed it (used_event with EVENT_IDX,
