@@ -89,23 +89,35 @@ static void human_value(const struct vhu_snap_field *f)
     }
 }
 
-/* One difference (or a note) about a field: kind is changed, added or
- * removed; fa / fb may be NULL. */
-static void rep_field(struct diffctx *d, bool note, const char *kind,
-                      const struct vhu_snap_field *fa, const struct vhu_snap_field *fb)
+/* The start of every report: false when path is ignored; else counted, and
+ * with --json the object opened with its path, kind and note flag (the
+ * caller adds its fields and closes it). */
+static bool rep_begin(struct diffctx *d, bool note, const char *path, const char *kind)
 {
-    if (ignored(d, d->path))
-        return;
+    if (ignored(d, path))
+        return false;
     if (note)
         d->nnotes++;
     else
         d->ndiff++;
     if (cli.json) {
         j_obj(NULL);
-        j_str("path", d->path);
+        j_str("path", path);
         j_str("kind", kind);
         if (note)
             j_bool("note", true);
+    }
+    return true;
+}
+
+/* One difference (or a note) about a field: kind is changed, added or
+ * removed; fa / fb may be NULL. */
+static void rep_field(struct diffctx *d, bool note, const char *kind,
+                      const struct vhu_snap_field *fa, const struct vhu_snap_field *fb)
+{
+    if (!rep_begin(d, note, d->path, kind))
+        return;
+    if (cli.json) {
         if (fa) {
             j_str("a_type", ftype_name(fa->type));
             json_value("a", fa);
@@ -146,23 +158,14 @@ static void rep_text(struct diffctx *d, bool note, const char *path, const char 
 static void rep_text(struct diffctx *d, bool note, const char *path, const char *kind,
                      const char *fmt, ...)
 {
-    if (ignored(d, path))
+    if (!rep_begin(d, note, path, kind))
         return;
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (note)
-        d->nnotes++;
-    else
-        d->ndiff++;
     if (cli.json) {
-        j_obj(NULL);
-        j_str("path", path);
-        j_str("kind", kind);
-        if (note)
-            j_bool("note", true);
         j_str("detail", msg);
         j_end();
         return;
@@ -172,13 +175,9 @@ static void rep_text(struct diffctx *d, bool note, const char *path, const char 
 
 static void rep_u64(struct diffctx *d, const char *path, uint64_t a, uint64_t b, bool hex)
 {
-    if (a == b || ignored(d, path))
+    if (a == b || !rep_begin(d, false, path, "changed"))
         return;
-    d->ndiff++;
     if (cli.json) {
-        j_obj(NULL);
-        j_str("path", path);
-        j_str("kind", "changed");
         j_str("a_type", "uint");
         j_u64("a", a);
         j_str("b_type", "uint");
@@ -193,13 +192,9 @@ static void rep_u64(struct diffctx *d, const char *path, uint64_t a, uint64_t b,
 
 static void rep_str(struct diffctx *d, const char *path, const char *a, const char *b)
 {
-    if (strcmp(a, b) == 0 || ignored(d, path))
+    if (strcmp(a, b) == 0 || !rep_begin(d, false, path, "changed"))
         return;
-    d->ndiff++;
     if (cli.json) {
-        j_obj(NULL);
-        j_str("path", path);
-        j_str("kind", "changed");
         j_str("a_type", "text");
         j_str("a", a);
         j_str("b_type", "text");
@@ -337,13 +332,9 @@ static int diff_bytes(struct diffctx *d, const struct vhu_snap_field *fa,
         }
         g.total++;
     }
-    if (!g.total || ignored(d, d->path))
+    if (!g.total || !rep_begin(d, false, d->path, "bytes"))
         return 0;
-    d->ndiff++;
     if (cli.json) {
-        j_obj(NULL);
-        j_str("path", d->path);
-        j_str("kind", "bytes");
         j_u64("a_size", a.total);
         j_u64("b_size", b.total);
         j_arr("ranges");
