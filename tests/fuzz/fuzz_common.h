@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* What the fuzz targets share: little-endian reads of the input, and the
- * library's log silenced unless VHU_FUZZ_LOG is set. */
+/* What the fuzz targets share: little-endian reads of the input, the
+ * library's log silenced unless VHU_FUZZ_LOG is set, and (with testdev.h
+ * included first) a test device behind a back-end. */
 #ifndef VHU_FUZZ_COMMON_H
 #define VHU_FUZZ_COMMON_H
 
@@ -31,5 +32,17 @@ static inline bool fuzz_log_init(void)
     vhu_set_log_handler(fuzz_drop_log, NULL);
     return false;
 }
+
+#ifdef VHU_TESTDEV_H
+/* The log set up, a two-ring test device and a back-end on it; aborts when
+ * either cannot be made (the target cannot run without them). */
+static inline void fuzz_testdev_backend(struct testdev **dev, struct vhu_backend **b)
+{
+    fuzz_log_init();
+    *dev = testdev_new(2);
+    if (!*dev || vhu_backend_new(b, testdev_ops(*dev), *dev) < 0)
+        abort();
+}
+#endif
 
 #endif

@@ -34,10 +34,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fuzz_log_init();
-    dev = testdev_new(2);
-    if (!dev || vhu_backend_new(&b, testdev_ops(dev), dev) < 0)
-        abort();
+    fuzz_testdev_backend(&dev, &b);
     vhu_backend_set_timeout(b, 0); /* a partial message is all there is */
     return 0;
 }

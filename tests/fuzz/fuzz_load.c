@@ -28,10 +28,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fuzz_log_init();
-    dev = testdev_new(2);
-    if (!dev || vhu_backend_new(&b, testdev_ops(dev), dev) < 0)
-        abort();
+    fuzz_testdev_backend(&dev, &b);
     static const uint8_t blob[] = "the device's own state before any load";
     testdev_set_blob(dev, blob, sizeof(blob));
     testdev_set_label(dev, "before");
