@@ -116,20 +116,30 @@ static void client_free(struct ctl_client *cl)
     free(cl);
 }
 
+/* One "key": value pair of a reply map. */
+static void put_uint_field(struct vhu_ctl_buf *o, const char *key, uint64_t v)
+{
+    vhu_ctl_put_text(o, key);
+    vhu_ctl_put_uint(o, v);
+}
+
+static void put_bool_field(struct vhu_ctl_buf *o, const char *key, bool v)
+{
+    vhu_ctl_put_text(o, key);
+    vhu_ctl_put_bool(o, v);
+}
+
 static void put_error(struct vhu_ctl_buf *o, bool has_id, uint64_t id, int err, const char *what)
 {
     size_t at = vhu_ctl_frame_begin(o);
     vhu_ctl_put_map(o, has_id ? 4 : 3);
-    vhu_ctl_put_text(o, "ok");
-    vhu_ctl_put_bool(o, false);
+    put_bool_field(o, "ok", false);
     vhu_ctl_put_text(o, "error");
     vhu_ctl_put_text(o, what);
     vhu_ctl_put_text(o, "errno");
     vhu_ctl_put_int(o, -err);
-    if (has_id) {
-        vhu_ctl_put_text(o, "id");
-        vhu_ctl_put_uint(o, id);
-    }
+    if (has_id)
+        put_uint_field(o, "id", id);
     vhu_ctl_frame_end(o, at);
 }
 
@@ -168,12 +178,9 @@ static size_t put_ok_head(struct vhu_ctl_buf *o, size_t pairs, bool has_id, uint
 {
     size_t at = vhu_ctl_frame_begin(o);
     vhu_ctl_put_map(o, 1 + has_id + pairs);
-    vhu_ctl_put_text(o, "ok");
-    vhu_ctl_put_bool(o, true);
-    if (has_id) {
-        vhu_ctl_put_text(o, "id");
-        vhu_ctl_put_uint(o, id);
-    }
+    put_bool_field(o, "ok", true);
+    if (has_id)
+        put_uint_field(o, "id", id);
     return at;
 }
 
@@ -185,70 +192,47 @@ static void put_info(struct vhu_control *c, struct vhu_ctl_buf *o, bool has_id, 
     vhu_ctl_put_text(o, b->ops->name ? b->ops->name : "");
     vhu_ctl_put_text(o, "vhu_version");
     vhu_ctl_put_text(o, vhu_version());
-    vhu_ctl_put_text(o, "pid");
-    vhu_ctl_put_uint(o, (uint64_t)getpid());
+    put_uint_field(o, "pid", (uint64_t)getpid());
     vhu_ctl_put_text(o, "uptime");
     double up = vhu_monotonic() - c->started;
     vhu_ctl_put_uint(o, up > 0 ? (uint64_t)up : 0);
-    vhu_ctl_put_text(o, "connected");
-    vhu_ctl_put_bool(o, vhu_backend_fd(b) >= 0);
-    vhu_ctl_put_text(o, "sessions");
-    vhu_ctl_put_uint(o, vhu_server_sessions(c->s));
-    vhu_ctl_put_text(o, "offered_features");
-    vhu_ctl_put_uint(o, b->features_offered);
-    vhu_ctl_put_text(o, "acked_features");
-    vhu_ctl_put_uint(o, b->acked_features);
-    vhu_ctl_put_text(o, "offered_protocol_features");
-    vhu_ctl_put_uint(o, b->pf_offered);
-    vhu_ctl_put_text(o, "acked_protocol_features");
-    vhu_ctl_put_uint(o, b->acked_pf);
-    vhu_ctl_put_text(o, "status");
-    vhu_ctl_put_uint(o, b->status);
+    put_bool_field(o, "connected", vhu_backend_fd(b) >= 0);
+    put_uint_field(o, "sessions", vhu_server_sessions(c->s));
+    put_uint_field(o, "offered_features", b->features_offered);
+    put_uint_field(o, "acked_features", b->acked_features);
+    put_uint_field(o, "offered_protocol_features", b->pf_offered);
+    put_uint_field(o, "acked_protocol_features", b->acked_pf);
+    put_uint_field(o, "status", b->status);
     vhu_ctl_put_text(o, "transfer");
     vhu_ctl_put_text(o, vhu_transfer_state(b));
-    vhu_ctl_put_text(o, "num_queues");
-    vhu_ctl_put_uint(o, b->nqueues);
+    put_uint_field(o, "num_queues", b->nqueues);
     vhu_ctl_put_text(o, "queues");
     vhu_ctl_put_array(o, b->nqueues);
     for (unsigned i = 0; i < b->nqueues; i++) {
         struct vhu_queue *q = &b->queues[i];
         vhu_ctl_put_map(o, 6);
-        vhu_ctl_put_text(o, "index");
-        vhu_ctl_put_uint(o, i);
-        vhu_ctl_put_text(o, "size");
-        vhu_ctl_put_uint(o, q->num);
-        vhu_ctl_put_text(o, "started");
-        vhu_ctl_put_bool(o, q->started);
-        vhu_ctl_put_text(o, "enabled");
-        vhu_ctl_put_bool(o, atomic_load(&q->enabled));
-        vhu_ctl_put_text(o, "last_avail");
-        vhu_ctl_put_uint(o, vhu_queue_last_avail(q));
-        vhu_ctl_put_text(o, "completed");
-        vhu_ctl_put_uint(o, atomic_load_explicit(&q->completed, memory_order_relaxed));
+        put_uint_field(o, "index", i);
+        put_uint_field(o, "size", q->num);
+        put_bool_field(o, "started", q->started);
+        put_bool_field(o, "enabled", atomic_load(&q->enabled));
+        put_uint_field(o, "last_avail", vhu_queue_last_avail(q));
+        put_uint_field(o, "completed", atomic_load_explicit(&q->completed, memory_order_relaxed));
     }
     /* Live snapshots: one running now?  How many ended, and the last. */
     bool have_last = c->snaps_ok + c->snaps_failed > 0;
     vhu_ctl_put_text(o, "snapshots");
     vhu_ctl_put_map(o, have_last ? 4 : 3);
-    vhu_ctl_put_text(o, "running");
-    vhu_ctl_put_bool(o, c->snap_running);
-    vhu_ctl_put_text(o, "taken");
-    vhu_ctl_put_uint(o, c->snaps_ok);
-    vhu_ctl_put_text(o, "failed");
-    vhu_ctl_put_uint(o, c->snaps_failed);
+    put_bool_field(o, "running", c->snap_running);
+    put_uint_field(o, "taken", c->snaps_ok);
+    put_uint_field(o, "failed", c->snaps_failed);
     if (have_last) {
         vhu_ctl_put_text(o, "last");
         vhu_ctl_put_map(o, 6);
-        vhu_ctl_put_text(o, "ok");
-        vhu_ctl_put_bool(o, c->last.ok);
-        vhu_ctl_put_text(o, "pause_us");
-        vhu_ctl_put_uint(o, c->last.pause_us);
-        vhu_ctl_put_text(o, "fork_us");
-        vhu_ctl_put_uint(o, c->last.fork_us);
-        vhu_ctl_put_text(o, "bytes");
-        vhu_ctl_put_uint(o, c->last.bytes);
-        vhu_ctl_put_text(o, "duration_us");
-        vhu_ctl_put_uint(o, c->last.duration_us);
+        put_bool_field(o, "ok", c->last.ok);
+        put_uint_field(o, "pause_us", c->last.pause_us);
+        put_uint_field(o, "fork_us", c->last.fork_us);
+        put_uint_field(o, "bytes", c->last.bytes);
+        put_uint_field(o, "duration_us", c->last.duration_us);
         vhu_ctl_put_text(o, "ago_s");
         double ago = vhu_monotonic() - c->last.ended;
         vhu_ctl_put_uint(o, ago > 0 ? (uint64_t)ago : 0);
@@ -261,16 +245,11 @@ static void put_snapshot_ok(struct vhu_ctl_buf *o, bool has_id, uint64_t id,
                             uint64_t duration_us)
 {
     size_t at = put_ok_head(o, 5, has_id, id);
-    vhu_ctl_put_text(o, "pause_us");
-    vhu_ctl_put_uint(o, job->pause_us);
-    vhu_ctl_put_text(o, "fork_us");
-    vhu_ctl_put_uint(o, job->fork_us);
-    vhu_ctl_put_text(o, "bytes");
-    vhu_ctl_put_uint(o, bytes);
-    vhu_ctl_put_text(o, "duration_us");
-    vhu_ctl_put_uint(o, duration_us);
-    vhu_ctl_put_text(o, "pid");
-    vhu_ctl_put_uint(o, (uint64_t)job->pid);
+    put_uint_field(o, "pause_us", job->pause_us);
+    put_uint_field(o, "fork_us", job->fork_us);
+    put_uint_field(o, "bytes", bytes);
+    put_uint_field(o, "duration_us", duration_us);
+    put_uint_field(o, "pid", (uint64_t)job->pid);
     vhu_ctl_frame_end(o, at);
 }
 
