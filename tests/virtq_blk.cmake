@@ -42,6 +42,12 @@ add_test(NAME test_qemu_boot
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-boot.sh $<TARGET_FILE:vhu-blk>
           ${CMAKE_BINARY_DIR}/qemu-guest)
 set_tests_properties(test_qemu_boot PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77)
+# The same boot on packed rings (vhu-blk --packed, vhost-user-blk-pci,packed=on).
+add_test(NAME test_qemu_boot_packed
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-boot.sh $<TARGET_FILE:vhu-blk>
+          ${CMAKE_BINARY_DIR}/qemu-guest)
+set_tests_properties(test_qemu_boot_packed PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
+  ENVIRONMENT VHU_QEMU_PACKED=1 RUN_SERIAL TRUE LABELS "qemu;script")
 
 # Live migration between two QEMUs, each with its own vhu-blk on one image,
 # with the guest verifying O_DIRECT rounds before, during and after, and

@@ -13,7 +13,8 @@
 # guest discarded, and nothing else changed.
 #
 # With VHU_QEMU_PACKED=1 in the environment the disk uses packed rings
-# (vhu-blk --packed, vhost-user-blk-pci,packed=on); not part of ctest yet.
+# (vhu-blk --packed, vhost-user-blk-pci,packed=on); ctest runs that as
+# test_qemu_boot_packed.
 #
 # Exit 77 (skipped) only when QEMU cannot run at all (not installed, or
 # broken).  Everything else that goes wrong, fetching the guest included,
