@@ -116,6 +116,8 @@ int blk_disk_io(struct blk *d, bool write, struct iovec *iov, unsigned n, uint64
 {
     if (d->ram) {
         for (unsigned i = 0; i < n; i++) {
+            if (write && atomic_load_explicit(&d->cow.armed, memory_order_acquire))
+                blk_ram_cow_keep(d, off, iov[i].iov_len);
             if (write)
                 memcpy(d->ram + off, iov[i].iov_base, iov[i].iov_len);
             else
@@ -143,6 +145,8 @@ int blk_disk_io(struct blk *d, bool write, struct iovec *iov, unsigned n, uint64
 static int write_zeroes(struct blk *d, uint64_t off, uint64_t len, bool unmap)
 {
     if (d->ram) {
+        if (atomic_load_explicit(&d->cow.armed, memory_order_acquire))
+            blk_ram_cow_keep(d, off, len);
         memset(d->ram + off, 0, len);
         return 0;
     }
@@ -558,6 +562,11 @@ static int blk_save_section(void *dev, const struct vhu_state_section *s,
         return save_config(d, w);
     vhu_state_put_u64(w, "size", d->size);
     vhu_state_blob_begin(w, "data");
+    /* A live snapshot of ours (blk_snapshot_begin): the disk as it was. */
+    if (atomic_load(&d->cow.armed)) {
+        int e = blk_ram_save_kept(d, w);
+        return e < 0 ? e : vhu_state_blob_end(w);
+    }
     for (uint64_t off = 0; off < d->size; off += STATE_CHUNK) {
         uint64_t n = d->size - off < STATE_CHUNK ? d->size - off : STATE_CHUNK;
         vhu_state_blob_write(w, d->ram + off, (size_t)n);
@@ -685,7 +694,22 @@ static void blk_commit(void *dev, void *staged)
     free(st);
 }
 
-static void blk_snapshot_done(void *dev) { blk_ram_recollapse(dev); }
+/* Live snapshots: the disk's chunks are kept from here (ram.c); "config"
+ * does not change while the device runs. */
+static int blk_snapshot_begin(void *dev)
+{
+    blk_ram_cow_arm(dev);
+    return 0;
+}
+
+static void blk_snapshot_done(void *dev)
+{
+    struct blk *d = dev;
+    if (d->ops.snapshot_begin)
+        blk_ram_cow_disarm(d);
+    else
+        blk_ram_recollapse(d); /* --fork-snapshots: huge pages back */
+}
 
 static void blk_discard(void *dev, void *staged)
 {
@@ -800,7 +824,7 @@ static int open_disk(struct blk *d, const struct blk_options *o)
         goto fail;
     }
     if (o->ram_size) {
-        if (d->size > SIZE_MAX || !(d->ram = blk_ram_alloc(d->size))) {
+        if (d->size > SIZE_MAX || !(d->ram = blk_ram_alloc(d->size)) || blk_ram_cow_init(d) < 0) {
             fprintf(stderr, "vhu-blk: cannot allocate %llu bytes of disk\n",
                     (unsigned long long)d->size);
             r = -ENOMEM;
@@ -892,6 +916,8 @@ int blk_new(struct blk **out, const struct blk_options *o)
     d->ops.commit = blk_commit;
     d->ops.discard = blk_discard;
     d->ops.snapshot_done = blk_snapshot_done;
+    if (!o->fork_snapshots)
+        d->ops.snapshot_begin = blk_snapshot_begin;
 
     /* Config space, little-endian (virtio 1.x). */
     struct virtio_blk_config *c = &d->config;
@@ -918,6 +944,7 @@ void blk_free(struct blk *d)
     if (d->dfd >= 0)
         close(d->dfd);
     blk_ram_collapse_stop(d);
+    blk_ram_cow_free(d);
     blk_ram_free(d->ram, d->size);
     for (unsigned i = 0; d->q && i < d->nq; i++) {
         blk_uring_close(&d->q[i]); /* one blk_serve() left */

@@ -61,6 +61,24 @@ struct blk_queue {
     unsigned done[SLOTS], done_n;
 };
 
+/* A live snapshot of a RAM disk without fork() (ram.c): the disk in chunks
+ * of COW_CHUNK bytes, each written into the snapshot from the disk or, if
+ * the guest wrote it first, from a copy taken just before that write. */
+#define COW_CHUNK (32u * 1024u)
+enum { COW_LIVE, COW_BUSY, COW_KEPT };
+
+struct blk_ram_cow {
+    atomic_bool armed;         /* a snapshot is being written */
+    atomic_bool out_of_memory; /* a copy could not be made: the snapshot fails */
+    size_t nchunks;
+    /* Per chunk: COW_LIVE (not in the snapshot yet, unwritten), COW_BUSY
+     * (being copied, by the snapshot or by a writer), COW_KEPT (in the
+     * snapshot, or in copy[]: the guest may write it). */
+    _Atomic uint8_t *state;
+    uint8_t **copy;      /* per chunk: its bytes at the snapshot's instant */
+    atomic_ulong copies; /* chunks writers copied aside, this snapshot */
+};
+
 struct blk {
     struct vhu_device_ops ops;
     int fd;                              /* the image, or -1 for a memory-only disk */
@@ -72,7 +90,8 @@ struct blk {
     pthread_t collapse_th;               /* ram.c: huge pages back after a snapshot */
     bool collapsing;                     /* collapse_th to be joined */
     atomic_bool collapse_done, collapse_again, collapse_stop;
-    uint64_t size; /* bytes, a multiple of BLK_SECTOR; changed only by
+    struct blk_ram_cow cow; /* ram.c: live snapshots without fork() */
+    uint64_t size;          /* bytes, a multiple of BLK_SECTOR; changed only by
                          * blk_resize() (atomic: the rings read it) */
     bool ro;
     bool packed; /* RING_PACKED offered (blk_options.packed) */
@@ -115,6 +134,22 @@ void blk_ram_free(uint8_t *p, uint64_t size);
 void blk_ram_recollapse(struct blk *d);
 /* Stop and join that thread (before d->ram goes). */
 void blk_ram_collapse_stop(struct blk *d);
+
+/* Live snapshots without fork(): the chunk table for a disk of d->size. */
+int blk_ram_cow_init(struct blk *d);
+void blk_ram_cow_free(struct blk *d);
+/* ops.snapshot_begin, every ring stopped: the disk as it is now is what
+ * blk_ram_save_kept writes, whatever the guest writes meanwhile. */
+void blk_ram_cow_arm(struct blk *d);
+/* Before the guest's bytes go into [off, off + len) of the disk: keep what
+ * the snapshot still needs of it.  Callers test d->cow.armed first (the
+ * common case: no snapshot). */
+void blk_ram_cow_keep(struct blk *d, uint64_t off, uint64_t len);
+/* The disk as it was at blk_ram_cow_arm, into w's open blob. */
+int blk_ram_save_kept(struct blk *d, struct vhu_state_writer *w);
+/* The snapshot ended (ops.snapshot_done): every copy freed, writes go
+ * straight to the disk again.  Rings may be running. */
+void blk_ram_cow_disarm(struct blk *d);
 
 /* ---- uring.c: io_uring (--direct) ---- */
 

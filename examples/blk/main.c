@@ -48,6 +48,10 @@ static void usage(FILE *f)
             "  -c, --client       connect to PATH and reconnect when the front-end goes away\n"
             "      --control PATH also listen on this unix socket (mode 0600, this user only)\n"
             "                     for the control protocol: vhu-state info --control PATH\n"
+            "      --fork-snapshots  take live snapshots (vhu-state capture --control) by\n"
+            "                     fork() and its copy-on-write, as for any vhu device,\n"
+            "                     instead of vhu-blk's own copy-before-write of its RAM\n"
+            "                     disk (which costs the guest less; this is for comparison)\n"
             "      --packed       also offer packed rings (VIRTIO_F_RING_PACKED; QEMU:\n"
             "                     vhost-user-blk-pci,packed=on).  Experimental: with packed\n"
             "                     rings, inflight tracking and device state are refused\n"
@@ -141,19 +145,14 @@ static void *resize_on_sighup(void *arg)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
-                                         {"image", required_argument, NULL, 'i'},
-                                         {"ram", required_argument, NULL, 'r'},
-                                         {"queues", required_argument, NULL, 'q'},
-                                         {"read-only", no_argument, NULL, 'R'},
-                                         {"client", no_argument, NULL, 'c'},
-                                         {"direct", no_argument, NULL, 'd'},
-                                         {"serial", required_argument, NULL, 'S'},
-                                         {"verbose", no_argument, NULL, 'v'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {"control", required_argument, NULL, 'K'},
-                                         {"packed", no_argument, NULL, 'P'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 's'},   {"image", required_argument, NULL, 'i'},
+        {"ram", required_argument, NULL, 'r'},      {"queues", required_argument, NULL, 'q'},
+        {"read-only", no_argument, NULL, 'R'},      {"client", no_argument, NULL, 'c'},
+        {"direct", no_argument, NULL, 'd'},         {"serial", required_argument, NULL, 'S'},
+        {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
+        {"control", required_argument, NULL, 'K'},  {"packed", no_argument, NULL, 'P'},
+        {"fork-snapshots", no_argument, NULL, 'F'}, {NULL, 0, NULL, 0}};
     const char *path = NULL, *control = NULL;
     bool client = false;
     struct blk_options o = {.queues = 1};
@@ -196,6 +195,7 @@ int main(int argc, char **argv)
         case 'c': client = true; break;
         case 'K': control = optarg; break;
         case 'P': o.packed = true; break;
+        case 'F': o.fork_snapshots = true; break;
         case 'v': vhu_set_log_level(VHU_LOG_DEBUG); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -10,8 +10,20 @@
  * 1 GiB disk written all over copied 262144 entries, 100-160 ms here
  * instead of a few.  So once the child has exited, a thread collapses the
  * disk back into huge pages (MADV_COLLAPSE, Linux 6.1), 32 MiB per call so
- * that a fork or blk_ram_free waits for one step at most. */
+ * that a fork or blk_ram_free waits for one step at most.
+ *
+ * That is the fork() way (--fork-snapshots).  By default vhu-blk keeps a
+ * live snapshot itself (ops.snapshot_begin) and no fork happens: fork's
+ * copy-on-write costs the guest a page fault and, on a multi-CPU host, a
+ * TLB-shootdown IPI on the first write to each page after the pause
+ * (docs/live-snapshots.md).  Here the snapshot's instant arms a table of
+ * chunks; the first write to a chunk the snapshot has not yet taken copies
+ * it aside first (a memcpy, no fault), and the snapshot thread takes each
+ * chunk from the disk or from its copy. */
 #include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -96,4 +108,135 @@ void blk_ram_free(uint8_t *p, uint64_t size)
 {
     if (p)
         munmap(p, ram_span(size));
+}
+
+int blk_ram_cow_init(struct blk *d)
+{
+    if (!d->ram)
+        return 0;
+    d->cow.nchunks = (size_t)((d->size + COW_CHUNK - 1) / COW_CHUNK);
+    d->cow.state = calloc(d->cow.nchunks, sizeof(*d->cow.state));
+    d->cow.copy = calloc(d->cow.nchunks, sizeof(*d->cow.copy));
+    if (!d->cow.state || !d->cow.copy) {
+        blk_ram_cow_free(d);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < d->cow.nchunks; i++)
+        atomic_init(&d->cow.state[i], COW_KEPT); /* nothing to keep: no snapshot */
+    return 0;
+}
+
+void blk_ram_cow_free(struct blk *d)
+{
+    for (size_t i = 0; d->cow.copy && i < d->cow.nchunks; i++)
+        free(d->cow.copy[i]);
+    free((void *)d->cow.state);
+    free(d->cow.copy);
+    d->cow.state = NULL;
+    d->cow.copy = NULL;
+    d->cow.nchunks = 0;
+}
+
+void blk_ram_cow_arm(struct blk *d)
+{
+    if (!d->cow.state)
+        return;
+    /* No writer runs: the rings are stopped. */
+    for (size_t i = 0; i < d->cow.nchunks; i++)
+        atomic_store_explicit(&d->cow.state[i], COW_LIVE, memory_order_relaxed);
+    atomic_store(&d->cow.out_of_memory, false);
+    atomic_store(&d->cow.copies, 0);
+    atomic_store_explicit(&d->cow.armed, true, memory_order_release);
+}
+
+static size_t chunk_len(const struct blk *d, size_t i)
+{
+    uint64_t off = (uint64_t)i * COW_CHUNK;
+    return d->size - off < COW_CHUNK ? (size_t)(d->size - off) : COW_CHUNK;
+}
+
+/* Another thread copies chunk i: a memcpy of COW_CHUNK bytes. */
+static void wait_kept(struct blk *d, size_t i)
+{
+    for (unsigned spins = 0;
+         atomic_load_explicit(&d->cow.state[i], memory_order_acquire) != COW_KEPT; spins++)
+        if (spins > 64)
+            sched_yield(); /* the copier may have been preempted */
+}
+
+void blk_ram_cow_keep(struct blk *d, uint64_t off, uint64_t len)
+{
+    if (!len || !d->cow.state)
+        return;
+    size_t last = (size_t)((off + len - 1) / COW_CHUNK);
+    for (size_t i = (size_t)(off / COW_CHUNK); i <= last && i < d->cow.nchunks; i++) {
+        uint8_t st = atomic_load_explicit(&d->cow.state[i], memory_order_acquire);
+        if (st == COW_KEPT)
+            continue;
+        if (st == COW_LIVE &&
+            atomic_compare_exchange_strong_explicit(&d->cow.state[i], &st, COW_BUSY,
+                                                    memory_order_acquire, memory_order_acquire)) {
+            size_t n = chunk_len(d, i);
+            uint8_t *c = malloc(n);
+            if (c) {
+                memcpy(c, d->ram + (uint64_t)i * COW_CHUNK, n);
+                atomic_fetch_add(&d->cow.copies, 1);
+            } else {
+                /* The guest's write goes on; the snapshot cannot. */
+                atomic_store(&d->cow.out_of_memory, true);
+            }
+            d->cow.copy[i] = c;
+            atomic_store_explicit(&d->cow.state[i], COW_KEPT, memory_order_release);
+            continue;
+        }
+        wait_kept(d, i); /* the snapshot, or another writer, is copying it */
+    }
+}
+
+int blk_ram_save_kept(struct blk *d, struct vhu_state_writer *w)
+{
+    uint8_t *buf = malloc(COW_CHUNK);
+    if (!buf)
+        return -ENOMEM;
+    int e = 0;
+    for (size_t i = 0; i < d->cow.nchunks && e >= 0; i++) {
+        size_t n = chunk_len(d, i);
+        uint8_t st = COW_LIVE;
+        if (atomic_compare_exchange_strong_explicit(&d->cow.state[i], &st, COW_BUSY,
+                                                    memory_order_acquire, memory_order_acquire)) {
+            /* Writers of this chunk wait for the copy: keep it short. */
+            memcpy(buf, d->ram + (uint64_t)i * COW_CHUNK, n);
+            atomic_store_explicit(&d->cow.state[i], COW_KEPT, memory_order_release);
+            e = vhu_state_blob_write(w, buf, n);
+            continue;
+        }
+        wait_kept(d, i); /* a writer copied it aside */
+        uint8_t *c = d->cow.copy[i];
+        d->cow.copy[i] = NULL;
+        e = c ? vhu_state_blob_write(w, c, n) : -ENOMEM;
+        free(c);
+    }
+    free(buf);
+    if (e == -ENOMEM || atomic_load(&d->cow.out_of_memory))
+        return -ENOMEM; /* a block the guest wrote could not be kept */
+    return e;
+}
+
+void blk_ram_cow_disarm(struct blk *d)
+{
+    if (!d->cow.state || !atomic_load(&d->cow.armed))
+        return;
+    /* Writers may be running: take every chunk not kept yet (nothing to
+     * copy now), wait for those being copied, then free the copies, which
+     * no writer touches once its chunk is COW_KEPT. */
+    for (size_t i = 0; i < d->cow.nchunks; i++) {
+        uint8_t st = COW_LIVE;
+        if (!atomic_compare_exchange_strong(&d->cow.state[i], &st, COW_KEPT))
+            wait_kept(d, i);
+    }
+    for (size_t i = 0; i < d->cow.nchunks; i++) {
+        free(d->cow.copy[i]);
+        d->cow.copy[i] = NULL;
+    }
+    atomic_store_explicit(&d->cow.armed, false, memory_order_release);
 }

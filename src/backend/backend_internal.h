@@ -174,6 +174,7 @@ struct vhu_backend {
     } shmem_maps[VHU_SHMEM_MAX_MAPPINGS];
     unsigned nshmem_maps;
 
+    struct vhu_control *control;           /* the server's control socket, or NULL */
     struct vhu_transfer *transfer;         /* active device-state transfer, or NULL */
     struct vhu_state_worker *state_worker; /* its thread, once one was needed */
     int state_level, state_workers;
@@ -268,6 +269,11 @@ void vhu_control_start(struct vhu_control *c);
 void vhu_control_stop(struct vhu_control *c);
 /* Closes every client and removes the socket file. */
 void vhu_control_free(struct vhu_control *c);
+/* A device-state transfer (`to`: what it is, for the log) is about to
+ * start: a live snapshot the device serves itself (ops.snapshot_begin) is
+ * cancelled and waited for, and its client told why; a forked one goes on
+ * from its own copy.  Loop thread. */
+void vhu_control_snapshot_yield(struct vhu_control *c, const char *to);
 double vhu_monotonic(void);
 
 #endif

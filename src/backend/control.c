@@ -101,7 +101,10 @@ static void client_free(struct ctl_client *cl)
     if (c->snap_cl == cl) {
         /* Nobody to answer and perhaps nobody reading the output: the
          * child is killed; on_snap reaps it. */
-        ctl_refuse_log(c, "client gone during its snapshot: killing pid %d", (int)c->job.pid);
+        if (c->job.threaded)
+            ctl_refuse_log(c, "client gone during its snapshot: cancelling it");
+        else
+            ctl_refuse_log(c, "client gone during its snapshot: killing pid %d", (int)c->job.pid);
         vhu_snapshot_kill(&c->job, false);
         c->snap_cl = NULL;
     }
@@ -269,7 +272,10 @@ static int client_serve(struct ctl_client *cl)
     return 0;
 }
 
-/* The child exited (or the pidfd woke us early). */
+static void snap_ended(struct vhu_control *c, pid_t pid, int r, uint64_t bytes, const char *why);
+
+/* The child exited or the thread is returning (or the pidfd woke us
+ * early). */
 static void on_snap(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -283,6 +289,23 @@ static void on_snap(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_start(loop, w);
         return;
     }
+    snap_ended(c, pid, r, bytes, why);
+}
+
+void vhu_control_snapshot_yield(struct vhu_control *c, const char *to)
+{
+    if (!c || !c->snap_running || !c->job.threaded)
+        return; /* a child writes from its own copy: nothing to share */
+    ev_io_stop(c->loop, &c->snap_w);
+    uint64_t bytes = 0;
+    char why[300], msg[400];
+    int r = vhu_snapshot_cancel(&c->job, &bytes, why, sizeof(why));
+    snprintf(msg, sizeof(msg), "%s began: %s", to, why);
+    snap_ended(c, 0, r, bytes, r < 0 ? msg : why);
+}
+
+static void snap_ended(struct vhu_control *c, pid_t pid, int r, uint64_t bytes, const char *why)
+{
     c->snap_running = false;
     if (c->b->ops->snapshot_done)
         c->b->ops->snapshot_done(c->b->dev);
@@ -296,13 +319,18 @@ static void on_snap(struct ev_loop *loop, ev_io *w, int revents)
     c->last.ended = vhu_monotonic();
     struct ctl_client *cl = c->snap_cl;
     c->snap_cl = NULL;
-    if (r < 0)
-        ctl_refuse_log(c, "snapshot (pid %d) failed%s: %s", (int)pid,
-                       cl ? "" : " (its client was gone)", why);
+    char who[32];
+    if (c->job.threaded)
+        snprintf(who, sizeof(who), "the device's own");
     else
-        vhu_info("control %s: snapshot (pid %d): %llu bytes in %llu us; rings paused %llu us "
+        snprintf(who, sizeof(who), "pid %d", (int)pid);
+    if (r < 0)
+        ctl_refuse_log(c, "snapshot (%s) failed%s: %s", who, cl ? "" : " (its client was gone)",
+                       why);
+    else
+        vhu_info("control %s: snapshot (%s): %llu bytes in %llu us; rings paused %llu us "
                  "(fork %llu us)",
-                 c->path, (int)pid, (unsigned long long)bytes, (unsigned long long)dur,
+                 c->path, who, (unsigned long long)bytes, (unsigned long long)dur,
                  (unsigned long long)c->job.pause_us, (unsigned long long)c->job.fork_us);
     if (!cl)
         return;
@@ -682,6 +710,7 @@ int vhu_control_new(struct vhu_control **out, struct ev_loop *loop, const char *
         return -ENOMEM;
     c->loop = loop;
     c->b = b;
+    b->control = c; /* a device-state transfer asks it to yield (transfer.c) */
     c->s = s;
     c->started = started;
     c->listen_fd = -1;
@@ -725,11 +754,16 @@ void vhu_control_free(struct vhu_control *c)
         if (c->clients[i])
             client_free(c->clients[i]);
     if (c->snap_running) {
-        /* Never a zombie: killed and reaped before the back-end goes. */
+        /* Never a zombie: killed and reaped (or cancelled and joined)
+         * before the back-end goes. */
         ev_io_stop(c->loop, &c->snap_w);
+        bool threaded = c->job.threaded;
         vhu_snapshot_kill(&c->job, true);
         c->snap_running = false;
+        if (threaded && c->b->ops->snapshot_done)
+            c->b->ops->snapshot_done(c->b->dev); /* it began in this process */
     }
+    c->b->control = NULL;
     ev_io_stop(c->loop, &c->listen_w);
     vhu_close_fd(&c->listen_fd);
     unlink(c->path);

@@ -17,7 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -70,6 +74,14 @@ static int above_stdio(int fd)
         return fd;
     int n = fcntl(fd, F_DUPFD, 3);
     return n < 0 ? fd : n;
+}
+
+static void write_report(int rep, const struct vhu_snapshot_report *r)
+{
+    ssize_t w;
+    do
+        w = write(rep, r, sizeof(*r));
+    while (w < 0 && errno == EINTR);
 }
 
 static void child_main(struct vhu_backend *b, int out, int rep, pid_t parent)
@@ -125,24 +137,128 @@ static void child_main(struct vhu_backend *b, int out, int rep, pid_t parent)
         free(h);
     }
     close(out);
-    ssize_t w;
-    do
-        w = write(rep, &r, sizeof(r));
-    while (w < 0 && errno == EINTR);
+    write_report(rep, &r);
     _exit(r.result ? 1 : 0);
+}
+
+/* A device's own snapshot (ops.snapshot_begin): the child's work, on a
+ * thread of this process.  It yields the CPUs to the ring threads the
+ * same way (SCHED_BATCH, nice 10: per thread on Linux). */
+static void *thread_main(void *arg)
+{
+    struct vhu_snapshot_job *job = arg;
+    struct sched_param sp = {.sched_priority = 0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+    struct vhu_snapshot_report r;
+    memset(&r, 0, sizeof(r));
+    r.magic = REPORT_MAGIC;
+    r.result = vhu_state_save_stream(job->b, job->out_fd, job->cancel_fd, 0, NULL, job->handler,
+                                     &r.bytes, r.why, sizeof(r.why));
+    /* The stream ends before the report: a reader sees its EOF first. */
+    vhu_close_fd(&job->out_fd);
+    write_report(job->rep_fd, &r);
+    vhu_close_fd(&job->rep_fd);
+    return NULL;
+}
+
+static void thread_job_close(struct vhu_snapshot_job *job)
+{
+    vhu_close_fd(&job->cancel_fd);
+    vhu_close_fd(&job->out_fd);
+    vhu_close_fd(&job->rep_fd);
+    vhu_close_fd(&job->status_fd);
+    free(job->handler);
+    job->handler = NULL;
+}
+
+static int start_thread(struct vhu_backend *b, int out_fd, struct vhu_snapshot_job *job, char *why,
+                        size_t n)
+{
+    int sp[2], e;
+    struct stat st;
+    job->threaded = true;
+    job->b = b;
+    job->handler = malloc(sizeof(*job->handler));
+    job->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    job->out_fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
+    if (!job->handler || job->cancel_fd < 0 || job->out_fd < 0) {
+        e = job->handler ? -errno : -ENOMEM;
+        snprintf(why, n, "no %s for the snapshot: %s",
+                 !job->handler        ? "memory"
+                 : job->cancel_fd < 0 ? "eventfd"
+                                      : "fd",
+                 vhu_strerror(e));
+        goto fail;
+    }
+    /* A pipe or socket goes non-blocking so that a cancel is seen even when
+     * the reader stopped reading (the writer polls both). */
+    int fl = fcntl(job->out_fd, F_GETFL);
+    if (fstat(job->out_fd, &st) == 0 && !S_ISREG(st.st_mode) && fl >= 0 &&
+        fcntl(job->out_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        e = -errno;
+        snprintf(why, n, "cannot make the output non-blocking: %s", vhu_strerror(e));
+        goto fail;
+    }
+    if (pipe2(sp, O_CLOEXEC) < 0) {
+        e = -errno;
+        snprintf(why, n, "no pipe for the snapshot's report: %s", vhu_strerror(e));
+        goto fail;
+    }
+    job->status_fd = sp[0];
+    job->rep_fd = sp[1];
+    (void)fcntl(job->status_fd, F_SETFL, O_NONBLOCK);
+    bool *was = calloc(b->nqueues ? b->nqueues : 1, sizeof(*was));
+    if (!was) {
+        e = -ENOMEM;
+        snprintf(why, n, "out of memory");
+        goto fail;
+    }
+    double t0 = mono();
+    vhu_backend_pause(b, was);
+    vhu_state_fill_handler(b, job->handler);
+    e = b->ops->snapshot_begin(b->dev);
+    int rr = vhu_backend_resume(b, was);
+    job->pause_us = us(t0, mono());
+    free(was);
+    if (rr < 0)
+        vhu_err("snapshot: a ring did not restart after the pause: %s", vhu_strerror(rr));
+    if (e < 0) {
+        snprintf(why, n, "the device refused the snapshot: %s", vhu_strerror(e));
+        goto fail;
+    }
+    /* Signals go to the application's threads, not this one. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    e = -pthread_create(&job->thread, NULL, thread_main, job);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e < 0) {
+        snprintf(why, n, "no thread for the snapshot: %s", vhu_strerror(e));
+        if (b->ops->snapshot_done)
+            b->ops->snapshot_done(b->dev); /* begun: it must hear the end */
+        goto fail;
+    }
+    job->joinable = true;
+    return 0;
+fail:
+    thread_job_close(job);
+    return e;
 }
 
 int vhu_snapshot_start(struct vhu_backend *b, int out_fd, struct vhu_snapshot_job *job, char *why,
                        size_t n)
 {
     memset(job, 0, sizeof(*job));
-    job->pidfd = job->status_fd = -1;
+    job->pidfd = job->status_fd = job->cancel_fd = job->out_fd = job->rep_fd = -1;
     job->started = mono();
     if (b->acked_features & VHU_BIT(VHU_F_RING_PACKED)) {
         /* The handler record cannot carry packed rings yet (issue #13). */
         snprintf(why, n, "snapshots of packed rings are not supported yet");
         return -ENOTSUP;
     }
+    if (b->ops->snapshot_begin)
+        return start_thread(b, out_fd, job, why, n);
     int sp[2];
     if (pipe2(sp, O_CLOEXEC | O_NONBLOCK) < 0) {
         int e = -errno;
@@ -198,6 +314,8 @@ static void job_close(struct vhu_snapshot_job *job)
 {
     vhu_close_fd(&job->pidfd);
     vhu_close_fd(&job->status_fd);
+    if (job->threaded)
+        thread_job_close(job);
 }
 
 int vhu_snapshot_watch_fd(const struct vhu_snapshot_job *job)
@@ -231,6 +349,13 @@ int vhu_snapshot_finish(struct vhu_snapshot_job *job, uint64_t *bytes, char *why
     int st = 0;
     bool known = false;
     int eof = read_report(job);
+    if (job->joinable) {
+        /* The pipe ends when the thread returns: the join is short. */
+        if (!eof)
+            return -EAGAIN;
+        pthread_join(job->thread, NULL);
+        job->joinable = false;
+    }
     if (job->pid > 0) {
         /* Without a pidfd, the end of the pipe says the child is exiting
          * (its files are closed after its memory): the wait is short. */
@@ -276,8 +401,43 @@ int vhu_snapshot_finish(struct vhu_snapshot_job *job, uint64_t *bytes, char *why
     return -EIO;
 }
 
+static void thread_cancel(struct vhu_snapshot_job *job)
+{
+    uint64_t one = 1;
+    if (job->cancel_fd >= 0 && write(job->cancel_fd, &one, sizeof(one)) < 0)
+        vhu_err("snapshot: cannot cancel the snapshot thread: %s", vhu_strerror(-errno));
+}
+
+int vhu_snapshot_cancel(struct vhu_snapshot_job *job, uint64_t *bytes, char *why, size_t n)
+{
+    if (!job->threaded)
+        vhu_snapshot_kill(job, false);
+    else
+        thread_cancel(job);
+    if (job->joinable) {
+        pthread_join(job->thread, NULL); /* it closed the pipe: finish will not wait */
+        job->joinable = false;
+    }
+    int r;
+    while ((r = vhu_snapshot_finish(job, bytes, why, n)) == -EAGAIN) {
+        struct pollfd pf = {.fd = vhu_snapshot_watch_fd(job), .events = POLLIN};
+        (void)poll(&pf, 1, 100);
+    }
+    return r;
+}
+
 void vhu_snapshot_kill(struct vhu_snapshot_job *job, bool wait)
 {
+    if (job->threaded) {
+        thread_cancel(job);
+        if (!wait)
+            return;
+        if (job->joinable)
+            pthread_join(job->thread, NULL);
+        job->joinable = false;
+        job_close(job);
+        return;
+    }
     if (job->pid <= 0) {
         if (wait)
             job_close(job);

@@ -519,6 +519,11 @@ int vhu_req_set_device_state_fd(struct vhu_req *r)
     if (p->direction == VHU_TRANSFER_SAVE ? acc == O_RDONLY : acc == O_WRONLY)
         return vhu_refuse(r, -EBADF, "a %s needs a %s fd", p->direction ? "LOAD" : "SAVE",
                           p->direction ? "readable" : "writable");
+    /* Migration first: a live snapshot that reads the device's state
+     * from this process ends now, before the transfer touches it. */
+    vhu_control_snapshot_yield(b->control, p->direction == VHU_TRANSFER_SAVE
+                                               ? "a device-state transfer (SAVE)"
+                                               : "a device-state transfer (LOAD)");
     struct vhu_transfer *t = calloc(1, sizeof(*t));
     if (!t)
         return vhu_refuse(r, -ENOMEM, "out of memory");

@@ -95,6 +95,11 @@ uint64_t vhu_snap_writer_bytes_out(const struct vhu_state_writer *w) { return w-
 static int write_fd(struct vhu_state_writer *w, const void *p, size_t n)
 {
     const uint8_t *b = p;
+    /* A reader that keeps up never makes the write wait: look for a cancel
+     * once per buffer too. */
+    struct pollfd pc = {.fd = w->cancel_fd, .events = POLLIN};
+    if (w->cancel_fd >= 0 && poll(&pc, 1, 0) > 0)
+        return fail(w, -ECANCELED, "transfer cancelled");
     while (n) {
         ssize_t r = write(w->fd, b, n);
         if (r > 0) {

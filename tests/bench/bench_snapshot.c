@@ -3,9 +3,11 @@
  * stop-the-world save of the same state.
  *
  *   vhu-bench-snapshot --vhu-blk PATH [--sizes 64M,1G] [--repeat R]
- *                      [--qd N] [--seconds S]
+ *                      [--qd N] [--seconds S] [--modes device,fork]
  *
- * For each size: starts `vhu-blk --ram SIZE --control C`, connects as the
+ * For each size and mode: starts `vhu-blk --ram SIZE --control C` (mode
+ * "device": vhu-blk's own copy-before-write, ops.snapshot_begin; "fork":
+ * with --fork-snapshots, the library's fork()), connects as the
  * front-end (one split ring), fills the whole disk with incompressible
  * data (64 KiB writes), then keeps --qd 4 KiB random writes in flight from
  * a driver thread that polls the used ring and resubmits at once.  After
@@ -63,7 +65,8 @@ static struct {
     const char *sizes;
     unsigned repeat, qd;
     double seconds;
-} o = {.sizes = "64M,1G", .repeat = 3, .qd = 32, .seconds = 2};
+    const char *modes; /* "device", "fork" or both, comma-separated */
+} o = {.sizes = "64M,1G", .repeat = 3, .qd = 32, .seconds = 2, .modes = "device,fork"};
 
 static uint64_t now_ns(void)
 {
@@ -238,7 +241,7 @@ static uint64_t parse_size(const char *s, char **end)
     return v;
 }
 
-static pid_t spawn_blk(const char *dir, uint64_t size)
+static pid_t spawn_blk(const char *dir, uint64_t size, bool fork_mode)
 {
     char sock[256], ctl[256], ram[32];
     snprintf(sock, sizeof(sock), "%s/s", dir);
@@ -248,7 +251,8 @@ static pid_t spawn_blk(const char *dir, uint64_t size)
     if (pid < 0)
         die("fork", -errno);
     if (pid == 0) {
-        execl(o.vhu_blk, o.vhu_blk, "--socket", sock, "--ram", ram, "--control", ctl, (char *)NULL);
+        execl(o.vhu_blk, o.vhu_blk, "--socket", sock, "--ram", ram, "--control", ctl,
+              fork_mode ? "--fork-snapshots" : (char *)NULL, (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -287,14 +291,14 @@ struct window {
     struct vhu_fe_control_snapshot res;
 };
 
-static void run_size(uint64_t size)
+static void run_size(uint64_t size, bool fork_mode)
 {
     char dir[] = "/tmp/vhu-bench-snapshot-XXXXXX", sock[256], ctl[256];
     if (!mkdtemp(dir))
         die("mkdtemp", -errno);
     snprintf(sock, sizeof(sock), "%s/s", dir);
     snprintf(ctl, sizeof(ctl), "%s/c", dir);
-    pid_t pid = spawn_blk(dir, size);
+    pid_t pid = spawn_blk(dir, size, fork_mode);
 
     struct vhu_fe *fe;
     int r = vhu_fe_connect(&fe, sock, 10000);
@@ -435,7 +439,8 @@ static void run_size(uint64_t size)
     double dur_ms = (double)dur_sum / o.repeat / 1e3;
     printf("ram %" PRIu64 " MiB (filled in %.1f s), qd %u 4 KiB random writes:\n", size >> 20,
            fill_s, o.qd);
-    printf("  live snapshot x%u: back-end pause max %.2f ms (pause/fork each: ", o.repeat,
+    printf("  live snapshot x%u, %s: back-end pause max %.2f ms (pause/fork each: ", o.repeat,
+           fork_mode ? "fork() (vhu-blk --fork-snapshots)" : "the device's copy-before-write",
            (double)pause_max / 1e3);
     for (unsigned k = 0; k < o.repeat; k++)
         printf("%s%.2f/%.2f", k ? ", " : "", (double)w[k].res.pause_us / 1e3,
@@ -483,7 +488,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vhu-bench-snapshot --vhu-blk PATH [--sizes 64M,1G] [--repeat R] "
-            "[--qd N (1..%u)] [--seconds S]\n",
+            "[--qd N (1..%u)] [--seconds S] [--modes device,fork]\n",
             MAX_QD);
 }
 
@@ -492,7 +497,7 @@ int main(int argc, char **argv)
     static const struct option lo[] = {{"vhu-blk", 1, NULL, 'b'}, {"sizes", 1, NULL, 's'},
                                        {"repeat", 1, NULL, 'r'},  {"qd", 1, NULL, 'd'},
                                        {"seconds", 1, NULL, 't'}, {"help", 0, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+                                       {"modes", 1, NULL, 'm'},   {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "b:s:r:d:t:h", lo, NULL)) != -1) {
         switch (ch) {
@@ -501,6 +506,7 @@ int main(int argc, char **argv)
         case 'r': o.repeat = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'd': o.qd = (unsigned)strtoul(optarg, NULL, 10); break;
         case 't': o.seconds = strtod(optarg, NULL); break;
+        case 'm': o.modes = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -517,7 +523,19 @@ int main(int argc, char **argv)
             fprintf(stderr, "vhu-bench-snapshot: bad size in --sizes at '%s'\n", p);
             return 2;
         }
-        run_size(size);
+        for (const char *m = o.modes; *m;) {
+            size_t n = strcspn(m, ",");
+            if (n == 4 && strncmp(m, "fork", 4) == 0)
+                run_size(size, true);
+            else if (n == 6 && strncmp(m, "device", 6) == 0)
+                run_size(size, false);
+            else {
+                fprintf(stderr, "vhu-bench-snapshot: --modes: 'device' or 'fork', not '%.*s'\n",
+                        (int)n, m);
+                return 2;
+            }
+            m += n + (m[n] == ',');
+        }
         p = *end ? end + 1 : end;
     }
     return 0;

@@ -58,12 +58,17 @@ static unsigned blkt_ring_size;
 /* The second group: vhu-blk offers RING_PACKED, the driver lays out packed
  * rings. */
 static bool packed_layout;
+/* The next blkt_start's vhu-blk takes live snapshots by fork()
+ * (--fork-snapshots) instead of its own copy-before-write. */
+static bool blkt_fork_snapshots;
 
 /* Serve disk o (an image it names belongs to someone else) to a driver. */
 static void blkt_start(struct blkt *t, const struct blk_options *o_in)
 {
     struct blk_options o_layout = *o_in;
     o_layout.packed = packed_layout;
+    o_layout.fork_snapshots = blkt_fork_snapshots;
+    blkt_fork_snapshots = false;
     const struct blk_options *o = &o_layout;
     assert_int_equal(blk_new(&t->dev, o), 0);
     assert_int_equal(
@@ -943,6 +948,7 @@ struct snapwriter {
     atomic_bool stop;
     pthread_mutex_t lock; /* seq, done, issued, completed */
     uint64_t seq;
+    uint64_t published;           /* writes 1..published are in the avail ring */
     uint64_t done[SNAP_BLOCKS];   /* last completed write per block */
     uint64_t issued[SNAP_BLOCKS]; /* last submitted */
     unsigned long completed;
@@ -952,7 +958,12 @@ struct snapwriter {
     double max_stall, max_gap, last_done;
     bool bad;
     uint32_t rng;
+    /* Which block write number s went to (s < SEQ_CAP): the driver's
+     * history, from which the disk at any request boundary follows. */
+    uint32_t *seq_block;
+    bool overflow;
 };
+#define SEQ_CAP (1u << 21)
 
 static double now_s(void)
 {
@@ -970,6 +981,10 @@ static void sw_submit(struct snapwriter *w, unsigned k)
     pthread_mutex_lock(&w->lock);
     uint64_t seq = ++w->seq;
     w->issued[block] = seq;
+    if (seq < SEQ_CAP)
+        w->seq_block[seq] = block;
+    else
+        w->overflow = true;
     pthread_mutex_unlock(&w->lock);
     uint64_t *d = (uint64_t *)gptr(w->t, SLOT(0, k) + DATA_OFF, SNAP_BLOCK);
     for (unsigned i = 0; i < SNAP_BLOCK / 16; i++) {
@@ -1029,15 +1044,17 @@ static unsigned long sw_completed(struct snapwriter *w)
     return n;
 }
 
-static void test_ram_snapshot_live(void **state)
+static void ram_snapshot_live(bool fork_mode)
 {
-    (void)state;
     struct blkt a, b;
     blkt_control = true;
     blkt_ring_size = SNAP_DEPTH;
+    blkt_fork_snapshots = fork_mode;
     blkt_open(&a, 1, false, DISK_RAM);
     struct snapwriter *w = calloc(1, sizeof(*w));
     assert_non_null(w);
+    w->seq_block = calloc(SEQ_CAP, sizeof(*w->seq_block));
+    assert_non_null(w->seq_block);
     w->t = &a;
     w->rng = 0x9e3779b9u;
     pthread_mutex_init(&w->lock, NULL);
@@ -1061,6 +1078,7 @@ static void test_ram_snapshot_live(void **state)
     pthread_mutex_lock(&w->lock);
     memcpy(upper, w->issued, sizeof(upper));
     unsigned long at_reply = w->completed;
+    uint64_t seq_at_reply = w->seq;
     pthread_mutex_unlock(&w->lock);
     /* The driver goes on after it too. */
     for (int i = 0; i < 5000 && sw_completed(w) < at_reply + 100; i++)
@@ -1072,13 +1090,15 @@ static void test_ram_snapshot_live(void **state)
     assert_int_equal(r, 0);
     assert_false(w->bad);
     assert_true(w->completed >= at_reply + 100);
+    assert_false(w->overflow);
     fprintf(stderr,
-            "vhu-blk --ram 1 MiB, queue depth %u writes: rings paused %llu us (fork %llu us), "
-            "%llu bytes in %llu us; %lu writes before, %lu during, longest request %.0f us, "
+            "vhu-blk --ram 1 MiB (%s), queue depth %u writes: rings paused %llu us (fork %llu "
+            "us), %llu bytes in %llu us; %lu writes before, %lu during, longest request %.0f us, "
             "longest gap between completions %.0f us\n",
-            SNAP_DEPTH, (unsigned long long)res.pause_us, (unsigned long long)res.fork_us,
-            (unsigned long long)res.bytes, (unsigned long long)res.duration_us, before,
-            at_reply - before, w->max_stall * 1e6, w->max_gap * 1e6);
+            fork_mode ? "fork" : "copy-before-write", SNAP_DEPTH, (unsigned long long)res.pause_us,
+            (unsigned long long)res.fork_us, (unsigned long long)res.bytes,
+            (unsigned long long)res.duration_us, before, at_reply - before, w->max_stall * 1e6,
+            w->max_gap * 1e6);
 
     /* Into a fresh RAM disk; every block checked. */
     blkt_open(&b, 1, false, DISK_RAM);
@@ -1086,12 +1106,38 @@ static void test_ram_snapshot_live(void **state)
     assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &base), 0);
     lseek(f, 0, SEEK_SET);
     assert_int_equal(vhu_fe_load_state(b.fe, f), 0);
+    /* The ring's base in it: what the device had taken at the pause. */
+    assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &base), 0);
+    /* On a split ring the base counts requests taken (mod 2^16), and the
+     * driver numbered its writes in ring order: the snapshot must be the
+     * disk after writes 1..taken exactly, and none after. */
+    static uint64_t exact[SNAP_BLOCKS];
+    bool check_exact = !packed_layout;
+    uint64_t taken = 0;
+    if (check_exact) {
+        /* At least what had completed before the request was taken, and
+         * fewer than 65536 more before the pause (it follows the request
+         * within milliseconds; the stream may take much longer). */
+        taken = before + ((base - before) & 0xffffu);
+        if (taken > seq_at_reply)
+            fail_msg("the snapshot's ring base %u is not within writes %lu..%llu (completed "
+                     "before the request .. submitted before the reply)",
+                     base, before, (unsigned long long)seq_at_reply);
+        memset(exact, 0, sizeof(exact));
+        for (uint64_t sq = 1; sq <= taken; sq++)
+            exact[w->seq_block[sq]] = sq;
+    }
     const uint8_t *ram = blk_ram(b.dev);
     unsigned written = 0, newer = 0;
     for (unsigned blk = 0; blk < SNAP_BLOCKS; blk++) {
         uint64_t d[SNAP_BLOCK / 8];
         memcpy(d, ram + (size_t)blk * SNAP_BLOCK, SNAP_BLOCK);
         uint64_t seq = d[1];
+        if (check_exact && seq != exact[blk])
+            fail_msg("block %u holds write %llu; the disk after the %llu writes the ring had "
+                     "taken at the pause holds write %llu there",
+                     blk, (unsigned long long)seq, (unsigned long long)taken,
+                     (unsigned long long)exact[blk]);
         if (d[0] == 0 && seq == 0) {
             for (unsigned i = 0; i < SNAP_BLOCK / 8; i++)
                 assert_int_equal(d[i], 0);
@@ -1114,18 +1160,126 @@ static void test_ram_snapshot_live(void **state)
     }
     fprintf(stderr,
             "%u of %u blocks written in the snapshot, %u of them by writes completed "
-            "after the request was sent\n",
-            written, SNAP_BLOCKS, newer);
+            "after the request was sent%s\n",
+            written, SNAP_BLOCKS, newer,
+            check_exact ? "; every block as after the writes the ring had taken" : "");
     assert_true(written > 0);
-    /* The ring's base in it: what the device had taken at the pause. */
-    assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &base), 0);
-    assert_true(base >= (uint16_t)before);
     blkt_close(&b);
     vhu_fe_control_close(ctl);
     close(f);
     blkt_close(&a);
     pthread_mutex_destroy(&w->lock);
+    free(w->seq_block);
     free(w);
+}
+
+/* vhu-blk keeps the snapshot itself (ops.snapshot_begin: copy-before-write
+ * of its RAM disk, a library thread writes the stream). */
+static void test_ram_snapshot_live(void **state)
+{
+    (void)state;
+    ram_snapshot_live(false);
+}
+
+/* The same through the library's fork() (vhu-blk --fork-snapshots). */
+static void test_ram_snapshot_live_fork(void **state)
+{
+    (void)state;
+    ram_snapshot_live(true);
+}
+
+struct snap_call {
+    struct vhu_fe_control *ctl;
+    int fd, r;
+    char err[256];
+};
+
+static void *snap_call_main(void *arg)
+{
+    struct snap_call *c = arg;
+    struct vhu_fe_control_snapshot res;
+    c->r = vhu_fe_control_snapshot(c->ctl, c->fd, 30000, &res, c->err, sizeof(c->err));
+    return NULL;
+}
+
+/* Migration comes first.  A SET_DEVICE_STATE_FD that arrives while vhu-blk
+ * writes a live snapshot of its own (copy-before-write, on a library thread;
+ * here stuck on a pipe nobody reads) cancels it: the snapshot's client is
+ * told why, the transfer saves the disk as it is now (a write made after
+ * the snapshot's instant included), and no fd is left behind. */
+static void test_snapshot_yields_to_transfer(void **state)
+{
+    (void)state;
+    int fds = count_open_fds();
+    struct blkt a, b;
+    blkt_control = true;
+    blkt_open(&a, 1, false, DISK_RAM);
+    /* Incompressible contents: the stream is more than a pipe holds. */
+    static uint8_t buf[DATA_MAX];
+    uint32_t x = 0x2545f491u;
+    for (uint64_t sec = 0; sec < SECTORS; sec += DATA_MAX / 512) {
+        for (size_t i = 0; i < sizeof(buf); i++) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            buf[i] = (uint8_t)x;
+        }
+        uint32_t len = (SECTORS - sec) * 512 < DATA_MAX ? (SECTORS - sec) * 512 : DATA_MAX;
+        assert_int_equal(req(&a, VIRTIO_BLK_T_OUT, sec, buf, len), VIRTIO_BLK_S_OK);
+    }
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    struct snap_call sc = {.fd = p[1]};
+    struct vhu_fe_control *ctl2;
+    assert_int_equal(vhu_fe_control_connect(&sc.ctl, a.ds.control, 30000), 0);
+    assert_int_equal(vhu_fe_control_connect(&ctl2, a.ds.control, 30000), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, snap_call_main, &sc), 0);
+    struct vhu_fe_control_info info;
+    bool running = false;
+    for (int i = 0; i < 3000 && !running; i++) {
+        assert_int_equal(vhu_fe_control_info(ctl2, &info, NULL, 0), 0);
+        running = info.snapshot_running;
+        vhu_fe_control_info_free(&info);
+        if (!running)
+            sleep_ms(1);
+    }
+    assert_true(running);
+    /* After the snapshot's instant: in the migration's state, not in the
+     * snapshot's. */
+    memset(buf, 0x5a, 4096);
+    assert_int_equal(req(&a, VIRTIO_BLK_T_OUT, 8, buf, 4096), VIRTIO_BLK_S_OK);
+    unsigned base;
+    assert_int_equal(vhu_fe_get_vring_base(a.fe, 0, &base), 0);
+    int m = memfd_create("blk-migrate", MFD_CLOEXEC);
+    assert_true(m >= 0);
+    assert_int_equal(vhu_fe_save_state(a.fe, m), 0);
+    pthread_join(th, NULL);
+    assert_true(sc.r < 0);
+    if (!strstr(sc.err, "a device-state transfer (SAVE) began"))
+        fail_msg("snapshot client told: %s", sc.err);
+    assert_int_equal(vhu_fe_control_info(ctl2, &info, NULL, 0), 0);
+    assert_false(info.snapshot_running);
+    assert_int_equal(info.snapshots_failed, 1);
+    vhu_fe_control_info_free(&info);
+
+    /* The migration's stream: the disk as it is now. */
+    blkt_open(&b, 1, false, DISK_RAM);
+    assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &base), 0);
+    lseek(m, 0, SEEK_SET);
+    assert_int_equal(vhu_fe_load_state(b.fe, m), 0);
+    const uint8_t *ram = blk_ram(b.dev);
+    for (unsigned i = 0; i < 4096; i++)
+        assert_int_equal(ram[8 * 512 + i], 0x5a);
+    assert_memory_equal(ram, blk_ram(a.dev), SECTORS * 512);
+    blkt_close(&b);
+    vhu_fe_control_close(ctl2);
+    vhu_fe_control_close(sc.ctl);
+    close(p[0]);
+    close(p[1]);
+    close(m);
+    blkt_close(&a);
+    wait_open_fds(fds);
 }
 
 /* The whole of fd `f` (a saved snapshot), malloc'd; its length in *n. */
@@ -1391,6 +1545,8 @@ int main(void)
         cmocka_unit_test(test_stop_in_flight),
         cmocka_unit_test(test_ram_state),
         cmocka_unit_test(test_ram_snapshot_live),
+        cmocka_unit_test(test_ram_snapshot_live_fork),
+        cmocka_unit_test(test_snapshot_yields_to_transfer),
         cmocka_unit_test(test_image_state),
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_no_fd_leak),

@@ -138,11 +138,26 @@ struct vhu_device_ops {
 
     /* A live snapshot (control socket, docs/live-snapshots.md) has ended,
      * well or not: its child, a copy-on-write image of this process, is
-     * gone.  Called on the back-end's thread; must not block.  A device
-     * that keeps large memory in transparent huge pages may merge them
-     * again from here (copy-on-write split those written meanwhile, which
-     * makes the next fork slower).  Optional. */
+     * gone, or (with snapshot_begin) the library's thread has returned from
+     * save_section.  Called on the back-end's thread; must not block long.
+     * A device that keeps large memory in transparent huge pages may merge
+     * them again from here (copy-on-write split those written meanwhile,
+     * which makes the next fork slower).  Optional. */
     void (*snapshot_done)(void *dev);
+
+    /* A live snapshot the device keeps itself, without fork()
+     * (docs/live-snapshots.md).  Called on the back-end's thread with every
+     * ring stopped, at the snapshot's instant: the device keeps what
+     * save_section will write as it is now (copies small state, arms
+     * copy-before-write of large state) and returns 0, or a negative errno
+     * to refuse the snapshot.  save_section then runs on a library thread
+     * while the rings run again and must write the state of that instant;
+     * snapshot_done follows once it has returned, whatever the outcome.
+     * Between the two, save_section is called for this snapshot only: a
+     * SET_DEVICE_STATE_FD transfer arriving meanwhile cancels the snapshot
+     * (and waits for snapshot_done) before it starts.  Without this op the
+     * library forks (see save_section).  Optional. */
+    int (*snapshot_begin)(void *dev);
 };
 
 /* --- What a running ring offers the device.  Valid between start_queue and
