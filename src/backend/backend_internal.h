@@ -85,6 +85,9 @@ struct vhu_queue {
     uint64_t inflight_counter;
     uint16_t *resubmit; /* heads to resubmit, oldest first */
     unsigned resubmit_n, resubmit_pos;
+    /* Packed rings: the back-end's side of the ring's inflight region
+     * (inflight.c), or NULL. */
+    struct inflight_packed *inflight_packed;
     uint64_t features;
     /* Requests completed (used index published) since the back-end was
      * created: written by the device's thread, read by `info`. */
@@ -129,11 +132,13 @@ struct vhu_inflight_region {
     uint8_t *base;
     uint16_t num_queues, queue_size;
     uint64_t region; /* bytes per queue */
+    bool packed;     /* the packed layout (RING_PACKED was acked) */
 };
 void vhu_inflight_unmap(struct vhu_inflight_region *f);
 /* Ring start/stop: adopt the queue's region (recovering what a previous
- * back-end left in flight) / let go of it. */
-int vhu_inflight_start(struct vhu_queue *q);
+ * back-end left in flight) / let go of it.  Start fails (why says why)
+ * when a packed ring's region is not self-consistent. */
+int vhu_inflight_start(struct vhu_queue *q, char *why, size_t n);
 void vhu_inflight_stop(struct vhu_queue *q);
 
 /* Public structs with a size first field (sized.c): check the caller's size

@@ -129,9 +129,12 @@ int vhu_vring_start(struct vhu_queue *q, char *why, size_t n)
     if (r < 0)
         return r;
     q->features = b->acked_features;
-    r = vhu_inflight_start(q);
+    char what[VHU_REASON_MAX] = "";
+    r = vhu_inflight_start(q, what, sizeof(what));
     if (r < 0) {
-        snprintf(why, n, "ring %u: inflight recovery: %s", q->index, vhu_strerror(r));
+        snprintf(why, n, "ring %u: inflight region: %s", q->index,
+                 what[0] ? what : vhu_strerror(r));
+        q->desc = q->avail = q->used = NULL;
         return r;
     }
     r = b->ops->start_queue(b->dev, q);

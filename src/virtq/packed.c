@@ -37,18 +37,12 @@
 #define EVENT_F_DISABLE 1u
 #define EVENT_F_DESC 2u
 
-struct pdesc {
-    uint64_t addr;
-    uint32_t len;
-    uint16_t id, flags;
-};
-
 struct vhu_virtq_packed {
     struct vhu_virtq *vq;
     struct vhu_queue *q;
     unsigned size;
     bool event_idx, indirect, trace;
-    struct pdesc *ring;
+    struct vhu_pdesc *ring;
     uint16_t *drv;       /* driver area: off_wrap, flags (read) */
     uint16_t *dev;       /* device area: off_wrap, flags (written) */
     uint16_t last_avail; /* next descriptor to look at */
@@ -59,6 +53,11 @@ struct vhu_virtq_packed {
      * pushed); 0: not held.  Indexed by ID, which must be below size. */
     uint16_t *ndescs;
     unsigned inflight;
+    /* Ring descriptors taken and not yet handed back (popped, or pushed
+     * and not flushed): never more than the ring has, which a driver
+     * could only get past by reusing descriptors it does not own. */
+    unsigned outstanding, pending_descs;
+    bool resubmitting; /* building a request the inflight region kept */
     /* Used entries written since the last flush: the first one's flags are
      * written last (at flush), so the driver sees the batch at once. */
     unsigned npending;
@@ -81,9 +80,9 @@ static inline uint16_t load_flags(const struct vhu_virtq_packed *p, unsigned i)
 }
 
 /* One copy out of guest memory; every later use reads the copy. */
-static struct pdesc read_pdesc(const struct pdesc *table, unsigned i)
+static struct vhu_pdesc read_pdesc(const struct vhu_pdesc *table, unsigned i)
 {
-    struct pdesc d;
+    struct vhu_pdesc d;
     memcpy(&d, &table[i], sizeof(d));
     __asm__ __volatile__("" ::: "memory");
     return d;
@@ -145,27 +144,35 @@ static void advance(const struct vhu_virtq_packed *p, uint16_t *idx, bool *wrap,
 
 bool vhu_packed_avail_pending(const struct vhu_virtq_packed *p)
 {
-    /* AVAIL equal to our wrap counter: available, or a descriptor whose
-     * USED flag is wrong, which pop refuses. */
-    return !!(load_flags(p, p->last_avail) & PDESC_F_AVAIL) == p->avail_wrap;
+    /* Requests to resubmit, or AVAIL equal to our wrap counter: available,
+     * or a descriptor whose USED flag is wrong, which pop refuses. */
+    return vhu_queue_inflight_packed_pending(p->q) ||
+           !!(load_flags(p, p->last_avail) & PDESC_F_AVAIL) == p->avail_wrap;
+}
+
+/* How break messages name the chain (its ring position, or the buffer ID
+ * of a request resubmitted from the inflight region). */
+static const char *where(const struct vhu_virtq_packed *p)
+{
+    return p->resubmitting ? "resubmitted buffer" : "chain at";
 }
 
 /* Add one buffer to e; false when the ring broke. */
-static bool add_buf(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e, const struct pdesc *d,
+static bool add_buf(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e, const struct vhu_pdesc *d,
                     unsigned pos)
 {
     if (d->len == 0) {
-        vhu_virtq_break(p->vq, "chain at %u: zero-length buffer", pos);
+        vhu_virtq_break(p->vq, "%s %u: zero-length buffer", where(p), pos);
         return false;
     }
     void *h = vhu_queue_gpa_to_host(p->q, d->addr, d->len);
     if (!h) {
-        vhu_virtq_break(p->vq, "chain at %u: buffer at 0x%llx (+%u) is not inside guest memory",
+        vhu_virtq_break(p->vq, "%s %u: buffer at 0x%llx (+%u) is not inside guest memory", where(p),
                         pos, (unsigned long long)d->addr, d->len);
         return false;
     }
     if (e->n_out + e->n_in == VHU_VIRTQ_MAX_SEGS) {
-        vhu_virtq_break(p->vq, "chain at %u: more than %u buffers", pos, VHU_VIRTQ_MAX_SEGS);
+        vhu_virtq_break(p->vq, "%s %u: more than %u buffers", where(p), pos, VHU_VIRTQ_MAX_SEGS);
         return false;
     }
     if (d->flags & PDESC_F_WRITE) {
@@ -173,7 +180,7 @@ static bool add_buf(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e, const 
         e->in_bytes += d->len;
     } else {
         if (e->n_in) {
-            vhu_virtq_break(p->vq, "chain at %u: a readable buffer after a writable one", pos);
+            vhu_virtq_break(p->vq, "%s %u: a readable buffer after a writable one", where(p), pos);
             return false;
         }
         e->n_out++;
@@ -186,38 +193,39 @@ static bool add_buf(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e, const 
 
 /* The buffer's indirect table (d is its only ring descriptor). */
 static bool add_indirect(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e,
-                         const struct pdesc *d, unsigned pos)
+                         const struct vhu_pdesc *d, unsigned pos)
 {
     if (!p->indirect) {
-        vhu_virtq_break(p->vq, "chain at %u: indirect descriptor without RING_INDIRECT_DESC", pos);
+        vhu_virtq_break(p->vq, "%s %u: indirect descriptor without RING_INDIRECT_DESC", where(p),
+                        pos);
         return false;
     }
     /* At most as many entries as an element holds (not the ring size: a
      * packed ring may be smaller than its indirect tables, and a ring of
      * one descriptor is still usable). */
-    if (d->len == 0 || d->len % sizeof(struct pdesc) ||
-        d->len / sizeof(struct pdesc) > VHU_VIRTQ_MAX_SEGS) {
+    if (d->len == 0 || d->len % sizeof(struct vhu_pdesc) ||
+        d->len / sizeof(struct vhu_pdesc) > VHU_VIRTQ_MAX_SEGS) {
         vhu_virtq_break(p->vq,
-                        "chain at %u: indirect table of %u bytes (must be 16..%u, a "
+                        "%s %u: indirect table of %u bytes (must be 16..%u, a "
                         "multiple of 16)",
-                        pos, d->len, 16u * VHU_VIRTQ_MAX_SEGS);
+                        where(p), pos, d->len, 16u * VHU_VIRTQ_MAX_SEGS);
         return false;
     }
-    const struct pdesc *table = vhu_queue_gpa_to_host(p->q, d->addr, d->len);
+    const struct vhu_pdesc *table = vhu_queue_gpa_to_host(p->q, d->addr, d->len);
     if (!table) {
         vhu_virtq_break(p->vq,
-                        "chain at %u: indirect table at 0x%llx (+%u) is not inside "
+                        "%s %u: indirect table at 0x%llx (+%u) is not inside "
                         "guest memory",
-                        pos, (unsigned long long)d->addr, d->len);
+                        where(p), pos, (unsigned long long)d->addr, d->len);
         return false;
     }
     /* Entries follow one another; only WRITE means anything in them (the
      * spec has the device ignore NEXT and the buffer ID there). */
-    unsigned n = d->len / sizeof(struct pdesc);
+    unsigned n = d->len / sizeof(struct vhu_pdesc);
     for (unsigned k = 0; k < n; k++) {
-        struct pdesc t = read_pdesc(table, k);
+        struct vhu_pdesc t = read_pdesc(table, k);
         if (t.flags & PDESC_F_INDIRECT) {
-            vhu_virtq_break(p->vq, "chain at %u: indirect descriptor inside an indirect table",
+            vhu_virtq_break(p->vq, "%s %u: indirect descriptor inside an indirect table", where(p),
                             pos);
             return false;
         }
@@ -227,8 +235,48 @@ static bool add_indirect(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e,
     return true;
 }
 
+/* A request a previous back-end left in flight, from the inflight region's
+ * copies of its ring descriptors (its place in the ring may hold used
+ * entries by now).  The copies' structure was checked when the ring
+ * started; their buffers are checked here like a ring's. */
+static int pop_resubmitted(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e,
+                           const struct vhu_pdesc *d, unsigned n)
+{
+    e->n_out = e->n_in = 0;
+    e->out_bytes = e->in_bytes = 0;
+    uint16_t id = d[n - 1].id;
+    p->resubmitting = true;
+    bool ok = true;
+    if (id >= p->size || p->ndescs[id]) {
+        vhu_virtq_break(p->vq, "resubmitted buffer %u: %s", id,
+                        id >= p->size ? "out of range" : "already in flight");
+        ok = false;
+    } else if (p->outstanding + n > p->size) {
+        vhu_virtq_break(p->vq,
+                        "resubmitted buffer %u: more than the ring's %u descriptors "
+                        "outstanding",
+                        id, p->size);
+        ok = false;
+    }
+    for (unsigned k = 0; ok && k < n; k++)
+        ok = (d[k].flags & PDESC_F_INDIRECT) ? add_indirect(p, e, &d[k], id)
+                                             : add_buf(p, e, &d[k], id);
+    p->resubmitting = false;
+    if (!ok)
+        return -EIO;
+    p->ndescs[id] = (uint16_t)n;
+    p->outstanding += n;
+    p->inflight++;
+    e->head = id;
+    return 1;
+}
+
 int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
 {
+    const struct vhu_pdesc *rd;
+    unsigned rn;
+    if (vhu_queue_inflight_packed_resubmit(p->q, &rd, &rn))
+        return pop_resubmitted(p, e, rd, rn);
     uint16_t pos = p->last_avail;
     bool wrap = p->avail_wrap;
     uint16_t first = load_flags(p, pos);
@@ -252,7 +300,7 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
                             p->size);
             return -EIO;
         }
-        struct pdesc d = read_pdesc(p->ring, pos);
+        struct vhu_pdesc d = read_pdesc(p->ring, pos);
         if (n == 0 && (d.flags & (PDESC_F_AVAIL | PDESC_F_USED)) !=
                           (first & (PDESC_F_AVAIL | PDESC_F_USED))) {
             vhu_virtq_break(p->vq, "descriptor %u changed under us (flags 0x%x, then 0x%x)", pos,
@@ -266,6 +314,14 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
                             start, pos, n + 1, d.flags, wrap);
             return -EIO;
         }
+        if (p->outstanding + n == p->size) {
+            vhu_virtq_break(p->vq,
+                            "chain at %u: more than the ring's %u descriptors outstanding "
+                            "(%u held or not yet flushed)",
+                            start, p->size, p->outstanding);
+            return -EIO;
+        }
+        vhu_queue_inflight_packed_record(p->q, n, &d);
         n++;
         unsigned here = pos;
         advance(p, &pos, &wrap, 1);
@@ -301,7 +357,12 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
         vhu_virtq_break(p->vq, "chain at %u: buffer id %u is already in flight", start, id);
         return -EIO;
     }
+    if (vhu_queue_inflight_packed_get(p->q, n, id) < 0) {
+        vhu_virtq_break(p->vq, "chain at %u: no room for it in the inflight region", start);
+        return -EIO;
+    }
     p->ndescs[id] = (uint16_t)n;
+    p->outstanding += n;
     p->last_avail = pos;
     p->avail_wrap = wrap;
     vhu_queue_set_last_avail(p->q, (uint16_t)(pos | (unsigned)wrap << 15));
@@ -324,7 +385,7 @@ int vhu_packed_push(struct vhu_virtq_packed *p, const struct vhu_virtq_elem *e, 
             vhu_trace_guest_write(e->gpa[i], e->iov[i].iov_len);
     uint16_t slot = p->used_idx;
     uint16_t flags = p->used_wrap ? (uint16_t)(PDESC_F_AVAIL | PDESC_F_USED) : 0;
-    struct pdesc *d = &p->ring[slot];
+    struct vhu_pdesc *d = &p->ring[slot];
     __atomic_store_n(&d->id, e->head, __ATOMIC_RELAXED);
     __atomic_store_n(&d->len, written, __ATOMIC_RELAXED);
     if (p->npending == 0) {
@@ -339,6 +400,8 @@ int vhu_packed_push(struct vhu_virtq_packed *p, const struct vhu_virtq_elem *e, 
     p->npending++;
     unsigned n = p->ndescs[e->head];
     p->ndescs[e->head] = 0;
+    p->pending_descs += n;
+    vhu_queue_inflight_packed_put(p->q, e->head);
     advance(p, &p->used_idx, &p->used_wrap, n);
     p->since += n;
     p->inflight--;
@@ -356,12 +419,17 @@ int vhu_packed_flush(struct vhu_virtq_packed *p)
 {
     if (p->npending == 0)
         return 0;
+    uint16_t used = (uint16_t)(p->used_idx | (unsigned)p->used_wrap << 15);
+    vhu_queue_inflight_packed_flush_begin(p->q, used);
     /* Release: the batch's entries and the buffers' data before the flag
      * that hands the first entry (and so the batch) to the driver. */
     __atomic_store_n(&p->ring[p->first_slot].flags, p->first_flags, __ATOMIC_RELEASE);
     vhu_queue_log_desc(p->q, 16ull * p->first_slot, 16);
+    vhu_queue_inflight_packed_flush_end(p->q, p->npending);
     p->npending = 0;
-    vhu_queue_set_packed_used(p->q, (uint16_t)(p->used_idx | (unsigned)p->used_wrap << 15));
+    p->outstanding -= p->pending_descs;
+    p->pending_descs = 0;
+    vhu_queue_set_packed_used(p->q, used);
     /* Full barrier between the used entries and reading the driver's
      * event suppression (it writes that, barrier, reads used entries). */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);

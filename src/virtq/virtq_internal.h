@@ -41,6 +41,38 @@ void vhu_queue_set_packed_used(struct vhu_queue *q, uint16_t v);
 void vhu_queue_log_desc(struct vhu_queue *q, uint64_t offset, uint64_t len);
 void vhu_queue_log_device_area(struct vhu_queue *q, uint64_t offset, uint64_t len);
 
+/* A packed ring descriptor (and the copy the inflight region keeps). */
+struct vhu_pdesc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t id, flags;
+};
+
+/* Inflight tracking of a packed ring (src/backend/inflight.c), called by
+ * packed.c on the ring's thread.  Without an inflight region: resubmit
+ * and pending say there is nothing, get succeeds, the rest do nothing
+ * (flush_end still counts completions).
+ * - resubmit: the next request a previous back-end left in flight, oldest
+ *   first: its n ring descriptors (private copies, checked for structure
+ *   when the ring started: NEXT on all but the last, INDIRECT only alone,
+ *   the buffer ID below the ring size and not repeated).
+ * - record: descriptor number i (0 first) of the chain pop is taking;
+ *   get: the chain's n descriptors are all recorded and it is taken with
+ *   buffer ID id (-ENOSPC: the region has no room, which the ring's own
+ *   limit on descriptors outstanding rules out).
+ * - put: buffer ID id's used entry was written (not yet visible).
+ * - flush_begin before the batch's first used flags are written (used:
+ *   the position and wrap counter after it, as in vhu_queue_packed_used),
+ *   flush_end after, with the number of buffers in the batch. */
+bool vhu_queue_inflight_packed_resubmit(struct vhu_queue *q, const struct vhu_pdesc **d,
+                                        unsigned *n);
+bool vhu_queue_inflight_packed_pending(const struct vhu_queue *q);
+void vhu_queue_inflight_packed_record(struct vhu_queue *q, unsigned i, const struct vhu_pdesc *d);
+int vhu_queue_inflight_packed_get(struct vhu_queue *q, unsigned n, uint16_t id);
+void vhu_queue_inflight_packed_put(struct vhu_queue *q, uint16_t id);
+void vhu_queue_inflight_packed_flush_begin(struct vhu_queue *q, uint16_t used);
+void vhu_queue_inflight_packed_flush_end(struct vhu_queue *q, unsigned batch);
+
 /* Guest-write trace (trace.c): on when VHU_TRACE_GUEST_WRITES names a
  * file; vhu_trace_guest_write() only after vhu_trace_guest_writes() said
  * it is on. */

@@ -128,10 +128,10 @@ r=0
 wait "$bpid" || r=$?
 bpid=
 ((r == 0)) || fail "vhu-blk exited $r after SIGTERM: $(cat "$dir/blk.log")"
-# The rings really were packed: until inflight tracking supports them, each
-# packed ring start says so (issue #13; change this check when it does).
+# The rings really were packed: each packed ring start with an inflight
+# region says so.
 if [[ -n $packed_dev ]]; then
-    grep -q 'inflight tracking of packed rings is not supported' "$dir/blk.log" ||
+    grep -q 'inflight tracking, packed layout' "$dir/blk.log" ||
         fail "vhu-blk did not run packed rings: $(cat "$dir/blk.log")"
 fi
 grep -q 'served 1 front-end session' "$dir/blk.log" ||
