@@ -71,6 +71,12 @@ add_test(NAME test_qemu_migrate
 add_test(NAME test_qemu_reconnect
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-reconnect.sh $<TARGET_FILE:vhu-blk>
           ${CMAKE_BINARY_DIR}/qemu-guest 2)
+# The same on packed rings (QEMU's packed inflight layout; about 40 s, most
+# of it the boot): two kills, so the second recovery starts from a region
+# the first one rebuilt.
+add_test(NAME test_qemu_reconnect_packed
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-reconnect.sh $<TARGET_FILE:vhu-blk>
+          ${CMAKE_BINARY_DIR}/qemu-guest 2)
 # Three live snapshots (control socket) of a running guest's RAM disk while
 # it verifies rounds; the last loaded into a fresh vhu-blk, where the same
 # guest finds its rounds.
@@ -78,8 +84,10 @@ add_test(NAME test_qemu_snapshot
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-snapshot.sh $<TARGET_FILE:vhu-blk>
           ${CMAKE_BINARY_DIR}/qemu-guest 3)
 set_tests_properties(test_qemu_snapshot PROPERTIES ENVIRONMENT VHU_STATE=$<TARGET_FILE:vhu-state>)
-set_tests_properties(test_qemu_boot test_qemu_migrate test_qemu_reconnect test_qemu_snapshot
+set_tests_properties(test_qemu_boot test_qemu_migrate test_qemu_reconnect
+  test_qemu_reconnect_packed test_qemu_snapshot
   PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE LABELS "qemu;script")
+set_tests_properties(test_qemu_reconnect_packed PROPERTIES ENVIRONMENT VHU_QEMU_PACKED=1)
 # Up to eight runs of ~20 s; a stalled guest is given 40 s (a round takes
 # about a second) so eight stalls still fit.
 set_tests_properties(test_qemu_migrate PROPERTIES TIMEOUT 900 ENVIRONMENT VHU_ROUND_WAIT=40)

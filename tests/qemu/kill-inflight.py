@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-3-Clause
-"""kill-inflight.py PID QEMU_PID TIMEOUT
+"""kill-inflight.py PID QEMU_PID TIMEOUT [split|packed]
 
 Kill -9 the vhu-blk process PID while it has requests in flight, for
 test-qemu-reconnect.sh.  Over and over: stop it (SIGSTOP), read its inflight
@@ -9,10 +9,16 @@ QEMU keeps open: read through /proc/QEMU_PID/fd) and, when queue 0 has a descrip
 it there, print the number of descriptors in flight and exit 0; otherwise
 let it go on (SIGCONT) and look again a moment later.  After TIMEOUT
 seconds without catching a request in flight: SIGKILL anyway, print 0,
-exit 1.  Layout (split rings, one region per queue): a 16-byte header
-(features u64, version u16, desc_num u16, last_batch_head u16, used_idx
-u16), then 16 bytes per descriptor head whose first byte is 1 while the
-request is in flight."""
+exit 1.  Layout (the last argument, split by default; one region per
+queue): split rings have a 16-byte header (features u64, version u16,
+desc_num u16, last_batch_head u16, used_idx u16), then 16 bytes per
+descriptor head whose first byte is 1 while the request is in flight.
+Packed rings have a 32-byte header (features u64, version u16, desc_num
+u16, free_head u16, old_free_head u16, used_idx u16, old_used_idx u16,
+used and old used wrap counters u8), then 32-byte entries whose first
+byte is 1 in a request's head entry; a request counts only while no pop
+or flush is half done (free_head = old_free_head, used_idx = old_used_idx,
+wrap counters equal), since a restart rolls those back or forward."""
 import os
 import random
 import signal
@@ -40,7 +46,19 @@ def fd_of(pid):
     return None
 
 
-def in_flight(path):
+def in_flight(path, layout):
+    if layout == "packed":
+        with open(path, "rb") as f:
+            head = f.read(32)
+            if len(head) < 32:
+                return 0
+            (_, version, desc_num, free_head, old_free_head, used, old_used, wrap,
+             old_wrap) = struct.unpack_from("<QHHHHHHBB", head)
+            if (version != 1 or free_head != old_free_head or used != old_used
+                    or wrap != old_wrap):
+                return 0
+            body = f.read(32 * desc_num)
+        return sum(1 for i in range(0, len(body), 32) if body[i] == 1)
     with open(path, "rb") as f:
         head = f.read(16)
         if len(head) < 16:
@@ -67,9 +85,10 @@ def wait_stopped(pid):
 
 
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5) or sys.argv[4:] not in ([], ["split"], ["packed"]):
         print(__doc__, file=sys.stderr)
         return 2
+    layout = sys.argv[4] if len(sys.argv) == 5 else "split"
     pid = int(sys.argv[1])
     qpid = int(sys.argv[2])
     deadline = time.monotonic() + float(sys.argv[3])
@@ -78,7 +97,7 @@ def main():
         wait_stopped(pid)
         try:
             path = inflight_fd((qpid, pid))
-            n = in_flight(path) if path else 0
+            n = in_flight(path, layout) if path else 0
         except OSError:
             n = 0
         if n:

@@ -8,7 +8,8 @@
 #                        store its pid in VAR (and in the cleanup list)
 #   qemu_cmd             the common QEMU arguments (array QEMU_ARGS)
 #   start_qemu VAR NAME CHARDEV   QEMU with the guest on vhu-blk's disk
-#                        (-chardev socket,id=blk0,CHARDEV), serial in
+#                        (-chardev socket,id=blk0,CHARDEV; the device's
+#                        options end with $BLK_DEV_OPTS), serial in
 #                        $dir/NAME.serial, log in $dir/NAME.log; pid in VAR,
 #                        in the cleanup list and the watched QPIDS
 #   wait_serial FILE REGEX SECS   until a line matches, or fail (a guest
@@ -87,11 +88,12 @@ start_blk() {
 }
 
 QPIDS=()
+BLK_DEV_OPTS=
 start_qemu() {
     local var=$1 name=$2 chardev=$3 pid
     "$qemu" "${QEMU_ARGS[@]}" \
         -chardev socket,id=blk0,"$chardev" \
-        -device vhost-user-blk-pci,chardev=blk0,num-queues=1 \
+        -device vhost-user-blk-pci,chardev=blk0,num-queues=1$BLK_DEV_OPTS \
         -serial file:"$dir/$name.serial" >"$dir/$name.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")

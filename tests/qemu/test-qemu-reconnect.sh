@@ -21,6 +21,10 @@
 # reported exactly once; the image holds round N's data and nothing else
 # changed; the last vhu-blk stops cleanly on SIGTERM.
 #
+# With VHU_QEMU_PACKED=1 in the environment the disk uses packed rings
+# (vhu-blk --packed, vhost-user-blk-pci,packed=on) and the inflight region
+# QEMU's packed layout; ctest runs that as test_qemu_reconnect_packed.
+#
 # Exit 77 (skipped) only when QEMU cannot run at all.  ctest runs it as
 # test_qemu_reconnect; by hand (KEEP=1 keeps the logs in the work directory):
 #   tests/qemu/test-qemu-reconnect.sh build/examples/vhu-blk build/qemu-guest
@@ -33,11 +37,20 @@ source "$here/lib-rounds.sh"
 rounds_args KILLS 2 "$@"
 kills=$count
 
+packed_blk=()
+layout=split
+if [[ ${VHU_QEMU_PACKED:-0} == 1 ]]; then
+    say "packed rings"
+    packed_blk=(--packed)
+    BLK_DEV_OPTS=,packed=on
+    layout=packed
+fi
+
 img=$dir/disk.img
 make_image "$img"
 sock=$dir/blk.sock
 # --verbose: each vhost-user message is logged (SET_INFLIGHT_FD).
-start_blk bpid "$dir/blk-0.log" --verbose --socket "$sock" --image "$img"
+start_blk bpid "$dir/blk-0.log" --verbose --socket "$sock" --image "$img" "${packed_blk[@]}"
 
 serial=$dir/guest.serial
 t0=$SECONDS
@@ -53,13 +66,13 @@ wait_rounds 2 120
 say "guest verifying rounds ($((SECONDS - t0)) s after start)"
 for ((k = 1; k <= kills; k++)); do
     r=$(last_round)
-    n=$("$here/kill-inflight.py" "$bpid" "$qpid" 20) ||
+    n=$("$here/kill-inflight.py" "$bpid" "$qpid" 20 "$layout") ||
         { show; fail "kill $k: caught no request in flight within 20 s (killed anyway)"; }
     wait "$bpid" 2>/dev/null || true
     kill -0 "$qpid" 2>/dev/null || { show; fail "QEMU died with vhu-blk"; }
     say "kill $k: vhu-blk killed with $n request(s) in flight, guest at round $r"
     ts=$(date +%s%N)
-    start_blk bpid "$dir/blk-$k.log" --verbose --socket "$sock" --image "$img"
+    start_blk bpid "$dir/blk-$k.log" --verbose --socket "$sock" --image "$img" "${packed_blk[@]}"
     # QEMU reconnects (reconnect=1: within a second) and restarts the ring.
     end=$((SECONDS + 30))
     until grep -q 'resubmitting' "$dir/blk-$k.log"; do
@@ -69,6 +82,10 @@ for ((k = 1; k <= kills; k++)); do
     done
     grep -q '<- SET_INFLIGHT_FD' "$dir/blk-$k.log" ||
         fail "kill $k: QEMU did not send SET_INFLIGHT_FD after reconnecting"
+    if [[ $layout == packed ]]; then
+        grep -q 'inflight tracking, packed layout' "$dir/blk-$k.log" ||
+            fail "kill $k: the restarted vhu-blk did not run a packed ring"
+    fi
     say "kill $k: QEMU reconnected, vhu-blk resubmitted after" \
         "$((($(date +%s%N) - ts) / 1000000)) ms: $(grep -o 'ring.*resubmitting' "$dir/blk-$k.log")"
     wait_rounds $((r + 2)) 90
