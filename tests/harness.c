@@ -79,6 +79,31 @@ struct vhu_fe *harness_connect_negotiated(struct harness *h)
     return fe;
 }
 
+int inflight_get(struct vhu_fe *fe, uint16_t nq, uint16_t qs, struct vhu_inflight *out)
+{
+    struct vhu_inflight in = {.num_queues = nq, .queue_size = qs};
+    int fds[VHU_MAX_FDS];
+    unsigned nfds = 0;
+    int r = vhu_fe_call(fe, VHU_REQ_GET_INFLIGHT_FD, VHU_FLAG_VERSION, &in, sizeof(in), NULL, 0,
+                        out, sizeof(*out), fds, &nfds);
+    if (r < 0)
+        return r;
+    if (r != (int)sizeof(*out) || nfds != 1) {
+        for (unsigned i = 0; i < nfds; i++)
+            close(fds[i]);
+        return -EPROTO;
+    }
+    return fds[0];
+}
+
+int inflight_set(struct vhu_fe *fe, const struct vhu_inflight *in, int fd)
+{
+    uint64_t st = 0;
+    int r = vhu_fe_call(fe, VHU_REQ_SET_INFLIGHT_FD, VHU_FLAG_VERSION | VHU_FLAG_NEED_REPLY, in,
+                        sizeof(*in), &fd, 1, &st, sizeof(st), NULL, NULL);
+    return r < 0 ? r : (int)st;
+}
+
 struct config_change_call {
     struct vhu_backend *b;
     int result;

@@ -59,6 +59,12 @@ int log_count(const char *needle);
 bool log_wait(const char *needle, int ms);
 void log_dump(void);
 
+/* GET_INFLIGHT_FD for nq queues of qs entries: the region's fd (out
+ * holds the reply) or a negative errno.  SET_INFLIGHT_FD with fd: the
+ * back-end's status (0 accepted), or a negative errno. */
+int inflight_get(struct vhu_fe *fe, uint16_t nq, uint16_t qs, struct vhu_inflight *out);
+int inflight_set(struct vhu_fe *fe, const struct vhu_inflight *in, int fd);
+
 /* Wait up to ms for cond-like predicates. */
 bool wait_used_idx(const struct vhu_fe_ring *r, uint16_t want, int ms);
 void sleep_ms(unsigned ms);

@@ -22,35 +22,13 @@ struct used_elem {
     uint32_t id, len;
 };
 
-static int get_inflight(struct vhu_fe *fe, uint16_t nq, uint16_t qs, struct vhu_inflight *out)
-{
-    struct vhu_inflight in = {.num_queues = nq, .queue_size = qs};
-    int fds[VHU_MAX_FDS];
-    unsigned nfds = 0;
-    int r = vhu_fe_call(fe, VHU_REQ_GET_INFLIGHT_FD, VHU_FLAG_VERSION, &in, sizeof(in), NULL, 0,
-                        out, sizeof(*out), fds, &nfds);
-    if (r < 0)
-        return r;
-    if (r != (int)sizeof(*out) || nfds != 1)
-        return -EPROTO;
-    return fds[0];
-}
-
-static int set_inflight(struct vhu_fe *fe, const struct vhu_inflight *in, int fd)
-{
-    uint64_t st = 0;
-    int r = vhu_fe_call(fe, VHU_REQ_SET_INFLIGHT_FD, VHU_FLAG_VERSION | VHU_FLAG_NEED_REPLY, in,
-                        sizeof(*in), &fd, 1, &st, sizeof(st), NULL, NULL);
-    return r < 0 ? r : (int)st;
-}
-
 /* Memory, inflight region, then ring 0 from `base`. */
 static void start(struct vhu_fe *fe, struct guest *g, const struct vhu_inflight *in, int ifd,
                   unsigned base)
 {
     struct vhu_mem_region reg = vhu_guest_mem_region(&g->mem);
     assert_int_equal(vhu_fe_set_mem_table(fe, &reg, &g->mem.fd, 1), 0);
-    assert_int_equal(set_inflight(fe, in, ifd), 0);
+    assert_int_equal(inflight_set(fe, in, ifd), 0);
     assert_int_equal(vhu_fe_set_vring_num(fe, 0, GUEST_RING_SIZE), 0);
     assert_int_equal(vhu_fe_set_vring_base(fe, 0, base), 0);
     assert_int_equal(vhu_fe_ring_set_addr(fe, &g->ring[0], 0), 0);
@@ -86,7 +64,7 @@ static void test_reconnect_resubmits(void **state)
      * three more. */
     struct vhu_fe *fe = harness_connect_negotiated(&h);
     struct vhu_inflight in;
-    int ifd = get_inflight(fe, 1, GUEST_RING_SIZE, &in);
+    int ifd = inflight_get(fe, 1, GUEST_RING_SIZE, &in);
     assert_true(ifd >= 0);
     assert_int_equal(in.num_queues, 1);
     assert_int_equal(in.queue_size, GUEST_RING_SIZE);
@@ -149,7 +127,7 @@ static void test_nonsense_region(void **state)
     guest_init(&g, 1);
     struct vhu_fe *fe = harness_connect_negotiated(&h);
     struct vhu_inflight in;
-    int ifd = get_inflight(fe, 1, GUEST_RING_SIZE, &in);
+    int ifd = inflight_get(fe, 1, GUEST_RING_SIZE, &in);
     assert_true(ifd >= 0);
     /* A sender of the packed 20-byte struct is served too (QEMU sends 24). */
     struct vhu_inflight in20 = {.num_queues = 1, .queue_size = GUEST_RING_SIZE};
@@ -165,16 +143,16 @@ static void test_nonsense_region(void **state)
     /* Bad geometry is refused. */
     struct vhu_inflight bad = in;
     bad.num_queues = 9;
-    assert_true(set_inflight(fe, &bad, ifd) > 0);
+    assert_true(inflight_set(fe, &bad, ifd) > 0);
     bad = in;
     bad.queue_size = 3;
-    assert_true(set_inflight(fe, &bad, ifd) > 0);
+    assert_true(inflight_set(fe, &bad, ifd) > 0);
     bad = in;
     bad.mmap_size = 1u << 30;
-    assert_true(set_inflight(fe, &bad, ifd) > 0);
+    assert_true(inflight_set(fe, &bad, ifd) > 0);
     bad = in;
     bad.mmap_offset = 0xfffffffffffff000ull;
-    assert_true(set_inflight(fe, &bad, ifd) > 0);
+    assert_true(inflight_set(fe, &bad, ifd) > 0);
     vhu_fe_close(fe);
 
     /* Garbage in the region: wrong version and counts, inflight flags of
