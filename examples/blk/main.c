@@ -54,7 +54,7 @@ static void usage(FILE *f)
             "                     disk (which costs the guest less; this is for comparison)\n"
             "      --packed       also offer packed rings (VIRTIO_F_RING_PACKED; QEMU:\n"
             "                     vhost-user-blk-pci,packed=on).  Experimental: with packed\n"
-            "                     rings, inflight tracking and device state are refused\n"
+            "                     rings, device state is refused\n"
             "  -v, --verbose      log every request\n"
             "  -h, --help         this text\n"
             "\n"
