@@ -1181,10 +1181,32 @@ static void test_ram_snapshot_live(void **state)
     ram_snapshot_live(false);
 }
 
-/* The same through the library's fork() (vhu-blk --fork-snapshots). */
+/* Is this process running under valgrind (its preload is mapped)? */
+static bool under_valgrind(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    bool found = false;
+    while (f && !found && fgets(line, sizeof(line), f))
+        found = strstr(line, "vgpreload") != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* The same through the library's fork() (vhu-blk --fork-snapshots).  Not
+ * under valgrind 3.19: there the child of this process (vhu-blk's helper
+ * threads parked in pthread_cond_wait at the fork) spins in a SIGSEGV loop
+ * inside valgrind's own code, 100 k signals a minute, and never runs; the
+ * commit before the device's own snapshots does the same on this machine.
+ * test_snapshot covers fork under valgrind, ASan and TSan run this one. */
 static void test_ram_snapshot_live_fork(void **state)
 {
     (void)state;
+    if (under_valgrind()) {
+        skip();
+        return;
+    }
     ram_snapshot_live(true);
 }
 
