@@ -72,8 +72,8 @@ struct blk_ram_cow {
     atomic_bool out_of_memory; /* a copy could not be made: the snapshot fails */
     size_t nchunks;
     /* Per chunk: COW_LIVE (not in the snapshot yet, unwritten), COW_BUSY
-     * (being copied, by the snapshot or by a writer), COW_KEPT (in the
-     * snapshot, or in copy[]: the guest may write it). */
+     * (a writer is copying it aside), COW_KEPT (in the snapshot, or in
+     * copy[]: the guest may write it). */
     _Atomic uint8_t *state;
     uint8_t **copy;      /* per chunk: its bytes at the snapshot's instant */
     atomic_ulong copies; /* chunks writers copied aside, this snapshot */

@@ -155,7 +155,7 @@ static size_t chunk_len(const struct blk *d, size_t i)
     return d->size - off < COW_CHUNK ? (size_t)(d->size - off) : COW_CHUNK;
 }
 
-/* Another thread copies chunk i: a memcpy of COW_CHUNK bytes. */
+/* A writer copies chunk i aside: a memcpy of COW_CHUNK bytes. */
 static void wait_kept(struct blk *d, size_t i)
 {
     for (unsigned spins = 0;
@@ -193,24 +193,44 @@ void blk_ram_cow_keep(struct blk *d, uint64_t off, uint64_t len)
     }
 }
 
+/* The snapshot's read of a chunk the guest may start writing meanwhile:
+ * kept only if the chunk is still live after it (the compare-and-swap that
+ * follows), which means no write to it had begun; thrown away otherwise.
+ * A seqlock's read, racy by design: not instrumented by ThreadSanitizer,
+ * and through volatile loads so that the compiler makes no memcpy call of
+ * it (which ThreadSanitizer would intercept).  The disk's size and chunks
+ * are multiples of 512 bytes, its start 2 MiB-aligned. */
+__attribute__((no_sanitize("thread"))) static void read_racy(uint64_t *dst, const uint8_t *src,
+                                                             size_t n)
+{
+    const volatile uint64_t *s = (const volatile uint64_t *)(const void *)src;
+    for (size_t i = 0; i < n / sizeof(uint64_t); i++)
+        dst[i] = s[i];
+}
+
 int blk_ram_save_kept(struct blk *d, struct vhu_state_writer *w)
 {
-    uint8_t *buf = malloc(COW_CHUNK);
+    uint64_t *buf = malloc(COW_CHUNK);
     if (!buf)
         return -ENOMEM;
     int e = 0;
     for (size_t i = 0; i < d->cow.nchunks && e >= 0; i++) {
         size_t n = chunk_len(d, i);
-        uint8_t st = COW_LIVE;
-        if (atomic_compare_exchange_strong_explicit(&d->cow.state[i], &st, COW_BUSY,
-                                                    memory_order_acquire, memory_order_acquire)) {
-            /* Writers of this chunk wait for the copy: keep it short. */
-            memcpy(buf, d->ram + (uint64_t)i * COW_CHUNK, n);
-            atomic_store_explicit(&d->cow.state[i], COW_KEPT, memory_order_release);
-            e = vhu_state_blob_write(w, buf, n);
-            continue;
+        /* Never make a writer wait for this thread: it runs at a low
+         * priority and may be preempted for long on a busy host.  So no
+         * claim while copying: copy, then take the chunk only if it is
+         * still live (a writer that claims it first keeps its own copy,
+         * used below). */
+        uint8_t st = atomic_load_explicit(&d->cow.state[i], memory_order_acquire);
+        if (st == COW_LIVE) {
+            read_racy(buf, d->ram + (uint64_t)i * COW_CHUNK, n);
+            if (atomic_compare_exchange_strong_explicit(
+                    &d->cow.state[i], &st, COW_KEPT, memory_order_acq_rel, memory_order_acquire)) {
+                e = vhu_state_blob_write(w, buf, n);
+                continue;
+            }
         }
-        wait_kept(d, i); /* a writer copied it aside */
+        wait_kept(d, i); /* a writer copied it aside (or is copying it) */
         uint8_t *c = d->cow.copy[i];
         d->cow.copy[i] = NULL;
         e = c ? vhu_state_blob_write(w, c, n) : -ENOMEM;
