@@ -8,28 +8,6 @@
 #include <vhu/frontend.h>
 #include <vhu/vhu.h>
 
-static const char *const pf_names[] = {"MQ",
-                                       "LOG_SHMFD",
-                                       "RARP",
-                                       "REPLY_ACK",
-                                       "NET_MTU",
-                                       "BACKEND_REQ",
-                                       "CROSS_ENDIAN",
-                                       "CRYPTO_SESSION",
-                                       "PAGEFAULT",
-                                       "CONFIG",
-                                       "BACKEND_SEND_FD",
-                                       "HOST_NOTIFIER",
-                                       "INFLIGHT_SHMFD",
-                                       "RESET_DEVICE",
-                                       "INBAND_NOTIFICATIONS",
-                                       "CONFIGURE_MEM_SLOTS",
-                                       "STATUS",
-                                       "XEN_MMAP",
-                                       "SHARED_OBJECT",
-                                       "DEVICE_STATE",
-                                       "SHMEM"};
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
@@ -70,9 +48,9 @@ int main(int argc, char **argv)
         goto fail;
     pf = acked_pf;
     printf("protocol features: 0x%016llx", (unsigned long long)pf);
-    for (unsigned i = 0; i < sizeof(pf_names) / sizeof(pf_names[0]); i++)
-        if (pf & VHU_BIT(i))
-            printf(" %s", pf_names[i]);
+    for (unsigned i = 0; i < 64; i++)
+        if ((pf & VHU_BIT(i)) && vhu_protocol_feature_name(i))
+            printf(" %s", vhu_protocol_feature_name(i));
     printf("\n");
     if ((pf & VHU_BIT(VHU_PF_MQ)) && vhu_fe_get_queue_num(fe, &nq) == 0)
         printf("queues:            %llu\n", (unsigned long long)nq);

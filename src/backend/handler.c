@@ -295,33 +295,14 @@ static bool gate_open(const struct vhu_backend *b, int gate)
 
 static const char *gate_name(int gate)
 {
-    static const char *const pf[] = {"MQ",
-                                     "LOG_SHMFD",
-                                     "RARP",
-                                     "REPLY_ACK",
-                                     "NET_MTU",
-                                     "BACKEND_REQ",
-                                     "CROSS_ENDIAN",
-                                     "CRYPTO_SESSION",
-                                     "PAGEFAULT",
-                                     "CONFIG",
-                                     "BACKEND_SEND_FD",
-                                     "HOST_NOTIFIER",
-                                     "INFLIGHT_SHMFD",
-                                     "RESET_DEVICE",
-                                     "INBAND_NOTIFICATIONS",
-                                     "CONFIGURE_MEM_SLOTS",
-                                     "STATUS",
-                                     "XEN_MMAP",
-                                     "SHARED_OBJECT",
-                                     "DEVICE_STATE",
-                                     "SHMEM"};
     switch (gate) {
     case VHU_WIRE_GATE_F_PROTOCOL_FEATURES: return "feature PROTOCOL_FEATURES";
     case VHU_WIRE_GATE_F_ACCESS_PLATFORM: return "feature ACCESS_PLATFORM";
     case VHU_WIRE_GATE_GPU: return "a vhost-user-gpu device";
-    default:
-        return gate >= 0 && (size_t)gate < VHU_ARRAY_SIZE(pf) ? pf[gate] : "a protocol feature";
+    default: {
+        const char *name = gate >= 0 ? vhu_protocol_feature_name((unsigned)gate) : NULL;
+        return name ? name : "a protocol feature";
+    }
     }
 }
 

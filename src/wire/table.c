@@ -164,6 +164,35 @@ const char *vhu_backend_request_name(uint32_t code)
     return r ? r->name : "UNKNOWN";
 }
 
+const char *vhu_protocol_feature_name(unsigned bit)
+{
+    /* Indexed by VHU_PF_*: the spec's names without VHOST_USER_PROTOCOL_F_. */
+    static const char *const names[] = {
+        [VHU_PF_MQ] = "MQ",
+        [VHU_PF_LOG_SHMFD] = "LOG_SHMFD",
+        [VHU_PF_RARP] = "RARP",
+        [VHU_PF_REPLY_ACK] = "REPLY_ACK",
+        [VHU_PF_NET_MTU] = "NET_MTU",
+        [VHU_PF_BACKEND_REQ] = "BACKEND_REQ",
+        [VHU_PF_CROSS_ENDIAN] = "CROSS_ENDIAN",
+        [VHU_PF_CRYPTO_SESSION] = "CRYPTO_SESSION",
+        [VHU_PF_PAGEFAULT] = "PAGEFAULT",
+        [VHU_PF_CONFIG] = "CONFIG",
+        [VHU_PF_BACKEND_SEND_FD] = "BACKEND_SEND_FD",
+        [VHU_PF_HOST_NOTIFIER] = "HOST_NOTIFIER",
+        [VHU_PF_INFLIGHT_SHMFD] = "INFLIGHT_SHMFD",
+        [VHU_PF_RESET_DEVICE] = "RESET_DEVICE",
+        [VHU_PF_INBAND_NOTIFICATIONS] = "INBAND_NOTIFICATIONS",
+        [VHU_PF_CONFIGURE_MEM_SLOTS] = "CONFIGURE_MEM_SLOTS",
+        [VHU_PF_STATUS] = "STATUS",
+        [VHU_PF_XEN_MMAP] = "XEN_MMAP",
+        [VHU_PF_SHARED_OBJECT] = "SHARED_OBJECT",
+        [VHU_PF_DEVICE_STATE] = "DEVICE_STATE",
+        [VHU_PF_SHMEM] = "SHMEM",
+    };
+    return bit < VHU_ARRAY_SIZE(names) ? names[bit] : NULL;
+}
+
 int vhu_wire_check(const struct vhu_wire_row *row, const struct vhu_wire_msg *m, bool request,
                    char *why, size_t n)
 {

@@ -262,6 +262,42 @@ static void test_request_names(void **state)
     }
 }
 
+/* Every protocol feature bit vhu defines is named as the spec spells it
+ * (spot checks against the VHU_PF_* numbers), and every other bit, up to
+ * the top of the 64-bit mask and beyond it, has no name. */
+static void test_protocol_feature_names(void **state)
+{
+    (void)state;
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } want[] = {
+        {VHU_PF_MQ, "MQ"},
+        {VHU_PF_LOG_SHMFD, "LOG_SHMFD"},
+        {VHU_PF_REPLY_ACK, "REPLY_ACK"},
+        {VHU_PF_BACKEND_REQ, "BACKEND_REQ"},
+        {VHU_PF_CONFIG, "CONFIG"},
+        {VHU_PF_INFLIGHT_SHMFD, "INFLIGHT_SHMFD"},
+        {VHU_PF_CONFIGURE_MEM_SLOTS, "CONFIGURE_MEM_SLOTS"},
+        {VHU_PF_STATUS, "STATUS"},
+        {VHU_PF_DEVICE_STATE, "DEVICE_STATE"},
+        {VHU_PF_SHMEM, "SHMEM"},
+    };
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(want); i++) {
+        const char *got = vhu_protocol_feature_name(want[i].bit);
+        if (got == NULL || strcmp(got, want[i].name) != 0)
+            fail_msg("protocol feature %u is named %s, want %s", want[i].bit, got ? got : "(null)",
+                     want[i].name);
+    }
+    for (unsigned bit = 0; bit <= VHU_PF_SHMEM; bit++)
+        if (vhu_protocol_feature_name(bit) == NULL)
+            fail_msg("protocol feature %u has no name", bit);
+    for (unsigned bit = VHU_PF_SHMEM + 1; bit < 64; bit++)
+        assert_null(vhu_protocol_feature_name(bit));
+    assert_null(vhu_protocol_feature_name(64));
+    assert_null(vhu_protocol_feature_name(~0u));
+}
+
 /* ------------------------------------------------------------------------ */
 /* vhu_wire_check: one row per message, built from the row's fields */
 
@@ -883,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_backend_table_complete),
         cmocka_unit_test(test_table_spot_checks),
         cmocka_unit_test(test_request_names),
+        cmocka_unit_test(test_protocol_feature_names),
         cmocka_unit_test(test_check_cases),
         cmocka_unit_test(test_check_vring_fd_cases),
         cmocka_unit_test(test_roundtrip_payload_fds),

@@ -260,6 +260,9 @@ struct vhu_shmem_mmap {
 /* Names as the spec spells them ("SET_VRING_KICK"), "UNKNOWN" otherwise. */
 VHU_API const char *vhu_request_name(uint32_t code);
 VHU_API const char *vhu_backend_request_name(uint32_t code);
+/* Name of protocol feature bit `bit` (VHU_PF_*) as the spec spells it
+ * without its prefix ("REPLY_ACK"); NULL for a bit vhu has no name for. */
+VHU_API const char *vhu_protocol_feature_name(unsigned bit);
 
 #ifdef __cplusplus
 }
