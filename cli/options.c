@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parse_size.h"
 #include "options.h"
 
 struct cli_common cli = {.max_size = 64ull << 30, .timeout_ms = 5000};
@@ -36,57 +37,13 @@ int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
     return CLI_ERR;
 }
 
-bool cli_parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (!*s || *s == '-')
-        return false;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return false;
-    unsigned shift = 0;
-    switch (*end) {
-    case 0: break;
-    case 'k':
-    case 'K':
-        shift = 10;
-        end++;
-        break;
-    case 'm':
-    case 'M':
-        shift = 20;
-        end++;
-        break;
-    case 'g':
-    case 'G':
-        shift = 30;
-        end++;
-        break;
-    case 't':
-    case 'T':
-        shift = 40;
-        end++;
-        break;
-    default: return false;
-    }
-    if (*end == 'i' && shift)
-        end++;
-    if ((*end == 'B' || *end == 'b') && shift)
-        end++;
-    if (*end || (shift && v > (UINT64_MAX >> shift)))
-        return false;
-    *out = (uint64_t)v << shift;
-    return true;
-}
-
 int cli_common_option(const struct cli_cmd *cmd, int c, const char *arg)
 {
     switch (c) {
     case 'h': cli_print_help(cmd, stdout); return cli_finish_output(CLI_OK);
     case 'j': cli.json = true; return -1;
     case OPT_MAX_SIZE:
-        if (!cli_parse_size(arg, &cli.max_size) || cli.max_size == 0)
+        if (!vhu_parse_size(arg, &cli.max_size) || cli.max_size == 0)
             return cli_usage_error(cmd, "--max-size: '%s' is not a size (e.g. 512M, 64G)", arg);
         return -1;
     case OPT_TIMEOUT: {

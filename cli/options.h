@@ -54,8 +54,6 @@ void cli_print_help(const struct cli_cmd *cmd, FILE *f);
 /* A usage error: message, "try --help", returns CLI_ERR. */
 int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Parse sizes like 4096, 64K, 16M, 64G. */
-bool cli_parse_size(const char *s, uint64_t *out);
 
 /* Messages on stderr, "vhu-state: " first. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -13,6 +13,7 @@
 #include <vhu/vhu.h>
 
 #include "blk.h"
+#include "parse_size.h"
 
 static void usage(FILE *f)
 {
@@ -31,7 +32,7 @@ static void usage(FILE *f)
             "                     written in place; its size, rounded down to 512-byte\n"
             "                     sectors, is the disk's\n"
             "  -r, --ram SIZE     keep the disk in this process's memory instead: SIZE\n"
-            "                     bytes (suffixes K, M, G: powers of 1024), zero-filled\n"
+            "                     bytes (suffixes K, M, G, T: powers of 1024), zero-filled\n"
             "                     or, with --image, initialised from FILE, which is then\n"
             "                     only read; the contents go when the process exits\n"
             "  -q, --queues N     number of request queues, 1..%u (default 1)\n"
@@ -69,39 +70,6 @@ static void usage(FILE *f)
             "is refused, naming the field, and changes nothing.  An image's data is\n"
             "not device state: source and destination share the image.\n",
             BLK_MAX_QUEUES, VIRTIO_BLK_ID_BYTES, BLK_ID);
-}
-
-/* "64M" -> 67108864; 0 on a malformed or overflowing size. */
-static uint64_t parse_size(const char *s)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *s == '-')
-        return 0;
-    unsigned shift = 0;
-    switch (*end) {
-    case '\0': break;
-    case 'k':
-    case 'K':
-        shift = 10;
-        end++;
-        break;
-    case 'm':
-    case 'M':
-        shift = 20;
-        end++;
-        break;
-    case 'g':
-    case 'G':
-        shift = 30;
-        end++;
-        break;
-    default: return 0;
-    }
-    if (*end || v > (~0ull >> shift))
-        return 0;
-    return (uint64_t)v << shift;
 }
 
 /* SIGHUP: a thread waits for it (blocked in every other thread) so that
@@ -162,8 +130,7 @@ int main(int argc, char **argv)
         case 's': path = optarg; break;
         case 'i': o.image = optarg; break;
         case 'r':
-            o.ram_size = parse_size(optarg);
-            if (o.ram_size < BLK_SECTOR) {
+            if (!vhu_parse_size(optarg, &o.ram_size) || o.ram_size < BLK_SECTOR) {
                 fprintf(stderr, "vhu-blk: --ram needs a size of at least 512 bytes, not '%s'\n",
                         optarg);
                 return 2;
