@@ -55,14 +55,10 @@ static int load_main(const struct cli_cmd *cmd, int argc, char **argv)
                 return r;
         }
     }
-    if (!sock || optind != argc - 1)
-        return cli_usage_error(cmd, "--socket and one FILE expected");
-    const char *path = argv[optind];
-    int fd = 0;
-    if (strcmp(path, "-") != 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        cli_err("%s: %s", path, strerror(errno));
+    int fd;
+    if (cli_socket_and_file(cmd, sock, argc, argv, &fd) != CLI_OK)
         return CLI_ERR;
-    }
+    const char *path = argv[optind];
     struct vhu_fe *fe = NULL;
     int code = cli_fe_open(sock, &fe);
     if (code == 0)

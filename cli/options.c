@@ -3,6 +3,8 @@
  * --timeout, --help), usage errors, messages and the end of the output (see
  * options.h). */
 #include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,22 @@ int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nusage: vhu-state %s (try: vhu-state help %s)\n", cmd->usage, cmd->name);
     return CLI_ERR;
+}
+
+int cli_socket_and_file(const struct cli_cmd *cmd, const char *sock, int argc, char **argv, int *fd)
+{
+    if (!sock || optind != argc - 1)
+        return cli_usage_error(cmd, "--socket and one FILE expected");
+    const char *path = argv[optind];
+    if (strcmp(path, "-") == 0) {
+        *fd = 0;
+        return CLI_OK;
+    }
+    if ((*fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        cli_err("%s: %s", path, strerror(errno));
+        return CLI_ERR;
+    }
+    return CLI_OK;
 }
 
 int cli_common_option(const struct cli_cmd *cmd, int c, const char *arg)

@@ -55,6 +55,13 @@ void cli_print_help(const struct cli_cmd *cmd, FILE *f);
 int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* load and roundtrip: --socket and exactly one FILE after the options
+ * (argv[optind]); "-" is stdin (fd 0), anything else is opened read-only.
+ * CLI_ERR with a usage error or a message when either is missing or FILE
+ * cannot be opened. */
+int cli_socket_and_file(const struct cli_cmd *cmd, const char *sock, int argc, char **argv,
+                        int *fd);
+
 /* Messages on stderr, "vhu-state: " first. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Flush stdout; CLI_ERR (with a message) if writing it failed. */

@@ -88,18 +88,12 @@ static int roundtrip_main(const struct cli_cmd *cmd, int argc, char **argv)
                 return r;
         }
     }
-    if (!sock || optind != argc - 1)
-        return cli_usage_error(cmd, "--socket and one FILE expected");
+    int in;
+    if (cli_socket_and_file(cmd, sock, argc, argv, &in) != CLI_OK)
+        return CLI_ERR;
     const char *path = argv[optind];
     const char *name = strcmp(path, "-") ? path : "(stdin)";
-    int in;
     struct stat st;
-    if (strcmp(path, "-") == 0) {
-        in = 0;
-    } else if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        cli_err("%s: %s", path, strerror(errno));
-        return CLI_ERR;
-    }
     /* FILE is read twice (load, then diff): a stream is spooled first. */
     if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
         int s = spool(in);
