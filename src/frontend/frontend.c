@@ -345,9 +345,7 @@ int vhu_fe_set_mem_table(struct vhu_fe *fe, const struct vhu_mem_region *regions
 {
     if (n > VHU_MEM_TABLE_MAX)
         return -EINVAL;
-    struct vhu_mem_table t;
-    memset(&t, 0, sizeof(t));
-    t.nregions = n;
+    struct vhu_mem_table t = {.nregions = n};
     memcpy(t.regions, regions, n * sizeof(*regions));
     return fe_ack_request(fe, VHU_REQ_SET_MEM_TABLE, &t, 8 + n * sizeof(*regions), fds, n);
 }
@@ -457,11 +455,7 @@ int vhu_fe_set_config(struct vhu_fe *fe, uint32_t offset, const void *buf, uint3
 {
     if (len > VHU_MAX_CONFIG_SIZE)
         return -EINVAL;
-    struct vhu_config c;
-    memset(&c, 0, sizeof(c));
-    c.offset = offset;
-    c.size = len;
-    c.flags = flags;
+    struct vhu_config c = {.offset = offset, .size = len, .flags = flags};
     memcpy(c.data, buf, len);
     return fe_ack_request(fe, VHU_REQ_SET_CONFIG, &c, VHU_CONFIG_HDR_SIZE + len, NULL, 0);
 }
