@@ -17,6 +17,7 @@
 
 #include "../common/ctl.h"
 #include "../common/internal.h"
+#include "../wire/wire.h"
 
 struct vhu_fe_control {
     int fd;
@@ -171,16 +172,8 @@ static int send_request(struct vhu_fe_control *c, const char *op, int fd)
             char b[CMSG_SPACE(sizeof(int))];
         } cbuf;
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-        if (fd >= 0 && sent == 0) { /* with the first byte */
-            memset(&cbuf, 0, sizeof(cbuf));
-            mh.msg_control = cbuf.b;
-            mh.msg_controllen = sizeof(cbuf.b);
-            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-        }
+        if (fd >= 0 && sent == 0) /* with the first byte */
+            vhu_wire_put_fds(&mh, cbuf.b, &fd, 1);
         ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;

@@ -23,6 +23,7 @@
 #include "testdev.h"
 
 #include "fuzz_common.h"
+#include "wire/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -90,16 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } ctl;
         struct iovec iov = {.iov_base = (void *)(data + pos), .iov_len = len};
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-        if (nfds && len) {
-            memset(&ctl, 0, sizeof(ctl));
-            mh.msg_control = ctl.buf;
-            mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-            struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-            memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-        }
+        if (nfds && len)
+            vhu_wire_put_fds(&mh, ctl.buf, fds, nfds);
         if (len && sendmsg(sv[1], &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
             alive = false;
         for (unsigned i = 0; i < nfds; i++)

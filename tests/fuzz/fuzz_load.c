@@ -17,6 +17,7 @@
 #include "testdev.h"
 
 #include "fuzz_common.h"
+#include "wire/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -49,16 +50,8 @@ static uint64_t request(int fe, uint32_t code, const void *p, uint32_t len, int 
     } ctl;
     struct iovec iov = {.iov_base = msg, .iov_len = sizeof(h) + len};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = sizeof(ctl.buf);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
+    if (fd >= 0)
+        vhu_wire_put_fds(&mh, ctl.buf, &fd, 1);
     if (sendmsg(fe, &mh, MSG_NOSIGNAL) < 0 || vhu_backend_process(b) < 0)
         abort();
     uint64_t st = ~0ull;

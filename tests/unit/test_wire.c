@@ -78,16 +78,8 @@ static void send_raw(int sock, const void *buf, size_t len, const int *fds, unsi
     assert_true(nfds <= 32);
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds) {
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-    }
+    if (nfds)
+        vhu_wire_put_fds(&mh, ctl.buf, fds, nfds);
     assert_int_equal(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)len);
 }
 
@@ -665,16 +657,8 @@ static void *late_writer_main(void *arg)
         } ctl;
         struct iovec iov = {.iov_base = (void *)(w->buf + off), .iov_len = n};
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-        if (first && w->fd >= 0) {
-            memset(&ctl, 0, sizeof(ctl));
-            mh.msg_control = ctl.buf;
-            mh.msg_controllen = sizeof(ctl.buf);
-            struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(c), &w->fd, sizeof(int));
-        }
+        if (first && w->fd >= 0)
+            vhu_wire_put_fds(&mh, ctl.buf, &w->fd, 1);
         first = false;
         ssize_t r = sendmsg(w->sock, &mh, MSG_NOSIGNAL);
         if (r <= 0)
