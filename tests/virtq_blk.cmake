@@ -5,8 +5,12 @@
 add_library(vhu_test_devserver STATIC devserver.c)
 target_include_directories(vhu_test_devserver PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(vhu_test_devserver PUBLIC vhu-fe PkgConfig::CMOCKA Threads::Threads)
+# The echo device and checks test_virtq and test_virtq_packed share.
+add_library(vhu_test_vqdev STATIC vqdev.c)
+target_include_directories(vhu_test_vqdev PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(vhu_test_vqdev PUBLIC vhu_test_harness)
 add_executable(test_virtq unit/test_virtq.c)
-target_link_libraries(test_virtq PRIVATE vhu_test_harness vhu_test_devserver)
+target_link_libraries(test_virtq PRIVATE vhu_test_harness vhu_test_devserver vhu_test_vqdev)
 add_test(NAME test_virtq COMMAND test_virtq)
 set_tests_properties(test_virtq PROPERTIES TIMEOUT 120 LABELS tsan)
 
@@ -101,6 +105,6 @@ set_tests_properties(test_shmem PROPERTIES TIMEOUT 120 LABELS tsan)
 # Packed virtqueues: the virtqueue layer on hand-built packed rings, and the
 # packed SET/GET_VRING_BASE encoding over the socket.
 add_executable(test_virtq_packed unit/test_virtq_packed.c)
-target_link_libraries(test_virtq_packed PRIVATE vhu_test_harness vhu_test_devserver)
+target_link_libraries(test_virtq_packed PRIVATE vhu_test_harness vhu_test_devserver vhu_test_vqdev)
 add_test(NAME test_virtq_packed COMMAND test_virtq_packed)
 set_tests_properties(test_virtq_packed PROPERTIES TIMEOUT 120 LABELS tsan)

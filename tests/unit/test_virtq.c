@@ -25,6 +25,7 @@
 
 #include "devserver.h"
 #include "harness.h"
+#include "vqdev.h"
 
 #define F_NEXT 1
 #define F_WRITE 2
@@ -32,94 +33,12 @@
 #define RING GUEST_RING_SIZE
 #define BUF(k) (GUEST_BUF_GPA + (uint64_t)(k)*0x1000u) /* 4 KiB buffers */
 #define TABLE_GPA 0x60000u                             /* indirect tables */
-#define ECHO_FILL 0x5a
 
 struct desc {
     uint64_t addr;
     uint32_t len;
     uint16_t flags, next;
 };
-
-/* ---- the device ---- */
-
-struct vqdev {
-    struct vhu_device_ops ops;
-    bool worker_mode;
-    atomic_int echo_delay_us;       /* worker mode: per request */
-    _Atomic(struct vhu_virtq *) vq; /* manual mode, while started */
-    struct vhu_virtq_worker *w;
-    atomic_uint starts;
-    atomic_ulong served;
-};
-
-static uint64_t vq_features(void *dev)
-{
-    (void)dev;
-    return VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_RING_EVENT_IDX) |
-           VHU_BIT(VHU_F_RING_INDIRECT_DESC) | VHU_BIT(VHU_F_LOG_ALL);
-}
-
-/* Worker mode: fill every writable buffer and complete with its size. */
-static void echo(struct vhu_virtq *vq, void *arg)
-{
-    struct vqdev *d = arg;
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
-    assert_non_null(e);
-    while (vhu_virtq_pop(vq, e) == 1) {
-        for (unsigned i = e->n_out; i < e->n_out + e->n_in; i++)
-            memset(e->iov[i].iov_base, ECHO_FILL, e->iov[i].iov_len);
-        int us = atomic_load(&d->echo_delay_us);
-        if (us)
-            usleep((useconds_t)us);
-        assert_int_equal(vhu_virtq_push(vq, e, (uint32_t)e->in_bytes), 0);
-        vhu_virtq_flush(vq);
-        atomic_fetch_add(&d->served, 1);
-    }
-    free(e);
-}
-
-static int vq_start(void *dev, struct vhu_queue *q)
-{
-    struct vqdev *d = dev;
-    int r;
-    if (d->worker_mode) {
-        r = vhu_virtq_worker_start(&d->w, q, echo, d);
-    } else {
-        struct vhu_virtq *vq;
-        r = vhu_virtq_new(&vq, q);
-        if (r == 0)
-            atomic_store(&d->vq, vq);
-    }
-    if (r == 0)
-        atomic_fetch_add(&d->starts, 1);
-    return r;
-}
-
-static void vq_stop(void *dev, struct vhu_queue *q)
-{
-    (void)q;
-    struct vqdev *d = dev;
-    if (d->worker_mode) {
-        vhu_virtq_worker_stop(d->w);
-        d->w = NULL;
-    } else {
-        vhu_virtq_free(atomic_exchange(&d->vq, NULL));
-    }
-}
-
-static void vqdev_init(struct vqdev *d, bool worker_mode)
-{
-    memset(d, 0, sizeof(*d));
-    d->ops = (struct vhu_device_ops){.size = sizeof(d->ops),
-                                     .name = "vqtest",
-                                     .num_queues = 1,
-                                     .max_queue_size = 1024,
-                                     .features = vq_features,
-                                     .start_queue = vq_start,
-                                     .stop_queue = vq_stop,
-                                     .tracks_inflight = true};
-    d->worker_mode = worker_mode;
-}
 
 /* ---- a session: device, server, front-end, guest with one ring ---- */
 
@@ -136,7 +55,11 @@ struct session {
  * logs, as QEMU does once migration starts), guest memory and ring. */
 static void session_connect(struct session *s, bool worker_mode, uint64_t features)
 {
-    vqdev_init(&s->dev, worker_mode);
+    vqdev_init(&s->dev, "vqtest",
+               VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_RING_EVENT_IDX) |
+                   VHU_BIT(VHU_F_RING_INDIRECT_DESC) | VHU_BIT(VHU_F_LOG_ALL),
+               worker_mode);
+    s->dev.flush_each = true;
     assert_int_equal(devserver_start(&s->ds, &s->dev.ops, &s->dev), 0);
     s->fe = devserver_connect(&s->ds, features & ~VHU_BIT(VHU_F_LOG_ALL));
     guest_init(&s->g, 1);
@@ -170,26 +93,11 @@ static void session_close(struct session *s)
     guest_free(&s->g);
 }
 
-static struct vhu_virtq *vq_of(struct session *s)
-{
-    struct vhu_virtq *vq = atomic_load(&s->dev.vq);
-    assert_non_null(vq);
-    return vq;
-}
-
 static uint8_t *gptr(struct session *s, uint64_t gpa, uint64_t len)
 {
     uint8_t *p = vhu_guest_mem_ptr(&s->g.mem, gpa, len);
     assert_non_null(p);
     return p;
-}
-
-static uint64_t read_eventfd(int fd)
-{
-    uint64_t v = 0;
-    if (read(fd, &v, sizeof(v)) != sizeof(v))
-        return 0;
-    return v;
 }
 
 static uint16_t *used_event(struct session *s)
@@ -209,13 +117,7 @@ static uint16_t *avail_event(struct session *s)
 static void assert_seg(struct session *s, const struct vhu_virtq_elem *e, unsigned i, uint64_t gpa,
                        size_t len)
 {
-    assert_int_equal(e->iov[i].iov_len, len);
-    uint8_t *drv = gptr(s, gpa, len);
-    uint8_t *dev = e->iov[i].iov_base;
-    drv[0] = (uint8_t)(0x10 + i);
-    assert_int_equal(dev[0], 0x10 + i);
-    drv[len - 1] = (uint8_t)(0x20 + i);
-    assert_int_equal(dev[len - 1], 0x20 + i);
+    vq_assert_seg(gptr(s, gpa, len), e, i, len);
 }
 
 static void test_good_chains(void **state)
@@ -223,7 +125,7 @@ static void test_good_chains(void **state)
     (void)state;
     struct session s;
     session_open(&s, false, ~0ull);
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     struct vhu_virtq_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     assert_int_equal(vhu_virtq_pop(vq, e), 0); /* empty ring */
@@ -251,7 +153,7 @@ static void test_good_chains(void **state)
     assert_int_equal(vhu_fe_ring_pop_used(s.r, &id, &len), 1);
     assert_int_equal(id, 0);
     assert_int_equal(len, 1);
-    assert_true(read_eventfd(s.g.call[0]) >= 1);
+    assert_true(vq_read_eventfd(s.g.call[0]) >= 1);
     assert_int_equal(vhu_virtq_push(vq, e, 1), -EINVAL); /* nothing outstanding */
 
     /* The longest chain a 16-entry ring holds, wrapping around the table. */
@@ -315,7 +217,7 @@ static void test_good_chains(void **state)
         assert_int_equal(len, want[i][1]);
     }
     assert_false(vhu_virtq_broken(vq));
-    assert_int_equal(read_eventfd(s.g.err[0]), 0);
+    assert_int_equal(vq_read_eventfd(s.g.err[0]), 0);
     assert_int_equal(log_count("broken"), 0);
 
     /* Once SET_VRING_ENABLE 0 is answered, pop takes nothing: the chain
@@ -355,7 +257,7 @@ static void test_heads_in_flight(void **state)
     (void)state;
     struct session s;
     session_open(&s, false, ~0ull);
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     struct vhu_virtq_elem *e = malloc(2 * sizeof(*e));
     assert_non_null(e);
     assert_int_equal(one_request(&s, vq, &e[1]), 1); /* e[1]: head 0, done */
@@ -370,7 +272,7 @@ static void test_heads_in_flight(void **state)
     vhu_fe_ring_publish(s.r, 2);
     assert_int_equal(vhu_virtq_pop(vq, &e[1]), -EIO);
     assert_int_equal(log_count("head 2 is already in flight"), 1);
-    assert_int_equal(read_eventfd(s.g.err[0]), 1);
+    assert_int_equal(vq_read_eventfd(s.g.err[0]), 1);
     free(e);
     session_close(&s);
 }
@@ -380,22 +282,22 @@ static void test_event_idx(void **state)
     (void)state;
     struct session s;
     session_open(&s, false, ~0ull);
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     struct vhu_virtq_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
 
     /* The first completion always signals (nothing to compare with). */
     *used_event(&s) = 0;
     assert_int_equal(one_request(&s, vq, e), 1);
-    assert_int_equal(read_eventfd(s.g.call[0]), 1);
+    assert_int_equal(vq_read_eventfd(s.g.call[0]), 1);
     /* used_event = 4: the driver wants a call once entry 4 is used, i.e.
      * when the used index goes past 4 (to 5), not before. */
     *used_event(&s) = 4;
     for (int used = 2; used <= 4; used++)
         assert_int_equal(one_request(&s, vq, e), 0);
-    assert_int_equal(read_eventfd(s.g.call[0]), 0);
+    assert_int_equal(vq_read_eventfd(s.g.call[0]), 0);
     assert_int_equal(one_request(&s, vq, e), 1);
-    assert_int_equal(read_eventfd(s.g.call[0]), 1);
+    assert_int_equal(vq_read_eventfd(s.g.call[0]), 1);
     /* An event index already passed does not signal again. */
     assert_int_equal(one_request(&s, vq, e), 0);
     /* Several entries in one flush crossing the event index: one call. */
@@ -407,7 +309,7 @@ static void test_event_idx(void **state)
         assert_int_equal(vhu_virtq_push(vq, e, 64), 0);
     }
     assert_int_equal(vhu_virtq_flush(vq), 1);
-    assert_int_equal(read_eventfd(s.g.call[0]), 1);
+    assert_int_equal(vq_read_eventfd(s.g.call[0]), 1);
     assert_int_equal(vhu_fe_ring_used_idx(s.r), 9);
 
     /* Kick suppression: the device asks for a kick at the next index it
@@ -430,18 +332,18 @@ static void test_no_interrupt(void **state)
     (void)state;
     struct session s;
     session_open(&s, false, ~VHU_BIT(VHU_F_RING_EVENT_IDX));
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     struct vhu_virtq_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     *used_event(&s) = 0x1234;
     *avail_event(&s) = 0x4321;
     assert_int_equal(one_request(&s, vq, e), 1);
     assert_int_equal(one_request(&s, vq, e), 1);
-    assert_int_equal(read_eventfd(s.g.call[0]), 2);
+    assert_int_equal(vq_read_eventfd(s.g.call[0]), 2);
     uint16_t *avail_flags = (uint16_t *)gptr(&s, s.r->avail_gpa, 2);
     *avail_flags = 1; /* VRING_AVAIL_F_NO_INTERRUPT */
     assert_int_equal(one_request(&s, vq, e), 0);
-    assert_int_equal(read_eventfd(s.g.call[0]), 0);
+    assert_int_equal(vq_read_eventfd(s.g.call[0]), 0);
     *avail_flags = 0;
     assert_int_equal(one_request(&s, vq, e), 1);
     assert_false(vhu_virtq_enable_kick(vq));
@@ -650,25 +552,11 @@ static void test_hostile_chains(void **state)
         const struct hostile *h = &hostile_cases[c];
         struct session s;
         session_open(&s, false, h->features);
-        struct vhu_virtq *vq = vq_of(&s);
+        struct vhu_virtq *vq = vqdev_vq(&s.dev);
         /* A good request first: the ring works until the bad one. */
         assert_int_equal(one_request(&s, vq, e), 1);
         h->build(&s);
-        int r = vhu_virtq_pop(vq, e);
-        if (r != -EIO || log_count("ring 0 broken") != 1 || log_count(h->log) != 1) {
-            print_error("case '%s': pop gave %d; log lines:\n", h->name, r);
-            log_dump();
-            fail();
-        }
-        assert_true(vhu_virtq_broken(vq));
-        assert_int_equal(read_eventfd(s.g.err[0]), 1);
-        /* Broken stays broken, quietly, and nothing more is written. */
-        assert_int_equal(vhu_virtq_pop(vq, e), -EIO);
-        assert_int_equal(vhu_virtq_push(vq, e, 1), -EIO);
-        assert_int_equal(vhu_virtq_flush(vq), -EIO);
-        assert_false(vhu_virtq_enable_kick(vq));
-        assert_int_equal(log_count("ring 0 broken"), 1);
-        assert_int_equal(read_eventfd(s.g.err[0]), 0);
+        vq_assert_broken(vq, e, h->name, h->log, s.g.err[0]);
         assert_int_equal(vhu_fe_ring_used_idx(&s.g.ring[0]), 1);
         /* The bad chain was not taken. */
         unsigned base = 0;
@@ -692,7 +580,7 @@ static bool filled(struct session *s, unsigned k)
 {
     uint8_t *p = gptr(s, BUF(k % RING), 256);
     for (int i = 0; i < 256; i++)
-        if (p[i] != ECHO_FILL)
+        if (p[i] != VQDEV_ECHO_FILL)
             return false;
     return true;
 }
@@ -879,31 +767,6 @@ static void test_worker_bad_kick_fd_and_fds(void **state)
 
 /* ---- migration support: dirty log and inflight tracking ---- */
 
-#define LOG_BYTES 4096u /* one bit per 4 KiB page: 128 MiB of guest memory */
-
-static bool log_bit(const uint8_t *log, uint64_t gpa)
-{
-    uint64_t page = gpa / 4096;
-    return __atomic_load_n(&log[page / 8], __ATOMIC_ACQUIRE) & (1u << (page % 8));
-}
-
-static unsigned log_bits(const uint8_t *log)
-{
-    unsigned c = 0;
-    for (size_t i = 0; i < LOG_BYTES; i++)
-        c += (unsigned)__builtin_popcount(log[i]);
-    return c;
-}
-
-static int set_log_base(struct vhu_fe *fe, int fd)
-{
-    struct vhu_log l = {.mmap_size = LOG_BYTES, .mmap_offset = 0};
-    uint64_t st = 0;
-    int r = vhu_fe_call(fe, VHU_REQ_SET_LOG_BASE, VHU_FLAG_VERSION, &l, sizeof(l), &fd, 1, &st,
-                        sizeof(st), NULL, NULL);
-    return r < 0 ? r : r == 8 ? (int)st : -EPROTO;
-}
-
 /* While the front-end logs, what the layer writes is marked: the buffers
  * the device filled and the used ring (entries, index, avail_event) - and
  * nothing it only read (descriptors, indirect table, readable buffer). */
@@ -915,13 +778,8 @@ static void test_dirty_log(void **state)
     uint64_t f = 0;
     assert_int_equal(vhu_fe_get_features(s.fe, &f), 0);
     f &= ~VHU_BIT(VHU_F_LOG_ALL); /* what session_open acked */
-    int lfd = memfd_create("log", MFD_CLOEXEC);
-    assert_true(lfd >= 0);
-    assert_int_equal(ftruncate(lfd, LOG_BYTES), 0);
-    uint8_t *log = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, lfd, 0);
-    assert_true(log != MAP_FAILED);
-    assert_int_equal(set_log_base(s.fe, lfd), 0);
-    assert_int_equal(vhu_fe_set_features(s.fe, f | VHU_BIT(VHU_F_LOG_ALL)), 0);
+    int lfd;
+    uint8_t *log = vq_log_start(s.fe, f, &lfd);
     assert_int_equal(vhu_fe_ring_set_addr(s.fe, s.r, VHU_VRING_F_LOG), 0);
 
     struct vhu_fe_buf b[2] = {{BUF(5), 16, false}, {BUF(3), 256, true}};
@@ -931,24 +789,24 @@ static void test_dirty_log(void **state)
     /* avail_event is written just after the used index: wait for it. */
     for (int i = 0; i < 2000 && __atomic_load_n(avail_event(&s), __ATOMIC_ACQUIRE) != 1; i++)
         sleep_ms(1);
-    assert_true(log_bit(log, BUF(3)));
-    assert_true(log_bit(log, s.r->used_gpa));
-    assert_false(log_bit(log, BUF(5)));
-    assert_false(log_bit(log, TABLE_GPA));
-    assert_false(log_bit(log, s.r->desc_gpa));
-    assert_int_equal(log_bits(log), 2);
+    assert_true(vq_log_bit(log, BUF(3)));
+    assert_true(vq_log_bit(log, s.r->used_gpa));
+    assert_false(vq_log_bit(log, BUF(5)));
+    assert_false(vq_log_bit(log, TABLE_GPA));
+    assert_false(vq_log_bit(log, s.r->desc_gpa));
+    assert_int_equal(vq_log_bits(log), 2);
     assert_true(filled(&s, 3));
 
     /* Logging off: nothing marked any more. */
     assert_int_equal(vhu_fe_set_features(s.fe, f), 0);
     assert_int_equal(vhu_fe_ring_set_addr(s.fe, s.r, 0), 0);
-    memset(log, 0, LOG_BYTES);
+    memset(log, 0, VQ_LOG_BYTES);
     assert_int_equal(vhu_fe_ring_push_indirect(s.r, 1, TABLE_GPA, b, 2), 0);
     guest_kick(&s.g, 0);
     assert_true(wait_used_idx(s.r, 2, 2000));
     sleep_ms(10);
-    assert_int_equal(log_bits(log), 0);
-    munmap(log, LOG_BYTES);
+    assert_int_equal(vq_log_bits(log), 0);
+    munmap(log, VQ_LOG_BYTES);
     close(lfd);
     session_close(&s);
 }
@@ -1002,7 +860,7 @@ static void test_inflight_resubmit(void **state)
     for (unsigned k = 0; k < 3; k++)
         assert_int_equal(vhu_fe_ring_push(s.r, (uint16_t)k, BUF(k), 64, F_WRITE), 0);
     static struct vhu_virtq_elem taken[3];
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     for (unsigned k = 0; k < 3; k++) {
         assert_int_equal(vhu_virtq_pop(vq, &taken[k]), 1);
         assert_int_equal(taken[k].head, k);
@@ -1036,7 +894,7 @@ static void test_inflight_resubmit(void **state)
     assert_int_equal(vhu_fe_connect(&s.fe, s.ds.path, 2000), 0);
     assert_int_equal(vhu_fe_negotiate(s.fe, ~VHU_BIT(VHU_F_LOG_ALL), ~0ull, NULL, NULL), 0);
     start_with_inflight(&s, &in, ifd, vhu_fe_ring_used_idx(s.r));
-    vq = vq_of(&s);
+    vq = vqdev_vq(&s.dev);
     struct vhu_virtq_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     for (unsigned k = 0; k < 2; k++) {
@@ -1066,7 +924,7 @@ static void test_inflight_resubmit(void **state)
     assert_int_equal(vhu_fe_connect(&s.fe, s.ds.path, 2000), 0);
     assert_int_equal(vhu_fe_negotiate(s.fe, ~VHU_BIT(VHU_F_LOG_ALL), ~0ull, NULL, NULL), 0);
     start_with_inflight(&s, &in, ifd, 3);
-    assert_int_equal(vhu_virtq_pop(vq_of(&s), e), 0);
+    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 0);
     free(e);
     close(ifd);
     session_close(&s);

@@ -30,6 +30,7 @@
 
 #include "devserver.h"
 #include "harness.h"
+#include "vqdev.h"
 
 #define F_NEXT 1
 #define F_WRITE 2
@@ -40,7 +41,6 @@
 #define RING_GPA 0x10000u
 #define TABLE_GPA 0x60000u
 #define BUF(k) (0x80000u + (uint64_t)(k)*0x1000u) /* 4 KiB buffers, k < 128 */
-#define ECHO_FILL 0x5a
 
 struct pdesc {
     uint64_t addr;
@@ -49,35 +49,6 @@ struct pdesc {
 };
 
 /* ---- the device ---- */
-
-struct vqdev {
-    struct vhu_device_ops ops;
-    bool worker_mode;
-    _Atomic(struct vhu_virtq *) vq;
-    struct vhu_virtq_worker *w;
-    atomic_uint starts;
-};
-
-static uint64_t vq_features(void *dev)
-{
-    (void)dev;
-    return VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_RING_EVENT_IDX) |
-           VHU_BIT(VHU_F_RING_INDIRECT_DESC) | VHU_BIT(VHU_F_LOG_ALL) | VHU_BIT(VHU_F_RING_PACKED);
-}
-
-/* Worker mode: fill every writable buffer, complete with its size. */
-static void echo(struct vhu_virtq *vq, void *arg)
-{
-    (void)arg;
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
-    assert_non_null(e);
-    while (vhu_virtq_pop(vq, e) == 1) {
-        for (unsigned i = e->n_out; i < e->n_out + e->n_in; i++)
-            memset(e->iov[i].iov_base, ECHO_FILL, e->iov[i].iov_len);
-        assert_int_equal(vhu_virtq_push(vq, e, (uint32_t)e->in_bytes), 0);
-    }
-    free(e);
-}
 
 /* A state section, so that DEVICE_STATE is offered (and refused for
  * packed rings). */
@@ -94,35 +65,6 @@ static int load_none(void *dev, void *staged, const struct vhu_state_section *s,
 {
     (void)dev, (void)staged, (void)s, (void)version, (void)r;
     return 0;
-}
-
-static int vq_start(void *dev, struct vhu_queue *q)
-{
-    struct vqdev *d = dev;
-    int r;
-    if (d->worker_mode) {
-        r = vhu_virtq_worker_start(&d->w, q, echo, d);
-    } else {
-        struct vhu_virtq *vq;
-        r = vhu_virtq_new(&vq, q);
-        if (r == 0)
-            atomic_store(&d->vq, vq);
-    }
-    if (r == 0)
-        atomic_fetch_add(&d->starts, 1);
-    return r;
-}
-
-static void vq_stop(void *dev, struct vhu_queue *q)
-{
-    (void)q;
-    struct vqdev *d = dev;
-    if (d->worker_mode) {
-        vhu_virtq_worker_stop(d->w);
-        d->w = NULL;
-    } else {
-        vhu_virtq_free(atomic_exchange(&d->vq, NULL));
-    }
 }
 
 /* ---- a session: device, server, front-end, guest memory, one packed ring ---- */
@@ -153,20 +95,15 @@ static void activate(struct session *s, struct vhu_fe *fe, uint32_t base)
 
 static void device_init(struct vqdev *d, bool worker_mode)
 {
-    memset(d, 0, sizeof(*d));
-    d->ops = (struct vhu_device_ops){.size = sizeof(d->ops),
-                                     .name = "vqpacked",
-                                     .num_queues = 1,
-                                     .max_queue_size = 1024,
-                                     .features = vq_features,
-                                     .start_queue = vq_start,
-                                     .stop_queue = vq_stop,
-                                     .tracks_inflight = true,
-                                     .sections = sections,
-                                     .num_sections = 1,
-                                     .save_section = save_none,
-                                     .load_section = load_none};
-    d->worker_mode = worker_mode;
+    vqdev_init(d, "vqpacked",
+               VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_RING_EVENT_IDX) |
+                   VHU_BIT(VHU_F_RING_INDIRECT_DESC) | VHU_BIT(VHU_F_LOG_ALL) |
+                   VHU_BIT(VHU_F_RING_PACKED),
+               worker_mode);
+    d->ops.sections = sections;
+    d->ops.num_sections = 1;
+    d->ops.save_section = save_none;
+    d->ops.load_section = load_none;
 }
 
 /* The next session_connect also opens a control socket (s->ds.control). */
@@ -214,26 +151,11 @@ static void session_close(struct session *s)
     vhu_guest_mem_free(&s->mem);
 }
 
-static struct vhu_virtq *vq_of(struct session *s)
-{
-    struct vhu_virtq *vq = atomic_load(&s->dev.vq);
-    assert_non_null(vq);
-    return vq;
-}
-
 static uint8_t *gptr(struct session *s, uint64_t gpa, uint64_t len)
 {
     uint8_t *p = vhu_guest_mem_ptr(&s->mem, gpa, len);
     assert_non_null(p);
     return p;
-}
-
-static uint64_t read_eventfd(int fd)
-{
-    uint64_t v = 0;
-    if (read(fd, &v, sizeof(v)) != sizeof(v))
-        return 0;
-    return v;
 }
 
 static void kick(struct session *s)
@@ -258,13 +180,7 @@ static void assert_seg(struct session *s, const struct vhu_virtq_elem *e, unsign
                        uint32_t len)
 {
     assert_int_equal(e->gpa[i], gpa);
-    assert_int_equal(e->iov[i].iov_len, len);
-    uint8_t *drv = gptr(s, gpa, len);
-    uint8_t *dev = e->iov[i].iov_base;
-    drv[0] = (uint8_t)(0x10 + i);
-    assert_int_equal(dev[0], 0x10 + i);
-    drv[len - 1] = (uint8_t)(0x20 + i);
-    assert_int_equal(dev[len - 1], 0x20 + i);
+    vq_assert_seg(gptr(s, gpa, len), e, i, len);
 }
 
 /* Pop that must take a chain; the log tells why when it does not. */
@@ -295,7 +211,7 @@ static void good_chains(unsigned size)
     struct vhu_virtq_elem *e2 = e + 1;
     struct session s;
     session_open(&s, false, ~0ull, size);
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     assert_int_equal(vhu_virtq_pop(vq, e), 0);
 
     /* One writable buffer (ID 3) and a chain of two readable and one
@@ -328,7 +244,7 @@ static void good_chains(unsigned size)
     assert_int_equal(vhu_virtq_push(vq, e, 64), 0);
     assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 0);
     assert_int_equal(vhu_virtq_flush(vq), 1);
-    assert_int_equal(read_eventfd(s.call), 1);
+    assert_int_equal(vq_read_eventfd(s.call), 1);
     pop_used_expect(&s, 1, 7);
     pop_used_expect(&s, 3, 64);
     assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 0);
@@ -369,7 +285,7 @@ static void longest_chains(void)
     assert_non_null(e);
     struct session s;
     session_open(&s, false, ~0ull, 16);
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     assert_int_equal(vhu_fe_ring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
     pop_ok(vq, e);
     assert_int_equal(vhu_virtq_push(vq, e, 0), 0);
@@ -391,7 +307,7 @@ static void longest_chains(void)
     session_close(&s);
 
     session_open(&s, false, ~0ull, 2);
-    vq = vq_of(&s);
+    vq = vqdev_vq(&s.dev);
     static struct vhu_fe_buf t[VHU_VIRTQ_MAX_SEGS];
     for (unsigned i = 0; i < VHU_VIRTQ_MAX_SEGS; i++)
         t[i] = (struct vhu_fe_buf){BUF(i % 64) + 64 * (i / 64), 64, i >= 512};
@@ -423,7 +339,7 @@ static void test_ids_in_flight(void **state)
     assert_non_null(e);
     struct session s;
     session_open(&s, false, ~0ull, 16);
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     e->head = 2;
     e->n_out = e->n_in = 0;
     assert_int_equal(vhu_virtq_push(vq, e, 0), -EINVAL);
@@ -454,7 +370,7 @@ static void wrap_around(unsigned size, unsigned rounds)
     assert_non_null(e);
     struct session s;
     session_open(&s, false, ~0ull, size);
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     unsigned next_id = 0, descs = 0;
     for (unsigned k = 0; k < rounds; k++) {
         unsigned m = 1 + k % 3, used = 0;
@@ -529,10 +445,10 @@ static int complete_n(struct session *s, struct vhu_virtq_elem *e, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         uint16_t id = (uint16_t)i;
         assert_int_equal(vhu_fe_ring_push(&s->r, id, BUF(i), 64, F_WRITE), 0);
-        assert_int_equal(vhu_virtq_pop(vq_of(s), e), 1);
-        assert_int_equal(vhu_virtq_push(vq_of(s), e, 1), 0);
+        assert_int_equal(vhu_virtq_pop(vqdev_vq(&s->dev), e), 1);
+        assert_int_equal(vhu_virtq_push(vqdev_vq(&s->dev), e, 1), 0);
     }
-    int r = vhu_virtq_flush(vq_of(s));
+    int r = vhu_virtq_flush(vqdev_vq(&s->dev));
     for (unsigned i = 0; i < n; i++)
         assert_int_equal(vhu_fe_ring_pop_used(&s->r, NULL, NULL), 1);
     return r;
@@ -545,7 +461,7 @@ static void test_event_suppression(void **state)
     assert_non_null(e);
     struct session s;
     session_open(&s, false, ~0ull, 16);
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     uint16_t *dev = device_area(&s);
 
     /* The device asks for a kick at the next descriptor it would take:
@@ -555,24 +471,24 @@ static void test_event_suppression(void **state)
     assert_int_equal(dev[1], 2);
     vhu_fe_ring_packed_set_event(&s.r, 0, 0);
     assert_int_equal(complete_n(&s, e, 3), 1);
-    assert_int_equal(read_eventfd(s.call), 1);
+    assert_int_equal(vq_read_eventfd(s.call), 1);
     assert_false(vhu_virtq_enable_kick(vq));
     assert_int_equal(dev[0], 0x8003);
     /* DISABLE: no signal. */
     vhu_fe_ring_packed_set_event(&s.r, 1, 0);
     assert_int_equal(complete_n(&s, e, 2), 0);
-    assert_int_equal(read_eventfd(s.call), 0);
+    assert_int_equal(vq_read_eventfd(s.call), 0);
     /* ENABLE: every flush signals. */
     vhu_fe_ring_packed_set_event(&s.r, 0, 0);
     assert_int_equal(complete_n(&s, e, 1), 1);
     assert_int_equal(complete_n(&s, e, 1), 1);
-    assert_int_equal(read_eventfd(s.call), 2);
+    assert_int_equal(vq_read_eventfd(s.call), 2);
     /* Used position is now 7 (wrap 1).  DESC at 8: not crossed by the
      * entry at 7, crossed by the one at 8. */
     vhu_fe_ring_packed_set_event(&s.r, 2, 0x8000 | 8);
     assert_int_equal(complete_n(&s, e, 1), 0);
     assert_int_equal(complete_n(&s, e, 1), 1);
-    assert_int_equal(read_eventfd(s.call), 1);
+    assert_int_equal(vq_read_eventfd(s.call), 1);
     /* Used position 9.  DESC at position 1 of the next lap (wrap 0):
      * entries 9-13, then 14-15 (the end of the ring), then 0, then 1:
      * only the entry at 1 is the event. */
@@ -581,14 +497,14 @@ static void test_event_suppression(void **state)
     assert_int_equal(complete_n(&s, e, 2), 0);
     assert_int_equal(complete_n(&s, e, 1), 0);
     assert_int_equal(complete_n(&s, e, 1), 1);
-    assert_int_equal(read_eventfd(s.call), 1);
+    assert_int_equal(vq_read_eventfd(s.call), 1);
     assert_int_equal(vhu_fe_ring_packed_base(&s.r), 2u | 0u << 15 | 2u << 16 | 0u << 31);
     assert_false(vhu_virtq_enable_kick(vq));
     assert_int_equal(dev[0], 2);
     /* A batch that goes past the event in one flush signals once. */
     vhu_fe_ring_packed_set_event(&s.r, 2, 4);
     assert_int_equal(complete_n(&s, e, 4), 1);
-    assert_int_equal(read_eventfd(s.call), 1);
+    assert_int_equal(vq_read_eventfd(s.call), 1);
     /* enable_kick sees a descriptor the driver published. */
     assert_int_equal(vhu_fe_ring_push(&s.r, 9, BUF(0), 64, F_WRITE), 0);
     assert_true(vhu_virtq_enable_kick(vq));
@@ -599,14 +515,14 @@ static void test_event_suppression(void **state)
     session_open(&s, false, ~VHU_BIT(VHU_F_RING_EVENT_IDX), 16);
     dev = device_area(&s);
     dev[1] = 0xffff;
-    assert_false(vhu_virtq_enable_kick(vq_of(&s)));
+    assert_false(vhu_virtq_enable_kick(vqdev_vq(&s.dev)));
     assert_int_equal(dev[1], 0);
     vhu_fe_ring_packed_set_event(&s.r, 2, 0x8005);
     assert_int_equal(complete_n(&s, e, 1), 1);
     assert_int_equal(complete_n(&s, e, 1), 1);
     vhu_fe_ring_packed_set_event(&s.r, 1, 0);
     assert_int_equal(complete_n(&s, e, 1), 0);
-    assert_int_equal(read_eventfd(s.call), 2);
+    assert_int_equal(vq_read_eventfd(s.call), 2);
     session_close(&s);
     free(e);
 }
@@ -819,7 +735,7 @@ static void test_hostile_chains(void **state)
         const struct hostile *h = &hostile_cases[c];
         struct session s;
         session_open(&s, false, h->features, 16);
-        struct vhu_virtq *vq = vq_of(&s);
+        struct vhu_virtq *vq = vqdev_vq(&s.dev);
         /* Good requests first, across the end of the ring, so the bad one
          * is in the second lap (wrap counter 0). */
         for (unsigned i = 0; i < 17; i++) {
@@ -829,24 +745,10 @@ static void test_hostile_chains(void **state)
             assert_true(vhu_virtq_flush(vq) >= 0);
             assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 1);
         }
-        read_eventfd(s.call);
+        vq_read_eventfd(s.call);
         h->build(&s, vq, e);
-        int r = vhu_virtq_pop(vq, e);
-        if (r != -EIO || log_count("ring 0 broken") != 1 || log_count(h->log) != 1) {
-            print_error("case '%s': pop gave %d; log lines:\n", h->name, r);
-            log_dump();
-            fail();
-        }
-        assert_true(vhu_virtq_broken(vq));
-        assert_int_equal(read_eventfd(s.err), 1);
-        /* Broken stays broken, quietly, and nothing more is written. */
-        assert_int_equal(vhu_virtq_pop(vq, e), -EIO);
-        assert_int_equal(vhu_virtq_push(vq, e, 1), -EIO);
-        assert_int_equal(vhu_virtq_flush(vq), -EIO);
-        assert_false(vhu_virtq_enable_kick(vq));
-        assert_int_equal(log_count("ring 0 broken"), 1);
-        assert_int_equal(read_eventfd(s.err), 0);
-        assert_int_equal(read_eventfd(s.call), 0);
+        vq_assert_broken(vq, e, h->name, h->log, s.err);
+        assert_int_equal(vq_read_eventfd(s.call), 0);
         /* The bad chain was not taken: the base is where the good ones
          * left it (plus the held request of the in-flight case). */
         unsigned held = h->build == h_id_in_flight ? 1 : 0;
@@ -862,7 +764,7 @@ static bool filled(struct session *s, uint64_t gpa, unsigned len)
 {
     uint8_t *p = gptr(s, gpa, len);
     for (unsigned i = 0; i < len; i++)
-        if (p[i] != ECHO_FILL)
+        if (p[i] != VQDEV_ECHO_FILL)
             return false;
     return true;
 }
@@ -920,31 +822,6 @@ static void test_worker(void **state)
 
 /* ---- dirty log ---- */
 
-#define LOG_BYTES 4096u
-
-static bool log_bit(const uint8_t *log, uint64_t gpa)
-{
-    uint64_t page = gpa / 4096;
-    return log[page / 8] & (1u << (page % 8));
-}
-
-static unsigned log_bits(const uint8_t *log)
-{
-    unsigned n = 0;
-    for (size_t i = 0; i < LOG_BYTES; i++)
-        n += (unsigned)__builtin_popcount(log[i]);
-    return n;
-}
-
-static int set_log_base(struct vhu_fe *fe, int fd)
-{
-    struct vhu_log l = {.mmap_size = LOG_BYTES, .mmap_offset = 0};
-    uint64_t st = 0;
-    int r = vhu_fe_call(fe, VHU_REQ_SET_LOG_BASE, VHU_FLAG_VERSION, &l, sizeof(l), &fd, 1, &st,
-                        sizeof(st), NULL, NULL);
-    return r < 0 ? r : r == 8 ? (int)st : -EPROTO;
-}
-
 /* While the front-end logs, the used descriptors the device writes into
  * the descriptor ring, its event area and the buffers it filled are
  * marked; what it only read is not.  A 256-entry ring: descriptors fill
@@ -957,13 +834,8 @@ static void test_dirty_log(void **state)
     uint64_t f = 0;
     assert_int_equal(vhu_fe_get_features(s.fe, &f), 0);
     f &= ~VHU_BIT(VHU_F_LOG_ALL); /* what session_open acked */
-    int lfd = memfd_create("log", MFD_CLOEXEC);
-    assert_true(lfd >= 0);
-    assert_int_equal(ftruncate(lfd, LOG_BYTES), 0);
-    uint8_t *log = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, lfd, 0);
-    assert_true(log != MAP_FAILED);
-    assert_int_equal(set_log_base(s.fe, lfd), 0);
-    assert_int_equal(vhu_fe_set_features(s.fe, f | VHU_BIT(VHU_F_LOG_ALL)), 0);
+    int lfd;
+    uint8_t *log = vq_log_start(s.fe, f, &lfd);
     assert_int_equal(vhu_fe_ring_set_addr(s.fe, &s.r, VHU_VRING_F_LOG), 0);
     assert_int_equal(s.r.used_gpa / 4096, RING_GPA / 4096 + 1);
 
@@ -978,23 +850,23 @@ static void test_dirty_log(void **state)
     for (int i = 0; i < 2000 && __atomic_load_n(&dev[0], __ATOMIC_ACQUIRE) != 0x8001; i++)
         sleep_ms(1);
     assert_int_equal(__atomic_load_n(&dev[0], __ATOMIC_ACQUIRE), 0x8001);
-    assert_true(log_bit(log, BUF(3)));
-    assert_true(log_bit(log, RING_GPA));
-    assert_true(log_bit(log, s.r.used_gpa));
-    assert_false(log_bit(log, BUF(5)));
-    assert_false(log_bit(log, TABLE_GPA));
-    assert_int_equal(log_bits(log), 3);
+    assert_true(vq_log_bit(log, BUF(3)));
+    assert_true(vq_log_bit(log, RING_GPA));
+    assert_true(vq_log_bit(log, s.r.used_gpa));
+    assert_false(vq_log_bit(log, BUF(5)));
+    assert_false(vq_log_bit(log, TABLE_GPA));
+    assert_int_equal(vq_log_bits(log), 3);
 
     /* Logging off: nothing marked any more. */
     assert_int_equal(vhu_fe_set_features(s.fe, f), 0);
     assert_int_equal(vhu_fe_ring_set_addr(s.fe, &s.r, 0), 0);
-    memset(log, 0, LOG_BYTES);
+    memset(log, 0, VQ_LOG_BYTES);
     assert_int_equal(vhu_fe_ring_push_indirect(&s.r, 1, TABLE_GPA, b, 2), 0);
     kick(&s);
     assert_true(wait_used(&s, &id, NULL));
     sleep_ms(10);
-    assert_int_equal(log_bits(log), 0);
-    munmap(log, LOG_BYTES);
+    assert_int_equal(vq_log_bits(log), 0);
+    munmap(log, VQ_LOG_BYTES);
     close(lfd);
     session_close(&s);
 }
@@ -1035,10 +907,10 @@ static void test_base_fields(void **state)
     assert_non_null(e);
     assert_int_equal(vhu_fe_ring_push(&s.r, 4, BUF(0), 64, F_WRITE), 0);
     assert_int_equal(s.ring[14].flags & (F_AVAIL | F_USED), F_USED);
-    assert_int_equal(vhu_virtq_pop(vq_of(&s), e), 1);
+    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 1);
     assert_int_equal(e->head, 4);
-    assert_int_equal(vhu_virtq_push(vq_of(&s), e, 9), 0);
-    assert_true(vhu_virtq_flush(vq_of(&s)) >= 0);
+    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), e, 9), 0);
+    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
     assert_int_equal(s.ring[15].id, 4);
     assert_int_equal(s.ring[15].len, 9);
     assert_int_equal(s.ring[15].flags & (F_AVAIL | F_USED), F_AVAIL | F_USED);
@@ -1124,23 +996,23 @@ static void test_base_with_requests_held(void **state)
     session_open(&s, false, ~0ull, 16);
     for (unsigned i = 0; i < 3; i++) {
         assert_int_equal(vhu_fe_ring_push(&s.r, (uint16_t)i, BUF(i), 64, F_WRITE), 0);
-        assert_int_equal(vhu_virtq_pop(vq_of(&s), &e[i]), 1);
+        assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), &e[i]), 1);
     }
-    assert_int_equal(vhu_virtq_push(vq_of(&s), &e[1], 5), 0);
-    assert_true(vhu_virtq_flush(vq_of(&s)) >= 0);
+    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[1], 5), 0);
+    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
     pop_used_expect(&s, 1, 5);
     /* Pushed but not flushed: not part of the base. */
-    assert_int_equal(vhu_virtq_push(vq_of(&s), &e[2], 6), 0);
+    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[2], 6), 0);
     assert_int_equal(get_base(&s), 3u | 1u << 15 | 1u << 16 | 1u << 31);
     /* The driver gives the two lost requests up (no inflight tracking
      * here) and goes on from where the device stopped. */
     vhu_fe_ring_packed_set_base(&s.r, 3u | 1u << 15 | 1u << 16 | 1u << 31);
     activate(&s, s.fe, vhu_fe_ring_packed_base(&s.r));
     assert_int_equal(vhu_fe_ring_push(&s.r, 7, BUF(7), 64, F_WRITE), 0);
-    assert_int_equal(vhu_virtq_pop(vq_of(&s), e), 1);
+    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 1);
     assert_int_equal(e->head, 7);
-    assert_int_equal(vhu_virtq_push(vq_of(&s), e, 11), 0);
-    assert_true(vhu_virtq_flush(vq_of(&s)) >= 0);
+    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), e, 11), 0);
+    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
     assert_int_equal(s.ring[1].id, 7);
     pop_used_expect(&s, 7, 11);
     assert_int_equal(get_base(&s), 4u | 1u << 15 | 2u << 16 | 1u << 31);
@@ -1561,9 +1433,9 @@ static void test_refused_for_packed(void **state)
     struct vhu_virtq_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     assert_int_equal(vhu_fe_ring_push(&s.r, 3, BUF(0), 64, F_WRITE), 0);
-    assert_int_equal(vhu_virtq_pop(vq_of(&s), e), 1);
-    assert_int_equal(vhu_virtq_push(vq_of(&s), e, 1), 0);
-    assert_true(vhu_virtq_flush(vq_of(&s)) >= 0);
+    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 1);
+    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), e, 1), 0);
+    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
     pop_used_expect(&s, 3, 1);
     /* Stopped (a device-state transfer needs every ring stopped). */
     get_base(&s);
@@ -1595,7 +1467,7 @@ static void test_refused_for_packed(void **state)
     close(p[1]);
     /* The ring still runs. */
     assert_int_equal(vhu_fe_ring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
-    assert_int_equal(vhu_virtq_pop(vq_of(&s), e), 1);
+    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 1);
     free(e);
     session_close(&s);
     assert_int_equal(count_open_fds(), fds);
