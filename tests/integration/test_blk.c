@@ -677,6 +677,25 @@ static void test_malformed(void **state)
 
 /* Four queues at once, each writing its own sectors and reading back
  * another queue's. */
+/* Kick queues 0..nq-1, then take per_ring completions from each: every
+ * one a request the test submitted (slot below per_ring) with status OK,
+ * and when ulen is not 0, that used length. */
+static void kick_and_wait_all(struct blkt *t, unsigned nq, unsigned per_ring, uint32_t len,
+                              uint32_t ulen)
+{
+    for (unsigned q = 0; q < nq; q++)
+        guest_kick(&t->g, q);
+    for (unsigned q = 0; q < nq; q++)
+        for (unsigned k = 0; k < per_ring; k++) {
+            uint32_t id, got;
+            wait_used(t, q, &id, &got);
+            assert_true(id < per_ring);
+            if (ulen)
+                assert_int_equal(got, ulen);
+            assert_int_equal(status_of(t, q, id, len, (struct layout){0}), VIRTIO_BLK_S_OK);
+        }
+}
+
 static void test_multiqueue(void **state)
 {
     (void)state;
@@ -691,15 +710,7 @@ static void test_multiqueue(void **state)
             submit(&t, q, k, VIRTIO_BLK_T_OUT, (q * per_ring + k) * 4, len,
                    (struct layout){.nseg = 2, .indirect = true});
         }
-    for (unsigned q = 0; q < 4; q++)
-        guest_kick(&t.g, q);
-    for (unsigned q = 0; q < 4; q++)
-        for (unsigned k = 0; k < per_ring; k++) {
-            uint32_t id, ulen;
-            wait_used(&t, q, &id, &ulen);
-            assert_true(id < per_ring);
-            assert_int_equal(status_of(&t, q, id, len, (struct layout){0}), VIRTIO_BLK_S_OK);
-        }
+    kick_and_wait_all(&t, 4, per_ring, len, 0);
     /* Read everything back, queue q reading what queue (q + 1) % 4 wrote. */
     for (unsigned q = 0; q < 4; q++)
         for (unsigned k = 0; k < per_ring; k++) {
@@ -707,15 +718,7 @@ static void test_multiqueue(void **state)
             submit(&t, q, k, VIRTIO_BLK_T_IN, (((q + 1) % 4) * per_ring + k) * 4, len,
                    (struct layout){.nseg = 3, .indirect = true});
         }
-    for (unsigned q = 0; q < 4; q++)
-        guest_kick(&t.g, q);
-    for (unsigned q = 0; q < 4; q++)
-        for (unsigned k = 0; k < per_ring; k++) {
-            uint32_t id, ulen;
-            wait_used(&t, q, &id, &ulen);
-            assert_int_equal(ulen, len + 1);
-            assert_int_equal(status_of(&t, q, id, len, (struct layout){0}), VIRTIO_BLK_S_OK);
-        }
+    kick_and_wait_all(&t, 4, per_ring, len, len + 1);
     uint8_t want[4 * 512];
     for (unsigned q = 0; q < 4; q++) {
         for (unsigned k = 0; k < per_ring; k++) {
@@ -1551,20 +1554,27 @@ static int packed_teardown(void **state)
     return 0;
 }
 
+/* What both ring layouts run: the requests. */
+/* clang-format off */
+#define REQUEST_TESTS                                   \
+    cmocka_unit_test(test_write_read),                  \
+    cmocka_unit_test(test_direct),                      \
+    cmocka_unit_test(test_get_id),                      \
+    cmocka_unit_test(test_discard_write_zeroes),        \
+    cmocka_unit_test(test_out_of_range),                \
+    cmocka_unit_test(test_read_only),                   \
+    cmocka_unit_test(test_malformed),                   \
+    cmocka_unit_test(test_multiqueue),                  \
+    cmocka_unit_test(test_stop_in_flight)
+/* clang-format on */
+
 int main(void)
 {
     log_capture_install();
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_and_features),
-        cmocka_unit_test(test_write_read),
-        cmocka_unit_test(test_direct),
-        cmocka_unit_test(test_get_id),
-        cmocka_unit_test(test_discard_write_zeroes),
-        cmocka_unit_test(test_out_of_range),
-        cmocka_unit_test(test_read_only),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_multiqueue),
-        cmocka_unit_test(test_stop_in_flight),
+        REQUEST_TESTS,
         cmocka_unit_test(test_ram_state),
         cmocka_unit_test(test_ram_snapshot_live),
         cmocka_unit_test(test_ram_snapshot_live_fork),
@@ -1577,17 +1587,10 @@ int main(void)
      * device state refuses packed rings for now). */
     const struct CMUnitTest packed[] = {
         cmocka_unit_test(test_packed_offered),
-        cmocka_unit_test(test_write_read),
-        cmocka_unit_test(test_direct),
-        cmocka_unit_test(test_get_id),
-        cmocka_unit_test(test_discard_write_zeroes),
-        cmocka_unit_test(test_out_of_range),
-        cmocka_unit_test(test_read_only),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_multiqueue),
-        cmocka_unit_test(test_stop_in_flight),
+        REQUEST_TESTS,
         cmocka_unit_test(test_no_fd_leak),
     };
+    /* clang-format on */
     int failed = cmocka_run_group_tests_name("split", tests, NULL, NULL);
     failed += cmocka_run_group_tests_name("packed", packed, packed_setup, packed_teardown);
     return failed;
