@@ -54,12 +54,50 @@ static uint8_t *new_log(int *fd, size_t size)
     return p;
 }
 
-static void push(struct guest *g, unsigned k)
+/* A 256-byte device-writable buffer at gpa as head `head` of ring 0, a
+ * kick, and the wait until the device has completed it (the used index
+ * reaches head + 1: the tests push heads in order from 0). */
+static void serve_at(struct guest *g, uint16_t head, uint64_t gpa)
 {
-    assert_int_equal(vhu_fe_ring_push(&g->ring[0], (uint16_t)(k % GUEST_RING_SIZE),
-                                      GUEST_BUF_GPA + k * 0x2000u, 256, 2),
-                     0);
+    assert_int_equal(vhu_fe_ring_push(&g->ring[0], head, gpa, 256, 2), 0);
     guest_kick(g, 0);
+    assert_true(wait_used_idx(&g->ring[0], (uint16_t)(head + 1), 2000));
+}
+
+/* Request k: a buffer of its own, 8 KiB apart from the others. */
+static void serve(struct guest *g, unsigned k)
+{
+    serve_at(g, (uint16_t)k, GUEST_BUF_GPA + k * 0x2000u);
+}
+
+static void free_log(uint8_t *log, int fd, size_t size)
+{
+    munmap(log, size);
+    close(fd);
+}
+
+/* A back-end with one running ring, the front-end negotiated with LOG_ALL
+ * and the ring's LOG flag set: migration under way. */
+struct logging {
+    struct harness h;
+    struct vhu_fe *fe;
+    struct guest g;
+};
+
+static void logging_start(struct logging *s)
+{
+    assert_int_equal(harness_start(&s->h, 1), 0);
+    s->fe = harness_connect_negotiated(&s->h); /* LOG_ALL included */
+    guest_init(&s->g, 1);
+    guest_activate(&s->g, s->fe, 0);
+    assert_int_equal(vhu_fe_ring_set_addr(s->fe, &s->g.ring[0], VHU_VRING_F_LOG), 0);
+}
+
+static void logging_stop(struct logging *s)
+{
+    vhu_fe_close(s->fe);
+    guest_free(&s->g);
+    harness_stop(&s->h);
 }
 
 static void test_dirty_log(void **state)
@@ -79,15 +117,13 @@ static void test_dirty_log(void **state)
     uint8_t *log = new_log(&lfd, LOG_BYTES);
     /* Migration starts: the log arrives while the ring runs. */
     assert_int_equal(set_log_base(fe, lfd, LOG_BYTES, 0), 0);
-    push(&g, 0);
-    assert_true(wait_used_idx(&g.ring[0], 1, 2000));
+    serve(&g, 0);
     assert_int_equal(count_bits(log, LOG_BYTES), 0); /* LOG_ALL not on yet */
 
     /* LOG_ALL, and the LOG flag on the running ring. */
     assert_int_equal(vhu_fe_set_features(fe, f | VHU_BIT(VHU_F_LOG_ALL)), 0);
     assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], VHU_VRING_F_LOG), 0);
-    push(&g, 1);
-    assert_true(wait_used_idx(&g.ring[0], 2, 2000));
+    serve(&g, 1);
     assert_true(bit(log, GUEST_BUF_GPA + 0x2000)); /* the buffer written */
     assert_true(bit(log, g.ring[0].used_gpa));     /* the used ring */
     assert_false(bit(log, GUEST_BUF_GPA));         /* written before logging */
@@ -96,8 +132,7 @@ static void test_dirty_log(void **state)
 
     /* QEMU harvests (clears) the bits; new writes are marked again. */
     memset(log, 0, LOG_BYTES);
-    push(&g, 2);
-    assert_true(wait_used_idx(&g.ring[0], 3, 2000));
+    serve(&g, 2);
     assert_true(bit(log, GUEST_BUF_GPA + 2 * 0x2000));
     assert_true(bit(log, g.ring[0].used_gpa));
 
@@ -106,8 +141,7 @@ static void test_dirty_log(void **state)
     uint8_t *log2 = new_log(&lfd2, 2 * LOG_BYTES);
     assert_int_equal(set_log_base(fe, lfd2, 2 * LOG_BYTES, 0), 0);
     memset(log, 0, LOG_BYTES);
-    push(&g, 3);
-    assert_true(wait_used_idx(&g.ring[0], 4, 2000));
+    serve(&g, 3);
     assert_true(bit(log2, GUEST_BUF_GPA + 3 * 0x2000));
     assert_int_equal(count_bits(log, LOG_BYTES), 0);
 
@@ -115,8 +149,7 @@ static void test_dirty_log(void **state)
     assert_int_equal(vhu_fe_set_features(fe, f), 0);
     assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], 0), 0);
     memset(log2, 0, 2 * LOG_BYTES);
-    push(&g, 4);
-    assert_true(wait_used_idx(&g.ring[0], 5, 2000));
+    serve(&g, 4);
     assert_int_equal(count_bits(log2, 2 * LOG_BYTES), 0);
     /* No request was lost across the switches. */
     unsigned base;
@@ -124,10 +157,8 @@ static void test_dirty_log(void **state)
     assert_int_equal(base, 5);
 
     vhu_fe_close(fe);
-    munmap(log, LOG_BYTES);
-    munmap(log2, 2 * LOG_BYTES);
-    close(lfd);
-    close(lfd2);
+    free_log(log, lfd, LOG_BYTES);
+    free_log(log2, lfd2, 2 * LOG_BYTES);
     guest_free(&g);
     harness_stop(&h);
 }
@@ -151,8 +182,7 @@ static void test_log_refusals(void **state)
     assert_int_equal(set_log_base(fe, lfd, 1, 0), 0);
 
     vhu_fe_close(fe);
-    munmap(log, LOG_BYTES);
-    close(lfd);
+    free_log(log, lfd, LOG_BYTES);
     harness_stop(&h);
 }
 
@@ -173,13 +203,9 @@ static uint64_t take_eventfd(int fd)
 static void test_log_too_small(void **state)
 {
     (void)state;
-    struct harness h;
-    assert_int_equal(harness_start(&h, 1), 0);
-    struct vhu_fe *fe = harness_connect_negotiated(&h); /* LOG_ALL included */
-    struct guest g;
-    guest_init(&g, 1);
-    guest_activate(&g, fe, 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], VHU_VRING_F_LOG), 0);
+    struct logging ls;
+    logging_start(&ls);
+    struct vhu_fe *fe = ls.fe;
     int fds_before = count_open_fds();
     int lfd, lfd2;
     uint8_t *log = new_log(&lfd, LOG_BYTES), *log2 = new_log(&lfd2, LOG_BYTES);
@@ -202,27 +228,21 @@ static void test_log_too_small(void **state)
 
     /* Exactly covering: accepted, and it marks pages. */
     assert_int_equal(set_log_base(fe, lfd, COVER_BYTES, 0), 0);
-    push(&g, 0);
-    assert_true(wait_used_idx(&g.ring[0], 1, 2000));
+    serve(&ls.g, 0);
     assert_true(bit(log, GUEST_BUF_GPA));
-    assert_true(bit(log, g.ring[0].used_gpa));
+    assert_true(bit(log, ls.g.ring[0].used_gpa));
     /* A refused log leaves the accepted one in place. */
     assert_true(set_log_base(fe, lfd2, COVER_BYTES - 1, 0) > 0);
-    push(&g, 1);
-    assert_true(wait_used_idx(&g.ring[0], 2, 2000));
+    serve(&ls.g, 1);
     assert_true(bit(log, GUEST_BUF_GPA + 0x2000));
     assert_int_equal(count_bits(log2, LOG_BYTES), 0);
-    assert_int_equal(take_eventfd(g.err[0]), 0);
+    assert_int_equal(take_eventfd(ls.g.err[0]), 0);
     assert_int_equal(log_count("dirty log:"), 0);
     assert_int_equal(count_open_fds(), fds_before + 2);
 
-    vhu_fe_close(fe);
-    guest_free(&g);
-    munmap(log, LOG_BYTES);
-    munmap(log2, LOG_BYTES);
-    close(lfd);
-    close(lfd2);
-    harness_stop(&h);
+    free_log(log, lfd, LOG_BYTES);
+    free_log(log2, lfd2, LOG_BYTES);
+    logging_stop(&ls);
 }
 
 /* A memory table that grows past the log while logging is on is accepted
@@ -232,13 +252,9 @@ static void test_log_too_small(void **state)
 static void test_log_table_grows(void **state)
 {
     (void)state;
-    struct harness h;
-    assert_int_equal(harness_start(&h, 1), 0);
-    struct vhu_fe *fe = harness_connect_negotiated(&h); /* LOG_ALL included */
-    struct guest g;
-    guest_init(&g, 1);
-    guest_activate(&g, fe, 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], VHU_VRING_F_LOG), 0);
+    struct logging ls;
+    logging_start(&ls);
+    struct vhu_fe *fe = ls.fe;
     int lfd;
     uint8_t *log = new_log(&lfd, LOG_BYTES);
     assert_int_equal(set_log_base(fe, lfd, COVER_BYTES, 0), 0);
@@ -246,18 +262,16 @@ static void test_log_table_grows(void **state)
     /* 1 MiB more, just above: the table now reaches 2 MiB, past the log. */
     struct vhu_guest_mem more;
     assert_int_equal(vhu_guest_mem_new(&more, GUEST_MEM_SIZE, GUEST_MEM_SIZE), 0);
-    struct vhu_mem_region regs[2] = {vhu_guest_mem_region(&g.mem), vhu_guest_mem_region(&more)};
-    int mfds[2] = {g.mem.fd, more.fd};
+    struct vhu_mem_region regs[2] = {vhu_guest_mem_region(&ls.g.mem), vhu_guest_mem_region(&more)};
+    int mfds[2] = {ls.g.mem.fd, more.fd};
     log_clear();
     assert_int_equal(vhu_fe_set_mem_table(fe, regs, mfds, 2), 0);
 
     const uint64_t past = GUEST_MEM_SIZE + 0x3000; /* page 259 */
-    assert_int_equal(vhu_fe_ring_push(&g.ring[0], 0, past, 256, 2), 0);
-    guest_kick(&g, 0);
-    assert_true(wait_used_idx(&g.ring[0], 1, 2000));
+    serve_at(&ls.g, 0, past);
     assert_true(log_wait("dirty log: write at guest 0x103000+256 is beyond the 32-byte log", 2000));
-    assert_true(wait_eventfd(g.err[0], 2000) >= 1);
-    assert_true(bit(log, g.ring[0].used_gpa)); /* inside the log: marked */
+    assert_true(wait_eventfd(ls.g.err[0], 2000) >= 1);
+    assert_true(bit(log, ls.g.ring[0].used_gpa)); /* inside the log: marked */
 
     /* The old log's size no longer covers: refused; writes past it still
      * signal the ring's error (the line is not repeated for the same log). */
@@ -267,22 +281,18 @@ static void test_log_table_grows(void **state)
     assert_int_equal(log_count("the memory table reaches 0x200000 (2 MiB): need at least 64 "
                                "bytes"),
                      1);
-    assert_int_equal(vhu_fe_ring_push(&g.ring[0], 1, past + 0x1000, 256, 2), 0);
-    guest_kick(&g, 0);
-    assert_true(wait_used_idx(&g.ring[0], 2, 2000));
-    assert_true(wait_eventfd(g.err[0], 2000) >= 1);
+    serve_at(&ls.g, 1, past + 0x1000);
+    assert_true(wait_eventfd(ls.g.err[0], 2000) >= 1);
     assert_int_equal(log_count("dirty log:"), 1);
     assert_int_equal(count_bits(log2, LOG_BYTES), 0);
 
     /* The covering log: writes past the old one are marked, silently. */
     assert_int_equal(set_log_base(fe, lfd2, 2 * COVER_BYTES, 0), 0);
-    assert_int_equal(take_eventfd(g.err[0]), 0);
-    assert_int_equal(vhu_fe_ring_push(&g.ring[0], 2, past + 0x2000, 256, 2), 0);
-    guest_kick(&g, 0);
-    assert_true(wait_used_idx(&g.ring[0], 3, 2000));
+    assert_int_equal(take_eventfd(ls.g.err[0]), 0);
+    serve_at(&ls.g, 2, past + 0x2000);
     assert_true(bit(log2, past + 0x2000));
-    assert_true(bit(log2, g.ring[0].used_gpa));
-    assert_int_equal(take_eventfd(g.err[0]), 0);
+    assert_true(bit(log2, ls.g.ring[0].used_gpa));
+    assert_int_equal(take_eventfd(ls.g.err[0]), 0);
     assert_int_equal(log_count("dirty log:"), 1);
 
     /* ADD_MEM_REG past the log is accepted too. */
@@ -290,21 +300,15 @@ static void test_log_table_grows(void **state)
     assert_int_equal(vhu_guest_mem_new(&third, 2 * GUEST_MEM_SIZE, GUEST_MEM_SIZE), 0);
     struct vhu_mem_region r3 = vhu_guest_mem_region(&third);
     assert_int_equal(vhu_fe_add_mem_reg(fe, &r3, third.fd), 0);
-    assert_int_equal(vhu_fe_ring_push(&g.ring[0], 3, 2 * GUEST_MEM_SIZE, 256, 2), 0);
-    guest_kick(&g, 0);
-    assert_true(wait_used_idx(&g.ring[0], 4, 2000));
+    serve_at(&ls.g, 3, 2 * GUEST_MEM_SIZE);
     assert_true(log_wait("write at guest 0x200000+256 is beyond the 64-byte log", 2000));
-    assert_true(wait_eventfd(g.err[0], 2000) >= 1);
+    assert_true(wait_eventfd(ls.g.err[0], 2000) >= 1);
 
-    vhu_fe_close(fe);
-    guest_free(&g);
     vhu_guest_mem_free(&more);
     vhu_guest_mem_free(&third);
-    munmap(log, LOG_BYTES);
-    munmap(log2, LOG_BYTES);
-    close(lfd);
-    close(lfd2);
-    harness_stop(&h);
+    free_log(log, lfd, LOG_BYTES);
+    free_log(log2, lfd2, LOG_BYTES);
+    logging_stop(&ls);
 }
 
 /* Logging on and no log at all (QEMU's vhost_dev_start during migration:
@@ -313,23 +317,17 @@ static void test_log_table_grows(void **state)
 static void test_log_missing(void **state)
 {
     (void)state;
-    struct harness h;
-    assert_int_equal(harness_start(&h, 1), 0);
-    struct vhu_fe *fe = harness_connect_negotiated(&h); /* LOG_ALL included */
-    struct guest g;
-    guest_init(&g, 1);
+    struct logging ls;
+    logging_start(&ls);
+    struct vhu_fe *fe = ls.fe;
     log_clear();
-    guest_activate(&g, fe, 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], VHU_VRING_F_LOG), 0);
-    push(&g, 0);
-    assert_true(wait_used_idx(&g.ring[0], 1, 2000));
+    serve(&ls.g, 0);
     assert_true(log_wait("dirty log: write at guest 0x80000+256 while logging is on but no log "
                          "was given (SET_LOG_BASE); migration would miss it",
                          2000));
-    assert_true(wait_eventfd(g.err[0], 2000) >= 1);
-    push(&g, 1);
-    assert_true(wait_used_idx(&g.ring[0], 2, 2000));
-    assert_true(wait_eventfd(g.err[0], 2000) >= 1);
+    assert_true(wait_eventfd(ls.g.err[0], 2000) >= 1);
+    serve(&ls.g, 1);
+    assert_true(wait_eventfd(ls.g.err[0], 2000) >= 1);
     assert_int_equal(log_count("dirty log:"), 1); /* one line until the log changes */
     /* LOG_ALL off: nothing to mark, nothing signalled; on again (a new
      * migration): its first unmarked write has its own line. */
@@ -337,16 +335,14 @@ static void test_log_missing(void **state)
     assert_int_equal(vhu_fe_get_features(fe, &f), 0);
     assert_int_equal(vhu_fe_set_features(fe, f & ~VHU_BIT(VHU_F_LOG_ALL)), 0);
     /* As QEMU follows it; restarting the ring also waits out its thread. */
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], 0), 0);
-    take_eventfd(g.err[0]);
-    push(&g, 2);
-    assert_true(wait_used_idx(&g.ring[0], 3, 2000));
-    assert_int_equal(wait_eventfd(g.err[0], 50), 0);
+    assert_int_equal(vhu_fe_ring_set_addr(fe, &ls.g.ring[0], 0), 0);
+    take_eventfd(ls.g.err[0]);
+    serve(&ls.g, 2);
+    assert_int_equal(wait_eventfd(ls.g.err[0], 50), 0);
     assert_int_equal(vhu_fe_set_features(fe, f), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], VHU_VRING_F_LOG), 0);
-    push(&g, 3);
-    assert_true(wait_used_idx(&g.ring[0], 4, 2000));
-    assert_true(wait_eventfd(g.err[0], 2000) >= 1);
+    assert_int_equal(vhu_fe_ring_set_addr(fe, &ls.g.ring[0], VHU_VRING_F_LOG), 0);
+    serve(&ls.g, 3);
+    assert_true(wait_eventfd(ls.g.err[0], 2000) >= 1);
     assert_int_equal(log_count("dirty log:"), 2);
 
     /* The log arrives: writes are marked, without error.  (The switch
@@ -354,18 +350,14 @@ static void test_log_missing(void **state)
     int lfd;
     uint8_t *log = new_log(&lfd, LOG_BYTES);
     assert_int_equal(set_log_base(fe, lfd, COVER_BYTES, 0), 0);
-    take_eventfd(g.err[0]);
-    push(&g, 4);
-    assert_true(wait_used_idx(&g.ring[0], 5, 2000));
+    take_eventfd(ls.g.err[0]);
+    serve(&ls.g, 4);
     assert_true(bit(log, GUEST_BUF_GPA + 4 * 0x2000));
-    assert_int_equal(take_eventfd(g.err[0]), 0);
+    assert_int_equal(take_eventfd(ls.g.err[0]), 0);
     assert_int_equal(log_count("dirty log:"), 2);
 
-    vhu_fe_close(fe);
-    guest_free(&g);
-    munmap(log, LOG_BYTES);
-    close(lfd);
-    harness_stop(&h);
+    free_log(log, lfd, LOG_BYTES);
+    logging_stop(&ls);
 }
 
 int main(void)
