@@ -8,6 +8,8 @@ packages=(build-essential cmake pkg-config libcbor-dev libzstd-dev libev-dev lib
           liburing-dev qemu-system-x86 clang libclang-rt-14-dev python3 valgrind)
 # The man pages (docs/man: pandoc) and their check (test_man_pages: man-db, groff).
 packages+=(pandoc man-db groff-base)
+# The API reference (docs/api, target docs; test_docs).
+packages+=(doxygen)
 # The style check (test_format).
 packages+=(clang-format)
 # systemd-analyze for test_systemd_unit; /bin/kill (the unit's ExecReload).

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* vhu/vhu.h - the back-end library (libvhu): include this one.  The front-end
+/** @file
+ * vhu/vhu.h - the back-end library (libvhu): include this one.  The front-end
  * library (libvhu-fe, for tests and tools) has its own header, vhu/frontend.h. */
 #ifndef VHU_VHU_H
 #define VHU_VHU_H

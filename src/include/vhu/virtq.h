@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* vhu/virtq.h - split and packed virtqueues for devices, and ring workers.
+/** @file
+ * vhu/virtq.h - split and packed virtqueues for devices, and ring workers.
  *
  * A device gets a started ring as a struct vhu_queue (see vhu/device.h).
  * This layer turns it into requests:
@@ -72,11 +73,11 @@
 extern "C" {
 #endif
 
-/* Most buffers one chain may have (like Linux's UIO_MAXIOV and QEMU's
+/** Most buffers one chain may have (like Linux's UIO_MAXIOV and QEMU's
  * VIRTQUEUE_MAX_SIZE); a longer chain breaks the ring. */
 #define VHU_VIRTQ_MAX_SEGS 1024u
 
-/* One descriptor chain taken from the avail ring (packed: head is the
+/** One descriptor chain taken from the avail ring (packed: head is the
  * buffer ID).  iov[0, n_out) are the
  * driver's buffers the device reads (driver -> device), iov[n_out, n_out +
  * n_in) those it writes.  Buffers point into the mapped guest memory and
@@ -85,24 +86,27 @@ extern "C" {
  * before checking it.  About 24 KiB: allocate it (one per worker), not on
  * a small stack. */
 struct vhu_virtq_elem {
-    uint16_t head; /* the chain's first descriptor index */
-    unsigned n_out, n_in;
-    uint64_t out_bytes; /* sum of iov[0, n_out) lengths */
-    uint64_t in_bytes;  /* sum of iov[n_out, n_out + n_in) lengths */
-    struct iovec iov[VHU_VIRTQ_MAX_SEGS];
-    uint64_t gpa[VHU_VIRTQ_MAX_SEGS]; /* guest-physical address of each iov */
+    uint16_t head;      /**< the chain's first descriptor index */
+    unsigned n_out;     /**< buffers the device reads: iov[0, n_out) */
+    unsigned n_in;      /**< buffers the device writes: iov[n_out, n_out + n_in) */
+    uint64_t out_bytes; /**< sum of iov[0, n_out) lengths */
+    uint64_t in_bytes;  /**< sum of iov[n_out, n_out + n_in) lengths */
+    struct iovec iov[VHU_VIRTQ_MAX_SEGS]; /**< the buffers, in the back-end's mapping */
+    uint64_t gpa[VHU_VIRTQ_MAX_SEGS];     /**< guest-physical address of each iov */
 };
 
 struct vhu_virtq;
 
-/* Bind to a started ring (between start_queue and stop_queue): reads the
+/** Bind to a started ring (between start_queue and stop_queue): reads the
  * used index the ring holds now and the features it started with.
  * -ENOMEM, or -EINVAL when q has no ring mapped. */
 VHU_API int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q);
+/** Free vq (NULL is ignored); the ring in guest memory is left as it is. */
 VHU_API void vhu_virtq_free(struct vhu_virtq *vq);
+/** The ring vq was bound to. */
 VHU_API struct vhu_queue *vhu_virtq_queue(const struct vhu_virtq *vq);
 
-/* Take the next chain: 1 with *e filled, 0 when the ring is empty (or
+/** Take the next chain: 1 with *e filled, 0 when the ring is empty (or
  * disabled, or its worker is being stopped), -EIO when the ring is (or has
  * just become) broken.  Chains a previous back-end left in flight come first (inflight
  * tracking, when the front-end gave an inflight region), oldest first; then
@@ -110,7 +114,7 @@ VHU_API struct vhu_queue *vhu_virtq_queue(const struct vhu_virtq *vq);
  * the inflight region.  The chain is not completed until pushed.  A head
  * the driver publishes while the device still holds it breaks the ring. */
 VHU_API int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e);
-/* Complete a popped chain (in any order): writes the used entry {e->head,
+/** Complete a popped chain (in any order): writes the used entry {e->head,
  * written}, written = bytes the device wrote into its writable buffers.
  * While the front-end logs dirty pages (migration), every writable buffer
  * of e and the used entry are marked, so call this after the device's last
@@ -121,31 +125,33 @@ VHU_API int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e);
  * would complete the driver's next request on that head), -EIO on a
  * broken ring. */
 VHU_API int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e, uint32_t written);
-/* Publish the pushed entries (release barrier: the entries and the data
+/** Publish the pushed entries (release barrier: the entries and the data
  * written into buffers are visible before the index) and signal the call
  * eventfd unless the driver suppressed it (used_event with EVENT_IDX,
  * VRING_AVAIL_F_NO_INTERRUPT without).  Returns 1 if it signalled, 0 if not,
  * -EIO on a broken ring. */
 VHU_API int vhu_virtq_flush(struct vhu_virtq *vq);
-/* Chains popped and not pushed yet. */
+/** Chains popped and not pushed yet. */
 VHU_API unsigned vhu_virtq_inflight(const struct vhu_virtq *vq);
 
-/* Before waiting for a kick: ask the driver for one at its next buffer
+/** Before waiting for a kick: ask the driver for one at its next buffer
  * (with EVENT_IDX, avail_event = the next index to take), then look again,
  * after a full barrier, so that a buffer published meanwhile is not missed.
  * True when there are buffers to take now (do not wait); false when the ring
  * is empty or broken. */
 VHU_API bool vhu_virtq_enable_kick(struct vhu_virtq *vq);
 
-/* Break the ring from the device's side, for a request the device cannot
+/** Break the ring from the device's side, for a request the device cannot
  * make sense of (a virtio-blk request without header or status byte):
  * logs "ring N broken: WHY" once, signals the err eventfd, stops the ring. */
 VHU_API void vhu_virtq_set_broken(struct vhu_virtq *vq, const char *why);
+/** True once the ring is broken (by a hostile chain or by
+ * vhu_virtq_set_broken()): pop, push and flush then return -EIO. */
 VHU_API bool vhu_virtq_broken(const struct vhu_virtq *vq);
 
 /* --- Ring workers --- */
 
-/* Called on the worker thread when the driver kicked (and once when the
+/** Called on the worker thread when the driver kicked (and once when the
  * worker starts, for chains published before), only while the ring is
  * enabled and not broken.  It should pop and complete what it can; the
  * worker flushes after it returns and calls it again while
@@ -154,12 +160,12 @@ typedef void (*vhu_virtq_fn)(struct vhu_virtq *vq, void *arg);
 
 struct vhu_virtq_worker;
 
-/* Start a thread with its own libev loop serving q: the kick eventfd as an
+/** Start a thread with its own libev loop serving q: the kick eventfd as an
  * ev_io, an ev_async to stop.  Call from start_queue.  0, or -ENOMEM /
  * -errno (nothing started). */
 VHU_API int vhu_virtq_worker_start(struct vhu_virtq_worker **out, struct vhu_queue *q,
                                    vhu_virtq_fn fn, void *arg);
-/* Stop the loop, join the thread and free the worker (NULL: nothing).
+/** Stop the loop, join the thread and free the worker (NULL: nothing).
  * Returns once fn has returned for the last time, so a device's stop_queue
  * may call it and then return: every chain fn popped is either pushed and
  * flushed by then, or still recorded in the inflight region (the stop logs
