@@ -16,7 +16,7 @@
 # host; the guest then dies with list corruption, hangs, or reads wrong
 # data.  tests/qemu/soak-migrate.sh measured it with QEMU's own virtio-blk
 # (no vhost-user) at the same rate as with vhu-blk and qemu-storage-daemon,
-# and every such failure came with lost pages outside the virtqueue (README,
+# and every such failure came with lost pages outside the virtqueue (docs/migration.md,
 # "Live migration under QEMU: measured").  A failure without such evidence,
 # a lost page in the virtqueue, or a stall with requests outstanding could
 # be the back-end's, and is never retried.  What the back-end itself writes
