@@ -1131,16 +1131,16 @@ static void test_inflight_resubmit(void **state)
     assert_int_equal(vhu_fe_ring_push(&s.r, 3, BUF(6), 64, F_WRITE), 0);
     assert_int_equal(vhu_fe_ring_push(&s.r, 4, BUF(7), 64, F_WRITE), 0);
     for (unsigned i = 0; i < 5; i++)
-        pop_ok(vq_of(&s), &e[i]);
+        pop_ok(vqdev_vq(&s.dev), &e[i]);
     uint16_t ids[16];
     assert_int_equal(region_in_flight(&ir, 16, ids), 5);
     /* ID 3 then ID 0 complete: used entries in slots 0 and 1, over ID 0's
      * and ID 1's first descriptors.  ID 4 is pushed, not flushed. */
-    assert_int_equal(vhu_virtq_push(vq_of(&s), &e[3], 3), 0);
-    assert_true(vhu_virtq_flush(vq_of(&s)) >= 0);
-    assert_int_equal(vhu_virtq_push(vq_of(&s), &e[0], 4), 0);
-    assert_true(vhu_virtq_flush(vq_of(&s)) >= 0);
-    assert_int_equal(vhu_virtq_push(vq_of(&s), &e[4], 5), 0);
+    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[3], 3), 0);
+    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
+    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[0], 4), 0);
+    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
+    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[4], 5), 0);
     pop_used_expect(&s, 3, 3);
     pop_used_expect(&s, 0, 4);
     assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 0);
@@ -1155,7 +1155,7 @@ static void test_inflight_resubmit(void **state)
      * of the last start. */
     log_clear();
     reconnect(&s, &ir, base0);
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     pop_ok(vq, &e[0]);
     assert_elem(&e[0], 1, 2, 1, BUF(3), 512);
     assert_seg(&s, &e[0], 0, BUF(1), 16);
@@ -1188,7 +1188,7 @@ static void test_inflight_resubmit(void **state)
     /* A clean stop left nothing in flight: nothing resubmitted. */
     log_clear();
     reconnect(&s, &ir, base);
-    assert_int_equal(vhu_virtq_pop(vq_of(&s), &e[0]), 0);
+    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), &e[0]), 0);
     assert_int_equal(log_count("broken"), 0);
     free(e);
     session_close(&s);
@@ -1211,7 +1211,7 @@ static void three_held(struct session *s, struct iregion *ir, uint8_t *good)
     struct vhu_virtq_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     for (unsigned i = 0; i < 3; i++)
-        pop_ok(vq_of(s), e);
+        pop_ok(vqdev_vq(&s->dev), e);
     free(e);
     struct ipdesc *d = ir->q->desc;
     assert_true(d[0].inflight == 1 && d[0].num == 2 && d[0].last == 1 && d[1].id == 0);
@@ -1230,7 +1230,7 @@ static void expect_resubmitted(struct session *s, const uint16_t *ids, unsigned 
     struct vhu_virtq_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     for (unsigned i = 0; i < n; i++) {
-        pop_ok(vq_of(s), e);
+        pop_ok(vqdev_vq(&s->dev), e);
         assert_int_equal(e->head, ids[i]);
     }
     free(e);
@@ -1274,14 +1274,14 @@ static void test_inflight_crash_windows(void **state)
     reconnect(&s, &ir, fresh);
     struct vhu_virtq_elem *e = malloc(2 * sizeof(*e));
     assert_non_null(e);
-    pop_ok(vq_of(&s), &e[0]);
+    pop_ok(vqdev_vq(&s.dev), &e[0]);
     assert_elem(&e[0], 0, 1, 1, BUF(1), 64);
-    pop_ok(vq_of(&s), &e[1]);
+    pop_ok(vqdev_vq(&s.dev), &e[1]);
     assert_elem(&e[1], 2, 0, 1, BUF(3), 64);
-    assert_int_equal(vhu_virtq_pop(vq_of(&s), e), 0);
-    assert_int_equal(vhu_virtq_push(vq_of(&s), &e[1], 7), 0);
-    assert_int_equal(vhu_virtq_push(vq_of(&s), &e[0], 6), 0);
-    assert_true(vhu_virtq_flush(vq_of(&s)) >= 0);
+    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 0);
+    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[1], 7), 0);
+    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[0], 6), 0);
+    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
     pop_used_expect(&s, 1, 9);
     pop_used_expect(&s, 2, 7);
     pop_used_expect(&s, 0, 6);
@@ -1403,7 +1403,7 @@ static void test_inflight_hostile(void **state)
     assert_int_equal(log_count("records discarded"), 1);
     struct vhu_virtq_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
-    assert_int_equal(vhu_virtq_pop(vq_of(&s), e), 0);
+    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 0);
     free(e);
     /* The sound region again: the three come back. */
     memcpy(ir.q, good, ir.in.mmap_size);

@@ -112,7 +112,8 @@ struct vhu_device_ops {
      * parent and the guest go on.  There it must not read guest memory (it
      * is shared with the running guest, not a copy), must not take a lock
      * another of the device's threads may hold, nor use any fd but the
-     * writer's; it may read the device's own memory (a private copy). */
+     * writer's; it may read the device's own memory (a private copy).  With
+     * snapshot_begin it runs on a library thread instead (see there). */
     const struct vhu_state_section *sections;
     unsigned num_sections;
     /** @} */
@@ -152,7 +153,7 @@ struct vhu_device_ops {
      * which makes the next fork slower).  Optional. */
     void (*snapshot_done)(void *dev);
 
-    /* A live snapshot the device keeps itself, without fork()
+    /** A live snapshot the device keeps itself, without fork()
      * (docs/live-snapshots.md).  Called on the back-end's thread with every
      * ring stopped, at the snapshot's instant: the device keeps what
      * save_section will write as it is now (copies small state, arms
