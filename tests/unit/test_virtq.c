@@ -811,18 +811,6 @@ static void test_dirty_log(void **state)
     session_close(&s);
 }
 
-static int get_inflight(struct vhu_fe *fe, struct vhu_inflight *out)
-{
-    struct vhu_inflight in = {.num_queues = 1, .queue_size = RING};
-    int fds[VHU_MAX_FDS];
-    unsigned nfds = 0;
-    int r = vhu_fe_call(fe, VHU_REQ_GET_INFLIGHT_FD, VHU_FLAG_VERSION, &in, sizeof(in), NULL, 0,
-                        out, sizeof(*out), fds, &nfds);
-    if (r < 0)
-        return r;
-    return r == (int)sizeof(*out) && nfds == 1 ? fds[0] : -EPROTO;
-}
-
 /* As QEMU starts a ring on a back-end that tracks inflight requests. */
 static void start_with_inflight(struct session *s, const struct vhu_inflight *in, int ifd,
                                 unsigned base)
@@ -854,7 +842,7 @@ static void test_inflight_resubmit(void **state)
     struct session s;
     session_connect(&s, false, ~0ull);
     struct vhu_inflight in;
-    int ifd = get_inflight(s.fe, &in);
+    int ifd = inflight_get(s.fe, 1, RING, &in);
     assert_true(ifd >= 0);
     start_with_inflight(&s, &in, ifd, 0);
     for (unsigned k = 0; k < 3; k++)
