@@ -243,8 +243,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fprintf(stderr, "fuzz_virtq: %s\n", why);
         goto out;
     }
-    if (vhu_inflight_start(&q) < 0)
+    if (vhu_inflight_start(&q, why, sizeof(why)) < 0) {
+        if (verbose)
+            fprintf(stderr, "fuzz_virtq: %s\n", why);
         goto out;
+    }
     if (vhu_virtq_new(&vq, &q) < 0)
         abort();
 
