@@ -95,6 +95,18 @@ set_tests_properties(test_qemu_reconnect_packed PROPERTIES ENVIRONMENT VHU_QEMU_
 # Up to eight runs of ~20 s; a stalled guest is given 40 s (a round takes
 # about a second) so eight stalls still fit.
 set_tests_properties(test_qemu_migrate PROPERTIES TIMEOUT 900 ENVIRONMENT VHU_ROUND_WAIT=40)
+# The same migration on packed rings (vhu-blk --packed,
+# vhost-user-blk-pci,packed=on): one hop, under the same wrapper (the page
+# loss it retries is QEMU's, whatever the ring layout), the same limits.
+# The destination's vhu-blk gets the ring's avail and used positions and
+# both wrap counters through SET_VRING_BASE, and the guest's rounds go on
+# exactly where the source stopped.
+add_test(NAME test_qemu_migrate_packed
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/retry-guest-crash.sh 8
+          ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-migrate.sh $<TARGET_FILE:vhu-blk>
+          ${CMAKE_BINARY_DIR}/qemu-guest 1)
+set_tests_properties(test_qemu_migrate_packed PROPERTIES TIMEOUT 900 SKIP_RETURN_CODE 77
+  ENVIRONMENT "VHU_QEMU_PACKED=1;VHU_ROUND_WAIT=40" RUN_SERIAL TRUE LABELS "qemu;script")
 
 # VIRTIO shared memory: GET_SHMEM_CONFIG, BACKEND_SHMEM_MAP / UNMAP.
 add_executable(test_shmem integration/test_shmem.c)

@@ -31,7 +31,7 @@
 # VHU_MIGRATE_COMPARE below and memcmp-pages.py).
 #
 # VHU_QEMU_PACKED=1 (vhu back-end only): packed rings (vhu-blk --packed,
-# vhost-user-blk-pci,packed=on); not part of ctest yet.
+# vhost-user-blk-pci,packed=on); ctest runs it so as test_qemu_migrate_packed.
 #
 # Exit 77 (skipped) only when QEMU cannot run at all.  ctest runs it as
 # test_qemu_migrate; by hand (KEEP=1 keeps the logs in the work directory):
