@@ -517,6 +517,7 @@ static void diff_handler(struct diffctx *d, const struct vhu_snap_handler *a,
     char p[64];
     rep_u64(d, "handler.features", a->features, b->features, true);
     rep_u64(d, "handler.protocol_features", a->protocol_features, b->protocol_features, true);
+    rep_u64(d, "handler.version", a->version, b->version, false);
     if (a->nqueues != b->nqueues)
         rep_text(d, false, "handler.queues", "changed", "%u queues -> %u queues", a->nqueues,
                  b->nqueues);
@@ -531,6 +532,14 @@ static void diff_handler(struct diffctx *d, const struct vhu_snap_handler *a,
         rep_u64(d, p, qa->last_avail, qb->last_avail, false);
         snprintf(p, sizeof(p), "handler.queues[%u].enabled", i);
         rep_u64(d, p, qa->enabled, qb->enabled, false);
+        snprintf(p, sizeof(p), "handler.queues[%u].layout", i);
+        rep_str(d, p, vhu_snap_layout_name(qa->layout), vhu_snap_layout_name(qb->layout));
+        snprintf(p, sizeof(p), "handler.queues[%u].avail_wrap", i);
+        rep_u64(d, p, qa->avail_wrap, qb->avail_wrap, false);
+        snprintf(p, sizeof(p), "handler.queues[%u].used_idx", i);
+        rep_u64(d, p, qa->used_idx, qb->used_idx, false);
+        snprintf(p, sizeof(p), "handler.queues[%u].used_wrap", i);
+        rep_u64(d, p, qa->used_wrap, qb->used_wrap, false);
     }
 }
 

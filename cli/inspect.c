@@ -65,26 +65,46 @@ static void print_handler(const struct vhu_snap_handler *h)
         j_obj("handler");
         j_u64("features", h->features);
         j_u64("protocol_features", h->protocol_features);
+        j_u64("version", h->version);
         j_arr("queues");
         for (unsigned i = 0; i < h->nqueues; i++) {
+            const struct vhu_snap_queue *q = &h->queues[i];
             j_obj(NULL);
-            j_u64("index", h->queues[i].index);
-            j_u64("size", h->queues[i].size);
-            j_u64("last_avail", h->queues[i].last_avail);
-            j_bool("enabled", h->queues[i].enabled);
+            j_u64("index", q->index);
+            j_u64("size", q->size);
+            j_u64("last_avail", q->last_avail);
+            j_bool("enabled", q->enabled);
+            if (q->layout != VHU_SNAP_LAYOUT_NONE)
+                j_str("layout", vhu_snap_layout_name(q->layout));
+            if (q->have & VHU_SNAP_Q_AVAIL_WRAP)
+                j_bool("avail_wrap", q->avail_wrap);
+            if (q->have & VHU_SNAP_Q_USED_IDX)
+                j_u64("used_idx", q->used_idx);
+            if (q->have & VHU_SNAP_Q_USED_WRAP)
+                j_bool("used_wrap", q->used_wrap);
             j_end();
         }
         j_end();
         j_end();
         return;
     }
-    printf("handler:\n  features:          0x%016" PRIx64 "\n  protocol_features: 0x%016" PRIx64
-           "\n  queues:            %u\n",
-           h->features, h->protocol_features, h->nqueues);
-    for (unsigned i = 0; i < h->nqueues; i++)
-        printf("    queue %-3u size %-5u last_avail %-5u %s\n", h->queues[i].index,
-               h->queues[i].size, h->queues[i].last_avail,
-               h->queues[i].enabled ? "enabled" : "disabled");
+    printf("handler (record version %u):\n  features:          0x%016" PRIx64
+           "\n  protocol_features: 0x%016" PRIx64 "\n  queues:            %u\n",
+           h->version, h->features, h->protocol_features, h->nqueues);
+    for (unsigned i = 0; i < h->nqueues; i++) {
+        const struct vhu_snap_queue *q = &h->queues[i];
+        const char *en = q->enabled ? "enabled" : "disabled";
+        if (q->layout == VHU_SNAP_LAYOUT_NONE)
+            printf("    queue %-3u size %-5u last_avail %-5u %s\n", q->index, q->size,
+                   q->last_avail, en);
+        else if (q->layout == VHU_SNAP_LAYOUT_SPLIT)
+            printf("    queue %-3u size %-5u split  last_avail %-5u %s\n", q->index, q->size,
+                   q->last_avail, en);
+        else
+            printf("    queue %-3u size %-5u packed last_avail %-5u avail_wrap %u used_idx %-5u "
+                   "used_wrap %u %s\n",
+                   q->index, q->size, q->last_avail, q->avail_wrap, q->used_idx, q->used_wrap, en);
+    }
 }
 
 /* A hex dump streamed 16 bytes a line. */

@@ -209,10 +209,11 @@ static void check_handler(struct val *v, const struct vhu_snap_handler *h)
         if (q->size && ((q->size & (q->size - 1)) || q->size > 32768))
             problem(v, "handler: queue %u: size %u is not 0 or a power of two up to 32768",
                     q->index, q->size);
-        if (q->last_avail > 0xffff)
-            problem(v, "handler: queue %u: last_avail %u is larger than 65535", q->index,
-                    q->last_avail);
     }
+    /* Layouts, wrap counters, positions: what a loading back-end checks. */
+    char why[200];
+    if (vhu_snap_handler_check(h, why, sizeof(why)) < 0)
+        problem(v, "%s", why);
 }
 
 /* ---- section data ---- */

@@ -16,7 +16,8 @@ set_tests_properties(test_virtq PROPERTIES TIMEOUT 120 LABELS tsan)
 
 # examples/blk through the front-end library's driver.
 add_executable(test_blk integration/test_blk.c)
-target_link_libraries(test_blk PRIVATE vhu_blk vhu_test_harness vhu_test_devserver)
+target_link_libraries(test_blk PRIVATE vhu_blk vhu_test_harness vhu_test_devserver
+  PkgConfig::CBOR PkgConfig::ZSTD_T)
 add_test(NAME test_blk COMMAND test_blk)
 set_tests_properties(test_blk PROPERTIES TIMEOUT 120 LABELS tsan)
 

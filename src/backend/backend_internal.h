@@ -69,7 +69,8 @@ struct vhu_queue {
     uint16_t last_avail;         /* SET_VRING_BASE / advanced by the device;
                                * packed: position | avail wrap counter << 15 */
     uint16_t packed_used;        /* packed: used position | used wrap << 15 */
-    bool base_set;               /* SET_VRING_BASE since the last reset */
+    bool base_set;               /* SET_VRING_BASE, a load, or a packed ring's
+                               * first start since the last reset */
     uint64_t desc_gpa, used_gpa; /* packed: guest addresses of the descriptor
                                * ring and the device area, while started */
     bool addr_set;

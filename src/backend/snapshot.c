@@ -252,11 +252,6 @@ int vhu_snapshot_start(struct vhu_backend *b, int out_fd, struct vhu_snapshot_jo
     memset(job, 0, sizeof(*job));
     job->pidfd = job->status_fd = job->cancel_fd = job->out_fd = job->rep_fd = -1;
     job->started = mono();
-    if (b->acked_features & VHU_BIT(VHU_F_RING_PACKED)) {
-        /* The handler record cannot carry packed rings yet (issue #13). */
-        snprintf(why, n, "snapshots of packed rings are not supported yet");
-        return -ENOTSUP;
-    }
     if (b->ops->snapshot_begin)
         return start_thread(b, out_fd, job, why, n);
     int sp[2];

@@ -114,9 +114,12 @@ int vhu_vring_start(struct vhu_queue *q, char *why, size_t n)
     bool packed = b->acked_features & VHU_BIT(VHU_F_RING_PACKED);
     if (packed && !q->base_set) {
         /* A fresh packed ring: position 0, both wrap counters 1 (what
-         * QEMU sends as base 0x80008000). */
+         * QEMU sends as base 0x80008000).  From here on the ring has a
+         * base: a restart without SET_VRING_BASE, and a snapshot, go on
+         * from where it stopped. */
         q->last_avail = 0x8000;
         q->packed_used = 0x8000;
+        q->base_set = true;
     }
     if (packed && ((q->last_avail & 0x7fffu) >= q->num || (q->packed_used & 0x7fffu) >= q->num)) {
         snprintf(why, n,

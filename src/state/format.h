@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The snapshot container, version 1 (formats/snapshot-v1.md is the spec).
+/* The snapshot container, versions 1 and 2 (formats/snapshot-v1.md is the
+ * spec; version 2 differs only in its handler record, which carries each
+ * ring's layout and a packed ring's wrap counters and used position).
  *
  *   zstd skippable frame   magic 0x184D2A56, u32 LE length, then "VHUSTATE"
  *                          and one CBOR map: format, device, producer,
@@ -15,7 +17,12 @@
 #define VHU_SNAP_SKIPPABLE_MAGIC 0x184D2A56u
 #define VHU_SNAP_MAGIC "VHUSTATE"
 #define VHU_SNAP_MAGIC_LEN 8
-#define VHU_SNAP_FORMAT 1u
+#define VHU_SNAP_FORMAT 2u     /* the newest this build reads and writes */
+#define VHU_SNAP_FORMAT_MIN 1u /* the oldest it reads */
+/* The handler record's version: 1 in format 1 (no "version" key, split
+ * rings only), 2 in format 2.  A writer uses format 1 unless a ring is
+ * packed, so that builds reading only format 1 keep reading it. */
+#define VHU_SNAP_HANDLER_VERSION 2u
 #define VHU_SNAP_HEADER_MAX 65536u /* bytes of header content */
 
 /* Limits a reader enforces on hostile input, and the writer respects. */

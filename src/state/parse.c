@@ -3,8 +3,11 @@
  * the body (handler, section heads, end).  See reader_internal.h. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <vhu/protocol.h>
 
 #include "../common/internal.h"
 #include "reader_internal.h"
@@ -229,10 +232,12 @@ int vhu_snap_read_header(struct vhu_state_reader *r, struct vhu_snap_header *h)
                              : "'sections'");
         goto out;
     }
-    if (h->format != VHU_SNAP_FORMAT)
+    if (h->format < VHU_SNAP_FORMAT_MIN || h->format > VHU_SNAP_FORMAT)
         vhu_snap_fail(r, -EPROTONOSUPPORT,
-                      "snapshot format version %u; this build reads version %u", h->format,
-                      VHU_SNAP_FORMAT);
+                      "snapshot format version %u; this build reads versions %u to %u", h->format,
+                      VHU_SNAP_FORMAT_MIN, VHU_SNAP_FORMAT);
+    else
+        r->format = h->format;
 out:
     free(buf);
     return r->err;
@@ -291,13 +296,39 @@ static int want_map(struct vhu_state_reader *r, uint64_t max, uint64_t *n, const
     return want_upto(r, VHU_CBOR_MAP, max, n, what);
 }
 
-static int read_queue(struct vhu_state_reader *r, struct vhu_snap_queue *q)
+static int want_bool(struct vhu_state_reader *r, bool *b, const char *what)
+{
+    struct vhu_cbor_item it;
+    if (want(r, &it, VHU_CBOR_BOOL, what) == 0)
+        *b = it.b;
+    return r->err;
+}
+
+/* A queue's "layout": "split" or "packed", nothing else. */
+static int read_layout(struct vhu_state_reader *r, struct vhu_snap_queue *q, unsigned i)
+{
+    char v[32];
+    if (want_text(r, v, sizeof(v), "handler queue layout") < 0)
+        return r->err;
+    if (strcmp(v, "split") == 0)
+        q->layout = VHU_SNAP_LAYOUT_SPLIT;
+    else if (strcmp(v, "packed") == 0)
+        q->layout = VHU_SNAP_LAYOUT_PACKED;
+    else
+        return vhu_snap_fail(r, -EBADMSG,
+                             "handler: queue entry %u: layout \"%s\" (want \"split\" or "
+                             "\"packed\")",
+                             i, v);
+    return 0;
+}
+
+static int read_queue(struct vhu_state_reader *r, struct vhu_snap_queue *q, unsigned i)
 {
     uint64_t n = 0, v = 0;
     char k[32];
     if (want_map(r, 16, &n, "handler queue") < 0)
         return r->err;
-    for (uint64_t i = 0; i < n; i++) {
+    for (uint64_t j = 0; j < n; j++) {
         if (want_text(r, k, sizeof(k), "handler queue key") < 0)
             return r->err;
         if (strcmp(k, "index") == 0 && want_uint(r, UINT32_MAX, &v, "queue index") == 0)
@@ -307,10 +338,21 @@ static int read_queue(struct vhu_state_reader *r, struct vhu_snap_queue *q)
         else if (strcmp(k, "last_avail") == 0 &&
                  want_uint(r, UINT32_MAX, &v, "queue last_avail") == 0)
             q->last_avail = (uint32_t)v;
-        else if (strcmp(k, "enabled") == 0) {
-            struct vhu_cbor_item it;
-            if (want(r, &it, VHU_CBOR_BOOL, "queue enabled") == 0)
-                q->enabled = it.b;
+        else if (strcmp(k, "enabled") == 0)
+            want_bool(r, &q->enabled, "queue enabled");
+        else if (strcmp(k, "layout") == 0)
+            read_layout(r, q, i);
+        else if (strcmp(k, "avail_wrap") == 0) {
+            if (want_bool(r, &q->avail_wrap, "queue avail_wrap") == 0)
+                q->have |= VHU_SNAP_Q_AVAIL_WRAP;
+        } else if (strcmp(k, "used_idx") == 0) {
+            if (want_uint(r, UINT32_MAX, &v, "queue used_idx") == 0) {
+                q->used_idx = (uint32_t)v;
+                q->have |= VHU_SNAP_Q_USED_IDX;
+            }
+        } else if (strcmp(k, "used_wrap") == 0) {
+            if (want_bool(r, &q->used_wrap, "queue used_wrap") == 0)
+                q->have |= VHU_SNAP_Q_USED_WRAP;
         } else if (!r->err)
             vhu_snap_skip_next(r);
         if (r->err)
@@ -321,15 +363,26 @@ static int read_queue(struct vhu_state_reader *r, struct vhu_snap_queue *q)
 
 static int read_handler(struct vhu_state_reader *r, struct vhu_snap_handler *h)
 {
-    uint64_t n = 0;
+    uint64_t n = 0, v = 0;
     char k[32];
+    bool have_version = false;
+    if (!h)
+        return vhu_snap_fail(r, -EBADMSG,
+                             "a second handler record at body offset %" PRIu64
+                             " (only the first record is the handler's)",
+                             r->body_off);
     memset(h, 0, sizeof(*h));
     if (want_map(r, 16, &n, "handler record") < 0)
         return r->err;
     for (uint64_t i = 0; i < n; i++) {
         if (want_text(r, k, sizeof(k), "handler key") < 0)
             return r->err;
-        if (strcmp(k, "features") == 0) {
+        if (strcmp(k, "version") == 0) {
+            if (want_uint(r, UINT32_MAX, &v, "handler version") == 0) {
+                h->version = (uint32_t)v;
+                have_version = true;
+            }
+        } else if (strcmp(k, "features") == 0) {
             want_uint(r, UINT64_MAX, &h->features, "handler features");
         } else if (strcmp(k, "protocol_features") == 0) {
             want_uint(r, UINT64_MAX, &h->protocol_features, "handler protocol_features");
@@ -342,13 +395,113 @@ static int read_handler(struct vhu_state_reader *r, struct vhu_snap_handler *h)
                                      VHU_SNAP_MAX_QUEUES);
             h->nqueues = (unsigned)it.u;
             for (unsigned q = 0; q < h->nqueues; q++)
-                if (read_queue(r, &h->queues[q]) < 0)
+                if (read_queue(r, &h->queues[q], q) < 0)
                     return r->err;
         } else {
             vhu_snap_skip_next(r);
         }
         if (r->err)
             return r->err;
+    }
+    /* Format 1: the record of vhu 0.1.0, unversioned.  Format 2: versioned,
+     * and a newer version than this build's is refused by number. */
+    uint32_t fmt = r->format ? r->format : 1;
+    if (fmt == 1) {
+        if (have_version && h->version != 1)
+            return vhu_snap_fail(r, -EBADMSG,
+                                 "handler record version %u in a format-1 snapshot (format 1 "
+                                 "holds version 1 only)",
+                                 h->version);
+        h->version = 1;
+    } else if (!have_version) {
+        return vhu_snap_fail(r, -EBADMSG,
+                             "handler record without a version in a format-%u snapshot", fmt);
+    } else if (h->version > VHU_SNAP_HANDLER_VERSION) {
+        return vhu_snap_fail(r, -EPROTONOSUPPORT,
+                             "handler record version %u; this build reads up to version %u",
+                             h->version, VHU_SNAP_HANDLER_VERSION);
+    } else if (h->version < 2) {
+        return vhu_snap_fail(r, -EBADMSG,
+                             "handler record version %u in a format-%u snapshot (want 2)",
+                             h->version, fmt);
+    }
+    return 0;
+}
+
+const char *vhu_snap_layout_name(enum vhu_snap_layout l)
+{
+    return l == VHU_SNAP_LAYOUT_SPLIT ? "split" : l == VHU_SNAP_LAYOUT_PACKED ? "packed" : "-";
+}
+
+uint32_t vhu_snap_format_for(const struct vhu_snap_handler *h) { return h->version >= 2 ? 2 : 1; }
+
+int vhu_snap_handler_check(const struct vhu_snap_handler *h, char *why, size_t n)
+{
+    bool v2 = h->version >= 2;
+    bool packed_features = h->features & VHU_BIT(VHU_F_RING_PACKED);
+    if (h->version > VHU_SNAP_HANDLER_VERSION) {
+        snprintf(why, n, "handler: record version %u (this build knows up to %u)", h->version,
+                 VHU_SNAP_HANDLER_VERSION);
+        return -EINVAL;
+    }
+    if (!v2 && packed_features) {
+        snprintf(why, n,
+                 "handler: a version-1 record cannot describe packed rings (its features include "
+                 "RING_PACKED); version 2 does");
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < h->nqueues; i++) {
+        const struct vhu_snap_queue *q = &h->queues[i];
+        bool packed = q->layout == VHU_SNAP_LAYOUT_PACKED;
+        if (!v2 && (q->layout != VHU_SNAP_LAYOUT_NONE || q->have)) {
+            snprintf(why, n, "handler: queue %u: a version-1 record has no layout or wrap fields",
+                     q->index);
+            return -EINVAL;
+        }
+        if (v2 && q->layout == VHU_SNAP_LAYOUT_NONE) {
+            snprintf(why, n, "handler: queue %u has no layout (a version-2 record needs one)",
+                     q->index);
+            return -EINVAL;
+        }
+        if (v2 && packed != packed_features) {
+            snprintf(why, n, "handler: queue %u is a %s ring, but the features %s RING_PACKED",
+                     q->index, packed ? "packed" : "split", packed ? "lack" : "include");
+            return -EINVAL;
+        }
+        if (!packed) {
+            if (q->have) {
+                snprintf(why, n,
+                         "handler: queue %u is a split ring but has %s (a packed ring's field)",
+                         q->index,
+                         q->have & VHU_SNAP_Q_AVAIL_WRAP ? "avail_wrap"
+                         : q->have & VHU_SNAP_Q_USED_IDX ? "used_idx"
+                                                         : "used_wrap");
+                return -EINVAL;
+            }
+            if (q->last_avail > 0xffff) {
+                snprintf(why, n, "handler: queue %u last_avail %u (max 65535)", q->index,
+                         q->last_avail);
+                return -EINVAL;
+            }
+            continue;
+        }
+        if (q->have != VHU_SNAP_Q_PACKED_ALL) {
+            snprintf(why, n, "handler: packed queue %u lacks %s", q->index,
+                     !(q->have & VHU_SNAP_Q_AVAIL_WRAP) ? "avail_wrap"
+                     : !(q->have & VHU_SNAP_Q_USED_IDX) ? "used_idx"
+                                                        : "used_wrap");
+            return -EINVAL;
+        }
+        /* Positions are 15 bits (QEMU's base encoding) and name a slot of
+         * the ring: below its size once it has one. */
+        uint32_t lim = q->size ? q->size : 0x8000u;
+        if (q->last_avail >= lim || q->used_idx >= lim) {
+            snprintf(why, n,
+                     "handler: packed queue %u: avail position %u or used position %u is not "
+                     "below %s%u",
+                     q->index, q->last_avail, q->used_idx, q->size ? "the ring size " : "", lim);
+            return -EINVAL;
+        }
     }
     return 0;
 }

@@ -34,6 +34,7 @@ struct vhu_state_reader {
     uint64_t consumed; /* stream bytes consumed */
     uint64_t body_off; /* decompressed bytes decoded */
     unsigned fills;
+    uint32_t format; /* the header's, once read (0: not read, taken as 1) */
     int err;
     char why[320];
     /* Inside a section's data. */

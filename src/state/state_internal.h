@@ -36,17 +36,48 @@ struct vhu_snap_header {
     struct vhu_snap_section_info sections[VHU_SNAP_MAX_SECTIONS];
 };
 
-/* The handler's own record. */
+/* The handler's own record.  Version 1 (format 1): index, size,
+ * last_avail, enabled, split rings only.  Version 2 (format 2) adds each
+ * ring's layout, and for a packed ring its avail wrap counter and its used
+ * position and wrap counter; last_avail is then the avail position alone. */
+enum vhu_snap_layout {
+    VHU_SNAP_LAYOUT_NONE,  /* not recorded (version 1) */
+    VHU_SNAP_LAYOUT_SPLIT, /* "split" */
+    VHU_SNAP_LAYOUT_PACKED /* "packed" */
+};
+/* Which of a packed ring's fields a record held (the reader fills it; the
+ * writer writes all three for a packed ring, none for a split one). */
+#define VHU_SNAP_Q_AVAIL_WRAP 1u
+#define VHU_SNAP_Q_USED_IDX 2u
+#define VHU_SNAP_Q_USED_WRAP 4u
+#define VHU_SNAP_Q_PACKED_ALL 7u
+
 struct vhu_snap_queue {
     uint32_t index, size, last_avail;
     bool enabled;
+    enum vhu_snap_layout layout;
+    bool avail_wrap, used_wrap;
+    uint32_t used_idx;
+    unsigned have; /* VHU_SNAP_Q_* */
 };
 
 struct vhu_snap_handler {
+    uint32_t version; /* 1 or 2; the writer writes the matching format */
     uint64_t features, protocol_features;
     unsigned nqueues;
     struct vhu_snap_queue queues[VHU_SNAP_MAX_QUEUES];
 };
+
+/* Whether h is consistent in itself: its version's fields only, every
+ * ring's layout agreeing with RING_PACKED in its features, a packed ring's
+ * positions below its size (at most 0x7fff for a ring of size 0), a split
+ * ring's last_avail at most 0xffff.  0, or -EINVAL with why (naming the
+ * queue and the field). */
+int vhu_snap_handler_check(const struct vhu_snap_handler *h, char *why, size_t n);
+/* "split", "packed", or "-" (not recorded: version 1). */
+const char *vhu_snap_layout_name(enum vhu_snap_layout l);
+/* The format a writer puts into the header for handler record h. */
+uint32_t vhu_snap_format_for(const struct vhu_snap_handler *h);
 
 /* ---- writer ---- */
 

@@ -81,10 +81,11 @@ static const struct vhu_state_section *declared(const struct vhu_device_ops *ops
     return NULL;
 }
 
-static void fill_header(const struct vhu_device_ops *ops, struct vhu_snap_header *h)
+static void fill_header(const struct vhu_device_ops *ops, const struct vhu_snap_handler *hd,
+                        struct vhu_snap_header *h)
 {
     memset(h, 0, sizeof(*h));
-    h->format = VHU_SNAP_FORMAT;
+    h->format = vhu_snap_format_for(hd);
     snprintf(h->device, sizeof(h->device), "%s", ops->name ? ops->name : "device");
     snprintf(h->producer, sizeof(h->producer), "vhu %s", vhu_version());
     h->nsections = ops->num_sections;
@@ -96,17 +97,37 @@ static void fill_header(const struct vhu_device_ops *ops, struct vhu_snap_header
     }
 }
 
+/* Split rings: handler record version 1 (format 1, what every vhu build
+ * reads).  Packed rings: version 2, each ring's avail and used positions
+ * and wrap counters (QEMU's base encoding, split in its fields); a ring
+ * that never had a base has the one its first start would give it (both
+ * positions 0, both wrap counters 1). */
 void vhu_state_fill_handler(const struct vhu_backend *b, struct vhu_snap_handler *h)
 {
+    bool packed = b->acked_features & VHU_BIT(VHU_F_RING_PACKED);
     memset(h, 0, sizeof(*h));
+    h->version = packed ? 2 : 1;
     h->features = b->acked_features;
     h->protocol_features = b->acked_pf;
     h->nqueues = b->nqueues;
-    for (unsigned i = 0; i < b->nqueues; i++)
-        h->queues[i] = (struct vhu_snap_queue){.index = i,
-                                               .size = b->queues[i].num,
-                                               .last_avail = b->queues[i].last_avail,
-                                               .enabled = atomic_load(&b->queues[i].enabled)};
+    for (unsigned i = 0; i < b->nqueues; i++) {
+        const struct vhu_queue *vq = &b->queues[i];
+        struct vhu_snap_queue *q = &h->queues[i];
+        *q = (struct vhu_snap_queue){.index = i,
+                                     .size = vq->num,
+                                     .last_avail = vq->last_avail,
+                                     .enabled = atomic_load(&vq->enabled)};
+        if (!packed)
+            continue;
+        uint16_t avail = vq->base_set ? vq->last_avail : 0x8000u;
+        uint16_t used = vq->base_set ? vq->packed_used : 0x8000u;
+        q->layout = VHU_SNAP_LAYOUT_PACKED;
+        q->last_avail = avail & 0x7fffu;
+        q->avail_wrap = avail >> 15;
+        q->used_idx = used & 0x7fffu;
+        q->used_wrap = used >> 15;
+        q->have = VHU_SNAP_Q_PACKED_ALL;
+    }
 }
 
 static int save_fail(char *why, size_t n, int err, const char *fmt, ...)
@@ -137,7 +158,7 @@ int vhu_state_save_stream(struct vhu_backend *b, int fd, int cancel_fd, int work
         ret = save_fail(why_out, n, -ENOMEM, "out of memory");
         goto out;
     }
-    fill_header(ops, h);
+    fill_header(ops, hd, h);
     if (vhu_snap_write_header(w, h) < 0 || vhu_snap_write_handler(w, hd) < 0)
         goto werr;
     for (unsigned i = 0; i < ops->num_sections; i++) {
@@ -203,9 +224,11 @@ static int check_handler(struct vhu_transfer *t, const struct vhu_snap_handler *
             return tfail(t, -EINVAL, "handler: queue index %u out of range", q->index);
         if (q->size && (!vhu_is_pow2(q->size) || q->size > b->max_queue_size))
             return tfail(t, -EINVAL, "handler: queue %u size %u", q->index, q->size);
-        if (q->last_avail > 0xffff)
-            return tfail(t, -EINVAL, "handler: queue %u last_avail %u", q->index, q->last_avail);
     }
+    /* Layouts, wrap counters, positions against sizes. */
+    char why[200];
+    if (vhu_snap_handler_check(h, why, sizeof(why)) < 0)
+        return tfail(t, -EINVAL, "%s", why);
     return 0;
 }
 
@@ -500,10 +523,6 @@ int vhu_req_set_device_state_fd(struct vhu_req *r)
         return vhu_refuse(r, -EINVAL, "migration phase %u (only 0, STOPPED, is defined)", p->phase);
     if (b->transfer)
         return vhu_refuse(r, -EBUSY, "a transfer is already active; CHECK_DEVICE_STATE ends it");
-    /* The handler record has no place yet for a packed ring's used
-     * position and wrap counters (issue #13). */
-    if (b->acked_features & VHU_BIT(VHU_F_RING_PACKED))
-        return vhu_refuse(r, -ENOTSUP, "device state of packed rings is not supported yet");
     for (unsigned i = 0; i < b->nqueues; i++)
         if (b->queues[i].started)
             return vhu_refuse(r, -EBUSY, "ring %u is running; stop it with GET_VRING_BASE first",
@@ -590,6 +609,13 @@ int vhu_req_check_device_state(struct vhu_req *r)
             struct vhu_queue *vq = &b->queues[q->index];
             vq->num = q->size;
             vq->last_avail = (uint16_t)q->last_avail;
+            if (q->layout == VHU_SNAP_LAYOUT_PACKED) {
+                /* Where the saving ring stopped: its next start goes on
+                 * from here (as after SET_VRING_BASE). */
+                vq->last_avail = (uint16_t)(q->last_avail | (unsigned)q->avail_wrap << 15);
+                vq->packed_used = (uint16_t)(q->used_idx | (unsigned)q->used_wrap << 15);
+                vq->base_set = true;
+            }
             atomic_store(&vq->enabled, q->enabled);
         }
         if (t->staged_live && b->ops->commit)

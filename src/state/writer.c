@@ -31,6 +31,7 @@ struct vhu_state_writer {
     bool in_section, in_blob;
     unsigned depth;
     uint64_t bytes_out;
+    uint32_t format; /* the header's */
 };
 
 static int fail(struct vhu_state_writer *w, int err, const char *fmt, ...)
@@ -252,6 +253,7 @@ int vhu_snap_write_header(struct vhu_state_writer *w, const struct vhu_snap_head
     struct hbuf *h = calloc(1, sizeof(*h));
     if (!h)
         return fail(w, -ENOMEM, "out of memory");
+    w->format = hd->format;
     hput(h, VHU_SNAP_MAGIC, VHU_SNAP_MAGIC_LEN);
     HENC(h, cbor_encode_map_start(4, buffer, buffer_size));
     htext(h, "format");
@@ -289,9 +291,24 @@ int vhu_snap_write_header(struct vhu_state_writer *w, const struct vhu_snap_head
 
 /* ---- records ---- */
 
+/* Version 1 (format 1): {features, protocol_features, queues: [{index,
+ * size, last_avail, enabled}]}, as vhu 0.1.0 wrote it.  Version 2 (format
+ * 2): "version" first, and each queue's "layout"; a packed queue's
+ * last_avail is its avail position, followed by avail_wrap, used_idx and
+ * used_wrap.  A handler the reader would refuse is not written. */
 int vhu_snap_write_handler(struct vhu_state_writer *w, const struct vhu_snap_handler *hd)
 {
-    if (enc_map(w, 1) < 0 || enc_text(w, "handler", 7) < 0 || enc_map(w, 3) < 0 ||
+    char why[160];
+    uint32_t fmt = vhu_snap_format_for(hd);
+    if (vhu_snap_handler_check(hd, why, sizeof(why)) < 0)
+        return fail(w, -EINVAL, "%s", why);
+    if (w->format != fmt)
+        return fail(w, -EINVAL,
+                    "a version-%u handler record belongs in a format-%u snapshot, not %u", fmt, fmt,
+                    w->format);
+    bool v2 = fmt >= 2;
+    if (enc_map(w, 1) < 0 || enc_text(w, "handler", 7) < 0 || enc_map(w, v2 ? 4 : 3) < 0 ||
+        (v2 && enc_kv_uint(w, "version", VHU_SNAP_HANDLER_VERSION) < 0) ||
         enc_kv_uint(w, "features", hd->features) < 0 ||
         enc_kv_uint(w, "protocol_features", hd->protocol_features) < 0 ||
         enc_text(w, "queues", 6) < 0)
@@ -299,10 +316,20 @@ int vhu_snap_write_handler(struct vhu_state_writer *w, const struct vhu_snap_han
     ENC(w, cbor_encode_array_start(hd->nqueues, buffer, buffer_size));
     for (unsigned i = 0; i < hd->nqueues; i++) {
         const struct vhu_snap_queue *q = &hd->queues[i];
-        if (enc_map(w, 4) < 0 || enc_kv_uint(w, "index", q->index) < 0 ||
-            enc_kv_uint(w, "size", q->size) < 0 ||
+        bool packed = q->layout == VHU_SNAP_LAYOUT_PACKED;
+        if (enc_map(w, !v2      ? 4
+                       : packed ? 8
+                                : 5) < 0 ||
+            enc_kv_uint(w, "index", q->index) < 0 || enc_kv_uint(w, "size", q->size) < 0 ||
             enc_kv_uint(w, "last_avail", q->last_avail) < 0 || enc_text(w, "enabled", 7) < 0 ||
             enc_bool(w, q->enabled) < 0)
+            return w->err;
+        if (v2 && (enc_text(w, "layout", 6) < 0 ||
+                   enc_text(w, packed ? "packed" : "split", packed ? 6 : 5) < 0))
+            return w->err;
+        if (packed && (enc_text(w, "avail_wrap", 10) < 0 || enc_bool(w, q->avail_wrap) < 0 ||
+                       enc_kv_uint(w, "used_idx", q->used_idx) < 0 ||
+                       enc_text(w, "used_wrap", 9) < 0 || enc_bool(w, q->used_wrap) < 0))
             return w->err;
     }
     return 0;

@@ -24,7 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cbor.h>
 #include <cmocka.h>
+#include <zstd.h>
 
 #include "blk.h"
 #include "devserver.h"
@@ -1167,6 +1169,20 @@ static void ram_snapshot_live(bool fork_mode)
             written, SNAP_BLOCKS, newer,
             check_exact ? "; every block as after the writes the ring had taken" : "");
     assert_true(written > 0);
+    if (packed_layout) {
+        /* Every request is one indirect descriptor: the pause came after
+         * `taken` of them, at least `before` and fewer than the writer
+         * submitted; the avail half is that count's position and wrap
+         * counter, the used half too (the pause waits for completions). */
+        bool found = false;
+        for (unsigned long taken = before; taken <= w->seq && !found; taken++)
+            found = (base & 0xffffu) ==
+                    ((taken % SNAP_DEPTH) | ((taken / SNAP_DEPTH) % 2 ? 0 : 0x8000u));
+        if (!found)
+            fail_msg("packed base 0x%08x is no position taken between %lu and %llu", base, before,
+                     (unsigned long long)w->seq);
+        assert_int_equal(base & 0xffffu, base >> 16);
+    }
     blkt_close(&b);
     vhu_fe_control_close(ctl);
     close(f);
@@ -1456,6 +1472,266 @@ static void test_image_state(void **state)
     assert_int_equal(count_open_fds(), fds);
 }
 
+/* ---- device state on packed rings ---- */
+
+/* Ring 0 of t set up on t's back-end again from its own guest memory, but
+ * without SET_VRING_BASE: it starts where the back-end's state says. */
+static void ring_resume_no_base(struct blkt *t, struct vhu_fe *fe, struct guest *g)
+{
+    struct vhu_mem_region reg = vhu_guest_mem_region(&g->mem);
+    assert_int_equal(vhu_fe_set_mem_table(fe, &reg, &g->mem.fd, 1), 0);
+    assert_int_equal(vhu_fe_set_vring_num(fe, 0, g->ring_size), 0);
+    assert_int_equal(vhu_fe_ring_set_addr(fe, &g->ring[0], 0), 0);
+    assert_int_equal(vhu_fe_set_vring_call(fe, 0, g->call[0]), 0);
+    assert_int_equal(vhu_fe_set_vring_kick(fe, 0, g->kick[0]), 0);
+    assert_int_equal(vhu_fe_set_vring_enable(fe, 0, true), 0);
+    (void)t;
+}
+
+/* A packed ring's state moves exactly: a RAM disk's ring stopped after 7
+ * requests of 3 descriptors (position 21 of a 16-entry ring: 5, both wrap
+ * counters flipped to 0) is saved, loaded into a fresh vhu-blk, which
+ * reports the same base; the driver's ring then moves to it with no
+ * SET_VRING_BASE and goes on there: the next requests are found and
+ * completed where the driver expects them, and read the saved data. */
+static void test_packed_state_exact(void **state)
+{
+    (void)state;
+    struct blkt a, b;
+    blkt_open(&a, 1, false, DISK_RAM);
+    assert_true(a.g.ring[0].packed);
+    static uint8_t w[4 * 512], r[4 * 512];
+    for (unsigned k = 0; k < 7; k++) {
+        pattern(w, sizeof(w), 40 + k);
+        assert_int_equal(req(&a, VIRTIO_BLK_T_OUT, 8 * k, w, sizeof(w)), VIRTIO_BLK_S_OK);
+    }
+    unsigned base;
+    assert_int_equal(vhu_fe_get_vring_base(a.fe, 0, &base), 0);
+    assert_int_equal(base, 0x00050005u);
+    assert_int_equal(vhu_fe_ring_packed_base(&a.g.ring[0]), base);
+    int snap = save_to_memfd(&a);
+    /* Saving again gives the same bytes. */
+    int again = save_to_memfd(&a);
+    size_t n1, n2;
+    uint8_t *s1 = slurp(snap, &n1), *s2 = slurp(again, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(s1, s2, n1);
+    free(s1);
+    free(s2);
+    close(again);
+
+    blkt_open(&b, 1, false, DISK_RAM);
+    unsigned bbase;
+    assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &bbase), 0);
+    assert_int_equal(bbase, 0x80008000u);
+    lseek(snap, 0, SEEK_SET);
+    assert_int_equal(vhu_fe_load_state(b.fe, snap), 0);
+    assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &bbase), 0);
+    assert_int_equal(bbase, base);
+    /* The driver of a moves to b: b's vhu-blk serves a's ring. */
+    ring_resume_no_base(&b, b.fe, &a.g);
+    for (unsigned k = 0; k < 7; k++) {
+        pattern(w, sizeof(w), 40 + k);
+        assert_int_equal(req(&a, VIRTIO_BLK_T_IN, 8 * k, r, sizeof(r)), VIRTIO_BLK_S_OK);
+        assert_memory_equal(r, w, sizeof(r));
+    }
+    /* 14 requests: position 42 = 10, wrap counters flipped twice, back to 1. */
+    assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &bbase), 0);
+    assert_int_equal(bbase, 0x800a800au);
+    assert_int_equal(log_count("refused"), 0);
+    close(snap);
+    blkt_close(&b);
+    blkt_close(&a);
+}
+
+/* What a hostile handler record of version 2 holds for ring 0 (absent
+ * fields: -1 / NULL). */
+struct hostile_q {
+    const char *layout;
+    int64_t last_avail, used_idx;
+    int avail_wrap, used_wrap;
+    uint32_t size;
+};
+
+static void map_add(cbor_item_t *m, const char *k, cbor_item_t *v)
+{
+    assert_true(cbor_map_add(
+        m, (struct cbor_pair){.key = cbor_move(cbor_build_string(k)), .value = cbor_move(v)}));
+}
+
+/* The features of snapshot body's handler record (item `rec`). */
+static uint64_t record_features(cbor_item_t *rec)
+{
+    cbor_item_t *h = cbor_map_handle(rec)[0].value;
+    struct cbor_pair *p = cbor_map_handle(h);
+    for (size_t i = 0; i < cbor_map_size(h); i++)
+        if (cbor_string_length(p[i].key) == 8 &&
+            memcmp(cbor_string_handle(p[i].key), "features", 8) == 0)
+            return cbor_get_int(p[i].value);
+    fail_msg("no features in the handler record");
+    return 0;
+}
+
+/* snap (format 2, one queue) with its handler record replaced by one of
+ * this version, its features (without RING_PACKED when split_features)
+ * and ring 0 as q says: a memfd. */
+static int hostile_snapshot(const uint8_t *snap, size_t n, uint64_t version, bool split_features,
+                            const struct hostile_q *q)
+{
+    uint32_t hl;
+    memcpy(&hl, snap + 4, 4);
+    size_t hdr = 8 + hl, cap = 16u << 20;
+    uint8_t *raw = malloc(cap);
+    assert_non_null(raw);
+    size_t rn = ZSTD_decompress(raw, cap, snap + hdr, n - hdr);
+    assert_false(ZSTD_isError(rn));
+    struct cbor_load_result res;
+    cbor_item_t *old = cbor_load(raw, rn, &res);
+    assert_non_null(old);
+    uint64_t features = record_features(old);
+    assert_true(features & VHU_BIT(VHU_F_RING_PACKED));
+    if (split_features)
+        features &= ~VHU_BIT(VHU_F_RING_PACKED);
+    cbor_decref(&old);
+
+    cbor_item_t *qm = cbor_new_definite_map(8);
+    map_add(qm, "index", cbor_build_uint8(0));
+    map_add(qm, "size", cbor_build_uint32(q->size));
+    if (q->last_avail >= 0)
+        map_add(qm, "last_avail", cbor_build_uint32((uint32_t)q->last_avail));
+    map_add(qm, "enabled", cbor_build_bool(true));
+    if (q->layout)
+        map_add(qm, "layout", cbor_build_string(q->layout));
+    if (q->avail_wrap >= 0)
+        map_add(qm, "avail_wrap", cbor_build_bool(q->avail_wrap));
+    if (q->used_idx >= 0)
+        map_add(qm, "used_idx", cbor_build_uint32((uint32_t)q->used_idx));
+    if (q->used_wrap >= 0)
+        map_add(qm, "used_wrap", cbor_build_bool(q->used_wrap));
+    cbor_item_t *qs = cbor_new_definite_array(1);
+    assert_true(cbor_array_push(qs, cbor_move(qm)));
+    cbor_item_t *hm = cbor_new_definite_map(4);
+    map_add(hm, "version", cbor_build_uint64(version));
+    map_add(hm, "features", cbor_build_uint64(features));
+    map_add(hm, "protocol_features", cbor_build_uint8(0));
+    map_add(hm, "queues", qs);
+    cbor_item_t *rec = cbor_new_definite_map(1);
+    map_add(rec, "handler", hm);
+    unsigned char *enc = NULL;
+    size_t enc_cap = 0;
+    size_t en = cbor_serialize_alloc(rec, &enc, &enc_cap);
+    assert_true(en > 0);
+    cbor_decref(&rec);
+
+    size_t bn = en + rn - res.read;
+    uint8_t *body = malloc(bn);
+    assert_non_null(body);
+    memcpy(body, enc, en);
+    memcpy(body + en, raw + res.read, rn - res.read);
+    free(enc);
+    free(raw);
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
+    size_t ocap = hdr + ZSTD_compressBound(bn);
+    uint8_t *out = malloc(ocap);
+    assert_non_null(out);
+    memcpy(out, snap, hdr);
+    size_t cn = ZSTD_compress2(c, out + hdr, ocap - hdr, body, bn);
+    assert_false(ZSTD_isError(cn));
+    ZSTD_freeCCtx(c);
+    free(body);
+    int fd = memfd_create("hostile", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, out, hdr + cn), (ssize_t)(hdr + cn));
+    free(out);
+    return fd;
+}
+
+/* Hostile handler records of version 2, each refused with one line naming
+ * the problem, the loading vhu-blk left as it was (its state saves the
+ * same, its ring restarts and serves); the same record with sane values
+ * loads, so the refusals are the values'. */
+static void test_packed_state_hostile(void **state)
+{
+    (void)state;
+    struct blkt a, b;
+    blkt_open(&a, 1, false, DISK_RAM);
+    static uint8_t w[512], r[512];
+    pattern(w, sizeof(w), 3);
+    assert_int_equal(req(&a, VIRTIO_BLK_T_OUT, 9, w, sizeof(w)), VIRTIO_BLK_S_OK);
+    unsigned base;
+    assert_int_equal(vhu_fe_get_vring_base(a.fe, 0, &base), 0);
+    int good_fd = save_to_memfd(&a);
+    size_t n;
+    uint8_t *good = slurp(good_fd, &n);
+    close(good_fd);
+    blkt_open(&b, 1, false, DISK_RAM);
+    unsigned bbase;
+    assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &bbase), 0);
+
+    static const struct {
+        uint64_t version;
+        bool split_features;
+        struct hostile_q q;
+        const char *why;
+    } cases[] = {
+        {2, false, {"ring", 3, 3, 1, 1, 16}, "handler: queue entry 0: layout \"ring\""},
+        {2, false, {NULL, 3, 3, 1, 1, 16}, "handler: queue 0 has no layout"},
+        {2, true, {"split", 3, -1, 1, -1, 16}, "queue 0 is a split ring but has avail_wrap"},
+        {2, true, {"split", 3, 3, -1, -1, 16}, "queue 0 is a split ring but has used_idx"},
+        {2, true, {"split", 3, -1, -1, 0, 16}, "queue 0 is a split ring but has used_wrap"},
+        {2,
+         false,
+         {"packed", 16, 3, 1, 1, 16},
+         "avail position 16 or used position 3 is not "
+         "below the ring size 16"},
+        {2, false, {"packed", 3, 40000, 1, 1, 16}, "avail position 3 or used position 40000"},
+        {2,
+         false,
+         {"packed", 0x8000, 0, 1, 1, 0},
+         "avail position 32768 or used position 0 is "
+         "not below 32768"},
+        {2, false, {"packed", 3, 3, -1, 1, 16}, "handler: packed queue 0 lacks avail_wrap"},
+        {2, false, {"packed", 3, -1, 1, 1, 16}, "handler: packed queue 0 lacks used_idx"},
+        {2,
+         true,
+         {"packed", 3, 3, 1, 1, 16},
+         "queue 0 is a packed ring, but the features lack "
+         "RING_PACKED"},
+        {2,
+         false,
+         {"split", 3, -1, -1, -1, 16},
+         "queue 0 is a split ring, but the features "
+         "include RING_PACKED"},
+        {3,
+         false,
+         {"packed", 3, 3, 1, 1, 16},
+         "handler record version 3; this build reads up to "
+         "version 2"},
+        {1, false, {"packed", 3, 3, 1, 1, 16}, "handler record version 1 in a format-2 snapshot"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int fd = hostile_snapshot(good, n, cases[i].version, cases[i].split_features, &cases[i].q);
+        refused(&b, bbase, fd, cases[i].why);
+        assert_int_equal(req(&b, VIRTIO_BLK_T_IN, 9, r, sizeof(r)), VIRTIO_BLK_S_OK);
+        static const uint8_t zero[512];
+        assert_memory_equal(r, zero, sizeof(r));
+        assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &bbase), 0);
+        close(fd);
+    }
+    /* The same builder with sane values: loaded, the base as written. */
+    struct hostile_q ok = {"packed", 7, 6, 0, 1, 16};
+    int fd = hostile_snapshot(good, n, 2, false, &ok);
+    lseek(fd, 0, SEEK_SET);
+    assert_int_equal(vhu_fe_load_state(b.fe, fd), 0);
+    assert_int_equal(vhu_fe_get_vring_base(b.fe, 0, &bbase), 0);
+    assert_int_equal(bbase, 0x80060007u);
+    close(fd);
+    free(good);
+    blkt_close(&b);
+    blkt_close(&a);
+}
+
 /* Last: every session before closed every fd it opened (image, worker
  * loops, eventfds, guest memory, sockets). */
 /* The image grows, then shrinks, under a running ring (vhu-blk does this on
@@ -1583,11 +1859,15 @@ int main(void)
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_no_fd_leak),
     };
-    /* The same requests on packed rings (not the device-state tests:
-     * device state refuses packed rings for now). */
+    /* The same on packed rings, and their own device-state tests. */
     const struct CMUnitTest packed[] = {
         cmocka_unit_test(test_packed_offered),
         REQUEST_TESTS,
+        cmocka_unit_test(test_ram_state),
+        cmocka_unit_test(test_ram_snapshot_live),
+        cmocka_unit_test(test_image_state),
+        cmocka_unit_test(test_packed_state_exact),
+        cmocka_unit_test(test_packed_state_hostile),
         cmocka_unit_test(test_no_fd_leak),
     };
     /* clang-format on */

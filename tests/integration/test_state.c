@@ -439,14 +439,19 @@ static void test_damaged_streams(void **state)
     int fd = memfd_of(bad, n);
     expect_load_fails(&b, fd, "header length 1073741824");
     close(fd);
-    /* A newer format version (the header's "format": 1 becomes 2). */
+    /* A newer format version (the header's "format": 1 becomes 3). */
     memcpy(bad, good, n);
     uint8_t *f = memmem(bad, hdr, "format", 6);
     assert_non_null(f);
     assert_int_equal(f[6], 1);
+    f[6] = 3;
+    fd = memfd_of(bad, n);
+    expect_load_fails(&b, fd, "snapshot format version 3; this build reads versions 1 to 2");
+    close(fd);
+    /* Format 2 around a handler record of format 1 (unversioned). */
     f[6] = 2;
     fd = memfd_of(bad, n);
-    expect_load_fails(&b, fd, "snapshot format version 2; this build reads version 1");
+    expect_load_fails(&b, fd, "handler record without a version in a format-2 snapshot");
     close(fd);
     /* Trailing garbage after the frame. */
     uint8_t *longer = malloc(n + 3);
@@ -463,6 +468,9 @@ static void test_damaged_streams(void **state)
     expect_patched_fails(&b, good, n, "\xbfgscratch", "\xbfgscratcH", /* the data's key */
                          "section 'config' (version 2): expected field 'scratch', found "
                          "'scratcH'");
+    /* A second handler record where the first section belongs. */
+    expect_patched_fails(&b, good, n, "gsection", "ghandler",
+                         "a second handler record at body offset");
     expect_patched_fails(&b, good, n, "\xbficompleted", "\xbficompleteX",
                          "section 'stats' (version 1): expected field 'completed', found "
                          "'completeX'");
