@@ -96,6 +96,11 @@ for ((i = 0; i < 128; i++)); do
 done >"$tmp/disk.img"
 capture ram64k "$blk" --ram 64K --image "$tmp/disk.img"
 capture declared-ram64k "$blk" --ram 64K --image "$tmp/disk.img"
+# The same disk on packed rings (--packed): format 2, whose handler record
+# (version 2) carries each ring's layout, wrap counters and used position.
+restore_args="--packed --ram 64K"
+capture packed-ram64k "$blk" --packed --ram 64K --image "$tmp/disk.img"
+restore_args=
 
 # vhu-blk on a 1 MiB image with a serial: its state is the disk's identity
 # (section config), not its data, so it restores into any vhu-blk on an

@@ -7,7 +7,9 @@
 # queue count and the read-only bit), SIGTERM stops it cleanly; an
 # image-backed disk's state (section config) is captured, inspected, loaded
 # into a vhu-blk on the same image and refused, by name, by one on a resized
-# image or with another serial, which keeps its fds and its state.
+# image or with another serial, which keeps its fds and its state; on packed
+# rings (--packed), the golden corpus's snapshot is inspected (its ring
+# fields), restored and refused by a vhu-blk without --packed.
 set -euo pipefail
 
 if [[ $# -ne 3 ]]; then
@@ -209,4 +211,36 @@ refused 'capacity: snapshot 2048 sectors, this disk 4096' \
     --image "$dir/disk.img" --serial SN-prog-1
 say "image state: capture, inspect, load into the same disk; refused, by field, unchanged:" \
     "another serial, read-only, 4 queues, a resized image"
+
+# --- Packed rings: format 2, the handler record's ring fields -----------------
+# The golden corpus's packed RAM disk: inspect shows the record version,
+# each ring's layout, wrap counters and used position; it restores into
+# vhu-blk --packed and saves back the same (roundtrip compares the ring
+# fields); a vhu-blk without --packed refuses it, unchanged.
+golden=$(cd "$(dirname "$0")/../../formats/corpus" && pwd)/blk-f2-configv1-diskv1-packed-ram64k.vhus
+out=$("$vs" inspect "$golden") || fail "inspect of the packed golden failed"
+for f in 'format:   2' 'handler (record version 2):'; do
+    grep -qF "$f" <<<"$out" || fail "inspect does not show '$f': $out"
+done
+grep -Eq '^    queue 0 +size 0 +packed last_avail 0 +avail_wrap 1 used_idx 0 +used_wrap 1 disabled$' \
+    <<<"$out" || fail "inspect does not show ring 0's packed fields: $out"
+out=$("$vs" inspect --json "$golden") || fail "inspect --json of the packed golden failed"
+for f in '"version":2' '"layout":"packed"' '"avail_wrap":true' '"used_idx":0' '"used_wrap":true'; do
+    grep -qF "$f" <<<"$out" || fail "inspect --json does not show '$f': $out"
+done
+serve --packed --ram 64K
+out=$("$vs" roundtrip --socket "$dir/s" "$golden" 2>&1) || fail "packed golden: roundtrip: $out"
+stop
+cp "$golden" "$dir/snap.vhus"
+refused 'which this back-end does not offer' --ram 64K
+# A capture from a packed vhu-blk writes format 2 with the ring's layout.
+serve --packed --ram 64K
+"$vs" capture --socket "$dir/s" -o "$dir/packed.vhus" >/dev/null || fail "packed capture failed"
+stop
+out=$("$vs" inspect "$dir/packed.vhus") || fail "inspect failed"
+grep -qF 'format:   2' <<<"$out" || fail "a packed capture is not format 2: $out"
+grep -Eq 'queue 0 +size 0 +packed last_avail 0 +avail_wrap 1' <<<"$out" ||
+    fail "a packed capture without ring 0's packed fields: $out"
+say "packed rings: the golden's ring fields inspected, restored exactly; refused without" \
+    "--packed, unchanged; a capture writes format 2"
 say "all checks passed"
