@@ -23,8 +23,9 @@ build=$1
 vs=$build/cli/vhu-state
 testdev=$build/examples/vhu-testdev
 blk=$build/examples/vhu-blk
+ringsave=$build/tests/vhu-ringsave
 here=$(cd "$(dirname "$0")" && pwd)
-for p in "$vs" "$testdev" "$blk"; do
+for p in "$vs" "$testdev" "$blk" "$ringsave"; do
     [[ -x $p ]] || { echo "make-corpus: $p is not built" >&2; exit 1; }
 done
 
@@ -42,7 +43,10 @@ trap cleanup EXIT
 # capture TAG PROGRAM ARGS...: serve the device with these options, capture
 # it, name the snapshot from its header.  With $restore_args set, also
 # write NAME.args: the ARGS test-vhu-state-corpus.sh restores it into.
+# With $rings set (RING:SIZE:BASE words), vhu-ringsave saves it instead of
+# vhu-state capture, with those rings stopped at those bases.
 restore_args=
+rings=
 capture() {
     local tag=$1
     shift
@@ -53,7 +57,12 @@ capture() {
         [[ -S $tmp/s ]] && break
         sleep 0.1
     done
-    "$vs" capture --socket "$tmp/s" -o "$tmp/snap.vhus" >/dev/null
+    if [[ -n $rings ]]; then
+        # shellcheck disable=SC2086 # one word per ring
+        "$ringsave" "$tmp/s" "$tmp/snap.vhus" $rings
+    else
+        "$vs" capture --socket "$tmp/s" -o "$tmp/snap.vhus" >/dev/null
+    fi
     kill -TERM "$pid"
     wait "$pid" || true
     pid=
@@ -100,6 +109,12 @@ capture declared-ram64k "$blk" --ram 64K --image "$tmp/disk.img"
 # (version 2) carries each ring's layout, wrap counters and used position.
 restore_args="--packed --ram 64K"
 capture packed-ram64k "$blk" --packed --ram 64K --image "$tmp/disk.img"
+# ... with ring 0 (16 entries) stopped where 34 descriptors were taken and
+# 30 used: avail position 2, wrap counter 1; used position 14, wrap
+# counter 0 (base 0x000e8002): every ring field differs from a fresh ring's.
+rings="0:16:0x000e8002"
+capture packed-ring16-ram64k "$blk" --packed --ram 64K --image "$tmp/disk.img"
+rings=
 restore_args=
 
 # vhu-blk on a 1 MiB image with a serial: its state is the disk's identity

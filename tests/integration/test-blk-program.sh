@@ -231,6 +231,16 @@ done
 serve --packed --ram 64K
 out=$("$vs" roundtrip --socket "$dir/s" "$golden" 2>&1) || fail "packed golden: roundtrip: $out"
 stop
+# A ring of 16 stopped at avail position 2, wrap 1, used position 14, wrap 0
+# (every field unlike a fresh ring's): shown, and saved back the same after
+# the load, so each of the four was restored.
+ring16=${golden%-ram64k.vhus}-ring16-ram64k.vhus
+out=$("$vs" inspect "$ring16") || fail "inspect of $ring16 failed"
+grep -Eq '^    queue 0 +size 16 +packed last_avail 2 +avail_wrap 1 used_idx 14 +used_wrap 0 disabled$' \
+    <<<"$out" || fail "inspect does not show ring 0's packed fields: $out"
+serve --packed --ram 64K
+out=$("$vs" roundtrip --socket "$dir/s" "$ring16" 2>&1) || fail "$ring16: roundtrip: $out"
+stop
 cp "$golden" "$dir/snap.vhus"
 refused 'which this back-end does not offer' --ram 64K
 # A capture from a packed vhu-blk writes format 2 with the ring's layout.
