@@ -70,7 +70,9 @@ say "--help documents the options; bad command lines refused"
 
 # serve ARGS...: start vhu-blk on $dir/s, wait until it listens.
 serve() {
-    rm -f "$dir/s"
+    # The old log goes first: the child truncates it only once it runs, and
+    # the wait below must not find the previous vhu-blk's "listening on".
+    rm -f "$dir/s" "$dir/out"
     "$blk" --socket "$dir/s" "$@" >"$dir/out" 2>&1 &
     pid=$!
     local i
