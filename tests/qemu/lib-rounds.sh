@@ -145,12 +145,23 @@ crashed() {
 # second apart: every request the guest submitted completed (avail = used)
 # and the driver saw every completion (used_event = used) means the guest
 # stopped on its own (guest_fault).  Requests outstanding or a completion
-# the driver was not told of is the back-end's: fail.
+# the driver was not told of is the back-end's: fail.  VHU_QEMU_PACKED=1:
+# the same read from a packed ring's descriptors and driver event area
+# (qmp.py ring-idx packed).
 stalled() {
-    local a u e a2 u2 e2
-    if [[ -n ${QMP_SOCK:-} ]] && read -r a u e < <("$here/qmp.py" "$QMP_SOCK" ring-idx) &&
-        sleep 1 && read -r a2 u2 e2 < <("$here/qmp.py" "$QMP_SOCK" ring-idx); then
+    local a u e a2 u2 e2 layout=()
+    [[ ${VHU_QEMU_PACKED:-0} == 1 ]] && layout=(packed)
+    if [[ -n ${QMP_SOCK:-} ]] && read -r a u e < <("$here/qmp.py" "$QMP_SOCK" ring-idx "${layout[@]}") &&
+        sleep 1 && read -r a2 u2 e2 < <("$here/qmp.py" "$QMP_SOCK" ring-idx "${layout[@]}"); then
         show
+        if ((${#layout[@]})); then
+            # Packed (qmp.py's header): nothing available and not used, no
+            # used descriptor where the driver reads next, notifications on.
+            if [[ $a == 0 && $e != 1 && $a2 == "$a" && $u2 == "$u" && $e2 == "$e" ]]; then
+                guest_fault "$1; the guest stopped with nothing outstanding on its disk's packed ring (driver at off_wrap $u)"
+            fi
+            fail "$1; the disk's packed ring: outstanding $a -> $a2, driver's off_wrap $u -> $u2, event flags $e -> $e2"
+        fi
         if [[ $a == "$u" && $u == "$e" && $a2 == "$a" && $u2 == "$u" && $e2 == "$e" ]]; then
             guest_fault "$1; the guest stopped with nothing outstanding on its disk (avail = used = used_event = $a)"
         fi

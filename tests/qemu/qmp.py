@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """qmp.py SOCKET COMMAND [ARGUMENTS-JSON]
    qmp.py SOCKET wait-migration TIMEOUT
-   qmp.py SOCKET ring-idx
-   qmp.py SOCKET ring-pages
+   qmp.py SOCKET ring-idx [packed]
+   qmp.py SOCKET ring-pages [packed]
 
 A tiny QMP client for the QEMU tests (QEMU started with
 -qmp unix:SOCKET,server=on,wait=off).  The first form runs one QMP command
@@ -15,7 +15,15 @@ cancelled (prints the status and error, exit 1), or TIMEOUT seconds passed
 used_event as the guest's memory holds them (what the guest submitted, what
 the back-end completed), for a vhost-user device or QEMU's own.  The fourth
 prints queue 0's descriptor table, avail ring and used ring as GPA:LEN
-(for memcmp-pages.py)."""
+(for memcmp-pages.py).  With "packed" (the ring is packed: VIRTIO_F_RING_PACKED),
+ring-idx prints OUTSTANDING OFF_WRAP FLAGS: descriptors the driver made
+available that the device has not marked used (a descriptor whose AVAIL and
+USED flags differ; Linux puts each request of several buffers into one
+indirect descriptor, so every descriptor is a request's head), plus one when
+a used descriptor waits at the position the driver reads next; then the
+driver event suppression area's off_wrap (that position, wrap counter in
+bit 15, EVENT_IDX) and flags (1: notifications off).  ring-pages then prints
+the descriptor ring and the two 4-byte event suppression areas."""
 import json
 import socket
 import sys
@@ -61,6 +69,18 @@ def read_u16(q, phys):
     return int(out.split(":")[1].split()[0], 16)
 
 
+def read_u16s(q, phys, n):
+    """n little-endian u16 of guest memory from phys, in one xp."""
+    out = q.cmd("human-monitor-command", {"command-line": "xp /%dhx %d" % (n, phys)})
+    vals = []
+    for line in out.splitlines():
+        if ":" in line:
+            vals += [int(v, 16) for v in line.split(":", 1)[1].split()]
+    if len(vals) != n:
+        raise RuntimeError("xp gave %d values for %d" % (len(vals), n))
+    return vals
+
+
 def ring_layout(q):
     """Queue 0 of the first virtio device: the guest-physical addresses of
     its avail and used rings and descriptor table, and its size."""
@@ -85,19 +105,38 @@ def ring_idx(q):
     return avail, used, used_event
 
 
+def ring_idx_packed(q):
+    """Queue 0 as a packed ring, read from guest memory (see the header)."""
+    desc, driver, _, num = ring_layout(q)
+    words = read_u16s(q, desc, 8 * num)
+    avail_f, used_f = 1 << 7, 1 << 15
+    flags = [words[8 * i + 7] for i in range(num)]
+    outstanding = sum(1 for f in flags if bool(f & avail_f) != bool(f & used_f))
+    off_wrap = read_u16(q, driver)
+    ev_flags = read_u16(q, driver + 2)
+    pos, wrap = off_wrap & 0x7FFF, bool(off_wrap >> 15)
+    if pos < num and bool(flags[pos] & avail_f) == wrap and bool(flags[pos] & used_f) == wrap:
+        outstanding += 1
+    return outstanding, off_wrap, ev_flags
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2
     try:
         q = QMP(sys.argv[1])
+        packed = sys.argv[3:4] == ["packed"]
         if sys.argv[2] == "ring-pages":
             desc, avail, used, num = ring_layout(q)
-            print("0x%x:%d 0x%x:%d 0x%x:%d" % (desc, 16 * num, avail, 6 + 2 * num,
-                                                used, 6 + 8 * num))
+            if packed:
+                print("0x%x:%d 0x%x:4 0x%x:4" % (desc, 16 * num, avail, used))
+            else:
+                print("0x%x:%d 0x%x:%d 0x%x:%d" % (desc, 16 * num, avail, 6 + 2 * num,
+                                                    used, 6 + 8 * num))
             return 0
         if sys.argv[2] == "ring-idx":
-            print(" ".join(str(v) for v in ring_idx(q)))
+            print(" ".join(str(v) for v in (ring_idx_packed(q) if packed else ring_idx(q))))
             return 0
         if sys.argv[2] == "wait-migration":
             deadline = time.monotonic() + float(sys.argv[3])

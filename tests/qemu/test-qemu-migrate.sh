@@ -160,7 +160,8 @@ for ((k = 1; k <= count; k++)); do
     wait_file "$dir/q$k.qmp" 30 "${qpid[$k]}"
     before=$(rounds_in "$dir/q$src.serial" | tail -1)
     ring_pages=
-    ((compare)) && { ring_pages=$(qmp "$dir/q$src.qmp" ring-pages) || fail "ring-pages on QEMU $src"; }
+    ((compare)) && { ring_pages=$(qmp "$dir/q$src.qmp" ring-pages ${packed_dev:+packed}) ||
+        fail "ring-pages on QEMU $src"; }
     t_start=$(date +%s%N)
     tracepos=0
     [[ -f $dir/trace-$src_side ]] && tracepos=$(stat -c %s "$dir/trace-$src_side")
