@@ -1175,9 +1175,8 @@ static void ram_snapshot_live(bool fork_mode)
          * submitted; the avail half is that count's position and wrap
          * counter, the used half too (the pause waits for completions). */
         bool found = false;
-        for (unsigned long taken = before; taken <= w->seq && !found; taken++)
-            found = (base & 0xffffu) ==
-                    ((taken % SNAP_DEPTH) | ((taken / SNAP_DEPTH) % 2 ? 0 : 0x8000u));
+        for (unsigned long n = before; n <= w->seq && !found; n++)
+            found = (base & 0xffffu) == ((n % SNAP_DEPTH) | ((n / SNAP_DEPTH) % 2 ? 0 : 0x8000u));
         if (!found)
             fail_msg("packed base 0x%08x is no position taken between %lu and %llu", base, before,
                      (unsigned long long)w->seq);

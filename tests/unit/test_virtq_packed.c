@@ -1429,7 +1429,6 @@ static void test_state_of_packed(void **state)
     session_connect(&s, false, ~0ull, 16);
     activate(&s, s.fe, vhu_fe_ring_packed_base(&s.r));
     int r;
-    uint64_t st;
     struct vhu_virtq_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     assert_int_equal(vhu_fe_ring_push(&s.r, 3, BUF(0), 64, F_WRITE), 0);
