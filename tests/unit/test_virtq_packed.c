@@ -137,6 +137,17 @@ static void session_open(struct session *s, bool worker_mode, uint64_t features,
     assert_int_equal(atomic_load(&s->dev.starts), 1);
 }
 
+/* Close the front-end; a ring this thread drove goes back to the server
+ * thread, which frees it (the store pairs with vq_stop's exchange, so that
+ * ThreadSanitizer sees this thread's last use happen before the free). */
+static void close_fe(struct session *s)
+{
+    atomic_store(&s->dev.vq, atomic_load(&s->dev.vq));
+    if (s->fe)
+        vhu_fe_close(s->fe);
+    s->fe = NULL;
+}
+
 static void session_close(struct session *s)
 {
     /* Hand a ring this thread drove back to the server thread (see
@@ -1066,8 +1077,7 @@ static void iregion_free(struct iregion *ir)
  * `base` (QEMU 7.2 sends what it had at the last start). */
 static void reconnect(struct session *s, struct iregion *ir, uint32_t base)
 {
-    if (s->fe)
-        vhu_fe_close(s->fe);
+    close_fe(s);
     s->fe = devserver_connect(&s->ds, ~VHU_BIT(VHU_F_LOG_ALL));
     assert_int_equal(inflight_set(s->fe, &ir->in, ir->fd), 0);
     activate(s, s->fe, base);
@@ -1219,8 +1229,7 @@ static void three_held(struct session *s, struct iregion *ir, uint8_t *good)
     assert_true(d[3].inflight == 1 && d[3].num == 1 && d[3].id == 2);
     assert_int_equal(ir->q->old_free_head, 4);
     memcpy(good, ir->q, ir->in.mmap_size);
-    vhu_fe_close(s->fe);
-    s->fe = NULL;
+    close_fe(s);
 }
 
 /* After a reconnect: pop gives the buffer IDs ids[0..n-1], then nothing
@@ -1376,8 +1385,7 @@ static void test_inflight_hostile(void **state)
             break;
         }
         log_clear();
-        if (s.fe)
-            vhu_fe_close(s.fe);
+        close_fe(&s);
         s.fe = devserver_connect(&s.ds, ~VHU_BIT(VHU_F_LOG_ALL));
         assert_int_equal(inflight_set(s.fe, &ir.in, ir.fd), 0);
         struct vhu_mem_region reg = vhu_guest_mem_region(&s.mem);
@@ -1447,7 +1455,7 @@ static void test_state_of_packed(void **state)
     assert_non_null(f);
     assert_int_equal(f[6], 2); /* packed rings: format 2 */
     close(snap);
-    vhu_fe_close(s.fe);
+    close_fe(&s);
     s.fe = devserver_connect(&s.ds, ~VHU_BIT(VHU_F_LOG_ALL));
     /* Served: a ring runs.  A live snapshot of it. */
     activate(&s, s.fe, vhu_fe_ring_packed_base(&s.r));
