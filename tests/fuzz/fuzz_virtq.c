@@ -34,7 +34,12 @@
  * used_off the driver's and the device's event areas; last_avail and
  * used_base are positions modulo the ring size plus their wrap counters,
  * as SET_VRING_BASE gives them, and "publish" makes descriptors available
- * instead of writing avail entries). */
+ * instead of writing avail entries).
+ *
+ * With VHU_FUZZ_VIRTQ_PACKED=1 in the environment every input is a packed
+ * ring (flag 64 forced on): a long run spends all its executions on
+ * packed.c.  A finding of such a run reproduces without the variable once
+ * bit 6 of the input's byte 1 is set. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -68,12 +73,17 @@ static const uint64_t reg_uva[NREG] = {UVA0, UVA0 + 0x100000, UVA0 + 0x200000};
 static struct vhu_virtq_elem elems[SLOTS], drain;
 static int call_fd = -1;
 static bool verbose;
+static bool force_packed; /* VHU_FUZZ_VIRTQ_PACKED=1 */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     verbose = fuzz_log_init();
+    const char *fp = getenv("VHU_FUZZ_VIRTQ_PACKED");
+    force_packed = fp && strcmp(fp, "1") == 0;
+    if (force_packed)
+        fprintf(stderr, "fuzz_virtq: VHU_FUZZ_VIRTQ_PACKED=1: every input is a packed ring\n");
     call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (call_fd < 0)
         abort();
@@ -138,7 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const uint8_t *h = data;
     unsigned ring_size = 1u << (h[0] % 11);
-    uint8_t flags = h[1];
+    uint8_t flags = (uint8_t)(h[1] | (force_packed ? 64 : 0));
     size_t r0_size = PAGE * (1u + h[2] % 32);
     unsigned log_bytes = h[3];
     uint16_t last_avail = fuzz_le16(h + 4);

@@ -5,7 +5,10 @@
 # the number of cores) targets at a time.  Corpora persist in
 # BUILD_DIR/fuzz-corpus/<target> (so a later run continues), logs and
 # findings go to BUILD_DIR/fuzz-long/.  Prints executions and findings per
-# target; exit status 1 if any target found something.
+# target; exit status 1 if any target found something.  With
+# VHU_FUZZ_VIRTQ_PACKED=1 fuzz_virtq reads every input as a packed ring; its
+# corpus, log and findings are then named fuzz_virtq-packed (the inputs mean
+# something else than in the normal run).
 set -euo pipefail
 build=$1
 secs=$2
@@ -22,9 +25,20 @@ par=${VHU_FUZZ_PARALLEL:-$(nproc)}
 out=$build/fuzz-long
 mkdir -p "$out"
 
+# name TARGET: what its corpus, log and findings are called.
+name() {
+  if [ "$1" = fuzz_virtq ] && [ "${VHU_FUZZ_VIRTQ_PACKED:-}" = 1 ]; then
+    echo fuzz_virtq-packed
+  else
+    echo "$1"
+  fi
+}
+
 one() {
-  local t=$1 corpus=$build/fuzz-corpus/$1
-  mkdir -p "$corpus" "$out/$t-artifacts"
+  local t=$1 n
+  n=$(name "$t")
+  local corpus=$build/fuzz-corpus/$n
+  mkdir -p "$corpus" "$out/$n-artifacts"
   local dirs=("$corpus")
   [ -d "${seeds[$t]:-}" ] && dirs+=("${seeds[$t]}")
   [ -d "$here/regress/$t" ] && dirs+=("$here/regress/$t")
@@ -34,8 +48,8 @@ one() {
   # run goes on for SECONDS and collects every crash, not only the first.
   "$build/tests/fuzz/$t" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$out/$t-artifacts/" "${dict[@]}" "${dirs[@]}" \
-    >"$out/$t.log" 2>&1 || true
+    -artifact_prefix="$out/$n-artifacts/" "${dict[@]}" "${dirs[@]}" \
+    >"$out/$n.log" 2>&1 || true
 }
 
 running=0
@@ -48,10 +62,11 @@ wait
 
 found=0
 for t in "${targets[@]}"; do
+  nm=$(name "$t")
   # In fork mode the parent sums its children's executions in "#N" lines.
-  execs=$(grep -oE '^#[0-9]+' "$out/$t.log" | tail -1 | tr -d '#')
-  n=$(find "$out/$t-artifacts" -type f | wc -l)
-  echo "fuzz-long: $t: ${execs:-?} executions in ${secs}s, $n finding(s)"
-  [ "$n" -eq 0 ] || { found=1; ls "$out/$t-artifacts" | sed "s/^/  /"; }
+  execs=$(grep -oE '^#[0-9]+' "$out/$nm.log" | tail -1 | tr -d '#')
+  n=$(find "$out/$nm-artifacts" -type f | wc -l)
+  echo "fuzz-long: $nm: ${execs:-?} executions in ${secs}s, $n finding(s)"
+  [ "$n" -eq 0 ] || { found=1; ls "$out/$nm-artifacts" | sed "s/^/  /"; }
 done
 exit "$found"
