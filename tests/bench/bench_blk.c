@@ -6,16 +6,20 @@
  *   vhu-bench-blk --socket PATH [--rw randread|randwrite|read|write]
  *                 [--bs BYTES] [--qd N] [--queues N] [--seconds S]
  *                 [--warmup S] [--csv] [--no-header] [--label TEXT]
+ *                 [--packed] [--verify]
  *
  * It connects, negotiates VIRTIO_F_VERSION_1 (+ RING_EVENT_IDX when
- * offered, VIRTIO_BLK_F_MQ for more than one queue), maps its own guest
- * memory (one memfd), sets up N split rings and keeps each filled with
- * --qd requests (header + data + status, three direct descriptors).  One
- * thread busy-polls every used ring and resubmits at once; the back-end is
- * kicked through the kick eventfd only when it asked for it (avail_event
- * with EVENT_IDX, VRING_USED_F_NO_NOTIFY without).  Interrupts are
- * suppressed (used_event kept far ahead / VRING_AVAIL_F_NO_INTERRUPT), as
- * a poll-mode driver does; the call eventfds are never read.  Every
+ * offered, VIRTIO_BLK_F_MQ for more than one queue, RING_PACKED with
+ * --packed), maps its own guest memory (one memfd), sets up N split (or
+ * packed) rings and keeps each filled with --qd requests (header + data +
+ * status, three direct descriptors).  One thread busy-polls every used ring
+ * and resubmits at once; the back-end is kicked through the kick eventfd
+ * only when it asked for it (split: avail_event with EVENT_IDX,
+ * VRING_USED_F_NO_NOTIFY without; packed: the device event suppression
+ * area, its descriptor event with EVENT_IDX).  Interrupts are suppressed
+ * (split: used_event kept far ahead / VRING_AVAIL_F_NO_INTERRUPT; packed:
+ * the driver area's flags DISABLE), as a poll-mode driver does; the call
+ * eventfds are never read.  Every
  * completion's id and status byte are checked; a bad one stops the run
  * (exit 1).
  *
@@ -59,7 +63,7 @@ struct opts {
     uint32_t bs;
     unsigned qd, queues;
     double seconds, warmup;
-    bool csv, header, verify;
+    bool csv, header, verify, packed;
     const char *label;
 };
 
@@ -135,7 +139,9 @@ struct queue {
     struct slot *slots;
     uint16_t *avail;    /* flags, idx, ring[size], used_event */
     uint16_t *used;     /* flags, idx, elems, avail_event */
-    uint16_t kicked_at; /* avail index at the last kick decision */
+    uint16_t kicked_at; /* split: avail index at the last kick decision */
+    uint16_t *dev_area; /* packed: the device's event suppression (off_wrap, flags) */
+    unsigned added;     /* packed: descriptors made available since the last decision */
     uint64_t seq_next;  /* next sector for sequential patterns */
     uint64_t rng;
 };
@@ -205,16 +211,45 @@ static void submit(struct queue *q, unsigned k, struct vhu_guest_mem *mem)
     };
     s->busy = true;
     s->t_submit = now_ns();
-    /* Slot k owns descriptors 3k..3k+2: the head is 3k. */
-    int r = vhu_fe_ring_push_chain(&q->ring, (uint16_t)(3 * k), b, 3);
+    /* Split: slot k owns descriptors 3k..3k+2, the head is 3k.  Packed:
+     * the buffer ID is k (the chain takes the next three free descriptors). */
+    int r = vhu_fe_ring_push_chain(&q->ring, (uint16_t)(o.packed ? k : 3 * k), b, 3);
     if (r < 0)
         die("push", r);
+    q->added += 3;
+}
+
+/* Packed: kick if the device event suppression asks for it (the kernel
+ * driver's virtqueue_kick_prepare_packed): flags ENABLE, or DESC with an
+ * event descriptor among those made available since the last decision. */
+static bool packed_need_kick(struct queue *q)
+{
+    uint16_t new_pos = q->ring.next_avail, old = (uint16_t)(new_pos - q->added);
+    q->added = 0;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint16_t off_wrap = __atomic_load_n(&q->dev_area[0], __ATOMIC_RELAXED);
+    uint16_t flags = __atomic_load_n(&q->dev_area[1], __ATOMIC_RELAXED);
+    if (flags != 2)
+        return flags != 1;
+    uint16_t ev = off_wrap & 0x7fff;
+    if ((off_wrap >> 15) != q->ring.avail_wrap)
+        ev = (uint16_t)(ev - q->ring.size);
+    return (uint16_t)(new_pos - ev - 1) < (uint16_t)(new_pos - old);
 }
 
 /* Kick if the device wants it (after a full barrier: the avail index is
  * written, the device's avail_event / flags read after it). */
 static void maybe_kick(struct queue *q)
 {
+    if (o.packed) {
+        if (q->added && packed_need_kick(q)) {
+            uint64_t one = 1;
+            if (write(q->kick, &one, sizeof(one)) != sizeof(one))
+                die("kick", -errno);
+            kicks++;
+        }
+        return;
+    }
     uint16_t new_idx = q->ring.avail_idx, old = q->kicked_at;
     if (new_idx == old)
         return;
@@ -240,7 +275,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: vhu-bench-blk --socket PATH [--rw randread|randwrite|read|write]\n"
                "                     [--bs BYTES] [--qd N] [--queues N] [--seconds S]\n"
                "                     [--warmup S] [--csv] [--no-header] [--label TEXT]\n"
-               "                     [--verify]\n"
+               "                     [--packed] [--verify]\n"
                "\n"
                "Drive a vhost-user-blk back-end as a busy-polling virtio-blk guest driver\n"
                "and print IOPS, MB/s and completion latency (p50, p99, max).\n"
@@ -255,6 +290,7 @@ static void usage(FILE *f)
                "  --csv           CSV header and one row instead of key=value\n"
                "  --no-header     with --csv: the row only\n"
                "  --label TEXT    first field of the output (default: the socket path)\n"
+               "  --packed        packed rings (VIRTIO_F_RING_PACKED; vhu-blk --packed)\n"
                "  --verify        writes stamp each sector with its number, reads check\n"
                "                  the stamp (for a disk written whole by a --verify run)\n"
                "\n"
@@ -276,21 +312,16 @@ static uint64_t parse_size(const char *s)
 
 static void parse(int argc, char **argv)
 {
-    static const struct option lo[] = {{"socket", required_argument, NULL, 's'},
-                                       {"rw", required_argument, NULL, 'w'},
-                                       {"bs", required_argument, NULL, 'b'},
-                                       {"qd", required_argument, NULL, 'd'},
-                                       {"queues", required_argument, NULL, 'q'},
-                                       {"seconds", required_argument, NULL, 't'},
-                                       {"warmup", required_argument, NULL, 'W'},
-                                       {"csv", no_argument, NULL, 'c'},
-                                       {"no-header", no_argument, NULL, 'H'},
-                                       {"label", required_argument, NULL, 'l'},
-                                       {"verify", no_argument, NULL, 'V'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {
+        {"socket", required_argument, NULL, 's'}, {"rw", required_argument, NULL, 'w'},
+        {"bs", required_argument, NULL, 'b'},     {"qd", required_argument, NULL, 'd'},
+        {"queues", required_argument, NULL, 'q'}, {"seconds", required_argument, NULL, 't'},
+        {"warmup", required_argument, NULL, 'W'}, {"csv", no_argument, NULL, 'c'},
+        {"no-header", no_argument, NULL, 'H'},    {"label", required_argument, NULL, 'l'},
+        {"verify", no_argument, NULL, 'V'},       {"packed", no_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "s:w:b:d:q:t:W:cHl:Vh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:w:b:d:q:t:W:cHl:VPh", lo, NULL)) != -1) {
         switch (c) {
         case 's': o.socket = optarg; break;
         case 'w': {
@@ -313,6 +344,7 @@ static void parse(int argc, char **argv)
         case 'H': o.header = false; break;
         case 'l': o.label = optarg; break;
         case 'V': o.verify = true; break;
+        case 'P': o.packed = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -342,13 +374,16 @@ int main(int argc, char **argv)
     if (r < 0)
         die("connect", r);
     uint64_t want = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_RING_EVENT_IDX) |
-                    (o.queues > 1 ? VHU_BIT(VIRTIO_BLK_F_MQ) : 0);
+                    (o.queues > 1 ? VHU_BIT(VIRTIO_BLK_F_MQ) : 0) |
+                    (o.packed ? VHU_BIT(VHU_F_RING_PACKED) : 0);
     uint64_t want_pf = VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) | VHU_BIT(VHU_PF_CONFIG);
     uint64_t acked, pf;
     if ((r = vhu_fe_negotiate(fe, want, want_pf, &acked, &pf)) < 0)
         die("negotiate", r);
     if (!(acked & VHU_BIT(VHU_F_VERSION_1)))
         die("the back-end does not offer VIRTIO_F_VERSION_1", 0);
+    if (o.packed && !(acked & VHU_BIT(VHU_F_RING_PACKED)))
+        die("--packed, but the back-end does not offer VIRTIO_F_RING_PACKED", 0);
     event_idx = acked & VHU_BIT(VHU_F_RING_EVENT_IDX);
     if (o.queues > 1) {
         uint64_t n = 1;
@@ -377,7 +412,8 @@ int main(int argc, char **argv)
         size *= 2;
     /* Guest memory: rings first (64 KiB apart at least), then per queue
      * qd slots of {64-byte meta} and {bs data, 4 KiB aligned}. */
-    uint64_t ring_span = (vhu_fe_ring_bytes(size) + 0xffff) & ~0xffffull;
+    uint64_t ring_bytes = o.packed ? vhu_fe_packed_ring_bytes(size) : vhu_fe_ring_bytes(size);
+    uint64_t ring_span = (ring_bytes + 0xffff) & ~0xffffull;
     uint64_t data_span = ((uint64_t)o.bs + 4095) & ~4095ull;
     uint64_t meta_span = ((uint64_t)o.qd * SLOT_META + 4095) & ~4095ull;
     uint64_t per_queue = ring_span + meta_span + (uint64_t)o.qd * data_span;
@@ -397,10 +433,23 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < o.queues; i++) {
         struct queue *q = &qs[i];
         uint64_t base = mem.gpa + i * per_queue;
-        if ((r = vhu_fe_ring_init(&q->ring, &mem, i, size, base)) < 0)
-            die("ring", r);
-        q->avail = vhu_guest_mem_ptr(&mem, q->ring.avail_gpa, 6 + 2ull * size);
-        q->used = vhu_guest_mem_ptr(&mem, q->ring.used_gpa, 6 + 8ull * size);
+        if (o.packed) {
+            if ((r = vhu_fe_ring_init_packed(&q->ring, &mem, i, size, base)) < 0)
+                die("ring", r);
+            q->dev_area = vhu_guest_mem_ptr(&mem, q->ring.used_gpa, 4);
+            /* Interrupts off: this driver polls. */
+            vhu_fe_ring_packed_set_event(&q->ring, 1, 0);
+        } else {
+            if ((r = vhu_fe_ring_init(&q->ring, &mem, i, size, base)) < 0)
+                die("ring", r);
+            q->avail = vhu_guest_mem_ptr(&mem, q->ring.avail_gpa, 6 + 2ull * size);
+            q->used = vhu_guest_mem_ptr(&mem, q->ring.used_gpa, 6 + 8ull * size);
+            /* Interrupts off: this driver polls. */
+            if (event_idx)
+                q->avail[2 + size] = 0x8000;
+            else
+                q->avail[0] = AVAIL_F_NO_INTERRUPT;
+        }
         q->nslots = o.qd;
         q->slots = calloc(o.qd, sizeof(*q->slots));
         if (!q->slots)
@@ -411,11 +460,6 @@ int main(int argc, char **argv)
         }
         q->rng = 0x9e3779b97f4a7c15ull * (i + 1);
         q->seq_next = capacity / o.queues * i / (o.bs / SECTOR) * (o.bs / SECTOR);
-        /* Interrupts off: this driver polls. */
-        if (event_idx)
-            q->avail[2 + size] = 0x8000;
-        else
-            q->avail[0] = AVAIL_F_NO_INTERRUPT;
         q->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         q->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         q->err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -423,7 +467,8 @@ int main(int argc, char **argv)
             die("eventfd", -errno);
         if ((r = vhu_fe_set_vring_num(fe, i, size)) < 0 ||
             (r = vhu_fe_ring_set_addr(fe, &q->ring, 0)) < 0 ||
-            (r = vhu_fe_set_vring_base(fe, i, 0)) < 0 ||
+            (r = vhu_fe_set_vring_base(fe, i, o.packed ? vhu_fe_ring_packed_base(&q->ring) : 0)) <
+                0 ||
             (r = vhu_fe_set_vring_call(fe, i, q->call)) < 0 ||
             (r = vhu_fe_set_vring_err(fe, i, q->err)) < 0 ||
             (r = vhu_fe_set_vring_kick(fe, i, q->kick)) < 0)
@@ -455,8 +500,8 @@ int main(int argc, char **argv)
             while (vhu_fe_ring_pop_used(&q->ring, &id, &len) == 1) {
                 any = true;
                 now = now_ns();
-                unsigned k = id / 3;
-                if (id % 3 || k >= q->nslots || !q->slots[k].busy) {
+                unsigned k = o.packed ? id : id / 3;
+                if ((!o.packed && id % 3) || k >= q->nslots || !q->slots[k].busy) {
                     fprintf(stderr,
                             "vhu-bench-blk: queue %u: used id %u is no request in "
                             "flight\n",
@@ -495,7 +540,7 @@ int main(int argc, char **argv)
                 if (now < t_end)
                     submit(q, k, &mem);
             }
-            if (event_idx) /* keep interrupts off: used_event far ahead */
+            if (event_idx && !o.packed) /* keep interrupts off: used_event far ahead */
                 __atomic_store_n(&q->avail[2 + q->ring.size],
                                  (uint16_t)(q->ring.used_seen + 0x7fff), __ATOMIC_RELAXED);
             maybe_kick(q);
@@ -532,19 +577,19 @@ int main(int argc, char **argv)
     if (o.csv) {
         if (o.header)
             printf("label,rw,bs,qd,queues,seconds,ios,iops,mbps,p50_us,p99_us,max_us,"
-                   "kicks,event_idx,errors\n");
+                   "kicks,event_idx,errors,ring\n");
         printf("%s,%s,%u,%u,%u,%.3f,%" PRIu64 ",%.0f,%.1f,%.2f,%.2f,%.2f,%" PRIu64 ",%d,%" PRIu64
-               "\n",
+               ",%s\n",
                o.label, rw_names[o.rw], o.bs, o.qd, o.queues, secs, done, iops, mbps,
                hist_pct(&hist, 50) / 1e3, hist_pct(&hist, 99) / 1e3, (double)hist.max / 1e3,
-               kicks - kicks_at_start, event_idx, errors);
+               kicks - kicks_at_start, event_idx, errors, o.packed ? "packed" : "split");
     } else {
         printf("label=%s rw=%s bs=%u qd=%u queues=%u seconds=%.3f ios=%" PRIu64
                " iops=%.0f mbps=%.1f p50_us=%.2f p99_us=%.2f max_us=%.2f kicks=%" PRIu64
-               " event_idx=%d errors=%" PRIu64 "\n",
+               " event_idx=%d errors=%" PRIu64 " ring=%s\n",
                o.label, rw_names[o.rw], o.bs, o.qd, o.queues, secs, done, iops, mbps,
                hist_pct(&hist, 50) / 1e3, hist_pct(&hist, 99) / 1e3, (double)hist.max / 1e3,
-               kicks - kicks_at_start, event_idx, errors);
+               kicks - kicks_at_start, event_idx, errors, o.packed ? "packed" : "split");
     }
     fflush(stdout);
     vhu_fe_close(fe);
