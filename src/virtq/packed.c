@@ -15,7 +15,15 @@
  * and not already held by the device, an indirect table is the buffer's
  * only ring descriptor and holds no indirect descriptor, a descriptor whose
  * flags change between the acquire load and the copy is refused.  Any
- * violation breaks the ring (split.c's vhu_virtq_break). */
+ * violation breaks the ring (split.c's vhu_virtq_break).
+ *
+ * Kicks with EVENT_IDX: enable_kick asks for one at the next descriptor
+ * (DESC), and the first chain popped after it turns kicks off (DISABLE)
+ * until the next enable_kick.  A split ring's avail_event just stays
+ * behind while the device serves, but a packed event is a ring position
+ * with one wrap bit: a driver meets it again every second lap (and the
+ * area starts zeroed, which is ENABLE), so left in place it would kick
+ * a device that is polling anyway. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -67,6 +75,7 @@ struct vhu_virtq_packed {
     unsigned since;
     bool signalled_valid;
     bool kick_area_set;
+    bool kicks_off; /* EVENT_IDX: the device area says DISABLE (pop wrote it) */
 };
 
 static inline bool desc_avail(uint16_t flags, bool wrap)
@@ -363,6 +372,12 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
     }
     p->ndescs[id] = (uint16_t)n;
     p->outstanding += n;
+    if (p->event_idx && !p->kicks_off) {
+        /* Serving: no kicks until enable_kick asks for the next one. */
+        __atomic_store_n(&p->dev[1], (uint16_t)EVENT_F_DISABLE, __ATOMIC_RELAXED);
+        vhu_queue_log_device_area(p->q, 2, 2);
+        p->kicks_off = true;
+    }
     p->last_avail = pos;
     p->avail_wrap = wrap;
     vhu_queue_set_last_avail(p->q, (uint16_t)(pos | (unsigned)wrap << 15));
@@ -466,10 +481,11 @@ bool vhu_packed_enable_kick(struct vhu_virtq_packed *p)
     if (p->event_idx) {
         __atomic_store_n(&p->dev[0], (uint16_t)(p->last_avail | (unsigned)p->avail_wrap << 15),
                          __ATOMIC_RELAXED);
-        if (!p->kick_area_set)
+        if (!p->kick_area_set || p->kicks_off)
             __atomic_store_n(&p->dev[1], (uint16_t)EVENT_F_DESC, __ATOMIC_RELAXED);
         vhu_queue_log_device_area(p->q, 0, 4);
         p->kick_area_set = true;
+        p->kicks_off = false;
     } else if (!p->kick_area_set) {
         /* Kicks stay enabled (this layer never disables them). */
         __atomic_store_n(&p->dev[1], (uint16_t)EVENT_F_ENABLE, __ATOMIC_RELAXED);

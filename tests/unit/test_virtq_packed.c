@@ -465,6 +465,91 @@ static int complete_n(struct session *s, struct vhu_virtq_elem *e, unsigned n)
     return r;
 }
 
+/* The driver's kick decision (Linux's virtqueue_kick_prepare_packed): the
+ * device area after `added` descriptors made available up to the driver's
+ * next position. */
+static bool driver_would_kick(struct session *s, unsigned added)
+{
+    const uint16_t *dev = device_area(s);
+    uint16_t off_wrap = __atomic_load_n(&dev[0], __ATOMIC_RELAXED);
+    uint16_t flags = __atomic_load_n(&dev[1], __ATOMIC_RELAXED);
+    if (flags != 2)
+        return flags != 1;
+    uint16_t new_pos = s->r.next_avail, old = (uint16_t)(new_pos - added);
+    uint16_t ev = off_wrap & 0x7fff;
+    if ((off_wrap >> 15) != s->r.avail_wrap)
+        ev = (uint16_t)(ev - s->size);
+    return (uint16_t)(new_pos - ev - 1) < (uint16_t)(new_pos - old);
+}
+
+/* With EVENT_IDX, a device that is serving asks for no kicks: the first
+ * chain it pops after enable_kick turns them off (DISABLE), and the next
+ * enable_kick asks for one at the next descriptor again.  Left at DESC, the
+ * driver would meet the event position again every second lap and kick a
+ * device that polls anyway. */
+static void test_kicks_off_while_serving(void **state)
+{
+    (void)state;
+    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    assert_non_null(e);
+    struct session s;
+    session_open(&s, false, ~0ull, 16);
+    struct vhu_virtq *vq = vq_of(&s);
+    uint16_t *dev = device_area(&s);
+    assert_false(vhu_virtq_enable_kick(vq));
+    assert_int_equal(dev[0], 0x8000);
+    assert_int_equal(dev[1], 2);
+    /* The first request is the event: the driver kicks. */
+    assert_int_equal(vhu_fe_ring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
+    assert_true(driver_would_kick(&s, 1));
+    /* Four laps of requests served as they come, never enable_kick: no
+     * kick asked for after the first pop. */
+    unsigned kicks = 0;
+    for (unsigned i = 0; i < 4 * 16; i++) {
+        assert_int_equal(vhu_virtq_pop(vq, e), 1);
+        assert_int_equal(dev[1], 1);
+        assert_int_equal(vhu_virtq_push(vq, e, 1), 0);
+        assert_int_equal(vhu_virtq_flush(vq), 1); /* the driver area is zeroed: ENABLE */
+        assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 1);
+        assert_int_equal(vhu_fe_ring_push(&s.r, (uint16_t)((i + 1) % 16), BUF(0), 64, F_WRITE), 0);
+        kicks += driver_would_kick(&s, 1);
+    }
+    assert_int_equal(kicks, 0);
+    /* One request is left; the device takes it and then asks for a kick
+     * at the next descriptor (position 1 of the fifth lap, wrap 1). */
+    assert_int_equal(vhu_virtq_pop(vq, e), 1);
+    assert_int_equal(vhu_virtq_push(vq, e, 1), 0);
+    assert_int_equal(vhu_virtq_flush(vq), 1);
+    assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 1);
+    assert_false(vhu_virtq_enable_kick(vq));
+    assert_int_equal(dev[0], 0x8000 | 1);
+    assert_int_equal(dev[1], 2);
+    assert_int_equal(vhu_fe_ring_push(&s.r, 3, BUF(0), 64, F_WRITE), 0);
+    assert_true(driver_would_kick(&s, 1));
+    /* enable_kick that finds a published descriptor leaves DESC; the pop
+     * turns kicks off again. */
+    assert_true(vhu_virtq_enable_kick(vq));
+    assert_int_equal(dev[1], 2);
+    assert_int_equal(vhu_virtq_pop(vq, e), 1);
+    assert_int_equal(dev[1], 1);
+    assert_int_equal(vhu_virtq_push(vq, e, 1), 0);
+    session_close(&s);
+
+    /* Without EVENT_IDX the driver kicks every time, as on a split ring:
+     * pop leaves the area at ENABLE. */
+    session_open(&s, false, ~VHU_BIT(VHU_F_RING_EVENT_IDX), 16);
+    vq = vq_of(&s);
+    dev = device_area(&s);
+    assert_false(vhu_virtq_enable_kick(vq));
+    assert_int_equal(dev[1], 0);
+    assert_int_equal(vhu_fe_ring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_virtq_pop(vq, e), 1);
+    assert_int_equal(dev[1], 0);
+    assert_int_equal(vhu_virtq_push(vq, e, 1), 0);
+    session_close(&s);
+    free(e);
+}
+
 static void test_event_suppression(void **state)
 {
     (void)state;
@@ -1488,6 +1573,7 @@ int main(void)
         cmocka_unit_test(test_ids_in_flight),
         cmocka_unit_test(test_wrap_around),
         cmocka_unit_test(test_event_suppression),
+        cmocka_unit_test(test_kicks_off_while_serving),
         cmocka_unit_test(test_hostile_chains),
         cmocka_unit_test(test_worker),
         cmocka_unit_test(test_dirty_log),
