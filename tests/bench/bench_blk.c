@@ -19,9 +19,8 @@
  * area, its descriptor event with EVENT_IDX).  Interrupts are suppressed
  * (split: used_event kept far ahead / VRING_AVAIL_F_NO_INTERRUPT; packed:
  * the driver area's flags DISABLE), as a poll-mode driver does; the call
- * eventfds are never read.  Every
- * completion's id and status byte are checked; a bad one stops the run
- * (exit 1).
+ * eventfds are never read.  Every completion's id and status byte are
+ * checked; a bad one stops the run (exit 1).
  *
  * Output: one line of key=value pairs (or, with --csv, a CSV header and
  * one row): IOPS, MB/s (10^6 bytes), completion latency p50/p99/max in
@@ -216,7 +215,8 @@ static void submit(struct queue *q, unsigned k, struct vhu_guest_mem *mem)
     int r = vhu_fe_ring_push_chain(&q->ring, (uint16_t)(o.packed ? k : 3 * k), b, 3);
     if (r < 0)
         die("push", r);
-    q->added += 3;
+    if (o.packed)
+        q->added += 3;
 }
 
 /* Packed: kick if the device event suppression asks for it (the kernel
