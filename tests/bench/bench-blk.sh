@@ -8,7 +8,7 @@
 #   tests/bench/bench-blk.sh [--rounds N] [--seconds S] [--out FILE] [--no-state]
 #                            [--packed-only]
 #
-# Serves a disk with build/examples/vhu-blk (--queues 4) and with Debian's
+# Serves a disk with build/examples/vhu-blk (--queues 4 --packed) and with Debian's
 # qemu-storage-daemon (package qemu-utils, installed with apt-get when
 # missing) as
 #
@@ -28,8 +28,8 @@
 # (a live snapshot's guest-visible stall next to a stop-the-world save) run
 # and their output goes in the same report (--no-state skips both).
 #
-# Packed rings: vhu-blk runs with --packed (it offers RING_PACKED and still
-# serves split rings), and the rows marked below also run on it with
+# Packed rings: vhu-blk runs with --packed (which only adds RING_PACKED to
+# the features it offers: a split-ring driver is served as without it), and the rows marked below also run on it with
 # vhu-bench-blk --packed (backend "vhu-packed" in the CSV): 4 KiB random
 # read and write at QD 1, 8 and 32, 64 KiB sequential read and write.  In
 # each round a row's split and packed runs follow each other, packed first
@@ -43,7 +43,7 @@
 # vhu-blk (no qsd, no state benchmarks).
 #
 # Defaults: 5 rounds of 2 s per row and back-end (+0.5 s warm-up): about
-# 5 minutes, plus the state benchmark.  The report is printed and written to
+# 7 minutes (--packed-only: about 3), plus the state benchmark.  The report is printed and written to
 # --out (default build/bench-blk-report.txt); raw rows (CSV) go next to it.
 set -euo pipefail
 
