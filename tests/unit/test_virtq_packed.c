@@ -494,7 +494,7 @@ static void test_kicks_off_while_serving(void **state)
     assert_non_null(e);
     struct session s;
     session_open(&s, false, ~0ull, 16);
-    struct vhu_virtq *vq = vq_of(&s);
+    struct vhu_virtq *vq = vqdev_vq(&s.dev);
     uint16_t *dev = device_area(&s);
     assert_false(vhu_virtq_enable_kick(vq));
     assert_int_equal(dev[0], 0x8000);
@@ -538,7 +538,7 @@ static void test_kicks_off_while_serving(void **state)
     /* Without EVENT_IDX the driver kicks every time, as on a split ring:
      * pop leaves the area at ENABLE. */
     session_open(&s, false, ~VHU_BIT(VHU_F_RING_EVENT_IDX), 16);
-    vq = vq_of(&s);
+    vq = vqdev_vq(&s.dev);
     dev = device_area(&s);
     assert_false(vhu_virtq_enable_kick(vq));
     assert_int_equal(dev[1], 0);
