@@ -141,6 +141,11 @@ static void process(struct ring_worker *w)
         heads[n++] = head;
     uint16_t last = vhu_queue_last_avail(q);
     uint16_t avail_idx = __atomic_load_n(&avail[1], __ATOMIC_ACQUIRE);
+    /* Again after reading the index: a request published after a
+     * SET_VRING_ENABLE 0 is seen only with that disable (the check above
+     * may have come before it, this worker then preempted). */
+    if (!vhu_queue_enabled(q))
+        avail_idx = last; /* take nothing new; what was resubmitted completes */
     /* A driver can publish at most `size` entries ahead of the device. */
     if ((uint16_t)(avail_idx - last) > size) {
         ring_broken(w, "avail index jumped", avail_idx);
