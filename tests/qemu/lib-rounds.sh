@@ -150,6 +150,9 @@ crashed() {
 # (qmp.py ring-idx packed).
 stalled() {
     local a u e a2 u2 e2 layout=()
+    # A guest whose kernel crashed stops too (and its QEMU may be gone, with
+    # its QMP socket): say so, rather than look at a ring nobody drives.
+    crashed "$dir"/*.serial
     [[ ${VHU_QEMU_PACKED:-0} == 1 ]] && layout=(packed)
     if [[ -n ${QMP_SOCK:-} ]] && read -r a u e < <("$here/qmp.py" "$QMP_SOCK" ring-idx "${layout[@]}") &&
         sleep 1 && read -r a2 u2 e2 < <("$here/qmp.py" "$QMP_SOCK" ring-idx "${layout[@]}"); then
