@@ -31,8 +31,9 @@
 # Guest memory is compared page by page at each switch-over (see
 # VHU_MIGRATE_COMPARE below and memcmp-pages.py).
 #
-# VHU_QEMU_PACKED=1 (vhu back-end only): packed rings (vhu-blk --packed,
-# vhost-user-blk-pci,packed=on); ctest runs it so as test_qemu_migrate_packed.
+# VHU_QEMU_PACKED=1: packed rings (vhu-blk --packed, vhost-user-blk-pci,packed=on;
+# with --backend builtin, virtio-blk-pci,packed=on; qemu-storage-daemon has
+# none); ctest runs it so as test_qemu_migrate_packed.
 #
 # Exit 77 (skipped) only when QEMU cannot run at all.  ctest runs it as
 # test_qemu_migrate; by hand (KEEP=1 keeps the logs in the work directory):
@@ -91,7 +92,7 @@ start_qsd() {
 packed_blk=()
 packed_dev=
 if [[ ${VHU_QEMU_PACKED:-0} == 1 ]]; then
-    [[ $backend == vhu ]] || fail "VHU_QEMU_PACKED=1 needs --backend vhu"
+    [[ $backend != qsd ]] || fail "VHU_QEMU_PACKED=1: qemu-storage-daemon has no packed rings"
     say "packed rings"
     packed_blk=(--packed)
     packed_dev=,packed=on
@@ -120,7 +121,7 @@ start_qemu() {
                 -device vhost-user-blk-pci,chardev=blk0,num-queues=1$packed_dev)
     [[ $backend == builtin ]] &&
         disk=(-drive file="$img",format=raw,if=none,id=blk0,file.locking=off
-              -device virtio-blk-pci,drive=blk0,num-queues=1)
+              -device virtio-blk-pci,drive=blk0,num-queues=1$packed_dev)
     "$qemu" "${QEMU_ARGS[@]}" "${disk[@]}" \
         -qmp unix:"$dir/q$k.qmp",server=on,wait=off \
         -serial file:"$dir/q$k.serial" "$@" >"$dir/qemu-$k.log" 2>&1 &
