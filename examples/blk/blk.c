@@ -299,6 +299,7 @@ static void run_queued(struct blk_queue *bq)
 static void *helper_main(void *arg)
 {
     struct blk_queue *bq = arg;
+    (void)pthread_setname_np(pthread_self(), "blk-helper");
     pthread_mutex_lock(&bq->mu);
     for (;;) {
         while (!bq->quit && !bq->todo_n)
@@ -694,11 +695,17 @@ static void blk_commit(void *dev, void *staged)
     free(st);
 }
 
-/* Live snapshots: the disk's chunks are kept from here (ram.c); "config"
- * does not change while the device runs. */
+/* Live snapshots: the copy area is made while the guest runs, then the
+ * disk's chunks are kept from the instant (ram.c); "config" does not change
+ * while the device runs. */
+static int blk_snapshot_prepare(void *dev) { return blk_ram_cow_prepare(dev); }
+
 static int blk_snapshot_begin(void *dev)
 {
-    blk_ram_cow_arm(dev);
+    struct blk *d = dev;
+    if (d->ram && !d->cow.area)
+        return -ENOMEM; /* not prepared: nowhere to copy to */
+    blk_ram_cow_arm(d);
     return 0;
 }
 
@@ -824,7 +831,8 @@ static int open_disk(struct blk *d, const struct blk_options *o)
         goto fail;
     }
     if (o->ram_size) {
-        if (d->size > SIZE_MAX || !(d->ram = blk_ram_alloc(d->size)) || blk_ram_cow_init(d) < 0) {
+        if (d->size > SIZE_MAX || !(d->ram = blk_ram_alloc(d->size)) ||
+            blk_ram_cow_init(d, o->snapshot_reserve && !o->fork_snapshots) < 0) {
             fprintf(stderr, "vhu-blk: cannot allocate %llu bytes of disk\n",
                     (unsigned long long)d->size);
             r = -ENOMEM;
@@ -916,8 +924,10 @@ int blk_new(struct blk **out, const struct blk_options *o)
     d->ops.commit = blk_commit;
     d->ops.discard = blk_discard;
     d->ops.snapshot_done = blk_snapshot_done;
-    if (!o->fork_snapshots)
+    if (!o->fork_snapshots) {
+        d->ops.snapshot_prepare = blk_snapshot_prepare;
         d->ops.snapshot_begin = blk_snapshot_begin;
+    }
 
     /* Config space, little-endian (virtio 1.x). */
     struct virtio_blk_config *c = &d->config;

@@ -49,16 +49,18 @@ struct blk_options {
                          * written */
     unsigned queues;   /* 1..BLK_MAX_QUEUES */
     bool read_only;
-    bool direct;         /* the image also opened with O_DIRECT: reads and
+    bool direct;           /* the image also opened with O_DIRECT: reads and
                          * writes aligned as the file wants bypass the host
                          * page cache (QEMU's cache.direct=on); others, and
                          * flushes, go through it */
-    const char *serial;  /* what GET_ID answers: 1..VIRTIO_BLK_ID_BYTES (20)
+    const char *serial;    /* what GET_ID answers: 1..VIRTIO_BLK_ID_BYTES (20)
                          * bytes of printable ASCII; NULL: BLK_ID */
-    bool fork_snapshots; /* live snapshots by fork() (the library's way)
+    bool snapshot_reserve; /* the RAM disk's copy area for live snapshots
+                            * made at start and kept (--snapshot-reserve) */
+    bool fork_snapshots;   /* live snapshots by fork() (the library's way)
                           * instead of the device's copy-before-write of
                           * its RAM disk (--fork-snapshots; for comparison) */
-    bool packed;         /* offer RING_PACKED (not by default; --packed, marked
+    bool packed;           /* offer RING_PACKED (not by default; --packed, marked
                          * experimental: inflight tracking and device state
                          * do not support packed rings yet, issue #13) */
 };

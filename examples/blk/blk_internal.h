@@ -63,19 +63,22 @@ struct blk_queue {
 
 /* A live snapshot of a RAM disk without fork() (ram.c): the disk in chunks
  * of COW_CHUNK bytes, each written into the snapshot from the disk or, if
- * the guest wrote it first, from a copy taken just before that write. */
+ * the guest wrote it first, from a copy taken just before that write into
+ * the copy area (chunk i at i * COW_CHUNK), which blk_ram_cow_prepare maps
+ * and faults in before the snapshot's instant. */
 #define COW_CHUNK (32u * 1024u)
 enum { COW_LIVE, COW_BUSY, COW_KEPT };
 
 struct blk_ram_cow {
-    atomic_bool armed;         /* a snapshot is being written */
-    atomic_bool out_of_memory; /* a copy could not be made: the snapshot fails */
+    atomic_bool armed; /* a snapshot is being written */
     size_t nchunks;
     /* Per chunk: COW_LIVE (not in the snapshot yet, unwritten), COW_BUSY
      * (a writer is copying it aside), COW_KEPT (in the snapshot, or in
-     * copy[]: the guest may write it). */
+     * the copy area: the guest may write it). */
     _Atomic uint8_t *state;
-    uint8_t **copy;      /* per chunk: its bytes at the snapshot's instant */
+    uint8_t *area;       /* the copies, mapped from prepare to disarm */
+    size_t area_len;     /* bytes mapped at area */
+    bool reserved;       /* --snapshot-reserve: area mapped for good */
     atomic_ulong copies; /* chunks writers copied aside, this snapshot */
 };
 
@@ -135,9 +138,15 @@ void blk_ram_recollapse(struct blk *d);
 /* Stop and join that thread (before d->ram goes). */
 void blk_ram_collapse_stop(struct blk *d);
 
-/* Live snapshots without fork(): the chunk table for a disk of d->size. */
-int blk_ram_cow_init(struct blk *d);
+/* Live snapshots without fork(): the chunk table for a disk of d->size;
+ * with reserve (--snapshot-reserve), the copy area too, in huge pages,
+ * faulted in and kept (as much memory again as the disk). */
+int blk_ram_cow_init(struct blk *d, bool reserve);
 void blk_ram_cow_free(struct blk *d);
+/* ops.snapshot_prepare, rings running: map the copy area, as large as the
+ * disk, and fault it in (the guest's first write to each chunk after the
+ * instant copies into it without a page fault).  0, or -ENOMEM. */
+int blk_ram_cow_prepare(struct blk *d);
 /* ops.snapshot_begin, every ring stopped: the disk as it is now is what
  * blk_ram_save_kept writes, whatever the guest writes meanwhile. */
 void blk_ram_cow_arm(struct blk *d);
@@ -147,8 +156,8 @@ void blk_ram_cow_arm(struct blk *d);
 void blk_ram_cow_keep(struct blk *d, uint64_t off, uint64_t len);
 /* The disk as it was at blk_ram_cow_arm, into w's open blob. */
 int blk_ram_save_kept(struct blk *d, struct vhu_state_writer *w);
-/* The snapshot ended (ops.snapshot_done): every copy freed, writes go
- * straight to the disk again.  Rings may be running. */
+/* The snapshot ended (ops.snapshot_done): the copy area unmapped, writes
+ * go straight to the disk again.  Rings may be running. */
 void blk_ram_cow_disarm(struct blk *d);
 
 /* ---- uring.c: io_uring (--direct) ---- */

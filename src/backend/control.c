@@ -58,6 +58,7 @@ struct vhu_control {
     bool snap_running;
     struct vhu_snapshot_job job;
     ev_io snap_w;
+    ev_io ready_w; /* the snapshot thread prepared: time for the pause */
     struct ctl_client *snap_cl;
     bool snap_has_id;
     uint64_t snap_id;
@@ -292,10 +293,24 @@ static void on_snap(struct ev_loop *loop, ev_io *w, int revents)
     snap_ended(c, pid, r, bytes, why);
 }
 
+/* The device prepared its snapshot (ops.snapshot_prepare): its instant. */
+static void on_snap_ready(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct vhu_control *c = w->data;
+    vhu_snapshot_quiesce(&c->job);
+    if (vhu_snapshot_ready_fd(&c->job) < 0) {
+        ev_io_stop(loop, w);
+        vhu_debug("control %s: snapshot: device prepared in %llu us, rings paused %llu us", c->path,
+                  (unsigned long long)c->job.prepare_us, (unsigned long long)c->job.pause_us);
+    }
+}
+
 void vhu_control_snapshot_yield(struct vhu_control *c, const char *to)
 {
     if (!c || !c->snap_running || !c->job.threaded)
         return; /* a child writes from its own copy: nothing to share */
+    ev_io_stop(c->loop, &c->ready_w);
     ev_io_stop(c->loop, &c->snap_w);
     uint64_t bytes = 0;
     char why[300], msg[400];
@@ -306,6 +321,7 @@ void vhu_control_snapshot_yield(struct vhu_control *c, const char *to)
 
 static void snap_ended(struct vhu_control *c, pid_t pid, int r, uint64_t bytes, const char *why)
 {
+    ev_io_stop(c->loop, &c->ready_w); /* a thread that ended before its instant */
     c->snap_running = false;
     if (c->b->ops->snapshot_done)
         c->b->ops->snapshot_done(c->b->dev);
@@ -329,9 +345,10 @@ static void snap_ended(struct vhu_control *c, pid_t pid, int r, uint64_t bytes, 
                        why);
     else
         vhu_info("control %s: snapshot (%s): %llu bytes in %llu us; rings paused %llu us "
-                 "(fork %llu us)",
+                 "(fork %llu us; device prepared before it in %llu us)",
                  c->path, who, (unsigned long long)bytes, (unsigned long long)dur,
-                 (unsigned long long)c->job.pause_us, (unsigned long long)c->job.fork_us);
+                 (unsigned long long)c->job.pause_us, (unsigned long long)c->job.fork_us,
+                 (unsigned long long)c->job.prepare_us);
     if (!cl)
         return;
     cl->snap_wait = false;
@@ -404,6 +421,13 @@ static int op_snapshot(struct ctl_client *cl, bool has_id, uint64_t id, int *fd)
     ev_io_init(&c->snap_w, on_snap, vhu_snapshot_watch_fd(&c->job), EV_READ);
     c->snap_w.data = c;
     ev_io_start(c->loop, &c->snap_w);
+    if (vhu_snapshot_ready_fd(&c->job) >= 0) {
+        ev_io_init(&c->ready_w, on_snap_ready, vhu_snapshot_ready_fd(&c->job), EV_READ);
+        c->ready_w.data = c;
+        ev_io_start(c->loop, &c->ready_w);
+        vhu_debug("control %s: snapshot: the device prepares it", c->path);
+        return 0;
+    }
     vhu_debug("control %s: snapshot: pid %d, rings paused %llu us (fork %llu us)", c->path,
               (int)c->job.pid, (unsigned long long)c->job.pause_us,
               (unsigned long long)c->job.fork_us);
@@ -737,6 +761,8 @@ static void each_watcher(struct vhu_control *c, void (*op)(struct ev_loop *, ev_
     op(c->loop, &c->listen_w);
     if (c->snap_running)
         op(c->loop, &c->snap_w);
+    if (c->snap_running && vhu_snapshot_ready_fd(&c->job) >= 0)
+        op(c->loop, &c->ready_w);
     for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
         if (c->clients[i])
             op(c->loop, &c->clients[i]->w);
@@ -757,11 +783,12 @@ void vhu_control_free(struct vhu_control *c)
         /* Never a zombie: killed and reaped (or cancelled and joined)
          * before the back-end goes. */
         ev_io_stop(c->loop, &c->snap_w);
+        ev_io_stop(c->loop, &c->ready_w);
         bool threaded = c->job.threaded;
         vhu_snapshot_kill(&c->job, true);
         c->snap_running = false;
         if (threaded && c->b->ops->snapshot_done)
-            c->b->ops->snapshot_done(c->b->dev); /* it began in this process */
+            c->b->ops->snapshot_done(c->b->dev); /* it began (or prepared) here */
     }
     c->b->control = NULL;
     ev_io_stop(c->loop, &c->listen_w);

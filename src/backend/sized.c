@@ -42,9 +42,10 @@ static const size_t ops_ends[] = {
     END(struct vhu_device_ops, shmem_sizes),
     END(struct vhu_device_ops, snapshot_done),
     END(struct vhu_device_ops, snapshot_begin),
+    END(struct vhu_device_ops, snapshot_prepare),
 };
 /* A field added at the end must be added to the table above. */
-_Static_assert(END(struct vhu_device_ops, snapshot_begin) == sizeof(struct vhu_device_ops),
+_Static_assert(END(struct vhu_device_ops, snapshot_prepare) == sizeof(struct vhu_device_ops),
                "struct vhu_device_ops grew: list the new field in ops_ends[]");
 
 static const size_t server_config_ends[] = {

@@ -144,17 +144,63 @@ static void child_main(struct vhu_backend *b, int out, int rep, pid_t parent)
 /* A device's own snapshot (ops.snapshot_begin): the child's work, on a
  * thread of this process.  It yields the CPUs to the ring threads the
  * same way (SCHED_BATCH, nice 10: per thread on Linux). */
+/* The thread's first part with ops.snapshot_prepare: prepare (the rings
+ * run), say so, wait for the back-end's thread to have paused, begun and
+ * resumed.  True to go on and write the stream; false with r filled. */
+static bool wait_go(struct vhu_snapshot_job *job, struct vhu_snapshot_report *r)
+{
+    double t = mono();
+    job->prepare_result = job->b->ops->snapshot_prepare(job->b->dev);
+    job->prepare_us = us(t, mono());
+    uint64_t one = 1;
+    if (write(job->ready_fd, &one, sizeof(one)) != sizeof(one)) {
+        r->result = -errno;
+        snprintf(r->why, sizeof(r->why), "cannot signal the back-end's thread: %s",
+                 vhu_strerror(r->result));
+        return false;
+    }
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = job->go_fd, .events = POLLIN},
+                               {.fd = job->cancel_fd, .events = POLLIN}};
+        if (poll(pf, 2, -1) < 0 && errno != EINTR) {
+            r->result = -errno;
+            snprintf(r->why, sizeof(r->why), "poll: %s", vhu_strerror(r->result));
+            return false;
+        }
+        if (pf[0].revents) {
+            uint64_t v;
+            if (read(job->go_fd, &v, sizeof(v)) != sizeof(v))
+                continue;
+            if (job->go_result < 0) {
+                r->result = job->go_result;
+                snprintf(r->why, sizeof(r->why), "%s", job->go_why);
+                return false;
+            }
+            return true;
+        }
+        if (pf[1].revents) {
+            r->result = -ECANCELED;
+            snprintf(r->why, sizeof(r->why), "cancelled before its instant");
+            return false;
+        }
+    }
+}
+
 static void *thread_main(void *arg)
 {
     struct vhu_snapshot_job *job = arg;
+    (void)pthread_setname_np(pthread_self(), "vhu-snapshot");
     struct sched_param sp = {.sched_priority = 0};
     (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
     (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     struct vhu_snapshot_report r;
     memset(&r, 0, sizeof(r));
     r.magic = REPORT_MAGIC;
+    if (job->ready_fd >= 0 && !wait_go(job, &r))
+        goto report;
     r.result = vhu_state_save_stream(job->b, job->out_fd, job->cancel_fd, 0, NULL, job->handler,
                                      &r.bytes, r.why, sizeof(r.why));
+report:
     /* The stream ends before the report: a reader sees its EOF first. */
     vhu_close_fd(&job->out_fd);
     write_report(job->rep_fd, &r);
@@ -164,6 +210,8 @@ static void *thread_main(void *arg)
 
 static void thread_job_close(struct vhu_snapshot_job *job)
 {
+    vhu_close_fd(&job->ready_fd);
+    vhu_close_fd(&job->go_fd);
     vhu_close_fd(&job->cancel_fd);
     vhu_close_fd(&job->out_fd);
     vhu_close_fd(&job->rep_fd);
@@ -214,18 +262,32 @@ static int start_thread(struct vhu_backend *b, int out_fd, struct vhu_snapshot_j
         snprintf(why, n, "out of memory");
         goto fail;
     }
-    double t0 = mono();
-    vhu_backend_pause(b, was);
-    vhu_state_fill_handler(b, job->handler);
-    e = b->ops->snapshot_begin(b->dev);
-    int rr = vhu_backend_resume(b, was);
-    job->pause_us = us(t0, mono());
-    free(was);
-    if (rr < 0)
-        vhu_err("snapshot: a ring did not restart after the pause: %s", vhu_strerror(rr));
-    if (e < 0) {
-        snprintf(why, n, "the device refused the snapshot: %s", vhu_strerror(e));
-        goto fail;
+    if (b->ops->snapshot_prepare) {
+        /* The thread prepares while the rings run; the pause comes when it
+         * is ready (vhu_snapshot_quiesce). */
+        free(was);
+        job->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        job->go_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (job->ready_fd < 0 || job->go_fd < 0) {
+            e = -errno;
+            snprintf(why, n, "no eventfd for the snapshot: %s", vhu_strerror(e));
+            goto fail;
+        }
+    } else {
+        double t0 = mono();
+        vhu_backend_pause(b, was);
+        vhu_state_fill_handler(b, job->handler);
+        e = b->ops->snapshot_begin(b->dev);
+        int rr = vhu_backend_resume(b, was);
+        job->pause_us = us(t0, mono());
+        job->quiesced = true;
+        free(was);
+        if (rr < 0)
+            vhu_err("snapshot: a ring did not restart after the pause: %s", vhu_strerror(rr));
+        if (e < 0) {
+            snprintf(why, n, "the device refused the snapshot: %s", vhu_strerror(e));
+            goto fail;
+        }
     }
     /* Signals go to the application's threads, not this one. */
     sigset_t all, old;
@@ -235,7 +297,7 @@ static int start_thread(struct vhu_backend *b, int out_fd, struct vhu_snapshot_j
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e < 0) {
         snprintf(why, n, "no thread for the snapshot: %s", vhu_strerror(e));
-        if (b->ops->snapshot_done)
+        if (job->quiesced && b->ops->snapshot_done)
             b->ops->snapshot_done(b->dev); /* begun: it must hear the end */
         goto fail;
     }
@@ -251,6 +313,7 @@ int vhu_snapshot_start(struct vhu_backend *b, int out_fd, struct vhu_snapshot_jo
 {
     memset(job, 0, sizeof(*job));
     job->pidfd = job->status_fd = job->cancel_fd = job->out_fd = job->rep_fd = -1;
+    job->ready_fd = job->go_fd = -1;
     job->started = mono();
     if (b->ops->snapshot_begin)
         return start_thread(b, out_fd, job, why, n);
@@ -311,6 +374,54 @@ static void job_close(struct vhu_snapshot_job *job)
     vhu_close_fd(&job->status_fd);
     if (job->threaded)
         thread_job_close(job);
+}
+
+static void thread_cancel(struct vhu_snapshot_job *job);
+
+int vhu_snapshot_ready_fd(const struct vhu_snapshot_job *job)
+{
+    return job->quiesced ? -1 : job->ready_fd;
+}
+
+void vhu_snapshot_quiesce(struct vhu_snapshot_job *job)
+{
+    struct vhu_backend *b = job->b;
+    uint64_t v;
+    if (job->quiesced || read(job->ready_fd, &v, sizeof(v)) != sizeof(v))
+        return; /* not yet (or already) */
+    job->quiesced = true;
+    int e = job->prepare_result;
+    if (e < 0) {
+        snprintf(job->go_why, sizeof(job->go_why), "the device could not prepare the snapshot: %s",
+                 vhu_strerror(e));
+    } else {
+        bool *was = calloc(b->nqueues ? b->nqueues : 1, sizeof(*was));
+        if (!was) {
+            e = -ENOMEM;
+            snprintf(job->go_why, sizeof(job->go_why), "out of memory");
+        } else {
+            double t0 = mono();
+            vhu_backend_pause(b, was);
+            vhu_state_fill_handler(b, job->handler);
+            e = b->ops->snapshot_begin(b->dev);
+            int rr = vhu_backend_resume(b, was);
+            job->pause_us = us(t0, mono());
+            free(was);
+            if (rr < 0)
+                vhu_err("snapshot: a ring did not restart after the pause: %s", vhu_strerror(rr));
+            if (e < 0)
+                snprintf(job->go_why, sizeof(job->go_why), "the device refused the snapshot: %s",
+                         vhu_strerror(e));
+        }
+    }
+    job->go_result = e;
+    uint64_t one = 1;
+    if (write(job->go_fd, &one, sizeof(one)) != sizeof(one)) {
+        /* An eventfd write fails only on overflow: cannot happen.  The
+         * thread would wait for a cancel. */
+        vhu_err("snapshot: cannot signal the snapshot thread: %s", vhu_strerror(-errno));
+        thread_cancel(job);
+    }
 }
 
 int vhu_snapshot_watch_fd(const struct vhu_snapshot_job *job)

@@ -29,16 +29,24 @@ struct vhu_snapshot_job {
     int cancel_fd; /* eventfd: the thread's writer gives up when it is readable */
     int out_fd;    /* the thread's copy of the output (it closes it) */
     int rep_fd;    /* the report pipe's write end (the thread closes it) */
+    /* With ops.snapshot_prepare, the thread prepares first, then says so
+     * on ready_fd; the back-end's thread pauses the rings, calls
+     * snapshot_begin, resumes, and tells the thread through go_fd. */
+    int ready_fd, go_fd;           /* eventfds; -1 without prepare */
+    bool quiesced;                 /* the pause is done (or was never to be) */
+    int prepare_result, go_result; /* 0 or <0, each written before its eventfd */
+    char go_why[200];              /* why go_result < 0 */
     struct vhu_backend *b;
     struct vhu_snap_handler *handler; /* the rings at the pause */
     pid_t pid;                        /* the child; 0 once reaped (and for a thread) */
     int pidfd;                        /* readable once the child exited; -1 without pidfd_open */
     int status_fd;                    /* the child's report (read end of a pipe) */
     struct vhu_snapshot_report rep;
-    size_t rep_got;    /* bytes of rep read so far */
-    uint64_t pause_us; /* rings stopped: quiesce + fork */
-    uint64_t fork_us;  /* of which fork() (0 for a thread) */
-    double started;    /* vhu_monotonic() at the request */
+    size_t rep_got;      /* bytes of rep read so far */
+    uint64_t pause_us;   /* rings stopped: quiesce + fork */
+    uint64_t fork_us;    /* of which fork() (0 for a thread) */
+    uint64_t prepare_us; /* ops.snapshot_prepare, before the pause (rings running) */
+    double started;      /* vhu_monotonic() at the request */
 };
 
 /* Pause, fork a child writing b's SAVE stream into out_fd, resume; or, for
@@ -47,6 +55,12 @@ struct vhu_snapshot_job {
  * filled (nothing to clean up). */
 int vhu_snapshot_start(struct vhu_backend *b, int out_fd, struct vhu_snapshot_job *job, char *why,
                        size_t n);
+/* With ops.snapshot_prepare the thread prepares first, rings running: once
+ * this fd (or -1: none, or done) is readable, call vhu_snapshot_quiesce on
+ * the back-end's thread.  It pauses the rings, calls snapshot_begin,
+ * resumes and lets the thread write the stream (or report why not). */
+int vhu_snapshot_ready_fd(const struct vhu_snapshot_job *job);
+void vhu_snapshot_quiesce(struct vhu_snapshot_job *job);
 /* The fd to wait on: the pidfd, or where pidfd_open is missing (before Linux
  * 5.3, valgrind 3.19) or for a thread, the report pipe, which ends once the
  * child exited (the thread is returning). */

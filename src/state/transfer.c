@@ -392,6 +392,7 @@ static void run_transfer(struct vhu_transfer *t)
 static void *worker_thread(void *arg)
 {
     struct vhu_state_worker *w = arg;
+    (void)pthread_setname_np(pthread_self(), "vhu-transfer");
     /* A front-end that closes its end early must give us EPIPE, not kill the
      * process with SIGPIPE; a signal blocked in this thread stays here. */
     sigset_t s;

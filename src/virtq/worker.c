@@ -14,6 +14,7 @@
  * how often polling finds work (see poll_ring()). */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -162,6 +163,9 @@ static void on_stop(struct ev_loop *loop, ev_async *a, int revents)
 static void *worker_main(void *arg)
 {
     struct vhu_virtq_worker *w = arg;
+    char name[16]; /* what top -H and perf show */
+    snprintf(name, sizeof(name), "vhu-ring%u", vhu_queue_index(w->q));
+    (void)pthread_setname_np(pthread_self(), name);
     serve(w); /* chains published before the kick fd was given */
     ev_run(w->loop, 0);
     return NULL;

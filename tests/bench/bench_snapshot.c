@@ -3,11 +3,13 @@
  * stop-the-world save of the same state.
  *
  *   vhu-bench-snapshot --vhu-blk PATH [--sizes 64M,1G] [--repeat R]
- *                      [--qd N] [--seconds S] [--modes device,fork]
+ *                      [--qd N] [--seconds S] [--modes device,reserve,fork]
+ *                      [--wait]
  *
  * For each size and mode: starts `vhu-blk --ram SIZE --control C` (mode
- * "device": vhu-blk's own copy-before-write, ops.snapshot_begin; "fork":
- * with --fork-snapshots, the library's fork()), connects as the
+ * "device": vhu-blk's own copy-before-write, ops.snapshot_begin; "reserve":
+ * the same with --snapshot-reserve; "fork": with --fork-snapshots, the
+ * library's fork()), connects as the
  * front-end (one split ring), fills the whole disk with incompressible
  * data (64 KiB writes), then keeps --qd 4 KiB random writes in flight from
  * a driver thread that polls the used ring and resubmits at once.  After
@@ -35,6 +37,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <linux/virtio_blk.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -66,7 +69,8 @@ static struct {
     unsigned repeat, qd;
     double seconds;
     const char *modes; /* "device", "fork" or both, comma-separated */
-} o = {.sizes = "64M,1G", .repeat = 3, .qd = 32, .seconds = 2, .modes = "device,fork"};
+    bool wait;         /* the driver sleeps on the call eventfd when idle */
+} o = {.sizes = "64M,1G", .repeat = 3, .qd = 32, .seconds = 2, .modes = "device,reserve,fork"};
 
 static uint64_t now_ns(void)
 {
@@ -152,6 +156,7 @@ static void kick(struct driver *d)
 static void *drive(void *arg)
 {
     struct driver *d = arg;
+    (void)pthread_setname_np(pthread_self(), "bench-driver");
     bool busy[MAX_QD];
     unsigned inflight = 0;
     for (unsigned k = 0; k < o.qd; k++) {
@@ -198,6 +203,15 @@ static void *drive(void *arg)
         }
         if (any)
             kick(d);
+        else if (o.wait && !d->fill) {
+            /* Like a guest that takes interrupts: sleep until the device
+             * signals (a completion after the check above leaves the
+             * eventfd readable, so none is missed). */
+            struct pollfd pf = {.fd = d->call, .events = POLLIN};
+            uint64_t n;
+            if (poll(&pf, 1, 100) > 0 && read(d->call, &n, sizeof(n)) < 0 && errno != EAGAIN)
+                die("call", -errno);
+        }
     }
     return NULL;
 }
@@ -241,7 +255,9 @@ static uint64_t parse_size(const char *s, char **end)
     return v;
 }
 
-static pid_t spawn_blk(const char *dir, uint64_t size, bool fork_mode)
+enum mode { MODE_DEVICE, MODE_RESERVE, MODE_FORK };
+
+static pid_t spawn_blk(const char *dir, uint64_t size, enum mode mode)
 {
     char sock[256], ctl[256], ram[32];
     snprintf(sock, sizeof(sock), "%s/s", dir);
@@ -252,7 +268,10 @@ static pid_t spawn_blk(const char *dir, uint64_t size, bool fork_mode)
         die("fork", -errno);
     if (pid == 0) {
         execl(o.vhu_blk, o.vhu_blk, "--socket", sock, "--ram", ram, "--control", ctl,
-              fork_mode ? "--fork-snapshots" : (char *)NULL, (char *)NULL);
+              mode == MODE_FORK      ? "--fork-snapshots"
+              : mode == MODE_RESERVE ? "--snapshot-reserve"
+                                     : (char *)NULL,
+              (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -263,6 +282,7 @@ static void *drain(void *arg)
 {
     static char buf[1 << 16];
     int fd = *(int *)arg;
+    (void)pthread_setname_np(pthread_self(), "bench-drain");
     while (read(fd, buf, sizeof(buf)) > 0 || errno == EINTR)
         ;
     return NULL;
@@ -291,14 +311,14 @@ struct window {
     struct vhu_fe_control_snapshot res;
 };
 
-static void run_size(uint64_t size, bool fork_mode)
+static void run_size(uint64_t size, enum mode mode)
 {
     char dir[] = "/tmp/vhu-bench-snapshot-XXXXXX", sock[256], ctl[256];
     if (!mkdtemp(dir))
         die("mkdtemp", -errno);
     snprintf(sock, sizeof(sock), "%s/s", dir);
     snprintf(ctl, sizeof(ctl), "%s/c", dir);
-    pid_t pid = spawn_blk(dir, size, fork_mode);
+    pid_t pid = spawn_blk(dir, size, mode);
 
     struct vhu_fe *fe;
     int r = vhu_fe_connect(&fe, sock, 10000);
@@ -440,7 +460,10 @@ static void run_size(uint64_t size, bool fork_mode)
     printf("ram %" PRIu64 " MiB (filled in %.1f s), qd %u 4 KiB random writes:\n", size >> 20,
            fill_s, o.qd);
     printf("  live snapshot x%u, %s: back-end pause max %.2f ms (pause/fork each: ", o.repeat,
-           fork_mode ? "fork() (vhu-blk --fork-snapshots)" : "the device's copy-before-write",
+           mode == MODE_FORK ? "fork() (vhu-blk --fork-snapshots)"
+           : mode == MODE_RESERVE
+               ? "the device's copy-before-write, area reserved (--snapshot-reserve)"
+               : "the device's copy-before-write",
            (double)pause_max / 1e3);
     for (unsigned k = 0; k < o.repeat; k++)
         printf("%s%.2f/%.2f", k ? ", " : "", (double)w[k].res.pause_us / 1e3,
@@ -488,18 +511,18 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vhu-bench-snapshot --vhu-blk PATH [--sizes 64M,1G] [--repeat R] "
-            "[--qd N (1..%u)] [--seconds S] [--modes device,fork]\n",
+            "[--qd N (1..%u)] [--seconds S] [--modes device,reserve,fork] [--wait]\n",
             MAX_QD);
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option lo[] = {{"vhu-blk", 1, NULL, 'b'}, {"sizes", 1, NULL, 's'},
-                                       {"repeat", 1, NULL, 'r'},  {"qd", 1, NULL, 'd'},
-                                       {"seconds", 1, NULL, 't'}, {"help", 0, NULL, 'h'},
-                                       {"modes", 1, NULL, 'm'},   {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {
+        {"vhu-blk", 1, NULL, 'b'}, {"sizes", 1, NULL, 's'},   {"repeat", 1, NULL, 'r'},
+        {"qd", 1, NULL, 'd'},      {"seconds", 1, NULL, 't'}, {"help", 0, NULL, 'h'},
+        {"modes", 1, NULL, 'm'},   {"wait", 0, NULL, 'w'},    {NULL, 0, NULL, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "b:s:r:d:t:h", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "b:s:r:d:t:hw", lo, NULL)) != -1) {
         switch (ch) {
         case 'b': o.vhu_blk = optarg; break;
         case 's': o.sizes = optarg; break;
@@ -507,6 +530,7 @@ int main(int argc, char **argv)
         case 'd': o.qd = (unsigned)strtoul(optarg, NULL, 10); break;
         case 't': o.seconds = strtod(optarg, NULL); break;
         case 'm': o.modes = optarg; break;
+        case 'w': o.wait = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -526,11 +550,15 @@ int main(int argc, char **argv)
         for (const char *m = o.modes; *m;) {
             size_t n = strcspn(m, ",");
             if (n == 4 && strncmp(m, "fork", 4) == 0)
-                run_size(size, true);
+                run_size(size, MODE_FORK);
             else if (n == 6 && strncmp(m, "device", 6) == 0)
-                run_size(size, false);
+                run_size(size, MODE_DEVICE);
+            else if (n == 7 && strncmp(m, "reserve", 7) == 0)
+                run_size(size, MODE_RESERVE);
             else {
-                fprintf(stderr, "vhu-bench-snapshot: --modes: 'device' or 'fork', not '%.*s'\n",
+                fprintf(stderr,
+                        "vhu-bench-snapshot: --modes: 'device', 'reserve' or 'fork', not "
+                        "'%.*s'\n",
                         (int)n, m);
                 return 2;
             }

@@ -63,6 +63,9 @@ static bool packed_layout;
 /* The next blkt_start's vhu-blk takes live snapshots by fork()
  * (--fork-snapshots) instead of its own copy-before-write. */
 static bool blkt_fork_snapshots;
+/* The next blkt_start's vhu-blk keeps its snapshot copy area from the start
+ * (--snapshot-reserve). */
+static bool blkt_snapshot_reserve;
 
 /* Serve disk o (an image it names belongs to someone else) to a driver. */
 static void blkt_start(struct blkt *t, const struct blk_options *o_in)
@@ -70,7 +73,8 @@ static void blkt_start(struct blkt *t, const struct blk_options *o_in)
     struct blk_options o_layout = *o_in;
     o_layout.packed = packed_layout;
     o_layout.fork_snapshots = blkt_fork_snapshots;
-    blkt_fork_snapshots = false;
+    o_layout.snapshot_reserve = blkt_snapshot_reserve;
+    blkt_fork_snapshots = blkt_snapshot_reserve = false;
     const struct blk_options *o = &o_layout;
     assert_int_equal(blk_new(&t->dev, o), 0);
     assert_int_equal(
@@ -1199,6 +1203,15 @@ static void test_ram_snapshot_live(void **state)
     ram_snapshot_live(false);
 }
 
+/* The same with the copy area made at the start and kept
+ * (--snapshot-reserve): ops.snapshot_prepare has nothing left to do. */
+static void test_ram_snapshot_live_reserve(void **state)
+{
+    (void)state;
+    blkt_snapshot_reserve = true;
+    ram_snapshot_live(false);
+}
+
 /* Is this process running under valgrind (its preload is mapped)? */
 static bool under_valgrind(void)
 {
@@ -1852,6 +1865,7 @@ int main(void)
         REQUEST_TESTS,
         cmocka_unit_test(test_ram_state),
         cmocka_unit_test(test_ram_snapshot_live),
+        cmocka_unit_test(test_ram_snapshot_live_reserve),
         cmocka_unit_test(test_ram_snapshot_live_fork),
         cmocka_unit_test(test_snapshot_yields_to_transfer),
         cmocka_unit_test(test_image_state),

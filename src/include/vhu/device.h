@@ -166,6 +166,18 @@ struct vhu_device_ops {
      * (and waits for snapshot_done) before it starts.  Without this op the
      * library forks (see save_section).  Optional. */
     int (*snapshot_begin)(void *dev);
+
+    /** Before a snapshot the device keeps itself (snapshot_begin), while
+     * the rings still run: get ready for the instant, e.g. allocate and
+     * fault in the memory copy-before-write will copy into, so that the
+     * guest's writes right after the instant do not each wait for a page
+     * fault.  Called on the library's snapshot thread, which then asks the
+     * back-end's thread for the pause and snapshot_begin; it may take a
+     * while (only the snapshot waits).  It must not touch what the rings
+     * use.  Returns 0, or a negative errno to refuse the snapshot.
+     * snapshot_done follows once, whatever it returned and whether or not
+     * snapshot_begin was reached.  Optional. */
+    int (*snapshot_prepare)(void *dev);
 };
 
 /* --- What a running ring offers the device.  Valid between start_queue and
