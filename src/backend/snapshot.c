@@ -220,6 +220,31 @@ static void thread_job_close(struct vhu_snapshot_job *job)
     job->handler = NULL;
 }
 
+/* The instant of a device-kept snapshot: rings paused, the handler record
+ * filled, ops.snapshot_begin, rings resumed.  0, or <0 with why filled. */
+static int pause_and_begin(struct vhu_snapshot_job *job, char *why, size_t n)
+{
+    struct vhu_backend *b = job->b;
+    bool *was = calloc(b->nqueues ? b->nqueues : 1, sizeof(*was));
+    if (!was) {
+        snprintf(why, n, "out of memory");
+        return -ENOMEM;
+    }
+    double t0 = mono();
+    vhu_backend_pause(b, was);
+    vhu_state_fill_handler(b, job->handler);
+    int e = b->ops->snapshot_begin(b->dev);
+    int rr = vhu_backend_resume(b, was);
+    job->pause_us = us(t0, mono());
+    job->quiesced = true;
+    free(was);
+    if (rr < 0)
+        vhu_err("snapshot: a ring did not restart after the pause: %s", vhu_strerror(rr));
+    if (e < 0)
+        snprintf(why, n, "the device refused the snapshot: %s", vhu_strerror(e));
+    return e;
+}
+
 static int start_thread(struct vhu_backend *b, int out_fd, struct vhu_snapshot_job *job, char *why,
                         size_t n)
 {
@@ -256,16 +281,9 @@ static int start_thread(struct vhu_backend *b, int out_fd, struct vhu_snapshot_j
     job->status_fd = sp[0];
     job->rep_fd = sp[1];
     (void)fcntl(job->status_fd, F_SETFL, O_NONBLOCK);
-    bool *was = calloc(b->nqueues ? b->nqueues : 1, sizeof(*was));
-    if (!was) {
-        e = -ENOMEM;
-        snprintf(why, n, "out of memory");
-        goto fail;
-    }
     if (b->ops->snapshot_prepare) {
         /* The thread prepares while the rings run; the pause comes when it
          * is ready (vhu_snapshot_quiesce). */
-        free(was);
         job->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         job->go_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (job->ready_fd < 0 || job->go_fd < 0) {
@@ -273,21 +291,8 @@ static int start_thread(struct vhu_backend *b, int out_fd, struct vhu_snapshot_j
             snprintf(why, n, "no eventfd for the snapshot: %s", vhu_strerror(e));
             goto fail;
         }
-    } else {
-        double t0 = mono();
-        vhu_backend_pause(b, was);
-        vhu_state_fill_handler(b, job->handler);
-        e = b->ops->snapshot_begin(b->dev);
-        int rr = vhu_backend_resume(b, was);
-        job->pause_us = us(t0, mono());
-        job->quiesced = true;
-        free(was);
-        if (rr < 0)
-            vhu_err("snapshot: a ring did not restart after the pause: %s", vhu_strerror(rr));
-        if (e < 0) {
-            snprintf(why, n, "the device refused the snapshot: %s", vhu_strerror(e));
-            goto fail;
-        }
+    } else if ((e = pause_and_begin(job, why, n)) < 0) {
+        goto fail;
     }
     /* Signals go to the application's threads, not this one. */
     sigset_t all, old;
@@ -385,35 +390,16 @@ int vhu_snapshot_ready_fd(const struct vhu_snapshot_job *job)
 
 void vhu_snapshot_quiesce(struct vhu_snapshot_job *job)
 {
-    struct vhu_backend *b = job->b;
     uint64_t v;
     if (job->quiesced || read(job->ready_fd, &v, sizeof(v)) != sizeof(v))
         return; /* not yet (or already) */
     job->quiesced = true;
     int e = job->prepare_result;
-    if (e < 0) {
+    if (e < 0)
         snprintf(job->go_why, sizeof(job->go_why), "the device could not prepare the snapshot: %s",
                  vhu_strerror(e));
-    } else {
-        bool *was = calloc(b->nqueues ? b->nqueues : 1, sizeof(*was));
-        if (!was) {
-            e = -ENOMEM;
-            snprintf(job->go_why, sizeof(job->go_why), "out of memory");
-        } else {
-            double t0 = mono();
-            vhu_backend_pause(b, was);
-            vhu_state_fill_handler(b, job->handler);
-            e = b->ops->snapshot_begin(b->dev);
-            int rr = vhu_backend_resume(b, was);
-            job->pause_us = us(t0, mono());
-            free(was);
-            if (rr < 0)
-                vhu_err("snapshot: a ring did not restart after the pause: %s", vhu_strerror(rr));
-            if (e < 0)
-                snprintf(job->go_why, sizeof(job->go_why), "the device refused the snapshot: %s",
-                         vhu_strerror(e));
-        }
-    }
+    else
+        e = pause_and_begin(job, job->go_why, sizeof(job->go_why));
     job->go_result = e;
     uint64_t one = 1;
     if (write(job->go_fd, &one, sizeof(one)) != sizeof(one)) {
