@@ -23,7 +23,7 @@ static void *server_thread(void *arg)
     return NULL;
 }
 
-static int start(struct harness *h, unsigned queues, bool control)
+static int start(struct harness *h, unsigned queues, bool control, bool kept)
 {
     memset(h, 0, sizeof(*h));
     strcpy(h->dir, "/tmp/vhu-test-XXXXXX");
@@ -33,6 +33,8 @@ static int start(struct harness *h, unsigned queues, bool control)
     h->dev = testdev_new(queues);
     if (!h->dev)
         return -ENOMEM;
+    if (kept)
+        testdev_keep_snapshots(h->dev);
     int r = vhu_backend_new(&h->b, testdev_ops(h->dev), h->dev);
     if (r < 0)
         return r;
@@ -47,9 +49,17 @@ static int start(struct harness *h, unsigned queues, bool control)
     return -pthread_create(&h->thread, NULL, server_thread, h);
 }
 
-int harness_start(struct harness *h, unsigned queues) { return start(h, queues, false); }
+int harness_start(struct harness *h, unsigned queues) { return start(h, queues, false, false); }
 
-int harness_start_control(struct harness *h, unsigned queues) { return start(h, queues, true); }
+int harness_start_control(struct harness *h, unsigned queues)
+{
+    return start(h, queues, true, false);
+}
+
+int harness_start_control_kept(struct harness *h, unsigned queues)
+{
+    return start(h, queues, true, true);
+}
 
 void harness_stop(struct harness *h)
 {

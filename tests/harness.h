@@ -27,6 +27,8 @@ struct harness {
 int harness_start(struct harness *h, unsigned queues);
 /* The same, with a control socket at h->control. */
 int harness_start_control(struct harness *h, unsigned queues);
+/* The same, testdev keeping its own live snapshots (testdev_keep_snapshots). */
+int harness_start_control_kept(struct harness *h, unsigned queues);
 void harness_stop(struct harness *h);
 /* Connect a front-end (cmocka-asserts success). */
 struct vhu_fe *harness_connect(struct harness *h);

@@ -53,7 +53,8 @@ struct testdev {
     uint8_t *blob;
     size_t blob_len;
     const char *fail_save;
-    atomic_ulong commits, discards, snapshots_ended;
+    atomic_ulong commits, discards, snapshots_ended, snapshots_begun;
+    atomic_int prepare_result; /* what ops.snapshot_prepare returns */
     unsigned num_queues;
     struct testdev_config config;
     pthread_mutex_t lock;
@@ -465,6 +466,35 @@ unsigned long testdev_commits(struct testdev *d) { return atomic_load(&d->commit
 unsigned long testdev_snapshots_ended(struct testdev *d)
 {
     return atomic_load(&d->snapshots_ended);
+}
+
+static int td_snapshot_prepare(void *dev)
+{
+    struct testdev *d = dev;
+    return atomic_load(&d->prepare_result);
+}
+
+static int td_snapshot_begin(void *dev)
+{
+    struct testdev *d = dev;
+    atomic_fetch_add(&d->snapshots_begun, 1);
+    return 0;
+}
+
+void testdev_keep_snapshots(struct testdev *d)
+{
+    d->ops.snapshot_prepare = td_snapshot_prepare;
+    d->ops.snapshot_begin = td_snapshot_begin;
+}
+
+void testdev_set_prepare_result(struct testdev *d, int result)
+{
+    atomic_store(&d->prepare_result, result);
+}
+
+unsigned long testdev_snapshots_begun(struct testdev *d)
+{
+    return atomic_load(&d->snapshots_begun);
 }
 
 unsigned long testdev_discards(struct testdev *d) { return atomic_load(&d->discards); }

@@ -66,6 +66,16 @@ unsigned long testdev_commits(struct testdev *d);
 unsigned long testdev_discards(struct testdev *d);
 /* Live snapshots ended (ops.snapshot_done calls), succeeded or not. */
 unsigned long testdev_snapshots_ended(struct testdev *d);
+/* Keep live snapshots in the device (ops.snapshot_prepare and
+ * ops.snapshot_begin) instead of the library's fork(): call before the
+ * back-end is made from testdev_ops().  testdev keeps nothing at the
+ * instant (its sections are read under its lock as the library's thread
+ * writes them): for tests of the library's side.  Each prepare returns
+ * what testdev_set_prepare_result last set (0 at first). */
+void testdev_keep_snapshots(struct testdev *d);
+void testdev_set_prepare_result(struct testdev *d, int result);
+/* ops.snapshot_begin calls so far. */
+unsigned long testdev_snapshots_begun(struct testdev *d);
 
 /* Take requests but never complete them (a back-end about to die with
  * requests in flight); how many were taken that way. */

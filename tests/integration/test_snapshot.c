@@ -245,7 +245,7 @@ static void test_snapshot_live(void **state)
     assert_int_equal((uint64_t)st.st_size, r2.bytes);
     close(f);
     vhu_fe_control_close(c);
-    wait_open_fds(fds0 - 0); /* the back-end kept nothing */
+    wait_open_fds(fds0); /* the back-end kept nothing */
     assert_no_child();
 
     /* Into a fresh back-end: the device as it was at the pause. */
@@ -456,12 +456,73 @@ static void test_snapshot_client_gone(void **state)
     vhu_fe_control_close(c);
 }
 
+/* A device that keeps its own snapshots (ops.snapshot_begin) and gets
+ * ready first (ops.snapshot_prepare), on the library's snapshot thread,
+ * rings running.  A prepare that fails refuses the snapshot with its
+ * errno and one line; snapshot_done still follows it, snapshot_begin is
+ * not called, the rings never paused and go on serving, nothing leaks.
+ * Then a prepare that succeeds: the pause, begin and a complete stream. */
+static void test_snapshot_prepare_refused(void **state)
+{
+    (void)state;
+    struct harness h;
+    log_capture_install();
+    assert_int_equal(harness_start_control_kept(&h, 2), 0);
+    uint8_t *blob = noise(BLOB_LEN, 7);
+    assert_int_equal(testdev_set_blob(h.dev, blob, BLOB_LEN), 0);
+    struct fe_session s;
+    fe_session_open(&h, &s);
+    assert_true(fe_session_requests(&s, 0, 4, 5000));
+    int fds0 = settled_open_fds();
+    log_clear();
+
+    testdev_set_prepare_result(h.dev, -ENOSPC);
+    struct vhu_fe_control *c = NULL;
+    assert_int_equal(vhu_fe_control_connect(&c, h.control, 30000), 0);
+    struct vhu_fe_control_snapshot res;
+    char err[256];
+    int f = memfd_create("s", MFD_CLOEXEC);
+    assert_int_equal(vhu_fe_control_snapshot(c, f, 30000, &res, err, sizeof(err)), -ENOSPC);
+    assert_non_null(strstr(err, "could not prepare the snapshot"));
+    assert_true(log_wait("could not prepare the snapshot", 2000));
+    assert_int_equal(testdev_snapshots_ended(h.dev), 1);
+    assert_int_equal(testdev_snapshots_begun(h.dev), 0);
+    struct stat st;
+    assert_int_equal(fstat(f, &st), 0);
+    assert_int_equal(st.st_size, 0); /* nothing written */
+    /* f, and the control connection's two ends (client and server in this
+     * process): the job's own fds are gone. */
+    wait_open_fds(fds0 + 3);
+    assert_true(fe_session_requests(&s, 0, 2, 5000));
+    assert_true(fe_session_requests(&s, 1, 2, 5000));
+
+    testdev_set_prepare_result(h.dev, 0);
+    assert_int_equal(vhu_fe_control_snapshot(c, f, 30000, &res, err, sizeof(err)), 0);
+    print_result("snapshot kept by the device", &res);
+    assert_int_equal(res.fork_us, 0);
+    assert_int_equal(res.pid, 0);
+    assert_int_equal(testdev_snapshots_begun(h.dev), 1);
+    assert_int_equal(testdev_snapshots_ended(h.dev), 2);
+    assert_int_equal(fstat(f, &st), 0);
+    assert_int_equal((uint64_t)st.st_size, res.bytes);
+    assert_true(res.bytes > BLOB_LEN / 2); /* the blob is noise: it does not compress */
+    assert_true(fe_session_requests(&s, 0, 2, 5000));
+    close(f);
+    free(blob);
+    vhu_fe_control_close(c);
+    wait_open_fds(fds0);
+    assert_no_child();
+    fe_session_close(&s);
+    harness_stop(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_live),
         cmocka_unit_test(test_snapshot_refusals),
         cmocka_unit_test(test_snapshot_client_gone),
+        cmocka_unit_test(test_snapshot_prepare_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
