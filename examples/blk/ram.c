@@ -166,11 +166,13 @@ static void area_unmap(struct blk *d)
 
 void blk_ram_cow_free(struct blk *d)
 {
-    if (d->cow.reserved)
+    if (d->cow.reserved) {
         blk_ram_free(d->cow.area, d->cow.area_len);
-    d->cow.reserved = false;
-    d->cow.area = NULL;
-    area_unmap(d);
+        d->cow.reserved = false;
+        d->cow.area = NULL;
+        d->cow.area_len = 0;
+    }
+    area_unmap(d); /* one a snapshot prepared, if any is left */
     free((void *)d->cow.state);
     d->cow.state = NULL;
     d->cow.nchunks = 0;

@@ -141,9 +141,6 @@ static void child_main(struct vhu_backend *b, int out, int rep, pid_t parent)
     _exit(r.result ? 1 : 0);
 }
 
-/* A device's own snapshot (ops.snapshot_begin): the child's work, on a
- * thread of this process.  It yields the CPUs to the ring threads the
- * same way (SCHED_BATCH, nice 10: per thread on Linux). */
 /* The thread's first part with ops.snapshot_prepare: prepare (the rings
  * run), say so, wait for the back-end's thread to have paused, begun and
  * resumed.  True to go on and write the stream; false with r filled. */
@@ -186,6 +183,9 @@ static bool wait_go(struct vhu_snapshot_job *job, struct vhu_snapshot_report *r)
     }
 }
 
+/* A device's own snapshot (ops.snapshot_begin): the child's work, on a
+ * thread of this process.  It yields the CPUs to the ring threads the
+ * same way (SCHED_BATCH, nice 10: per thread on Linux). */
 static void *thread_main(void *arg)
 {
     struct vhu_snapshot_job *job = arg;
