@@ -246,10 +246,10 @@ void sleep_ms(unsigned ms)
     }
 }
 
-bool wait_used_idx(const struct vhu_fe_ring *r, uint16_t want, int ms)
+bool wait_used_idx(const struct vhu_fe_vring *r, uint16_t want, int ms)
 {
     for (int t = 0; t <= ms; t++) {
-        if (vhu_fe_ring_used_idx(r) == want)
+        if (vhu_fe_vring_used_idx(r) == want)
             return true;
         sleep_ms(1);
     }
@@ -277,7 +277,7 @@ void guest_init_rings(struct guest *g, unsigned nrings, unsigned size, bool pack
     g->nrings = nrings;
     g->ring_size = size;
     for (unsigned i = 0; i < nrings; i++) {
-        assert_int_equal((packed ? vhu_fe_ring_init_packed : vhu_fe_ring_init)(
+        assert_int_equal((packed ? vhu_fe_vring_init_packed : vhu_fe_vring_init)(
                              &g->ring[i], &g->mem, i, size, 0x10000u * (i + 1)),
                          0);
         g->kick[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -305,13 +305,13 @@ void guest_activate(struct guest *g, struct vhu_fe *fe, unsigned base)
         unsigned b = base;
         if (g->ring[i].packed) {
             if (base)
-                vhu_fe_ring_packed_set_base(&g->ring[i], base);
-            b = vhu_fe_ring_packed_base(&g->ring[i]);
+                vhu_fe_vring_packed_set_base(&g->ring[i], base);
+            b = vhu_fe_vring_packed_base(&g->ring[i]);
         } else {
             g->ring[i].avail_idx = (uint16_t)base;
         }
         assert_int_equal(vhu_fe_set_vring_num(fe, i, g->ring_size), 0);
-        assert_int_equal(vhu_fe_ring_set_addr(fe, &g->ring[i], 0), 0);
+        assert_int_equal(vhu_fe_vring_set_addr(fe, &g->ring[i], 0), 0);
         assert_int_equal(vhu_fe_set_vring_base(fe, i, b), 0);
         assert_int_equal(vhu_fe_set_vring_call(fe, i, g->call[i]), 0);
         assert_int_equal(vhu_fe_set_vring_err(fe, i, g->err[i]), 0);
@@ -340,8 +340,8 @@ bool fe_session_requests(struct fe_session *s, unsigned r, unsigned n, int ms)
     for (unsigned i = 0; i < n; i++) {
         unsigned k = s->pushed[r]++;
         uint64_t gpa = GUEST_BUF_GPA + r * 0x10000u + (k % GUEST_RING_SIZE) * 256u;
-        if (vhu_fe_ring_push(&s->g.ring[r], (uint16_t)(k % GUEST_RING_SIZE), gpa, 256, write_only) <
-            0)
+        if (vhu_fe_vring_push(&s->g.ring[r], (uint16_t)(k % GUEST_RING_SIZE), gpa, 256,
+                              write_only) < 0)
             return false;
     }
     uint64_t one = 1;

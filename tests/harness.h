@@ -68,7 +68,7 @@ int inflight_get(struct vhu_fe *fe, uint16_t nq, uint16_t qs, struct vhu_infligh
 int inflight_set(struct vhu_fe *fe, const struct vhu_inflight *in, int fd);
 
 /* Wait up to ms for cond-like predicates. */
-bool wait_used_idx(const struct vhu_fe_ring *r, uint16_t want, int ms);
+bool wait_used_idx(const struct vhu_fe_vring *r, uint16_t want, int ms);
 void sleep_ms(unsigned ms);
 
 /* Guest memory + one ring per queue, mapped and set up on the back-end:
@@ -81,7 +81,7 @@ struct guest {
     struct vhu_guest_mem mem;
     unsigned nrings;
     unsigned ring_size; /* entries of every ring */
-    struct vhu_fe_ring ring[4];
+    struct vhu_fe_vring ring[4];
     int kick[4], call[4], err[4];
 };
 void guest_init(struct guest *g, unsigned nrings);

@@ -19,12 +19,12 @@ static uint64_t vq_features(void *dev)
     return d->features;
 }
 
-static void echo(struct vhu_virtq *vq, void *arg)
+static void echo(struct vhu_vring_io *vq, void *arg)
 {
     struct vqdev *d = arg;
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    struct vhu_vring_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
-    while (vhu_virtq_pop(vq, e) == 1) {
+    while (vhu_vring_io_pop(vq, e) == 1) {
         for (unsigned i = e->n_out; i < e->n_out + e->n_in; i++)
             memset(e->iov[i].iov_base, VQDEV_ECHO_FILL, e->iov[i].iov_len);
         int us = atomic_load(&d->echo_delay_us);
@@ -33,22 +33,22 @@ static void echo(struct vhu_virtq *vq, void *arg)
         /* Counted before the driver can see it completed: a test that
          * saw the used index move finds the count already there. */
         atomic_fetch_add(&d->served, 1);
-        assert_int_equal(vhu_virtq_push(vq, e, (uint32_t)e->in_bytes), 0);
+        assert_int_equal(vhu_vring_io_push(vq, e, (uint32_t)e->in_bytes), 0);
         if (d->flush_each)
-            vhu_virtq_flush(vq);
+            vhu_vring_io_flush(vq);
     }
     free(e);
 }
 
-static int vq_start(void *dev, struct vhu_queue *q)
+static int vq_start(void *dev, struct vhu_vring *q)
 {
     struct vqdev *d = dev;
     int r;
     if (d->worker_mode) {
-        r = vhu_virtq_worker_start(&d->w, q, echo, d);
+        r = vhu_vring_worker_start(&d->w, q, echo, d);
     } else {
-        struct vhu_virtq *vq;
-        r = vhu_virtq_new(&vq, q);
+        struct vhu_vring_io *vq;
+        r = vhu_vring_io_new(&vq, q);
         if (r == 0)
             atomic_store(&d->vq, vq);
     }
@@ -57,15 +57,15 @@ static int vq_start(void *dev, struct vhu_queue *q)
     return r;
 }
 
-static void vq_stop(void *dev, struct vhu_queue *q)
+static void vq_stop(void *dev, struct vhu_vring *q)
 {
     (void)q;
     struct vqdev *d = dev;
     if (d->worker_mode) {
-        vhu_virtq_worker_stop(d->w);
+        vhu_vring_worker_stop(d->w);
         d->w = NULL;
     } else {
-        vhu_virtq_free(atomic_exchange(&d->vq, NULL));
+        vhu_vring_io_free(atomic_exchange(&d->vq, NULL));
     }
 }
 
@@ -77,16 +77,16 @@ void vqdev_init(struct vqdev *d, const char *name, uint64_t features, bool worke
                                      .num_queues = 1,
                                      .max_queue_size = 1024,
                                      .features = vq_features,
-                                     .start_queue = vq_start,
-                                     .stop_queue = vq_stop,
+                                     .start_vring = vq_start,
+                                     .stop_vring = vq_stop,
                                      .tracks_inflight = true};
     d->features = features;
     d->worker_mode = worker_mode;
 }
 
-struct vhu_virtq *vqdev_vq(struct vqdev *d)
+struct vhu_vring_io *vqdev_vq(struct vqdev *d)
 {
-    struct vhu_virtq *vq = atomic_load(&d->vq);
+    struct vhu_vring_io *vq = atomic_load(&d->vq);
     assert_non_null(vq);
     return vq;
 }
@@ -99,7 +99,7 @@ uint64_t vq_read_eventfd(int fd)
     return v;
 }
 
-void vq_assert_seg(uint8_t *drv, const struct vhu_virtq_elem *e, unsigned i, size_t len)
+void vq_assert_seg(uint8_t *drv, const struct vhu_vring_elem *e, unsigned i, size_t len)
 {
     assert_int_equal(e->iov[i].iov_len, len);
     uint8_t *dev = e->iov[i].iov_base;
@@ -144,22 +144,22 @@ unsigned vq_log_bits(const uint8_t *log)
     return n;
 }
 
-void vq_assert_broken(struct vhu_virtq *vq, struct vhu_virtq_elem *e, const char *name,
+void vq_assert_broken(struct vhu_vring_io *vq, struct vhu_vring_elem *e, const char *name,
                       const char *log, int err_fd)
 {
-    int r = vhu_virtq_pop(vq, e);
+    int r = vhu_vring_io_pop(vq, e);
     if (r != -EIO || log_count("ring 0 broken") != 1 || log_count(log) != 1) {
         print_error("case '%s': pop gave %d; log lines:\n", name, r);
         log_dump();
         fail();
     }
-    assert_true(vhu_virtq_broken(vq));
+    assert_true(vhu_vring_io_broken(vq));
     assert_int_equal(vq_read_eventfd(err_fd), 1);
     /* Broken stays broken, quietly, and nothing more is written. */
-    assert_int_equal(vhu_virtq_pop(vq, e), -EIO);
-    assert_int_equal(vhu_virtq_push(vq, e, 1), -EIO);
-    assert_int_equal(vhu_virtq_flush(vq), -EIO);
-    assert_false(vhu_virtq_enable_kick(vq));
+    assert_int_equal(vhu_vring_io_pop(vq, e), -EIO);
+    assert_int_equal(vhu_vring_io_push(vq, e, 1), -EIO);
+    assert_int_equal(vhu_vring_io_flush(vq), -EIO);
+    assert_false(vhu_vring_io_enable_kick(vq));
     assert_int_equal(log_count("ring 0 broken"), 1);
     assert_int_equal(vq_read_eventfd(err_fd), 0);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The small device test_virtq and test_virtq_packed serve through a real
+/* The small device test_vring and test_vring_packed serve through a real
  * back-end, and what both do around it: in "manual" mode the test takes
- * chains itself through the vhu_virtq the device made when the ring
+ * chains itself through the vhu_vring_io the device made when the ring
  * started; in "worker" mode a ring worker fills every writable buffer
  * with VQDEV_ECHO_FILL and completes it with its size.  Also the dirty-log
  * set-up and the checks that a hostile chain broke the ring. */
@@ -22,10 +22,10 @@ struct vqdev {
     struct vhu_device_ops ops;
     uint64_t features;
     bool worker_mode;
-    bool flush_each;                /* worker mode: flush after every push */
-    atomic_int echo_delay_us;       /* worker mode: per request */
-    _Atomic(struct vhu_virtq *) vq; /* manual mode, while started */
-    struct vhu_virtq_worker *w;
+    bool flush_each;                   /* worker mode: flush after every push */
+    atomic_int echo_delay_us;          /* worker mode: per request */
+    _Atomic(struct vhu_vring_io *) vq; /* manual mode, while started */
+    struct vhu_vring_worker *w;
     atomic_uint starts;
     atomic_ulong served; /* worker mode: requests completed */
 };
@@ -33,7 +33,7 @@ struct vqdev {
 /* One queue of up to 1024 entries offering `features`, tracking inflight. */
 void vqdev_init(struct vqdev *d, const char *name, uint64_t features, bool worker_mode);
 /* The started ring of manual mode (cmocka-asserts there is one). */
-struct vhu_virtq *vqdev_vq(struct vqdev *d);
+struct vhu_vring_io *vqdev_vq(struct vqdev *d);
 
 /* An eventfd's counter, 0 when it was not signalled (the fd is
  * non-blocking). */
@@ -41,7 +41,7 @@ uint64_t vq_read_eventfd(int fd);
 
 /* The back-end's bytes of a popped element's segment i are the driver's
  * bytes at drv (len of them): written on one side, seen on the other. */
-void vq_assert_seg(uint8_t *drv, const struct vhu_virtq_elem *e, unsigned i, size_t len);
+void vq_assert_seg(uint8_t *drv, const struct vhu_vring_elem *e, unsigned i, size_t len);
 
 /* The dirty log: one bit per 4 KiB page, 128 MiB of guest memory. */
 #define VQ_LOG_BYTES 4096u
@@ -60,7 +60,7 @@ unsigned vq_log_bits(const uint8_t *log);
  * `log` once each (else the case `name` fails with the log), the ring says
  * it is broken, err_fd was signalled once, and pop, push and flush are
  * refused from then on. */
-void vq_assert_broken(struct vhu_virtq *vq, struct vhu_virtq_elem *e, const char *name,
+void vq_assert_broken(struct vhu_vring_io *vq, struct vhu_vring_elem *e, const char *name,
                       const char *log, int err_fd);
 
 #endif

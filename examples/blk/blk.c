@@ -46,7 +46,7 @@ static size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void 
 }
 
 /* dst = the `len` bytes of iov starting `skip` bytes in; returns the
- * number of entries (dst has room for VHU_VIRTQ_MAX_SEGS). */
+ * number of entries (dst has room for VHU_VRING_MAX_SEGS). */
 static unsigned iov_slice(const struct iovec *iov, unsigned n, size_t skip, size_t len,
                           struct iovec *dst)
 {
@@ -201,7 +201,7 @@ static uint8_t discard_or_zero(struct blk *d, bool zero, const struct iovec *dat
  * sliced into r->data.  VIRTIO_BLK_S_OK, or the status to answer with. */
 static uint8_t rw_setup(struct blk *d, struct blk_req *r, bool write, uint64_t sector)
 {
-    const struct vhu_virtq_elem *e = &r->elem;
+    const struct vhu_vring_elem *e = &r->elem;
     const size_t hdr = sizeof(struct virtio_blk_outhdr);
     /* Data after the header (writes), before the status byte (reads). */
     uint64_t len = write ? e->out_bytes - hdr : e->in_bytes - 1;
@@ -228,7 +228,7 @@ uint32_t blk_rw_result(const struct blk_req *r, int err, uint8_t *status)
  * buffers before the status byte. */
 static uint32_t handle_req(struct blk *d, struct blk_req *r, uint8_t *status)
 {
-    struct vhu_virtq_elem *e = &r->elem;
+    struct vhu_vring_elem *e = &r->elem;
     struct virtio_blk_outhdr h;
     const struct iovec *out = e->iov, *in = e->iov + e->n_out;
     /* Copy the header once: the driver may change it while we work. */
@@ -313,13 +313,13 @@ static void *helper_main(void *arg)
     return NULL;
 }
 
-void blk_complete(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, unsigned i)
+void blk_complete(struct vhu_vring_io *vq, struct blk_queue *bq, struct pipe *p, unsigned i)
 {
-    vhu_virtq_push(vq, &bq->reqs[i].elem, bq->reqs[i].written + 1);
+    vhu_vring_io_push(vq, &bq->reqs[i].elem, bq->reqs[i].written + 1);
     atomic_fetch_add_explicit(&bq->completed, 1, memory_order_relaxed);
     p->free[p->nfree++] = i;
     if (++p->unflushed >= FLUSH_EVERY) {
-        vhu_virtq_flush(vq);
+        vhu_vring_io_flush(vq);
         p->unflushed = 0;
     }
 }
@@ -327,7 +327,7 @@ void blk_complete(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, un
 /* Push what the helpers (or the kernel) have finished; with `wait`, first
  * wait for at least one (doing a queued request here meanwhile rather than
  * idling). */
-static void reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, bool wait)
+static void reap(struct vhu_vring_io *vq, struct blk_queue *bq, struct pipe *p, bool wait)
 {
     if (bq->uring) {
         blk_uring_reap(vq, bq, p, wait);
@@ -351,13 +351,13 @@ static void reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, boo
         blk_complete(vq, bq, p, got[k]);
     p->inflight -= n;
     if (n) /* let the driver refill while the rest is being done */
-        vhu_virtq_flush(vq);
+        vhu_vring_io_flush(vq);
 }
 
 /* Ring worker function: take every available request (up to SLOTS in
  * flight), small ones done at once, large reads and writes by the helpers;
  * return when the ring is empty and everything taken is complete. */
-static void serve(struct vhu_virtq *vq, void *arg)
+static void serve(struct vhu_vring_io *vq, void *arg)
 {
     struct blk_queue *bq = arg;
     struct pipe p = {.nfree = SLOTS};
@@ -369,11 +369,11 @@ static void serve(struct vhu_virtq *vq, void *arg)
         while (p.nfree && !malformed) {
             unsigned i = p.free[p.nfree - 1];
             struct blk_req *r = &bq->reqs[i];
-            if (vhu_virtq_pop(vq, &r->elem) != 1)
+            if (vhu_vring_io_pop(vq, &r->elem) != 1)
                 break;
             p.nfree--;
             took = true;
-            const struct vhu_virtq_elem *e = &r->elem;
+            const struct vhu_vring_elem *e = &r->elem;
             if (e->out_bytes < sizeof(struct virtio_blk_outhdr) || e->in_bytes < 1) {
                 /* Nowhere to put a status: the request cannot be answered,
                  * and a driver that sends it is broken.  What is in flight
@@ -419,8 +419,8 @@ static void serve(struct vhu_virtq *vq, void *arg)
             break;
     }
     if (malformed)
-        vhu_virtq_set_broken(vq, "virtio-blk request without a 16-byte header or a "
-                                 "writable status byte");
+        vhu_vring_io_set_broken(vq, "virtio-blk request without a 16-byte header or a "
+                                    "writable status byte");
 }
 
 /* ---- device callbacks ---- */
@@ -428,7 +428,7 @@ static void serve(struct vhu_virtq *vq, void *arg)
 static uint64_t blk_features(void *dev)
 {
     struct blk *d = dev;
-    /* LOG_ALL: every write into guest memory goes through the virtq
+    /* LOG_ALL: every write into guest memory goes through the vring
      * layer, which logs it. */
     uint64_t f = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_LOG_ALL) | VHU_BIT(VHU_F_RING_EVENT_IDX) |
                  VHU_BIT(VHU_F_RING_INDIRECT_DESC) | VHU_BIT(VIRTIO_BLK_F_SEG_MAX) |
@@ -465,12 +465,12 @@ static void stop_helpers(struct blk_queue *bq)
     bq->todo_head = bq->todo_n = bq->done_n = 0; /* empty already: serve() waits */
 }
 
-static int blk_start_queue(void *dev, struct vhu_queue *q)
+static int blk_start_queue(void *dev, struct vhu_vring *q)
 {
     struct blk *d = dev;
-    struct blk_queue *bq = &d->q[vhu_queue_index(q)];
+    struct blk_queue *bq = &d->q[vhu_vring_index(q)];
     if (blk_uring_open(d, bq)) { /* then no helpers */
-        int r = vhu_virtq_worker_start(&bq->worker, q, serve, bq);
+        int r = vhu_vring_worker_start(&bq->worker, q, serve, bq);
         if (r < 0)
             blk_uring_close(bq);
         return r;
@@ -482,17 +482,17 @@ static int blk_start_queue(void *dev, struct vhu_queue *q)
             break;
         bq->nhelpers++;
     }
-    int r = vhu_virtq_worker_start(&bq->worker, q, serve, bq);
+    int r = vhu_vring_worker_start(&bq->worker, q, serve, bq);
     if (r < 0)
         stop_helpers(bq);
     return r;
 }
 
-static void blk_stop_queue(void *dev, struct vhu_queue *q)
+static void blk_stop_queue(void *dev, struct vhu_vring *q)
 {
     struct blk *d = dev;
-    struct blk_queue *bq = &d->q[vhu_queue_index(q)];
-    vhu_virtq_worker_stop(bq->worker); /* no batch runs after this */
+    struct blk_queue *bq = &d->q[vhu_vring_index(q)];
+    vhu_vring_worker_stop(bq->worker); /* no batch runs after this */
     bq->worker = NULL;
     blk_uring_close(bq);
     stop_helpers(bq);
@@ -505,9 +505,9 @@ static const struct vhu_device_ops blk_base_ops = {
     .config_size = sizeof(struct virtio_blk_config),
     .features = blk_features,
     .get_config = blk_get_config,
-    .start_queue = blk_start_queue,
-    .stop_queue = blk_stop_queue,
-    /* The virtq layer records every request in the inflight region. */
+    .start_vring = blk_start_queue,
+    .stop_vring = blk_stop_queue,
+    /* The vring layer records every request in the inflight region. */
     .tracks_inflight = true,
 };
 
@@ -998,7 +998,7 @@ int blk_resize(struct blk *d, uint64_t *size)
 
 const uint8_t *blk_ram(const struct blk *d) { return d->ram; }
 
-void blk_serve(struct blk *d, unsigned q, struct vhu_virtq *vq)
+void blk_serve(struct blk *d, unsigned q, struct vhu_vring_io *vq)
 {
     if (q >= d->nq)
         return;

@@ -4,7 +4,7 @@
  * The disk is an image file (or block device) read and written with
  * preadv/pwritev (with O_DIRECT when asked and aligned), or a buffer in
  * this process's memory (--ram).  Each queue runs on its own ring worker
- * (vhu/virtq.h), with two helper threads for large reads and writes (up to
+ * (vhu/vring.h), with two helper threads for large reads and writes (up to
  * 64 requests in flight per queue, each completed when done) or, with
  * --direct, an io_uring through which every read and write goes to the
  * kernel asynchronously; the worker's function returns only when every
@@ -16,7 +16,7 @@
  * 512, or that writes a read-only disk completes with VIRTIO_BLK_S_IOERR
  * and touches nothing; an unknown type gets VIRTIO_BLK_S_UNSUPP.  A chain
  * without a 16-byte header or a writable status byte cannot be answered:
- * it breaks the ring (vhu_virtq_set_broken).
+ * it breaks the ring (vhu_vring_io_set_broken).
  *
  * Device state (SET_DEVICE_STATE_FD / CHECK_DEVICE_STATE), for every disk:
  * section "config", the disk as the driver sees it (capacity, block size,
@@ -87,7 +87,7 @@ const uint8_t *blk_ram(const struct blk *d);
 /* Serve what ring vq (queue q, not started through the library) has
  * available, on the calling thread, as the ring's worker would: inline,
  * or through io_uring with --direct.  For tests and fuzzing. */
-void blk_serve(struct blk *d, unsigned q, struct vhu_virtq *vq);
+void blk_serve(struct blk *d, unsigned q, struct vhu_vring_io *vq);
 /* Does running queue q do its reads and writes through io_uring (with
  * --direct, when the kernel gives one)? */
 bool blk_async(const struct blk *d, unsigned q);

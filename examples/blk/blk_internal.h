@@ -30,8 +30,8 @@
 /* One request in flight: the chain, and its data part (the buffers minus
  * header / status). */
 struct blk_req {
-    struct vhu_virtq_elem elem;
-    struct iovec data[VHU_VIRTQ_MAX_SEGS];
+    struct vhu_vring_elem elem;
+    struct iovec data[VHU_VRING_MAX_SEGS];
     unsigned n;        /* reads and writes: buffers in data */
     uint64_t off, len; /* ...where on the disk, how many bytes */
     bool write;
@@ -41,7 +41,7 @@ struct blk_req {
 
 struct blk_queue {
     struct blk *d;
-    struct vhu_virtq_worker *worker;
+    struct vhu_vring_worker *worker;
     struct blk_req *reqs; /* SLOTS of them */
     atomic_ulong completed;
     /* Helpers take slot numbers from `todo` and put them in `done` (FIFOs
@@ -126,7 +126,7 @@ uint32_t blk_rw_result(const struct blk_req *r, int err, uint8_t *status);
 /* Write r's status byte (the last byte of the last writable buffer). */
 void blk_put_status(struct blk_req *r);
 /* Push request slot i to the used ring and free the slot. */
-void blk_complete(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, unsigned i);
+void blk_complete(struct vhu_vring_io *vq, struct blk_queue *bq, struct pipe *p, unsigned i);
 
 /* ---- ram.c: the memory of a RAM disk ---- */
 
@@ -170,6 +170,6 @@ void blk_uring_close(struct blk_queue *bq);
 bool blk_uring_queue(struct blk_queue *bq, struct blk_req *r, unsigned i);
 /* Submit what is queued and push what the kernel has finished; with
  * `wait`, first wait for at least one. */
-void blk_uring_reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, bool wait);
+void blk_uring_reap(struct vhu_vring_io *vq, struct blk_queue *bq, struct pipe *p, bool wait);
 
 #endif

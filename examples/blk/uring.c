@@ -76,7 +76,7 @@ static void uring_finish(struct blk *d, struct blk_req *r, int res)
 
 /* Submit what is queued and push what the kernel has finished; with
  * `wait`, first wait for at least one. */
-void blk_uring_reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, bool wait)
+void blk_uring_reap(struct vhu_vring_io *vq, struct blk_queue *bq, struct pipe *p, bool wait)
 {
     for (;;) {
         int r = wait ? io_uring_submit_and_wait(&bq->ring, 1) : io_uring_submit(&bq->ring);
@@ -99,5 +99,5 @@ void blk_uring_reap(struct vhu_virtq *vq, struct blk_queue *bq, struct pipe *p, 
     }
     p->inflight -= n;
     if (n)
-        vhu_virtq_flush(vq);
+        vhu_vring_io_flush(vq);
 }

@@ -27,7 +27,7 @@ struct used_elem {
 
 struct ring_worker {
     struct testdev *d; /* set when the ring starts */
-    struct vhu_queue *q;
+    struct vhu_vring *q;
     pthread_t thread;
     int stop_fd;
     bool running;
@@ -100,15 +100,15 @@ static void ring_broken(struct ring_worker *w, const char *what, unsigned long v
     if (w->broken)
         return;
     w->broken = true;
-    vhu_log(VHU_LOG_ERROR, "testdev: ring %u broken: %s (0x%lx)", vhu_queue_index(w->q), what, v);
-    vhu_queue_signal_error(w->q);
+    vhu_log(VHU_LOG_ERROR, "testdev: ring %u broken: %s (0x%lx)", vhu_vring_index(w->q), what, v);
+    vhu_vring_signal_error(w->q);
 }
 
 /* Serve one request: a writable buffer is filled; returns the used length,
  * or -1 when the descriptor points outside guest memory. */
 static int64_t serve(struct ring_worker *w, const struct desc *dd)
 {
-    void *buf = vhu_queue_gpa_to_host(w->q, dd->addr, dd->len);
+    void *buf = vhu_vring_gpa_to_host(w->q, dd->addr, dd->len);
     if (!buf) {
         ring_broken(w, "buffer outside guest memory", (unsigned long)dd->addr);
         return -1;
@@ -116,7 +116,7 @@ static int64_t serve(struct ring_worker *w, const struct desc *dd)
     if (!(dd->flags & VIRTQ_DESC_F_WRITE))
         return 0;
     memset(buf, TESTDEV_FILL, dd->len);
-    vhu_queue_log_write(w->q, dd->addr, dd->len);
+    vhu_vring_log_write(w->q, dd->addr, dd->len);
     return dd->len;
 }
 
@@ -125,27 +125,27 @@ static int64_t serve(struct ring_worker *w, const struct desc *dd)
  * dies with requests in flight). */
 static void process(struct ring_worker *w)
 {
-    struct vhu_queue *q = w->q;
-    unsigned size = vhu_queue_size(q);
-    struct desc *desc = vhu_queue_desc(q);
-    uint16_t *avail = vhu_queue_avail(q);
-    uint16_t *used_hdr = vhu_queue_used(q);
+    struct vhu_vring *q = w->q;
+    unsigned size = vhu_vring_size(q);
+    struct desc *desc = vhu_vring_desc(q);
+    uint16_t *avail = vhu_vring_avail(q);
+    uint16_t *used_hdr = vhu_vring_used(q);
     struct used_elem *used = (struct used_elem *)(used_hdr + 2);
     /* A disabled ring keeps its requests until SET_VRING_ENABLE 1 (the
      * library kicks the ring then). */
-    if (!vhu_queue_enabled(q) || w->broken)
+    if (!vhu_vring_enabled(q) || w->broken)
         return;
     uint16_t heads[1024];
     unsigned n = 0;
     uint16_t head;
-    while (n < size && vhu_queue_inflight_resubmit(q, &head))
+    while (n < size && vhu_vring_inflight_resubmit(q, &head))
         heads[n++] = head;
-    uint16_t last = vhu_queue_last_avail(q);
+    uint16_t last = vhu_vring_last_avail(q);
     uint16_t avail_idx = __atomic_load_n(&avail[1], __ATOMIC_ACQUIRE);
     /* Again after reading the index: a request published after a
      * SET_VRING_ENABLE 0 is seen only with that disable (the check above
      * may have come before it, this worker then preempted). */
-    if (!vhu_queue_enabled(q))
+    if (!vhu_vring_enabled(q))
         avail_idx = last; /* take nothing new; what was resubmitted completes */
     /* A driver can publish at most `size` entries ahead of the device. */
     if ((uint16_t)(avail_idx - last) > size) {
@@ -158,11 +158,11 @@ static void process(struct ring_worker *w)
             ring_broken(w, "head out of range", head);
             break;
         }
-        vhu_queue_inflight_get(q, head);
+        vhu_vring_inflight_get(q, head);
         heads[n++] = head;
         last++;
     }
-    vhu_queue_set_last_avail(q, last);
+    vhu_vring_set_last_avail(q, last);
     if (!n)
         return;
     if (atomic_load(&w->d->hold)) {
@@ -178,25 +178,25 @@ static void process(struct ring_worker *w)
             break;
         unsigned slot = (used_idx + done) & (size - 1);
         used[slot] = (struct used_elem){.id = heads[i], .len = (uint32_t)len};
-        vhu_queue_log_used(q, 4 + 8ull * slot, 8);
-        vhu_queue_inflight_put_begin(q, heads[i]);
+        vhu_vring_log_used(q, 4 + 8ull * slot, 8);
+        vhu_vring_inflight_put_begin(q, heads[i]);
         done++;
     }
     if (!done)
         return;
     used_idx = (uint16_t)(used_idx + done);
     __atomic_store_n(&used_hdr[1], used_idx, __ATOMIC_RELEASE);
-    vhu_queue_log_used(q, 2, 2);
+    vhu_vring_log_used(q, 2, 2);
     for (unsigned i = 0; i < done; i++)
-        vhu_queue_inflight_put_end(q, heads[i], used_idx);
+        vhu_vring_inflight_put_end(q, heads[i], used_idx);
     atomic_fetch_add(&w->completed, done);
-    vhu_queue_notify(q);
+    vhu_vring_notify(q);
 }
 
 static void *ring_thread(void *arg)
 {
     struct ring_worker *w = arg;
-    struct pollfd p[2] = {{.fd = vhu_queue_kick_fd(w->q), .events = POLLIN},
+    struct pollfd p[2] = {{.fd = vhu_vring_kick_fd(w->q), .events = POLLIN},
                           {.fd = w->stop_fd, .events = POLLIN}};
     process(w); /* entries published before the kick fd was set */
     for (;;) {
@@ -219,10 +219,10 @@ static void *ring_thread(void *arg)
     return NULL;
 }
 
-static int td_start_queue(void *dev, struct vhu_queue *q)
+static int td_start_queue(void *dev, struct vhu_vring *q)
 {
     struct testdev *d = dev;
-    struct ring_worker *w = &d->rings[vhu_queue_index(q)];
+    struct ring_worker *w = &d->rings[vhu_vring_index(q)];
     w->d = d;
     w->q = q;
     w->broken = false;
@@ -240,10 +240,10 @@ static int td_start_queue(void *dev, struct vhu_queue *q)
     return 0;
 }
 
-static void td_stop_queue(void *dev, struct vhu_queue *q)
+static void td_stop_queue(void *dev, struct vhu_vring *q)
 {
     struct testdev *d = dev;
-    struct ring_worker *w = &d->rings[vhu_queue_index(q)];
+    struct ring_worker *w = &d->rings[vhu_vring_index(q)];
     if (!w->running)
         return;
     uint64_t one = 1;
@@ -507,8 +507,8 @@ static const struct vhu_device_ops base_ops = {
     .features = td_features,
     .get_config = td_get_config,
     .set_config = td_set_config,
-    .start_queue = td_start_queue,
-    .stop_queue = td_stop_queue,
+    .start_vring = td_start_queue,
+    .stop_vring = td_stop_queue,
     .reset = td_reset,
     .tracks_inflight = true,
     .save_section = td_save_section,

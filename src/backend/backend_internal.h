@@ -62,7 +62,7 @@ bool vhu_mem_uva_to_gpa(const struct vhu_mem *mem, uint64_t uva, uint64_t len, u
 
 /* ---- vring.c: per-ring state ---- */
 
-struct vhu_queue {
+struct vhu_vring {
     struct vhu_backend *b;
     unsigned index;
     unsigned num;                /* ring size, 0 until SET_VRING_NUM */
@@ -95,22 +95,22 @@ struct vhu_queue {
     atomic_ulong completed;
 };
 
-void vhu_vring_init(struct vhu_queue *q, struct vhu_backend *b, unsigned index);
-void vhu_vring_destroy(struct vhu_queue *q);
+void vhu_vring_init(struct vhu_vring *q, struct vhu_backend *b, unsigned index);
+void vhu_vring_destroy(struct vhu_vring *q);
 /* Back to the state after init, keeping call/err fds when keep_signals. */
-void vhu_vring_reset(struct vhu_queue *q, bool keep_signals);
+void vhu_vring_reset(struct vhu_vring *q, bool keep_signals);
 /* Compute the ring's host pointers from its addresses against mem, size and
  * features.  0, or -EFAULT/-EINVAL with why; q is changed only on success
  * when `apply` is true. */
-int vhu_vring_translate(struct vhu_queue *q, const struct vhu_mem *mem,
+int vhu_vring_translate(struct vhu_vring *q, const struct vhu_mem *mem,
                         const struct vhu_vring_addr *addr, unsigned num, uint64_t features,
                         bool apply, char *why, size_t n);
-/* Start (translate + device start_queue) / stop (device stop_queue). */
-int vhu_vring_start(struct vhu_queue *q, char *why, size_t n);
-void vhu_vring_stop(struct vhu_queue *q);
+/* Start (translate + device start_vring) / stop (device stop_vring). */
+int vhu_vring_start(struct vhu_vring *q, char *why, size_t n);
+void vhu_vring_stop(struct vhu_vring *q);
 /* Replace a signalling fd (takes ownership of fd; -1 = none). */
-void vhu_vring_set_call(struct vhu_queue *q, int fd);
-void vhu_vring_set_err(struct vhu_queue *q, int fd);
+void vhu_vring_set_call(struct vhu_vring *q, int fd);
+void vhu_vring_set_err(struct vhu_vring *q, int fd);
 
 /* ---- dirty_log.c: dirty-page log ---- */
 
@@ -139,8 +139,8 @@ void vhu_inflight_unmap(struct vhu_inflight_region *f);
 /* Ring start/stop: adopt the queue's region (recovering what a previous
  * back-end left in flight) / let go of it.  Start fails (why says why)
  * when a packed ring's region is not self-consistent. */
-int vhu_inflight_start(struct vhu_queue *q, char *why, size_t n);
-void vhu_inflight_stop(struct vhu_queue *q);
+int vhu_inflight_start(struct vhu_vring *q, char *why, size_t n);
+void vhu_inflight_stop(struct vhu_vring *q);
 
 /* Public structs with a size first field (sized.c): check the caller's size
  * and read the fields within it into dst, this version's layout, the others
@@ -167,7 +167,7 @@ struct vhu_backend {
     struct vhu_inflight_region inflight;
     int log_fd;
     atomic_bool logging; /* VHOST_F_LOG_ALL acked (a log may be missing) */
-    struct vhu_queue *queues;
+    struct vhu_vring *queues;
     unsigned nqueues;
     unsigned max_queue_size;
 

@@ -213,13 +213,13 @@ static void put_info(struct vhu_control *c, struct vhu_ctl_buf *o, bool has_id, 
     vhu_ctl_put_text(o, "queues");
     vhu_ctl_put_array(o, b->nqueues);
     for (unsigned i = 0; i < b->nqueues; i++) {
-        struct vhu_queue *q = &b->queues[i];
+        struct vhu_vring *q = &b->queues[i];
         vhu_ctl_put_map(o, 6);
         put_uint_field(o, "index", i);
         put_uint_field(o, "size", q->num);
         put_bool_field(o, "started", q->started);
         put_bool_field(o, "enabled", atomic_load(&q->enabled));
-        put_uint_field(o, "last_avail", vhu_queue_last_avail(q));
+        put_uint_field(o, "last_avail", vhu_vring_last_avail(q));
         put_uint_field(o, "completed", atomic_load_explicit(&q->completed, memory_order_relaxed));
     }
     /* Live snapshots: one running now?  How many ended, and the last. */

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../virtq/virtq_internal.h"
+#include "../vring/vring_internal.h"
 #include "backend_internal.h"
 
 #define DIRTY_PAGE 4096u
@@ -133,7 +133,7 @@ int vhu_req_set_log_fd(struct vhu_req *r)
  * The data is already written and cannot be taken back; the error is what
  * tells QEMU (it reports the vring error) that this migration may miss a
  * page. */
-static void mark_dirty(struct vhu_queue *q, uint64_t gpa, uint64_t len)
+static void mark_dirty(struct vhu_vring *q, uint64_t gpa, uint64_t len)
 {
     struct vhu_dirty_log *l = &q->b->log;
     if (!len)
@@ -151,7 +151,7 @@ static void mark_dirty(struct vhu_queue *q, uint64_t gpa, uint64_t len)
                         "-byte log; migration would miss it",
                         gpa, len, l->size);
         }
-        vhu_queue_signal_error(q);
+        vhu_vring_signal_error(q);
         return;
     }
     /* Release: the data is visible before QEMU can see the bit. */
@@ -159,19 +159,19 @@ static void mark_dirty(struct vhu_queue *q, uint64_t gpa, uint64_t len)
         __atomic_fetch_or(&l->bits[page / 8], (uint8_t)(1u << (page % 8)), __ATOMIC_RELEASE);
 }
 
-void vhu_queue_log_write(struct vhu_queue *q, uint64_t gpa, uint64_t len)
+void vhu_vring_log_write(struct vhu_vring *q, uint64_t gpa, uint64_t len)
 {
     if (atomic_load_explicit(&q->b->logging, memory_order_relaxed))
         mark_dirty(q, gpa, len);
 }
 
-void vhu_queue_log_used(struct vhu_queue *q, uint64_t offset, uint64_t len)
+void vhu_vring_log_used(struct vhu_vring *q, uint64_t offset, uint64_t len)
 {
     uint64_t gpa;
     if (!q->log_used || !atomic_load_explicit(&q->b->logging, memory_order_relaxed))
         return;
     if (!vhu_range_end(q->addr.log_guest_addr, offset, &gpa)) {
-        vhu_queue_signal_error(q);
+        vhu_vring_signal_error(q);
         return;
     }
     mark_dirty(q, gpa, len);
@@ -181,19 +181,19 @@ void vhu_queue_log_used(struct vhu_queue *q, uint64_t offset, uint64_t len)
  * the descriptor ring and the device area, whatever log_guest_addr says,
  * whenever logging is on: QEMU points log_guest_addr at the device area,
  * which does not cover the descriptors the device writes. */
-void vhu_queue_log_desc(struct vhu_queue *q, uint64_t offset, uint64_t len)
+void vhu_vring_log_desc(struct vhu_vring *q, uint64_t offset, uint64_t len)
 {
     if (atomic_load_explicit(&q->b->logging, memory_order_relaxed))
         mark_dirty(q, q->desc_gpa + offset, len);
 }
 
-void vhu_queue_log_device_area(struct vhu_queue *q, uint64_t offset, uint64_t len)
+void vhu_vring_log_device_area(struct vhu_vring *q, uint64_t offset, uint64_t len)
 {
     if (atomic_load_explicit(&q->b->logging, memory_order_relaxed))
         mark_dirty(q, q->used_gpa + offset, len);
 }
 
-bool vhu_queue_logging(const struct vhu_queue *q)
+bool vhu_vring_logging(const struct vhu_vring *q)
 {
     return atomic_load_explicit(&q->b->logging, memory_order_relaxed);
 }

@@ -17,7 +17,7 @@ _Static_assert(VHU_MAX_QUEUES <= VHU_SNAP_MAX_QUEUES, "a snapshot holds every qu
 
 /* Virtio transport features this version cannot honour: a device offering
  * them gets them masked out (with a warning).  RING_PACKED is the device's
- * choice: the virtq layer serves both layouts. */
+ * choice: the vring layer serves both layouts. */
 #define VHU_UNSUPPORTED_FEATURES (VHU_BIT(VHU_F_ACCESS_PLATFORM))
 
 /* Protocol features this version implements. */
@@ -50,8 +50,8 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *user_
         return r;
     const struct vhu_device_ops *ops = &own;
     const char *bad = NULL;
-    if (!ops->features || !ops->start_queue || !ops->stop_queue)
-        bad = "features, start_queue and stop_queue are required";
+    if (!ops->features || !ops->start_vring || !ops->stop_vring)
+        bad = "features, start_vring and stop_vring are required";
     else if (ops->num_queues < 1 || ops->num_queues > VHU_MAX_QUEUES)
         bad = "num_queues must be 1..256";
     else if (ops->max_queue_size &&
@@ -172,7 +172,7 @@ int vhu_backend_resume(struct vhu_backend *b, const bool *was)
             /* Callers validate before pausing, so this is the device's own
              * refusal: the ring stays stopped and the guest is told. */
             vhu_err("restarting %s", why);
-            vhu_queue_signal_error(&b->queues[i]);
+            vhu_vring_signal_error(&b->queues[i]);
             ret = r;
         }
     }

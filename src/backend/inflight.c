@@ -37,7 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../virtq/virtq_internal.h"
+#include "../vring/vring_internal.h"
 #include "backend_internal.h"
 
 #define INFLIGHT_VERSION 1
@@ -196,7 +196,7 @@ int vhu_req_set_inflight_fd(struct vhu_req *r)
                       in->queue_size, packed);
 }
 
-static struct inflight_queue *region_of(struct vhu_queue *q)
+static struct inflight_queue *region_of(struct vhu_vring *q)
 {
     struct vhu_inflight_region *f = &q->b->inflight;
     if (!f->base || q->index >= f->num_queues)
@@ -404,7 +404,7 @@ static int recover_requests(struct inflight_packed *ip, const struct by_counter 
  * QEMU 7.2 cannot restore a packed ring's index after a crash (it has no
  * used index in guest memory to read) and sends what it had at the last
  * start. */
-static int recover_packed(struct vhu_queue *q, struct inflight_packed *ip, char *why, size_t wn)
+static int recover_packed(struct vhu_vring *q, struct inflight_packed *ip, char *why, size_t wn)
 {
     struct inflight_pqueue *r = ip->r;
     unsigned qs = ip->desc_num, ring = ip->ring;
@@ -493,7 +493,7 @@ static int recover_packed(struct vhu_queue *q, struct inflight_packed *ip, char 
     return 0;
 }
 
-static int start_packed(struct vhu_queue *q, uint8_t *base, char *why, size_t wn)
+static int start_packed(struct vhu_vring *q, uint8_t *base, char *why, size_t wn)
 {
     unsigned qs = q->b->inflight.queue_size;
     if (q->num > qs) {
@@ -537,7 +537,7 @@ static int start_packed(struct vhu_queue *q, uint8_t *base, char *why, size_t wn
 
 #undef REFUSE
 
-bool vhu_queue_inflight_packed_resubmit(struct vhu_queue *q, const struct vhu_pdesc **d,
+bool vhu_vring_inflight_packed_resubmit(struct vhu_vring *q, const struct vhu_pdesc **d,
                                         unsigned *n)
 {
     struct inflight_packed *ip = q->inflight_packed;
@@ -552,13 +552,13 @@ bool vhu_queue_inflight_packed_resubmit(struct vhu_queue *q, const struct vhu_pd
     return true;
 }
 
-bool vhu_queue_inflight_packed_pending(const struct vhu_queue *q)
+bool vhu_vring_inflight_packed_pending(const struct vhu_vring *q)
 {
     const struct inflight_packed *ip = q->inflight_packed;
     return ip && ip->rs_pos < ip->rs_n;
 }
 
-void vhu_queue_inflight_packed_record(struct vhu_queue *q, unsigned i, const struct vhu_pdesc *d)
+void vhu_vring_inflight_packed_record(struct vhu_vring *q, unsigned i, const struct vhu_pdesc *d)
 {
     struct inflight_packed *ip = q->inflight_packed;
     if (!ip)
@@ -583,7 +583,7 @@ void vhu_queue_inflight_packed_record(struct vhu_queue *q, unsigned i, const str
     ip->ncur++;
 }
 
-int vhu_queue_inflight_packed_get(struct vhu_queue *q, unsigned n, uint16_t id)
+int vhu_vring_inflight_packed_get(struct vhu_vring *q, unsigned n, uint16_t id)
 {
     struct inflight_packed *ip = q->inflight_packed;
     if (!ip)
@@ -608,7 +608,7 @@ int vhu_queue_inflight_packed_get(struct vhu_queue *q, unsigned n, uint16_t id)
     return 0;
 }
 
-void vhu_queue_inflight_packed_put(struct vhu_queue *q, uint16_t id)
+void vhu_vring_inflight_packed_put(struct vhu_vring *q, uint16_t id)
 {
     struct inflight_packed *ip = q->inflight_packed;
     if (!ip || id >= ip->ring || ip->entry[id] == NO_ENTRY || ip->npending == ip->ring)
@@ -620,7 +620,7 @@ void vhu_queue_inflight_packed_put(struct vhu_queue *q, uint16_t id)
     ip->entry[id] = NO_ENTRY;
 }
 
-void vhu_queue_inflight_packed_flush_begin(struct vhu_queue *q, uint16_t used)
+void vhu_vring_inflight_packed_flush_begin(struct vhu_vring *q, uint16_t used)
 {
     struct inflight_packed *ip = q->inflight_packed;
     if (!ip)
@@ -641,7 +641,7 @@ void vhu_queue_inflight_packed_flush_begin(struct vhu_queue *q, uint16_t used)
     __atomic_store_n(&r->used_wrap_counter, (uint8_t)(used >> 15), __ATOMIC_RELEASE);
 }
 
-void vhu_queue_inflight_packed_flush_end(struct vhu_queue *q, unsigned batch)
+void vhu_vring_inflight_packed_flush_end(struct vhu_vring *q, unsigned batch)
 {
     atomic_fetch_add_explicit(&q->completed, batch, memory_order_relaxed);
     struct inflight_packed *ip = q->inflight_packed;
@@ -658,7 +658,7 @@ void vhu_queue_inflight_packed_flush_end(struct vhu_queue *q, unsigned batch)
 
 /* At ring start: adopt the queue's region, recovering what a previous
  * back-end left in flight.  Sets q->last_avail past what is resubmitted. */
-int vhu_inflight_start(struct vhu_queue *q, char *why, size_t wn)
+int vhu_inflight_start(struct vhu_vring *q, char *why, size_t wn)
 {
     vhu_inflight_stop(q);
     struct inflight_queue *iq = region_of(q);
@@ -743,7 +743,7 @@ int vhu_inflight_start(struct vhu_queue *q, char *why, size_t wn)
     return 0;
 }
 
-void vhu_inflight_stop(struct vhu_queue *q)
+void vhu_inflight_stop(struct vhu_vring *q)
 {
     free(q->resubmit);
     q->resubmit = NULL;
@@ -753,7 +753,7 @@ void vhu_inflight_stop(struct vhu_queue *q)
     q->inflight_packed = NULL;
 }
 
-bool vhu_queue_inflight_resubmit(struct vhu_queue *q, uint16_t *head)
+bool vhu_vring_inflight_resubmit(struct vhu_vring *q, uint16_t *head)
 {
     if (q->resubmit_pos >= q->resubmit_n)
         return false;
@@ -761,7 +761,7 @@ bool vhu_queue_inflight_resubmit(struct vhu_queue *q, uint16_t *head)
     return true;
 }
 
-void vhu_queue_inflight_get(struct vhu_queue *q, uint16_t head)
+void vhu_vring_inflight_get(struct vhu_vring *q, uint16_t head)
 {
     struct inflight_queue *iq = q->inflight;
     if (!iq || head >= iq->desc_num)
@@ -770,7 +770,7 @@ void vhu_queue_inflight_get(struct vhu_queue *q, uint16_t head)
     __atomic_store_n(&iq->desc[head].inflight, 1, __ATOMIC_RELEASE);
 }
 
-void vhu_queue_inflight_put_begin(struct vhu_queue *q, uint16_t head)
+void vhu_vring_inflight_put_begin(struct vhu_vring *q, uint16_t head)
 {
     struct inflight_queue *iq = q->inflight;
     if (!iq || head >= iq->desc_num)
@@ -781,9 +781,9 @@ void vhu_queue_inflight_put_begin(struct vhu_queue *q, uint16_t head)
     __atomic_store_n(&iq->last_batch_head, head, __ATOMIC_RELEASE);
 }
 
-void vhu_queue_inflight_put_end(struct vhu_queue *q, uint16_t head, uint16_t used_idx)
+void vhu_vring_inflight_put_end(struct vhu_vring *q, uint16_t head, uint16_t used_idx)
 {
-    /* Every completion passes here (the virtq helpers call it whether or
+    /* Every completion passes here (the vring helpers call it whether or
      * not an inflight region exists), so this is where `info` counts. */
     atomic_fetch_add_explicit(&q->completed, 1, memory_order_relaxed);
     struct inflight_queue *iq = q->inflight;

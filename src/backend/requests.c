@@ -28,7 +28,7 @@ static void reply_u64(struct vhu_req *r, uint64_t v)
 }
 
 /* The ring a request names, or NULL (with the refusal reason set). */
-static struct vhu_queue *ring_at(struct vhu_req *r, uint32_t idx)
+static struct vhu_vring *ring_at(struct vhu_req *r, uint32_t idx)
 {
     if (idx >= r->b->nqueues) {
         vhu_refuse(r, -ERANGE, "ring index %u out of range (device has %u rings)", idx,
@@ -174,7 +174,7 @@ static int rings_fit(struct vhu_req *r, const struct vhu_mem *mem)
 {
     struct vhu_backend *b = r->b;
     for (unsigned i = 0; i < b->nqueues; i++) {
-        struct vhu_queue *q = &b->queues[i];
+        struct vhu_vring *q = &b->queues[i];
         if (!q->started)
             continue;
         char why[VHU_REASON_MAX];
@@ -307,7 +307,7 @@ static int req_rem_mem_reg(struct vhu_req *r)
 static int req_set_vring_num(struct vhu_req *r)
 {
     const struct vhu_vring_state *s = &r->m->p.state;
-    struct vhu_queue *q = ring_at(r, s->index);
+    struct vhu_vring *q = ring_at(r, s->index);
     if (!q)
         return -ERANGE;
     if (!vhu_is_pow2(s->num) || s->num > r->b->max_queue_size)
@@ -323,7 +323,7 @@ static int req_set_vring_addr(struct vhu_req *r)
 {
     struct vhu_backend *b = r->b;
     const struct vhu_vring_addr *a = &r->m->p.addr;
-    struct vhu_queue *q = ring_at(r, a->index);
+    struct vhu_vring *q = ring_at(r, a->index);
     if (!q)
         return -ERANGE;
     int e;
@@ -356,7 +356,7 @@ static int req_set_vring_addr(struct vhu_req *r)
 static int req_set_vring_base(struct vhu_req *r)
 {
     const struct vhu_vring_state *s = &r->m->p.state;
-    struct vhu_queue *q = ring_at(r, s->index);
+    struct vhu_vring *q = ring_at(r, s->index);
     if (!q)
         return -ERANGE;
     bool packed = r->b->acked_features & VHU_BIT(VHU_F_RING_PACKED);
@@ -384,7 +384,7 @@ static int req_get_vring_base(struct vhu_req *r)
 {
     struct vhu_backend *b = r->b;
     const struct vhu_vring_state *s = &r->m->p.state;
-    struct vhu_queue *q = ring_at(r, s->index);
+    struct vhu_vring *q = ring_at(r, s->index);
     if (!q)
         return -ERANGE;
     bool was = q->started;
@@ -404,7 +404,7 @@ static int req_get_vring_base(struct vhu_req *r)
 static int req_set_vring_kick(struct vhu_req *r)
 {
     uint64_t v = r->m->p.u64;
-    struct vhu_queue *q = ring_at(r, (uint32_t)(v & VHU_VRING_IDX_MASK));
+    struct vhu_vring *q = ring_at(r, (uint32_t)(v & VHU_VRING_IDX_MASK));
     if (!q)
         return -ERANGE;
     int e;
@@ -432,7 +432,7 @@ static int req_set_vring_kick(struct vhu_req *r)
 static int req_set_vring_call(struct vhu_req *r)
 {
     uint64_t v = r->m->p.u64;
-    struct vhu_queue *q = ring_at(r, (uint32_t)(v & VHU_VRING_IDX_MASK));
+    struct vhu_vring *q = ring_at(r, (uint32_t)(v & VHU_VRING_IDX_MASK));
     if (!q)
         return -ERANGE;
     vhu_vring_set_call(q, (v & VHU_VRING_NOFD) ? -1 : take_fd(r, 0));
@@ -442,7 +442,7 @@ static int req_set_vring_call(struct vhu_req *r)
 static int req_set_vring_err(struct vhu_req *r)
 {
     uint64_t v = r->m->p.u64;
-    struct vhu_queue *q = ring_at(r, (uint32_t)(v & VHU_VRING_IDX_MASK));
+    struct vhu_vring *q = ring_at(r, (uint32_t)(v & VHU_VRING_IDX_MASK));
     if (!q)
         return -ERANGE;
     vhu_vring_set_err(q, (v & VHU_VRING_NOFD) ? -1 : take_fd(r, 0));
@@ -452,7 +452,7 @@ static int req_set_vring_err(struct vhu_req *r)
 static int req_set_vring_enable(struct vhu_req *r)
 {
     const struct vhu_vring_state *s = &r->m->p.state;
-    struct vhu_queue *q = ring_at(r, s->index);
+    struct vhu_vring *q = ring_at(r, s->index);
     if (!q)
         return -ERANGE;
     if (s->num > 1)

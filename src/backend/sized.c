@@ -24,8 +24,8 @@ static const size_t ops_ends[] = {
     END(struct vhu_device_ops, ack_features),
     END(struct vhu_device_ops, get_config),
     END(struct vhu_device_ops, set_config),
-    END(struct vhu_device_ops, start_queue),
-    END(struct vhu_device_ops, stop_queue),
+    END(struct vhu_device_ops, start_vring),
+    END(struct vhu_device_ops, stop_vring),
     END(struct vhu_device_ops, suspend),
     END(struct vhu_device_ops, reset),
     END(struct vhu_device_ops, set_status),
@@ -101,7 +101,7 @@ static int sized_copy(void *dst, const void *src, size_t size, size_t known, con
 int vhu_device_ops_read(struct vhu_device_ops *dst, const struct vhu_device_ops *ops)
 {
     return sized_copy(dst, ops, ops->size, sizeof(*dst), ops_ends, VHU_ARRAY_SIZE(ops_ends),
-                      END(struct vhu_device_ops, stop_queue), "vhu_backend_new: ops",
+                      END(struct vhu_device_ops, stop_vring), "vhu_backend_new: ops",
                       "vhu_device_ops");
 }
 

@@ -7,10 +7,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "../virtq/virtq_internal.h"
+#include "../vring/vring_internal.h"
 #include "backend_internal.h"
 
-void vhu_vring_init(struct vhu_queue *q, struct vhu_backend *b, unsigned index)
+void vhu_vring_init(struct vhu_vring *q, struct vhu_backend *b, unsigned index)
 {
     memset(q, 0, sizeof(*q));
     q->b = b;
@@ -20,13 +20,13 @@ void vhu_vring_init(struct vhu_queue *q, struct vhu_backend *b, unsigned index)
     atomic_init(&q->enabled, false);
 }
 
-void vhu_vring_destroy(struct vhu_queue *q)
+void vhu_vring_destroy(struct vhu_vring *q)
 {
     vhu_vring_reset(q, false);
     pthread_mutex_destroy(&q->sig_lock);
 }
 
-void vhu_vring_reset(struct vhu_queue *q, bool keep_signals)
+void vhu_vring_reset(struct vhu_vring *q, bool keep_signals)
 {
     /* Callers stop the ring first. */
     q->num = 0;
@@ -46,7 +46,7 @@ void vhu_vring_reset(struct vhu_queue *q, bool keep_signals)
     }
 }
 
-int vhu_vring_translate(struct vhu_queue *q, const struct vhu_mem *mem,
+int vhu_vring_translate(struct vhu_vring *q, const struct vhu_mem *mem,
                         const struct vhu_vring_addr *a, unsigned num, uint64_t features, bool apply,
                         char *why, size_t n)
 {
@@ -98,7 +98,7 @@ int vhu_vring_translate(struct vhu_queue *q, const struct vhu_mem *mem,
     return 0;
 }
 
-int vhu_vring_start(struct vhu_queue *q, char *why, size_t n)
+int vhu_vring_start(struct vhu_vring *q, char *why, size_t n)
 {
     struct vhu_backend *b = q->b;
     if (q->started)
@@ -140,7 +140,7 @@ int vhu_vring_start(struct vhu_queue *q, char *why, size_t n)
         q->desc = q->avail = q->used = NULL;
         return r;
     }
-    r = b->ops->start_queue(b->dev, q);
+    r = b->ops->start_vring(b->dev, q);
     if (r < 0) {
         vhu_inflight_stop(q);
         snprintf(why, n, "ring %u: the device refused to start it: %s", q->index, vhu_strerror(r));
@@ -151,17 +151,17 @@ int vhu_vring_start(struct vhu_queue *q, char *why, size_t n)
     return 0;
 }
 
-void vhu_vring_stop(struct vhu_queue *q)
+void vhu_vring_stop(struct vhu_vring *q)
 {
     if (!q->started)
         return;
-    q->b->ops->stop_queue(q->b->dev, q);
+    q->b->ops->stop_vring(q->b->dev, q);
     vhu_inflight_stop(q);
     q->started = false;
     q->desc = q->avail = q->used = NULL;
 }
 
-static void swap_fd(struct vhu_queue *q, int *slot, int fd)
+static void swap_fd(struct vhu_vring *q, int *slot, int fd)
 {
     pthread_mutex_lock(&q->sig_lock);
     int old = *slot;
@@ -170,11 +170,11 @@ static void swap_fd(struct vhu_queue *q, int *slot, int fd)
     vhu_close_fd(&old);
 }
 
-void vhu_vring_set_call(struct vhu_queue *q, int fd) { swap_fd(q, &q->call_fd, fd); }
+void vhu_vring_set_call(struct vhu_vring *q, int fd) { swap_fd(q, &q->call_fd, fd); }
 
-void vhu_vring_set_err(struct vhu_queue *q, int fd) { swap_fd(q, &q->err_fd, fd); }
+void vhu_vring_set_err(struct vhu_vring *q, int fd) { swap_fd(q, &q->err_fd, fd); }
 
-static int signal_fd(struct vhu_queue *q, int *slot)
+static int signal_fd(struct vhu_vring *q, int *slot)
 {
     int r = 0;
     pthread_mutex_lock(&q->sig_lock);
@@ -189,36 +189,36 @@ static int signal_fd(struct vhu_queue *q, int *slot)
 
 /* ---- public accessors ---- */
 
-unsigned vhu_queue_index(const struct vhu_queue *q) { return q->index; }
-unsigned vhu_queue_size(const struct vhu_queue *q) { return q->num; }
-uint64_t vhu_queue_features(const struct vhu_queue *q) { return q->features; }
-int vhu_queue_kick_fd(const struct vhu_queue *q) { return q->kick_fd; }
-void *vhu_queue_desc(const struct vhu_queue *q) { return q->desc; }
-void *vhu_queue_avail(const struct vhu_queue *q) { return q->avail; }
-void *vhu_queue_used(const struct vhu_queue *q) { return q->used; }
+unsigned vhu_vring_index(const struct vhu_vring *q) { return q->index; }
+unsigned vhu_vring_size(const struct vhu_vring *q) { return q->num; }
+uint64_t vhu_vring_features(const struct vhu_vring *q) { return q->features; }
+int vhu_vring_kick_fd(const struct vhu_vring *q) { return q->kick_fd; }
+void *vhu_vring_desc(const struct vhu_vring *q) { return q->desc; }
+void *vhu_vring_avail(const struct vhu_vring *q) { return q->avail; }
+void *vhu_vring_used(const struct vhu_vring *q) { return q->used; }
 /* Atomic: the control socket's `info` reads it on the loop thread while the
  * device's thread advances it. */
-uint16_t vhu_queue_last_avail(const struct vhu_queue *q)
+uint16_t vhu_vring_last_avail(const struct vhu_vring *q)
 {
     return __atomic_load_n(&q->last_avail, __ATOMIC_RELAXED);
 }
-void vhu_queue_set_last_avail(struct vhu_queue *q, uint16_t idx)
+void vhu_vring_set_last_avail(struct vhu_vring *q, uint16_t idx)
 {
     __atomic_store_n(&q->last_avail, idx, __ATOMIC_RELAXED);
 }
-uint16_t vhu_queue_packed_used(const struct vhu_queue *q)
+uint16_t vhu_vring_packed_used(const struct vhu_vring *q)
 {
     return __atomic_load_n(&q->packed_used, __ATOMIC_RELAXED);
 }
-void vhu_queue_set_packed_used(struct vhu_queue *q, uint16_t v)
+void vhu_vring_set_packed_used(struct vhu_vring *q, uint16_t v)
 {
     __atomic_store_n(&q->packed_used, v, __ATOMIC_RELAXED);
 }
-bool vhu_queue_enabled(const struct vhu_queue *q) { return atomic_load(&q->enabled); }
-int vhu_queue_notify(struct vhu_queue *q) { return signal_fd(q, &q->call_fd); }
-int vhu_queue_signal_error(struct vhu_queue *q) { return signal_fd(q, &q->err_fd); }
+bool vhu_vring_enabled(const struct vhu_vring *q) { return atomic_load(&q->enabled); }
+int vhu_vring_notify(struct vhu_vring *q) { return signal_fd(q, &q->call_fd); }
+int vhu_vring_signal_error(struct vhu_vring *q) { return signal_fd(q, &q->err_fd); }
 
-void *vhu_queue_gpa_to_host(const struct vhu_queue *q, uint64_t gpa, uint64_t len)
+void *vhu_vring_gpa_to_host(const struct vhu_vring *q, uint64_t gpa, uint64_t len)
 {
     return vhu_mem_gpa(&q->b->mem, gpa, len);
 }

@@ -80,18 +80,18 @@ static uint64_t used_offset(unsigned size)
     return (16ull * size + AVAIL_BYTES(size) + 4095) & ~4095ull;
 }
 
-uint64_t vhu_fe_ring_bytes(unsigned size) { return used_offset(size) + USED_BYTES(size); }
+uint64_t vhu_fe_vring_bytes(unsigned size) { return used_offset(size) + USED_BYTES(size); }
 
-int vhu_fe_ring_init(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsigned index, unsigned size,
-                     uint64_t gpa)
+int vhu_fe_vring_init(struct vhu_fe_vring *r, struct vhu_guest_mem *m, unsigned index,
+                      unsigned size, uint64_t gpa)
 {
     memset(r, 0, sizeof(*r));
     if (!vhu_is_pow2(size) || size > VHU_MAX_QUEUE_SIZE || (gpa & 15))
         return -EINVAL;
-    void *p = vhu_guest_mem_ptr(m, gpa, vhu_fe_ring_bytes(size));
+    void *p = vhu_guest_mem_ptr(m, gpa, vhu_fe_vring_bytes(size));
     if (!p)
         return -EFAULT;
-    memset(p, 0, vhu_fe_ring_bytes(size));
+    memset(p, 0, vhu_fe_vring_bytes(size));
     r->index = index;
     r->size = size;
     r->mem = m;
@@ -106,7 +106,7 @@ static uint64_t gpa_to_uva(const struct vhu_guest_mem *m, uint64_t gpa)
     return (uint64_t)(uintptr_t)m->host + (gpa - m->gpa);
 }
 
-int vhu_fe_ring_set_addr(struct vhu_fe *fe, const struct vhu_fe_ring *r, uint32_t flags)
+int vhu_fe_vring_set_addr(struct vhu_fe *fe, const struct vhu_fe_vring *r, uint32_t flags)
 {
     struct vhu_vring_addr a = {
         .index = r->index,
@@ -131,8 +131,8 @@ struct packed_desc {
 
 uint64_t vhu_fe_packed_ring_bytes(unsigned size) { return 16ull * size + 8 + 2ull * size; }
 
-int vhu_fe_ring_init_packed(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsigned index,
-                            unsigned size, uint64_t gpa)
+int vhu_fe_vring_init_packed(struct vhu_fe_vring *r, struct vhu_guest_mem *m, unsigned index,
+                             unsigned size, uint64_t gpa)
 {
     memset(r, 0, sizeof(*r));
     if (size == 0 || size > VHU_MAX_QUEUE_SIZE || (gpa & 15))
@@ -153,23 +153,23 @@ int vhu_fe_ring_init_packed(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsi
     return 0;
 }
 
-static struct packed_desc *pring(const struct vhu_fe_ring *r)
+static struct packed_desc *pring(const struct vhu_fe_vring *r)
 {
     return vhu_guest_mem_ptr(r->mem, r->desc_gpa, 16ull * r->size);
 }
 
-static uint16_t *pcounts(const struct vhu_fe_ring *r)
+static uint16_t *pcounts(const struct vhu_fe_vring *r)
 {
     return vhu_guest_mem_ptr(r->mem, r->counts_gpa, 2ull * r->size);
 }
 
-uint32_t vhu_fe_ring_packed_base(const struct vhu_fe_ring *r)
+uint32_t vhu_fe_vring_packed_base(const struct vhu_fe_vring *r)
 {
     return (uint32_t)r->next_avail | (uint32_t)r->avail_wrap << 15 | (uint32_t)r->next_used << 16 |
            (uint32_t)r->used_wrap << 31;
 }
 
-void vhu_fe_ring_packed_set_base(struct vhu_fe_ring *r, uint32_t base)
+void vhu_fe_vring_packed_set_base(struct vhu_fe_vring *r, uint32_t base)
 {
     r->next_avail = (uint16_t)(base & 0x7fff);
     r->avail_wrap = (base >> 15) & 1;
@@ -179,7 +179,7 @@ void vhu_fe_ring_packed_set_base(struct vhu_fe_ring *r, uint32_t base)
     memset(pcounts(r), 0, 2ull * r->size);
 }
 
-uint16_t vhu_fe_ring_packed_avail_flags(const struct vhu_fe_ring *r, unsigned ahead)
+uint16_t vhu_fe_vring_packed_avail_flags(const struct vhu_fe_vring *r, unsigned ahead)
 {
     bool w = r->avail_wrap;
     if ((((unsigned long)r->next_avail + ahead) / r->size) & 1)
@@ -187,7 +187,7 @@ uint16_t vhu_fe_ring_packed_avail_flags(const struct vhu_fe_ring *r, unsigned ah
     return w ? (uint16_t)PF_AVAIL : (uint16_t)PF_USED;
 }
 
-void vhu_fe_ring_packed_set_event(struct vhu_fe_ring *r, uint16_t flags, uint16_t off_wrap)
+void vhu_fe_vring_packed_set_event(struct vhu_fe_vring *r, uint16_t flags, uint16_t off_wrap)
 {
     uint16_t *a = vhu_guest_mem_ptr(r->mem, r->avail_gpa, 4);
     __atomic_store_n(&a[0], off_wrap, __ATOMIC_RELAXED);
@@ -199,7 +199,7 @@ void vhu_fe_ring_packed_set_event(struct vhu_fe_ring *r, uint16_t flags, uint16_
 /* Write n descriptors from next_avail, the first one's flags last (that
  * makes the whole chain available at once): bufs linked with NEXT, or the
  * one descriptor `one` when bufs is NULL. */
-static int packed_push(struct vhu_fe_ring *r, uint16_t id, const struct vhu_fe_buf *bufs,
+static int packed_push(struct vhu_fe_vring *r, uint16_t id, const struct vhu_fe_buf *bufs,
                        const struct packed_desc *one, unsigned n)
 {
     if (id >= r->size || n == 0 || n > r->size)
@@ -239,7 +239,7 @@ static int packed_push(struct vhu_fe_ring *r, uint16_t id, const struct vhu_fe_b
     return 0;
 }
 
-static int packed_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len)
+static int packed_pop_used(struct vhu_fe_vring *r, uint32_t *id, uint32_t *len)
 {
     struct packed_desc *ring = pring(r);
     uint16_t f = __atomic_load_n(&ring[r->next_used].flags, __ATOMIC_ACQUIRE);
@@ -269,7 +269,7 @@ static int packed_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len)
     return 1;
 }
 
-static uint16_t packed_used_idx(const struct vhu_fe_ring *r)
+static uint16_t packed_used_idx(const struct vhu_fe_vring *r)
 {
     const struct packed_desc *ring = pring(r);
     const uint16_t *counts = pcounts(r);
@@ -291,8 +291,8 @@ static uint16_t packed_used_idx(const struct vhu_fe_ring *r)
     return (uint16_t)(r->used_seen + seen);
 }
 
-int vhu_fe_ring_push(struct vhu_fe_ring *r, uint16_t head, uint64_t addr, uint32_t len,
-                     uint16_t flags)
+int vhu_fe_vring_push(struct vhu_fe_vring *r, uint16_t head, uint64_t addr, uint32_t len,
+                      uint16_t flags)
 {
     if (r->packed) {
         struct packed_desc d = {.addr = addr, .len = len, .flags = flags};
@@ -314,7 +314,7 @@ int vhu_fe_ring_push(struct vhu_fe_ring *r, uint16_t head, uint64_t addr, uint32
 #define DESC_F_WRITE 2
 #define DESC_F_INDIRECT 4
 
-void vhu_fe_ring_publish(struct vhu_fe_ring *r, uint16_t head)
+void vhu_fe_vring_publish(struct vhu_fe_vring *r, uint16_t head)
 {
     if (r->packed)
         return;
@@ -325,7 +325,7 @@ void vhu_fe_ring_publish(struct vhu_fe_ring *r, uint16_t head)
     __atomic_store_n(&avail[1], r->avail_idx, __ATOMIC_RELEASE);
 }
 
-void *vhu_fe_ring_desc(const struct vhu_fe_ring *r)
+void *vhu_fe_vring_desc(const struct vhu_fe_vring *r)
 {
     return vhu_guest_mem_ptr(r->mem, r->desc_gpa, 16ull * r->size);
 }
@@ -339,23 +339,23 @@ static void fill_desc(struct ring_desc *d, const struct vhu_fe_buf *b, uint16_t 
         .next = more ? next : 0};
 }
 
-int vhu_fe_ring_push_chain(struct vhu_fe_ring *r, uint16_t head, const struct vhu_fe_buf *bufs,
-                           unsigned n)
+int vhu_fe_vring_push_chain(struct vhu_fe_vring *r, uint16_t head, const struct vhu_fe_buf *bufs,
+                            unsigned n)
 {
     if (r->packed)
         return packed_push(r, head, bufs, NULL, n);
     if (head >= r->size || n == 0 || n > r->size)
         return -EINVAL;
-    struct ring_desc *d = vhu_fe_ring_desc(r);
+    struct ring_desc *d = vhu_fe_vring_desc(r);
     unsigned mask = r->size - 1;
     for (unsigned i = 0; i < n; i++)
         fill_desc(&d[(head + i) & mask], &bufs[i], (uint16_t)((head + i + 1) & mask), i + 1 < n);
-    vhu_fe_ring_publish(r, head);
+    vhu_fe_vring_publish(r, head);
     return 0;
 }
 
-int vhu_fe_ring_push_indirect(struct vhu_fe_ring *r, uint16_t head, uint64_t table_gpa,
-                              const struct vhu_fe_buf *bufs, unsigned n)
+int vhu_fe_vring_push_indirect(struct vhu_fe_vring *r, uint16_t head, uint64_t table_gpa,
+                               const struct vhu_fe_buf *bufs, unsigned n)
 {
     if (head >= r->size || n == 0 || n > 0xffffffffu / 16)
         return -EINVAL;
@@ -376,13 +376,13 @@ int vhu_fe_ring_push_indirect(struct vhu_fe_ring *r, uint16_t head, uint64_t tab
         return -EFAULT;
     for (unsigned i = 0; i < n; i++)
         fill_desc(&t[i], &bufs[i], (uint16_t)(i + 1), i + 1 < n);
-    struct ring_desc *d = vhu_fe_ring_desc(r);
+    struct ring_desc *d = vhu_fe_vring_desc(r);
     d[head] = (struct ring_desc){.addr = table_gpa, .len = 16u * n, .flags = DESC_F_INDIRECT};
-    vhu_fe_ring_publish(r, head);
+    vhu_fe_vring_publish(r, head);
     return 0;
 }
 
-int vhu_fe_ring_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len)
+int vhu_fe_vring_pop_used(struct vhu_fe_vring *r, uint32_t *id, uint32_t *len)
 {
     if (r->packed)
         return packed_pop_used(r, id, len);
@@ -399,7 +399,7 @@ int vhu_fe_ring_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len)
     return 1;
 }
 
-uint16_t vhu_fe_ring_used_idx(const struct vhu_fe_ring *r)
+uint16_t vhu_fe_vring_used_idx(const struct vhu_fe_vring *r)
 {
     if (r->packed)
         return packed_used_idx(r);

@@ -132,7 +132,7 @@ struct slot {
 };
 
 struct queue {
-    struct vhu_fe_ring ring;
+    struct vhu_fe_vring ring;
     int kick, call, err;
     unsigned nslots;
     struct slot *slots;
@@ -212,7 +212,7 @@ static void submit(struct queue *q, unsigned k, struct vhu_guest_mem *mem)
     s->t_submit = now_ns();
     /* Split: slot k owns descriptors 3k..3k+2, the head is 3k.  Packed:
      * the buffer ID is k (the chain takes the next three free descriptors). */
-    int r = vhu_fe_ring_push_chain(&q->ring, (uint16_t)(o.packed ? k : 3 * k), b, 3);
+    int r = vhu_fe_vring_push_chain(&q->ring, (uint16_t)(o.packed ? k : 3 * k), b, 3);
     if (r < 0)
         die("push", r);
     if (o.packed)
@@ -412,7 +412,7 @@ int main(int argc, char **argv)
         size *= 2;
     /* Guest memory: rings first (64 KiB apart at least), then per queue
      * qd slots of {64-byte meta} and {bs data, 4 KiB aligned}. */
-    uint64_t ring_bytes = o.packed ? vhu_fe_packed_ring_bytes(size) : vhu_fe_ring_bytes(size);
+    uint64_t ring_bytes = o.packed ? vhu_fe_packed_ring_bytes(size) : vhu_fe_vring_bytes(size);
     uint64_t ring_span = (ring_bytes + 0xffff) & ~0xffffull;
     uint64_t data_span = ((uint64_t)o.bs + 4095) & ~4095ull;
     uint64_t meta_span = ((uint64_t)o.qd * SLOT_META + 4095) & ~4095ull;
@@ -434,13 +434,13 @@ int main(int argc, char **argv)
         struct queue *q = &qs[i];
         uint64_t base = mem.gpa + i * per_queue;
         if (o.packed) {
-            if ((r = vhu_fe_ring_init_packed(&q->ring, &mem, i, size, base)) < 0)
+            if ((r = vhu_fe_vring_init_packed(&q->ring, &mem, i, size, base)) < 0)
                 die("ring", r);
             q->dev_area = vhu_guest_mem_ptr(&mem, q->ring.used_gpa, 4);
             /* Interrupts off: this driver polls. */
-            vhu_fe_ring_packed_set_event(&q->ring, 1, 0);
+            vhu_fe_vring_packed_set_event(&q->ring, 1, 0);
         } else {
-            if ((r = vhu_fe_ring_init(&q->ring, &mem, i, size, base)) < 0)
+            if ((r = vhu_fe_vring_init(&q->ring, &mem, i, size, base)) < 0)
                 die("ring", r);
             q->avail = vhu_guest_mem_ptr(&mem, q->ring.avail_gpa, 6 + 2ull * size);
             q->used = vhu_guest_mem_ptr(&mem, q->ring.used_gpa, 6 + 8ull * size);
@@ -466,8 +466,8 @@ int main(int argc, char **argv)
         if (q->kick < 0 || q->call < 0 || q->err < 0)
             die("eventfd", -errno);
         if ((r = vhu_fe_set_vring_num(fe, i, size)) < 0 ||
-            (r = vhu_fe_ring_set_addr(fe, &q->ring, 0)) < 0 ||
-            (r = vhu_fe_set_vring_base(fe, i, o.packed ? vhu_fe_ring_packed_base(&q->ring) : 0)) <
+            (r = vhu_fe_vring_set_addr(fe, &q->ring, 0)) < 0 ||
+            (r = vhu_fe_set_vring_base(fe, i, o.packed ? vhu_fe_vring_packed_base(&q->ring) : 0)) <
                 0 ||
             (r = vhu_fe_set_vring_call(fe, i, q->call)) < 0 ||
             (r = vhu_fe_set_vring_err(fe, i, q->err)) < 0 ||
@@ -497,7 +497,7 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < o.queues; i++) {
             struct queue *q = &qs[i];
             uint32_t id, len;
-            while (vhu_fe_ring_pop_used(&q->ring, &id, &len) == 1) {
+            while (vhu_fe_vring_pop_used(&q->ring, &id, &len) == 1) {
                 any = true;
                 now = now_ns();
                 unsigned k = o.packed ? id : id / 3;

@@ -90,7 +90,7 @@ struct sample {
 };
 
 struct driver {
-    struct vhu_fe_ring ring;
+    struct vhu_fe_vring ring;
     struct vhu_guest_mem mem;
     int kick, call, err;
     uint64_t sectors;
@@ -127,7 +127,7 @@ static void submit(struct driver *d, unsigned k, uint64_t sector, uint32_t len)
                               {DATA_GPA + (uint64_t)k * FILL_BS, len, false},
                               {META_GPA + k * 64u + 32, 1, true}};
     d->slot_t[k] = now_ns();
-    if (vhu_fe_ring_push_chain(&d->ring, (uint16_t)(k * 3), b, 3) < 0)
+    if (vhu_fe_vring_push_chain(&d->ring, (uint16_t)(k * 3), b, 3) < 0)
         die("ring push", -EIO);
 }
 
@@ -171,7 +171,7 @@ static void *drive(void *arg)
         uint32_t id;
         bool any = false;
         bool more = !atomic_load_explicit(&d->stop, memory_order_relaxed);
-        while (vhu_fe_ring_pop_used(&d->ring, &id, NULL) == 1) {
+        while (vhu_fe_vring_pop_used(&d->ring, &id, NULL) == 1) {
             uint64_t t = now_ns();
             unsigned k = id / 3;
             if (id % 3 || k >= o.qd || !busy[k]) {
@@ -351,9 +351,9 @@ static void run_size(uint64_t size, enum mode mode)
     if (d->kick < 0 || d->call < 0 || d->err < 0)
         die("eventfd", -errno);
     if ((r = vhu_fe_set_mem_table(fe, &reg, &d->mem.fd, 1)) < 0 ||
-        (r = vhu_fe_ring_init(&d->ring, &d->mem, 0, RING_SIZE, RING_GPA)) < 0 ||
+        (r = vhu_fe_vring_init(&d->ring, &d->mem, 0, RING_SIZE, RING_GPA)) < 0 ||
         (r = vhu_fe_set_vring_num(fe, 0, RING_SIZE)) < 0 ||
-        (r = vhu_fe_ring_set_addr(fe, &d->ring, 0)) < 0 ||
+        (r = vhu_fe_vring_set_addr(fe, &d->ring, 0)) < 0 ||
         (r = vhu_fe_set_vring_base(fe, 0, 0)) < 0 ||
         (r = vhu_fe_set_vring_call(fe, 0, d->call)) < 0 ||
         (r = vhu_fe_set_vring_err(fe, 0, d->err)) < 0 ||

@@ -74,14 +74,14 @@ static uint64_t bd_features(void *dev)
     return VHU_BIT(VHU_F_VERSION_1);
 }
 
-static int bd_start(void *dev, struct vhu_queue *q)
+static int bd_start(void *dev, struct vhu_vring *q)
 {
     (void)dev;
     (void)q;
     return 0;
 }
 
-static void bd_stop(void *dev, struct vhu_queue *q)
+static void bd_stop(void *dev, struct vhu_vring *q)
 {
     (void)dev;
     (void)q;
@@ -125,8 +125,8 @@ static const struct vhu_device_ops bench_ops = {
     .name = "bench",
     .num_queues = 1,
     .features = bd_features,
-    .start_queue = bd_start,
-    .stop_queue = bd_stop,
+    .start_vring = bd_start,
+    .stop_vring = bd_stop,
     .sections = sections,
     .num_sections = 1,
     .save_section = bd_save,

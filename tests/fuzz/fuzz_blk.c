@@ -267,7 +267,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&fb, 0, sizeof(fb));
     fb.mem = (struct vhu_mem){.n = 1, .cap = 1, .r = &reg};
     atomic_init(&fb.logging, false);
-    struct vhu_queue q;
+    struct vhu_vring q;
     vhu_vring_init(&q, &fb, 0);
     q.num = RING;
     q.addr.desc_user_addr = UVA + DESC_GPA;
@@ -280,17 +280,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         q.features |= VHU_BIT(VHU_F_RING_INDIRECT_DESC);
     atomic_store(&q.enabled, true);
     char why[256];
-    struct vhu_virtq *vq = NULL;
+    struct vhu_vring_io *vq = NULL;
     if (vhu_vring_translate(&q, &fb.mem, &q.addr, q.num, q.features, true, why, sizeof(why)) < 0)
         fail(why);
-    if (vhu_virtq_new(&vq, &q) < 0)
+    if (vhu_vring_io_new(&vq, &q) < 0)
         abort();
     blk_serve(disks[disk], 0, vq);
 
     /* Completions: no more than the avail index published (the ring
      * started at 0). */
     uint16_t used = __atomic_load_n((uint16_t *)(mem + USED_GPA) + 1, __ATOMIC_ACQUIRE);
-    if ((uint16_t)(used - used_before) > avail[1] && !vhu_virtq_broken(vq))
+    if ((uint16_t)(used - used_before) > avail[1] && !vhu_vring_io_broken(vq))
         fail("more completions than requests published");
     /* Without patches every buffer is where it was laid out, and a status
      * byte is only ever written as one: a status virtio-blk defines. */
@@ -302,8 +302,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (verbose)
         fprintf(stderr, "fuzz_blk: disk %u, %u published, used %u, %s\n", disk, published, used,
-                vhu_virtq_broken(vq) ? "broken" : "healthy");
-    vhu_virtq_free(vq);
+                vhu_vring_io_broken(vq) ? "broken" : "healthy");
+    vhu_vring_io_free(vq);
     pthread_mutex_destroy(&q.sig_lock);
     free(mem);
     return 0;

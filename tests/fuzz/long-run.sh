@@ -6,8 +6,8 @@
 # BUILD_DIR/fuzz-corpus/<target> (so a later run continues), logs and
 # findings go to BUILD_DIR/fuzz-long/.  Prints executions and findings per
 # target; exit status 1 if any target found something.  With
-# VHU_FUZZ_VIRTQ_PACKED=1 fuzz_virtq reads every input as a packed ring; its
-# corpus, log and findings are then named fuzz_virtq-packed (the inputs mean
+# VHU_FUZZ_VRING_PACKED=1 fuzz_vring reads every input as a packed ring; its
+# corpus, log and findings are then named fuzz_vring-packed (the inputs mean
 # something else than in the normal run).
 set -euo pipefail
 build=$1
@@ -16,19 +16,19 @@ shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_handler fuzz_snapshot fuzz_load fuzz_virtq fuzz_blk)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_handler fuzz_snapshot fuzz_load fuzz_vring fuzz_blk)
 declare -A seeds=([fuzz_handler]="$here/seeds/handler" [fuzz_snapshot]="$top/formats/corpus"
-                  [fuzz_load]="$top/formats/corpus" [fuzz_virtq]="$here/seeds/virtq")
+                  [fuzz_load]="$top/formats/corpus" [fuzz_vring]="$here/seeds/vring")
 declare -A dicts=([fuzz_handler]="$here/handler.dict" [fuzz_snapshot]="$here/snapshot.dict"
-                  [fuzz_load]="$here/snapshot.dict" [fuzz_virtq]="$here/virtq.dict")
+                  [fuzz_load]="$here/snapshot.dict" [fuzz_vring]="$here/vring.dict")
 par=${VHU_FUZZ_PARALLEL:-$(nproc)}
 out=$build/fuzz-long
 mkdir -p "$out"
 
 # name TARGET: what its corpus, log and findings are called.
 name() {
-  if [ "$1" = fuzz_virtq ] && [ "${VHU_FUZZ_VIRTQ_PACKED:-}" = 1 ]; then
-    echo fuzz_virtq-packed
+  if [ "$1" = fuzz_vring ] && [ "${VHU_FUZZ_VRING_PACKED:-}" = 1 ]; then
+    echo fuzz_vring-packed
   else
     echo "$1"
   fi

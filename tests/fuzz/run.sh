@@ -10,12 +10,12 @@ top=$(cd "$here/../.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/vhu-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 declare -A seeds=([fuzz_handler]="$here/seeds/handler" [fuzz_snapshot]="$top/formats/corpus"
-                  [fuzz_load]="$top/formats/corpus" [fuzz_virtq]="$here/seeds/virtq")
+                  [fuzz_load]="$top/formats/corpus" [fuzz_vring]="$here/seeds/vring")
 declare -A dicts=([fuzz_handler]="$here/handler.dict" [fuzz_snapshot]="$here/snapshot.dict"
-                  [fuzz_load]="$here/snapshot.dict" [fuzz_virtq]="$here/virtq.dict")
+                  [fuzz_load]="$here/snapshot.dict" [fuzz_vring]="$here/vring.dict")
 # fuzz_blk starts from nothing: its input lays out well-formed requests by
 # itself (see fuzz_blk.c).
-for t in fuzz_handler fuzz_snapshot fuzz_load fuzz_virtq fuzz_blk; do
+for t in fuzz_handler fuzz_snapshot fuzz_load fuzz_vring fuzz_blk; do
   bin=$build/tests/fuzz/$t
   mkdir -p "$work/$t" "$here/regress/$t"
   # Replay every input that once found a bug.

@@ -18,13 +18,13 @@ static uint64_t features(void *dev)
     (void)dev;
     return VHU_BIT(VHU_F_VERSION_1);
 }
-static int start_queue(void *dev, struct vhu_queue *q)
+static int start_vring(void *dev, struct vhu_vring *q)
 {
     (void)dev;
     (void)q;
     return 0;
 }
-static void stop_queue(void *dev, struct vhu_queue *q)
+static void stop_vring(void *dev, struct vhu_vring *q)
 {
     (void)dev;
     (void)q;
@@ -52,8 +52,8 @@ int main(void)
         .name = "consumer",
         .num_queues = 1,
         .features = features,
-        .start_queue = start_queue,
-        .stop_queue = stop_queue,
+        .start_vring = start_vring,
+        .stop_vring = stop_vring,
     };
     struct vhu_backend *b = NULL;
     int r = vhu_backend_new(&b, &ops, NULL);

@@ -198,11 +198,11 @@ static void submit(struct blkt *t, unsigned ring, unsigned slot, uint32_t type, 
     } else {
         b[n++] = (struct vhu_fe_buf){base + STATUS_OFF, 1, true};
     }
-    struct vhu_fe_ring *r = &t->g.ring[ring];
+    struct vhu_fe_vring *r = &t->g.ring[ring];
     if (l.indirect)
-        assert_int_equal(vhu_fe_ring_push_indirect(r, (uint16_t)slot, base + TABLE_OFF, b, n), 0);
+        assert_int_equal(vhu_fe_vring_push_indirect(r, (uint16_t)slot, base + TABLE_OFF, b, n), 0);
     else
-        assert_int_equal(vhu_fe_ring_push_chain(r, 0, b, n), 0);
+        assert_int_equal(vhu_fe_vring_push_chain(r, 0, b, n), 0);
 }
 
 static uint8_t status_of(struct blkt *t, unsigned ring, unsigned slot, uint32_t len,
@@ -216,7 +216,7 @@ static uint8_t status_of(struct blkt *t, unsigned ring, unsigned slot, uint32_t 
 static void wait_used(struct blkt *t, unsigned ring, uint32_t *id, uint32_t *len)
 {
     for (int i = 0; i < 2000; i++) {
-        if (vhu_fe_ring_pop_used(&t->g.ring[ring], id, len) == 1)
+        if (vhu_fe_vring_pop_used(&t->g.ring[ring], id, len) == 1)
             return;
         sleep_ms(1);
     }
@@ -332,7 +332,7 @@ static void test_config_and_features(void **state)
                     VHU_BIT(VIRTIO_BLK_F_WRITE_ZEROES) | VHU_BIT(VHU_F_LOG_ALL);
     assert_int_equal(f & want, want);
     /* Migration and restarts: dirty logging and inflight tracking (the
-     * virtq layer does both for the device). */
+     * vring layer does both for the device). */
     uint64_t pf = vhu_fe_acked_protocol_features(t.fe);
     assert_true(pf & VHU_BIT(VHU_PF_LOG_SHMFD));
     assert_true(pf & VHU_BIT(VHU_PF_INFLIGHT_SHMFD));
@@ -658,7 +658,7 @@ static void test_malformed(void **state)
             b[n++] = (struct vhu_fe_buf){base + STATUS_OFF, 1, true};
             break;
         }
-        assert_int_equal(vhu_fe_ring_push_chain(&t.g.ring[0], 0, b, n), 0);
+        assert_int_equal(vhu_fe_vring_push_chain(&t.g.ring[0], 0, b, n), 0);
         guest_kick(&t.g, 0);
         assert_true(log_wait("without a 16-byte header or a writable status byte", 2000));
         assert_int_equal(log_count("ring 0 broken"), 1);
@@ -666,7 +666,7 @@ static void test_malformed(void **state)
         for (int i = 0; i < 2000 && (errs = read_eventfd(t.g.err[0])) == 0; i++)
             sleep_ms(1);
         assert_int_equal(errs, 1); /* the front-end was told */
-        assert_int_equal(vhu_fe_ring_used_idx(&t.g.ring[0]), 0);
+        assert_int_equal(vhu_fe_vring_used_idx(&t.g.ring[0]), 0);
         unsigned vbase = 99;
         assert_int_equal(vhu_fe_get_vring_base(t.fe, 0, &vbase), 0);
         /* Taken, not answerable: split, avail index 1; packed, avail
@@ -766,7 +766,7 @@ static void *writer_main(void *arg)
     while (!atomic_load(&w->stop)) {
         uint32_t id;
         bool any = false;
-        while (vhu_fe_ring_pop_used(&t->g.ring[0], &id, NULL) == 1) {
+        while (vhu_fe_vring_pop_used(&t->g.ring[0], &id, NULL) == 1) {
             w->completed++;
             if (id >= GUEST_RING_SIZE ||
                 status_of(t, 0, id, STOP_LEN, (struct layout){0}) != VIRTIO_BLK_S_OK) {
@@ -816,7 +816,7 @@ static void test_stop_in_flight(void **state)
         /* A packed ring's used count is the driver thread's to read (the
          * library walks the ring with the driver's positions); nothing
          * moving after the stop is then seen from the count after it. */
-        uint16_t used_at_stop = packed_layout ? 0 : vhu_fe_ring_used_idx(&t.g.ring[0]);
+        uint16_t used_at_stop = packed_layout ? 0 : vhu_fe_vring_used_idx(&t.g.ring[0]);
         sleep_ms(10);
         atomic_store(&w.stop, true);
         pthread_join(th, NULL);
@@ -824,13 +824,13 @@ static void test_stop_in_flight(void **state)
         if (packed_layout) {
             /* Every request taken is completed: both halves alike, and
              * equal to what the driver sees in the ring. */
-            unsigned used = vhu_fe_ring_used_idx(&t.g.ring[0]);
+            unsigned used = vhu_fe_vring_used_idx(&t.g.ring[0]);
             assert_int_equal(base & 0xffff, base >> 16);
             assert_int_equal(base & 0xffff, packed_half(used));
             assert_int_equal(blk_completed(t.dev, 0), used);
         } else {
             assert_int_equal(used_at_stop, (uint16_t)base);
-            assert_int_equal(vhu_fe_ring_used_idx(&t.g.ring[0]), (uint16_t)base);
+            assert_int_equal(vhu_fe_vring_used_idx(&t.g.ring[0]), (uint16_t)base);
             assert_int_equal(blk_completed(t.dev, 0), base);
         }
         /* The writer keeps the whole ring published. */
@@ -843,7 +843,7 @@ static void test_stop_in_flight(void **state)
         assert_int_equal(vhu_fe_set_vring_enable(t.fe, 0, true), 0);
         assert_true(wait_used_idx(&t.g.ring[0], (uint16_t)w.submitted, 2000));
         uint32_t id;
-        while (vhu_fe_ring_pop_used(&t.g.ring[0], &id, NULL) == 1) {
+        while (vhu_fe_vring_pop_used(&t.g.ring[0], &id, NULL) == 1) {
             w.completed++;
             assert_int_equal(status_of(&t, 0, id, STOP_LEN, (struct layout){0}), VIRTIO_BLK_S_OK);
         }
@@ -1018,7 +1018,7 @@ static void *snapwriter_main(void *arg)
     while (!atomic_load(&w->stop)) {
         uint32_t id;
         bool any = false;
-        while (vhu_fe_ring_pop_used(&t->g.ring[0], &id, NULL) == 1) {
+        while (vhu_fe_vring_pop_used(&t->g.ring[0], &id, NULL) == 1) {
             double now = now_s();
             if (id >= SNAP_DEPTH ||
                 status_of(t, 0, id, SNAP_BLOCK, (struct layout){0}) != VIRTIO_BLK_S_OK) {
@@ -1493,7 +1493,7 @@ static void ring_resume_no_base(struct blkt *t, struct vhu_fe *fe, struct guest 
     struct vhu_mem_region reg = vhu_guest_mem_region(&g->mem);
     assert_int_equal(vhu_fe_set_mem_table(fe, &reg, &g->mem.fd, 1), 0);
     assert_int_equal(vhu_fe_set_vring_num(fe, 0, g->ring_size), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &g->ring[0], 0), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &g->ring[0], 0), 0);
     assert_int_equal(vhu_fe_set_vring_call(fe, 0, g->call[0]), 0);
     assert_int_equal(vhu_fe_set_vring_kick(fe, 0, g->kick[0]), 0);
     assert_int_equal(vhu_fe_set_vring_enable(fe, 0, true), 0);
@@ -1520,7 +1520,7 @@ static void test_packed_state_exact(void **state)
     unsigned base;
     assert_int_equal(vhu_fe_get_vring_base(a.fe, 0, &base), 0);
     assert_int_equal(base, 0x00050005u);
-    assert_int_equal(vhu_fe_ring_packed_base(&a.g.ring[0]), base);
+    assert_int_equal(vhu_fe_vring_packed_base(&a.g.ring[0]), base);
     int snap = save_to_memfd(&a);
     /* Saving again gives the same bytes. */
     int again = save_to_memfd(&a);

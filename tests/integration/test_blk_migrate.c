@@ -81,7 +81,7 @@ struct slot {
 
 struct driver {
     struct vhu_guest_mem *mem;
-    struct vhu_fe_ring *ring;
+    struct vhu_fe_vring *ring;
     int kick;
     unsigned qd;
     enum sizes sizes;
@@ -157,7 +157,7 @@ static void submit(struct driver *d, unsigned k)
         off += c;
     }
     b[n++] = (struct vhu_fe_buf){base + STATUS_OFF, 1, true};
-    assert_int_equal(vhu_fe_ring_push_indirect(d->ring, (uint16_t)k, base + TABLE_OFF, b, n), 0);
+    assert_int_equal(vhu_fe_vring_push_indirect(d->ring, (uint16_t)k, base + TABLE_OFF, b, n), 0);
     vcpu_wrote(d, base, PAGE);
     vcpu_wrote(d, RING_GPA, PAGE); /* descriptor table and avail ring */
 }
@@ -221,7 +221,7 @@ static void drive(struct driver *d, unsigned until_rounds)
     while (!atomic_load(&d->stop)) {
         uint32_t id;
         bool any = false;
-        while (vhu_fe_ring_pop_used(d->ring, &id, NULL) == 1) {
+        while (vhu_fe_vring_pop_used(d->ring, &id, NULL) == 1) {
             if (!complete(d, id))
                 return;
             any = true;
@@ -324,14 +324,14 @@ static unsigned diff_pages(const uint8_t *dest, const uint8_t *src, const char *
     return bad;
 }
 
-static void ring_setup(struct vhu_fe *fe, struct vhu_guest_mem *mem, struct vhu_fe_ring *ring,
+static void ring_setup(struct vhu_fe *fe, struct vhu_guest_mem *mem, struct vhu_fe_vring *ring,
                        unsigned base, int kick, int call, int err)
 {
     struct vhu_mem_region reg = vhu_guest_mem_region(mem);
     assert_int_equal(vhu_fe_set_mem_table(fe, &reg, &mem->fd, 1), 0);
     assert_int_equal(vhu_fe_set_vring_num(fe, 0, RING_SIZE), 0);
     assert_int_equal(vhu_fe_set_vring_base(fe, 0, base), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, ring, 0), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, ring, 0), 0);
     assert_int_equal(vhu_fe_set_vring_call(fe, 0, call), 0);
     assert_int_equal(vhu_fe_set_vring_err(fe, 0, err), 0);
     assert_int_equal(vhu_fe_set_vring_kick(fe, 0, kick), 0);
@@ -373,8 +373,8 @@ static void migrate_once(enum disk kind, unsigned qd, enum sizes sizes)
     assert_true(acked & VHU_BIT(VHU_F_RING_EVENT_IDX));
     struct vhu_guest_mem mem;
     assert_int_equal(vhu_guest_mem_new(&mem, 0, MEM_SIZE), 0);
-    struct vhu_fe_ring ring;
-    assert_int_equal(vhu_fe_ring_init(&ring, &mem, 0, RING_SIZE, RING_GPA), 0);
+    struct vhu_fe_vring ring;
+    assert_int_equal(vhu_fe_vring_init(&ring, &mem, 0, RING_SIZE, RING_GPA), 0);
     int kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
         call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -409,9 +409,9 @@ static void migrate_once(enum disk kind, unsigned qd, enum sizes sizes)
     assert_true(m.log != MAP_FAILED);
     assert_int_equal(set_log_base(fe, m.log_fd, LOG_BYTES), 0);
     assert_int_equal(vhu_fe_set_features(fe, acked | VHU_BIT(VHU_F_LOG_ALL)), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &ring, VHU_VRING_F_LOG), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &ring, 0), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &ring, VHU_VRING_F_LOG), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &ring, VHU_VRING_F_LOG), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &ring, 0), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &ring, VHU_VRING_F_LOG), 0);
 
     /* The first pass copies everything; then the dirty pages, round after
      * round, while the guest runs. */
@@ -440,7 +440,7 @@ static void migrate_once(enum disk kind, unsigned qd, enum sizes sizes)
     assert_int_equal(vhu_fe_get_vring_base(fe, 0, &base), 0);
     /* Nothing taken is left undone: every request the back-end took is in
      * the used ring. */
-    assert_int_equal(vhu_fe_ring_used_idx(&ring), (uint16_t)base);
+    assert_int_equal(vhu_fe_vring_used_idx(&ring), (uint16_t)base);
     sync_dirty(&m, &d, mem.host);
     unsigned bad = diff_pages(m.dest, mem.host, "at switch-over");
     usleep(20000);
@@ -455,7 +455,7 @@ static void migrate_once(enum disk kind, unsigned qd, enum sizes sizes)
     if (during == 0) {
         log_dump();
         fail_msg("no request completed while logging (%lu before; used %u, avail %u)", at_start,
-                 vhu_fe_ring_used_idx(&ring), ring.avail_idx);
+                 vhu_fe_vring_used_idx(&ring), ring.avail_idx);
     }
     assert_int_equal(wait_eventfd(err, 0), 0);
     assert_int_equal(log_count("broken"), 0);
@@ -470,7 +470,7 @@ static void migrate_once(enum disk kind, unsigned qd, enum sizes sizes)
         struct vhu_fe *fe2 = NULL;
         assert_int_equal(vhu_fe_connect(&fe2, ds2.path, 2000), 0);
         assert_int_equal(vhu_fe_negotiate(fe2, acked, ~0ull, NULL, NULL), 0);
-        struct vhu_fe_ring ring2 = ring;
+        struct vhu_fe_vring ring2 = ring;
         ring2.mem = &dest;
         ring_setup(fe2, &dest, &ring2, base, kick, call, err);
         d.mem = &dest;

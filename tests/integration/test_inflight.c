@@ -31,7 +31,7 @@ static void start(struct vhu_fe *fe, struct guest *g, const struct vhu_inflight 
     assert_int_equal(inflight_set(fe, in, ifd), 0);
     assert_int_equal(vhu_fe_set_vring_num(fe, 0, GUEST_RING_SIZE), 0);
     assert_int_equal(vhu_fe_set_vring_base(fe, 0, base), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &g->ring[0], 0), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &g->ring[0], 0), 0);
     assert_int_equal(vhu_fe_set_vring_call(fe, 0, g->call[0]), 0);
     assert_int_equal(vhu_fe_set_vring_kick(fe, 0, g->kick[0]), 0);
     assert_int_equal(vhu_fe_set_vring_enable(fe, 0, true), 0);
@@ -41,8 +41,8 @@ static void push(struct guest *g, unsigned k)
 {
     uint8_t *b = vhu_guest_mem_ptr(&g->mem, GUEST_BUF_GPA + k * 256u, 256);
     memset(b, 0, 256);
-    assert_int_equal(vhu_fe_ring_push(&g->ring[0], (uint16_t)(k % GUEST_RING_SIZE),
-                                      GUEST_BUF_GPA + k * 256u, 256, 2),
+    assert_int_equal(vhu_fe_vring_push(&g->ring[0], (uint16_t)(k % GUEST_RING_SIZE),
+                                       GUEST_BUF_GPA + k * 256u, 256, 2),
                      0);
 }
 
@@ -83,13 +83,13 @@ static void test_reconnect_resubmits(void **state)
     assert_int_equal(testdev_held(h.dev), 3);
     vhu_fe_close(fe); /* no GET_VRING_BASE: the connection is simply gone */
     testdev_hold(h.dev, false);
-    assert_int_equal(vhu_fe_ring_used_idx(&g.ring[0]), 2);
+    assert_int_equal(vhu_fe_vring_used_idx(&g.ring[0]), 2);
     assert_false(filled(&g, 2));
 
     /* Session 2: same region back; the ring restarts at the used index. */
     log_clear();
     fe = harness_connect_negotiated(&h);
-    start(fe, &g, &in, ifd, vhu_fe_ring_used_idx(&g.ring[0]));
+    start(fe, &g, &in, ifd, vhu_fe_vring_used_idx(&g.ring[0]));
     assert_true(wait_used_idx(&g.ring[0], 5, 2000));
     for (unsigned k = 2; k < 5; k++)
         assert_true(filled(&g, k));
@@ -111,7 +111,7 @@ static void test_reconnect_resubmits(void **state)
     fe = harness_connect_negotiated(&h);
     start(fe, &g, &in, ifd, 6);
     sleep_ms(50);
-    assert_int_equal(vhu_fe_ring_used_idx(&g.ring[0]), 6);
+    assert_int_equal(vhu_fe_vring_used_idx(&g.ring[0]), 6);
     vhu_fe_close(fe);
     close(ifd);
     guest_free(&g);
@@ -182,7 +182,7 @@ static void test_nonsense_region(void **state)
     start(fe, &g, &in, ifd, 1);
     assert_true(log_wait("holds 7; cleared", 2000));
     sleep_ms(30);
-    assert_int_equal(vhu_fe_ring_used_idx(&g.ring[0]), 1);
+    assert_int_equal(vhu_fe_vring_used_idx(&g.ring[0]), 1);
     vhu_fe_close(fe);
     munmap(p, in.mmap_size);
     close(ifd);

@@ -24,7 +24,7 @@ struct used_elem {
 
 static struct used_elem used_elem(struct guest *g, unsigned ring, unsigned i)
 {
-    struct vhu_fe_ring *r = &g->ring[ring];
+    struct vhu_fe_vring *r = &g->ring[ring];
     struct used_elem *u = vhu_guest_mem_ptr(&g->mem, r->used_gpa + 4, 8ull * r->size);
     return u[i % r->size];
 }
@@ -39,8 +39,8 @@ static void push_writable(struct guest *g, unsigned ring, unsigned k)
 {
     uint8_t *p = vhu_guest_mem_ptr(&g->mem, buf_gpa(ring, k), 256);
     memset(p, 0, 256);
-    assert_int_equal(vhu_fe_ring_push(&g->ring[ring], (uint16_t)(k % GUEST_RING_SIZE),
-                                      buf_gpa(ring, k), 256, VIRTQ_DESC_F_WRITE),
+    assert_int_equal(vhu_fe_vring_push(&g->ring[ring], (uint16_t)(k % GUEST_RING_SIZE),
+                                       buf_gpa(ring, k), 256, VIRTQ_DESC_F_WRITE),
                      0);
 }
 
@@ -118,7 +118,7 @@ static void test_lifecycle(void **state)
     push_writable(&g, 0, 3);
     guest_kick(&g, 0);
     sleep_ms(50);
-    assert_int_equal(vhu_fe_ring_used_idx(&g.ring[0]), 3);
+    assert_int_equal(vhu_fe_vring_used_idx(&g.ring[0]), 3);
     assert_false(buf_filled(&g, 0, 3, TESTDEV_FILL));
 
     /* ...and is served, not lost, once the ring starts again from there. */
@@ -178,7 +178,7 @@ static void test_enable_rules(void **state)
     struct vhu_mem_region reg = vhu_guest_mem_region(&g.mem);
     assert_int_equal(vhu_fe_set_mem_table(fe, &reg, &g.mem.fd, 1), 0);
     assert_int_equal(vhu_fe_set_vring_num(fe, 0, GUEST_RING_SIZE), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], 0), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &g.ring[0], 0), 0);
     assert_int_equal(vhu_fe_set_vring_kick(fe, 0, g.kick[0]), 0);
     push_writable(&g, 0, 0);
     guest_kick(&g, 0);
@@ -200,7 +200,7 @@ static void test_enable_rules(void **state)
     assert_true(wait_used_idx(&g.ring[0], 1, 2000));
     assert_true(buf_filled(&g, 0, 0, TESTDEV_FILL));
     sleep_ms(50);
-    assert_int_equal(vhu_fe_ring_used_idx(&g.ring[1]), 0);
+    assert_int_equal(vhu_fe_vring_used_idx(&g.ring[1]), 0);
     assert_true(buf_filled(&g, 1, 0, 0));
     assert_int_equal(vhu_fe_set_vring_enable(fe, 1, true), 0); /* no kick from the guest */
     assert_true(wait_used_idx(&g.ring[1], 1, 2000));
@@ -259,13 +259,13 @@ static void test_memory_changes(void **state)
     assert_true(slots >= 8);
 
     /* Moving the ring (SET_VRING_ADDR on a running ring) keeps its place. */
-    struct vhu_fe_ring moved;
-    assert_int_equal(vhu_fe_ring_init(&moved, &g.mem, 0, GUEST_RING_SIZE, 0x40000), 0);
+    struct vhu_fe_vring moved;
+    assert_int_equal(vhu_fe_vring_init(&moved, &g.mem, 0, GUEST_RING_SIZE, 0x40000), 0);
     /* Carry the driver's state over: descriptors and indices. */
     memcpy(vhu_guest_mem_ptr(&g.mem, moved.desc_gpa, 1),
-           vhu_guest_mem_ptr(&g.mem, g.ring[0].desc_gpa, 1), vhu_fe_ring_bytes(GUEST_RING_SIZE));
+           vhu_guest_mem_ptr(&g.mem, g.ring[0].desc_gpa, 1), vhu_fe_vring_bytes(GUEST_RING_SIZE));
     moved.avail_idx = g.ring[0].avail_idx;
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &moved, 0), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &moved, 0), 0);
     push_writable(&g, 0, 9); /* into the old ring: must not be seen */
     g.ring[0] = moved;
     push_writable(&g, 0, 4);

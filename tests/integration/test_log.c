@@ -59,7 +59,7 @@ static uint8_t *new_log(int *fd, size_t size)
  * reaches head + 1: the tests push heads in order from 0). */
 static void serve_at(struct guest *g, uint16_t head, uint64_t gpa)
 {
-    assert_int_equal(vhu_fe_ring_push(&g->ring[0], head, gpa, 256, 2), 0);
+    assert_int_equal(vhu_fe_vring_push(&g->ring[0], head, gpa, 256, 2), 0);
     guest_kick(g, 0);
     assert_true(wait_used_idx(&g->ring[0], (uint16_t)(head + 1), 2000));
 }
@@ -90,7 +90,7 @@ static void logging_start(struct logging *s)
     s->fe = harness_connect_negotiated(&s->h); /* LOG_ALL included */
     guest_init(&s->g, 1);
     guest_activate(&s->g, s->fe, 0);
-    assert_int_equal(vhu_fe_ring_set_addr(s->fe, &s->g.ring[0], VHU_VRING_F_LOG), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(s->fe, &s->g.ring[0], VHU_VRING_F_LOG), 0);
 }
 
 static void logging_stop(struct logging *s)
@@ -122,7 +122,7 @@ static void test_dirty_log(void **state)
 
     /* LOG_ALL, and the LOG flag on the running ring. */
     assert_int_equal(vhu_fe_set_features(fe, f | VHU_BIT(VHU_F_LOG_ALL)), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], VHU_VRING_F_LOG), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &g.ring[0], VHU_VRING_F_LOG), 0);
     serve(&g, 1);
     assert_true(bit(log, GUEST_BUF_GPA + 0x2000)); /* the buffer written */
     assert_true(bit(log, g.ring[0].used_gpa));     /* the used ring */
@@ -147,7 +147,7 @@ static void test_dirty_log(void **state)
 
     /* Migration cancelled: LOG_ALL off, nothing marked any more. */
     assert_int_equal(vhu_fe_set_features(fe, f), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &g.ring[0], 0), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &g.ring[0], 0), 0);
     memset(log2, 0, 2 * LOG_BYTES);
     serve(&g, 4);
     assert_int_equal(count_bits(log2, 2 * LOG_BYTES), 0);
@@ -335,12 +335,12 @@ static void test_log_missing(void **state)
     assert_int_equal(vhu_fe_get_features(fe, &f), 0);
     assert_int_equal(vhu_fe_set_features(fe, f & ~VHU_BIT(VHU_F_LOG_ALL)), 0);
     /* As QEMU follows it; restarting the ring also waits out its thread. */
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &ls.g.ring[0], 0), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &ls.g.ring[0], 0), 0);
     take_eventfd(ls.g.err[0]);
     serve(&ls.g, 2);
     assert_int_equal(wait_eventfd(ls.g.err[0], 50), 0);
     assert_int_equal(vhu_fe_set_features(fe, f), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &ls.g.ring[0], VHU_VRING_F_LOG), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &ls.g.ring[0], VHU_VRING_F_LOG), 0);
     serve(&ls.g, 3);
     assert_true(wait_eventfd(ls.g.err[0], 2000) >= 1);
     assert_int_equal(log_count("dirty log:"), 2);

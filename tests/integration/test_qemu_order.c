@@ -53,7 +53,7 @@ static uint64_t ack(struct vhu_fe *fe, uint32_t code, const void *p, uint32_t le
     return st;
 }
 
-static void send_addr(struct vhu_fe *fe, struct vhu_fe_ring *r)
+static void send_addr(struct vhu_fe *fe, struct vhu_fe_vring *r)
 {
     const struct vhu_guest_mem *m = r->mem;
     struct vhu_vring_addr a = {
@@ -66,11 +66,11 @@ static void send_addr(struct vhu_fe *fe, struct vhu_fe_ring *r)
     assert_int_equal(vhu_fe_send(fe, VHU_REQ_SET_VRING_ADDR, V, &a, sizeof(a), NULL, 0), 0);
 }
 
-static void push_requests(struct guest *g, struct vhu_fe_ring *r, unsigned n)
+static void push_requests(struct guest *g, struct vhu_fe_vring *r, unsigned n)
 {
     for (unsigned k = 0; k < n; k++)
-        assert_int_equal(vhu_fe_ring_push(r, (uint16_t)((r->avail_idx) % r->size),
-                                          GUEST_BUF_GPA + k * 512u, 512, 2),
+        assert_int_equal(vhu_fe_vring_push(r, (uint16_t)((r->avail_idx) % r->size),
+                                           GUEST_BUF_GPA + k * 512u, 512, 2),
                          0);
     guest_kick(g, 0);
 }
@@ -112,7 +112,7 @@ static uint64_t qemu_setup(struct vhu_fe *fe, struct guest *g, bool mem_slots, i
 }
 
 /* vhost_dev_start: features, (memory), NUM, BASE, ADDR, KICK, ENABLE 1. */
-static void qemu_start(struct vhu_fe *fe, struct guest *g, struct vhu_fe_ring *r, uint64_t acked,
+static void qemu_start(struct vhu_fe *fe, struct guest *g, struct vhu_fe_vring *r, uint64_t acked,
                        int mem_mode, unsigned base)
 {
     send_u64(fe, VHU_REQ_SET_FEATURES, acked);
@@ -155,8 +155,8 @@ static void run_boot(bool mem_slots)
     uint64_t acked = qemu_setup(fe, &g, mem_slots, &chan);
 
     /* Firmware: a 128-entry ring, two requests, stop. */
-    struct vhu_fe_ring fw;
-    assert_int_equal(vhu_fe_ring_init(&fw, &g.mem, 0, 128, 0x20000), 0);
+    struct vhu_fe_vring fw;
+    assert_int_equal(vhu_fe_vring_init(&fw, &g.mem, 0, 128, 0x20000), 0);
     qemu_start(fe, &g, &fw, acked, mem_slots ? 1 : 2, 0);
     push_requests(&g, &fw, 2);
     assert_true(wait_used_idx(&fw, 2, 2000));
@@ -165,8 +165,8 @@ static void run_boot(bool mem_slots)
     /* Linux: a different ring at another place, base carried over; no
      * memory message this time, the first mapping must still serve. */
     send_fd(fe, VHU_REQ_SET_VRING_CALL, 0, g.call[0]);
-    struct vhu_fe_ring lx;
-    assert_int_equal(vhu_fe_ring_init(&lx, &g.mem, 0, GUEST_RING_SIZE, 0x40000), 0);
+    struct vhu_fe_vring lx;
+    assert_int_equal(vhu_fe_vring_init(&lx, &g.mem, 0, GUEST_RING_SIZE, 0x40000), 0);
     lx.avail_idx = 2;
     /* Linux's ring starts with the used index where the firmware's ended:
      * QEMU carries last_avail over, the device writes used entries from

@@ -28,8 +28,8 @@ static uint64_t buf_gpa(unsigned k) { return GUEST_BUF_GPA + k * 256u; }
 /* One request on ring 0, answered: the ring is served. */
 static void ring_round_trip(struct guest *g, unsigned k)
 {
-    assert_int_equal(vhu_fe_ring_push(&g->ring[0], (uint16_t)(k % GUEST_RING_SIZE), buf_gpa(k), 256,
-                                      VIRTQ_DESC_F_WRITE),
+    assert_int_equal(vhu_fe_vring_push(&g->ring[0], (uint16_t)(k % GUEST_RING_SIZE), buf_gpa(k),
+                                       256, VIRTQ_DESC_F_WRITE),
                      0);
     guest_kick(g, 0);
     assert_true(wait_used_idx(&g->ring[0], (uint16_t)(k + 1), 2000));

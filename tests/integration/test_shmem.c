@@ -36,13 +36,13 @@ static uint64_t shm_features(void *dev)
     (void)dev;
     return VHU_BIT(VHU_F_VERSION_1);
 }
-static int shm_start(void *dev, struct vhu_queue *q)
+static int shm_start(void *dev, struct vhu_vring *q)
 {
     (void)dev;
     (void)q;
     return 0;
 }
-static void shm_stop(void *dev, struct vhu_queue *q)
+static void shm_stop(void *dev, struct vhu_vring *q)
 {
     (void)dev;
     (void)q;
@@ -53,8 +53,8 @@ static const struct vhu_device_ops shm_ops = {
     .name = "shm",
     .num_queues = 1,
     .features = shm_features,
-    .start_queue = shm_start,
-    .stop_queue = shm_stop,
+    .start_vring = shm_start,
+    .stop_vring = shm_stop,
     .num_shmem_regions = 2,
     .shmem_sizes = sizes,
 };

@@ -141,7 +141,7 @@ static void test_roundtrip(void **state)
     guest_init(&g, 1);
     guest_activate(&g, fe, 0);
     for (unsigned k = 0; k < 3; k++)
-        assert_int_equal(vhu_fe_ring_push(&g.ring[0], (uint16_t)k, GUEST_BUF_GPA, 64, 2), 0);
+        assert_int_equal(vhu_fe_vring_push(&g.ring[0], (uint16_t)k, GUEST_BUF_GPA, 64, 2), 0);
     guest_kick(&g, 0);
     assert_true(wait_used_idx(&g.ring[0], 3, 2000));
     unsigned base;

@@ -25,13 +25,13 @@ static uint64_t sd_features(void *dev)
     (void)dev;
     return VHU_BIT(VHU_F_VERSION_1);
 }
-static int sd_start(void *dev, struct vhu_queue *q)
+static int sd_start(void *dev, struct vhu_vring *q)
 {
     (void)dev;
     (void)q;
     return 0;
 }
-static void sd_stop(void *dev, struct vhu_queue *q)
+static void sd_stop(void *dev, struct vhu_vring *q)
 {
     (void)dev;
     (void)q;
@@ -65,8 +65,8 @@ static const struct vhu_device_ops sd_ops = {
     .name = "sized",
     .num_queues = 1,
     .features = sd_features,
-    .start_queue = sd_start,
-    .stop_queue = sd_stop,
+    .start_vring = sd_start,
+    .stop_vring = sd_stop,
     .tracks_inflight = true,
     .sections = sd_sections,
     .num_sections = 1,
@@ -130,7 +130,7 @@ static void test_ops_older_sizes(void **state)
         size_t size;
         uint64_t pf_left; /* of PF_OPTIONAL */
     } cases[] = {
-        {offsetof(struct vhu_device_ops, stop_queue) + sizeof(void (*)(void)), 0},
+        {offsetof(struct vhu_device_ops, stop_vring) + sizeof(void (*)(void)), 0},
         {offsetof(struct vhu_device_ops, tracks_inflight), 0},
         {offsetof(struct vhu_device_ops, sections), VHU_BIT(VHU_PF_INFLIGHT_SHMFD)},
         /* save_section in, load_section out: no device state */
@@ -208,7 +208,7 @@ static void test_ops_bad_sizes(void **state)
     assert_int_equal(log_count("vhu_backend_new: ops: size is 0"), 1);
 
     log_clear();
-    big.ops.size = offsetof(struct vhu_device_ops, stop_queue);
+    big.ops.size = offsetof(struct vhu_device_ops, stop_vring);
     assert_int_equal(vhu_backend_new(&b, &big.ops, NULL), -EINVAL);
     assert_null(b);
     assert_int_equal(log_count("is too small: struct vhu_device_ops needs at least"), 1);

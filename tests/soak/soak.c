@@ -265,17 +265,17 @@ static void cycle(struct vhu_guest_mem *mem, unsigned n)
     struct vhu_fe *fe = connect_fe();
     struct vhu_mem_region reg = vhu_guest_mem_region(mem);
     CHECK(vhu_fe_set_mem_table(fe, &reg, &mem->fd, 1));
-    struct vhu_fe_ring ring[NRINGS];
+    struct vhu_fe_vring ring[NRINGS];
     int kick[NRINGS], call[NRINGS], err[NRINGS];
     for (unsigned i = 0; i < NRINGS; i++) {
-        CHECK(vhu_fe_ring_init(&ring[i], mem, i, RING_SIZE, 0x10000u * (i + 1)));
+        CHECK(vhu_fe_vring_init(&ring[i], mem, i, RING_SIZE, 0x10000u * (i + 1)));
         kick[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         call[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         err[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (kick[i] < 0 || call[i] < 0 || err[i] < 0)
             die("eventfd: %s", strerror(errno));
         CHECK(vhu_fe_set_vring_num(fe, i, RING_SIZE));
-        CHECK(vhu_fe_ring_set_addr(fe, &ring[i], 0));
+        CHECK(vhu_fe_vring_set_addr(fe, &ring[i], 0));
         CHECK(vhu_fe_set_vring_base(fe, i, 0));
         CHECK(vhu_fe_set_vring_call(fe, i, call[i]));
         CHECK(vhu_fe_set_vring_err(fe, i, err[i]));
@@ -286,13 +286,13 @@ static void cycle(struct vhu_guest_mem *mem, unsigned n)
     unsigned q = n % NRINGS;
     uint8_t *buf = vhu_guest_mem_ptr(mem, BUF_GPA, 512);
     memset(buf, 0, 512);
-    CHECK(vhu_fe_ring_push(&ring[q], 0, BUF_GPA, 512, DESC_F_WRITE));
+    CHECK(vhu_fe_vring_push(&ring[q], 0, BUF_GPA, 512, DESC_F_WRITE));
     uint64_t one = 1;
     if (write(kick[q], &one, sizeof(one)) != sizeof(one))
         die("kick: %s", strerror(errno));
     bool served = false;
     for (int t = 0; t < 5000 && !served; t++) {
-        served = vhu_fe_ring_used_idx(&ring[q]) == 1;
+        served = vhu_fe_vring_used_idx(&ring[q]) == 1;
         if (!served)
             usleep(t < 100 ? 20 : 1000);
     }

@@ -8,12 +8,12 @@
  * sees well-formed, validated requests, in order, on the back-end's thread.
  *
  * Ring life cycle, as seen by the device:
- *   start_queue(q)  the ring's memory, size, base and kick fd are set and
+ *   start_vring(q)  the ring's memory, size, base and kick fd are set and
  *                   checked; the device may process it from any thread
- *                   until stop_queue returns.
- *   stop_queue(q)   must return only once the device no longer reads or
+ *                   until stop_vring returns.
+ *   stop_vring(q)   must return only once the device no longer reads or
  *                   writes the ring or buffers it took from it, with
- *                   vhu_queue_last_avail() naming the next avail entry it
+ *                   vhu_vring_last_avail() naming the next avail entry it
  *                   would have taken.  It cannot fail.
  * The library may stop and restart a running ring on its own (for example
  * to swap the memory table under it): devices must not assume that
@@ -35,14 +35,14 @@
 extern "C" {
 #endif
 
-struct vhu_queue;
+struct vhu_vring;
 
 /** The device's description.  Its first field, size, is sizeof(struct
  * vhu_device_ops) as the device was compiled: the struct grows at its end in
  * later versions (docs/abi.md), and the library reads only the fields that
  * lie wholly within size, taking the rest as 0 / NULL, which is every
  * optional field's default.  size 0, or a size that stops before
- * stop_queue, is refused (-EINVAL); a size larger than this version's struct
+ * stop_vring, is refused (-EINVAL); a size larger than this version's struct
  * is accepted only when the bytes beyond it are all zero (-E2BIG otherwise:
  * the device sets a field this library does not have). */
 struct vhu_device_ops {
@@ -79,11 +79,11 @@ struct vhu_device_ops {
     int (*set_config)(void *dev, uint32_t offset, const void *buf, uint32_t len, uint32_t flags);
     /** @} */
 
-    /** Start processing queue q (see the life cycle above).  Return <0 to
+    /** Start processing ring q (see the life cycle above).  Return <0 to
      * refuse; the ring then stays stopped.  Required. */
-    int (*start_queue)(void *dev, struct vhu_queue *q);
+    int (*start_vring)(void *dev, struct vhu_vring *q);
     /** Stop processing q; returns once the device no longer touches it. */
-    void (*stop_queue)(void *dev, struct vhu_queue *q);
+    void (*stop_vring)(void *dev, struct vhu_vring *q);
     /** Every ring is now stopped: the device must not write guest memory,
      * signal the front-end or use the back-end channel until a ring starts
      * again.  Optional. */
@@ -95,7 +95,7 @@ struct vhu_device_ops {
     int (*set_status)(void *dev, uint8_t status);
 
     /** The device records what it takes from and completes into its rings
-     * with the vhu_queue_inflight_* calls (the virtq helpers do), so
+     * with the vhu_vring_inflight_* calls (the vring helpers do), so
      * PROTOCOL_F_INFLIGHT_SHMFD is offered and a restarted back-end
      * resubmits what a crashed one left in flight. */
     bool tracks_inflight;
@@ -180,50 +180,50 @@ struct vhu_device_ops {
     int (*snapshot_prepare)(void *dev);
 };
 
-/* --- What a running ring offers the device.  Valid between start_queue and
- * the return of stop_queue. --- */
+/* --- What a running ring offers the device.  Valid between start_vring and
+ * the return of stop_vring. --- */
 
 /** The ring's index (0 for the first queue). */
-VHU_API unsigned vhu_queue_index(const struct vhu_queue *q);
+VHU_API unsigned vhu_vring_index(const struct vhu_vring *q);
 /** Ring size (number of descriptors). */
-VHU_API unsigned vhu_queue_size(const struct vhu_queue *q);
+VHU_API unsigned vhu_vring_size(const struct vhu_vring *q);
 /** Virtio features acked when the ring started. */
-VHU_API uint64_t vhu_queue_features(const struct vhu_queue *q);
+VHU_API uint64_t vhu_vring_features(const struct vhu_vring *q);
 /** The kick eventfd the device waits on. */
-VHU_API int vhu_queue_kick_fd(const struct vhu_queue *q);
+VHU_API int vhu_vring_kick_fd(const struct vhu_vring *q);
 /** @{ */
 /** Host pointers to the descriptor table, avail ring and used ring.  The
  * library has checked that each lies entirely inside one mapped region and
  * is suitably aligned; their contents are guest-controlled. */
-VHU_API void *vhu_queue_desc(const struct vhu_queue *q);
-VHU_API void *vhu_queue_avail(const struct vhu_queue *q);
-VHU_API void *vhu_queue_used(const struct vhu_queue *q);
+VHU_API void *vhu_vring_desc(const struct vhu_vring *q);
+VHU_API void *vhu_vring_avail(const struct vhu_vring *q);
+VHU_API void *vhu_vring_used(const struct vhu_vring *q);
 /** @} */
 /** @{ */
 /** Next avail-ring index the device will take (free-running 16 bits).  Set
  * from SET_VRING_BASE; the device advances it; GET_VRING_BASE returns it. */
-VHU_API uint16_t vhu_queue_last_avail(const struct vhu_queue *q);
-VHU_API void vhu_queue_set_last_avail(struct vhu_queue *q, uint16_t idx);
+VHU_API uint16_t vhu_vring_last_avail(const struct vhu_vring *q);
+VHU_API void vhu_vring_set_last_avail(struct vhu_vring *q, uint16_t idx);
 /** @} */
 /** SET_VRING_ENABLE state.  May change while the ring runs.  What a
  * started but disabled ring does is the device's choice (net drops TX, a
  * block device leaves requests in the ring); when a running ring becomes
  * enabled the library writes its kick eventfd, so the device wakes up. */
-VHU_API bool vhu_queue_enabled(const struct vhu_queue *q);
+VHU_API bool vhu_vring_enabled(const struct vhu_vring *q);
 /** Signal the guest through the call eventfd (if the front-end gave one). */
-VHU_API int vhu_queue_notify(struct vhu_queue *q);
+VHU_API int vhu_vring_notify(struct vhu_vring *q);
 /** Signal a ring error through the err eventfd (if the front-end gave one). */
-VHU_API int vhu_queue_signal_error(struct vhu_queue *q);
+VHU_API int vhu_vring_signal_error(struct vhu_vring *q);
 /** @{ */
 /** Dirty-page logging for live migration.  A device that offers
  * VHU_F_LOG_ALL promises to call these after every write into guest memory
- * (the virtq helpers do it for what they write): log_write for a buffer at
+ * (the vring helpers do it for what they write): log_write for a buffer at
  * a guest-physical address, log_used for bytes of the used ring at an
  * offset from its start.  Both are no-ops unless the front-end turned
- * logging on; vhu_queue_logging() says whether it is on. */
-VHU_API void vhu_queue_log_write(struct vhu_queue *q, uint64_t gpa, uint64_t len);
-VHU_API void vhu_queue_log_used(struct vhu_queue *q, uint64_t offset, uint64_t len);
-VHU_API bool vhu_queue_logging(const struct vhu_queue *q);
+ * logging on; vhu_vring_logging() says whether it is on. */
+VHU_API void vhu_vring_log_write(struct vhu_vring *q, uint64_t gpa, uint64_t len);
+VHU_API void vhu_vring_log_used(struct vhu_vring *q, uint64_t offset, uint64_t len);
+VHU_API bool vhu_vring_logging(const struct vhu_vring *q);
 /** @} */
 /** @{ */
 /** Inflight tracking (devices with tracks_inflight).  Before taking new
@@ -233,14 +233,14 @@ VHU_API bool vhu_queue_logging(const struct vhu_queue *q);
  * put_begin before its used element is published, put_end after the used
  * index that covers it was written (with that index).  No-ops when the
  * front-end gave no inflight region. */
-VHU_API bool vhu_queue_inflight_resubmit(struct vhu_queue *q, uint16_t *head);
-VHU_API void vhu_queue_inflight_get(struct vhu_queue *q, uint16_t head);
-VHU_API void vhu_queue_inflight_put_begin(struct vhu_queue *q, uint16_t head);
-VHU_API void vhu_queue_inflight_put_end(struct vhu_queue *q, uint16_t head, uint16_t used_idx);
+VHU_API bool vhu_vring_inflight_resubmit(struct vhu_vring *q, uint16_t *head);
+VHU_API void vhu_vring_inflight_get(struct vhu_vring *q, uint16_t head);
+VHU_API void vhu_vring_inflight_put_begin(struct vhu_vring *q, uint16_t head);
+VHU_API void vhu_vring_inflight_put_end(struct vhu_vring *q, uint16_t head, uint16_t used_idx);
 /** @} */
 /** Translate a guest-physical range to a host pointer; NULL unless the whole
  * range [gpa, gpa+len) lies inside one memory region. */
-VHU_API void *vhu_queue_gpa_to_host(const struct vhu_queue *q, uint64_t gpa, uint64_t len);
+VHU_API void *vhu_vring_gpa_to_host(const struct vhu_vring *q, uint64_t gpa, uint64_t len);
 
 #ifdef __cplusplus
 }

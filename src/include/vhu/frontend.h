@@ -167,13 +167,13 @@ VHU_API struct vhu_mem_region vhu_guest_mem_region(const struct vhu_guest_mem *m
 /** Host pointer for a guest range inside m, or NULL. */
 VHU_API void *vhu_guest_mem_ptr(const struct vhu_guest_mem *m, uint64_t gpa, uint64_t len);
 
-/** A ring laid out in guest memory at gpa.  Split (vhu_fe_ring_init):
+/** A ring laid out in guest memory at gpa.  Split (vhu_fe_vring_init):
  * descriptor table, avail ring, then the used ring at the next 4 KiB
- * boundary.  Packed (vhu_fe_ring_init_packed, for VIRTIO_F_RING_PACKED):
+ * boundary.  Packed (vhu_fe_vring_init_packed, for VIRTIO_F_RING_PACKED):
  * the descriptor ring, the driver event suppression area (avail_gpa), the
  * device's (used_gpa), then the driver's own record of how many
  * descriptors each buffer ID took (2 bytes per ID). */
-struct vhu_fe_ring {
+struct vhu_fe_vring {
     unsigned index;            /**< the ring's number */
     unsigned size;             /**< entries */
     uint64_t desc_gpa;         /**< descriptor table (packed: ring) */
@@ -194,46 +194,47 @@ struct vhu_fe_ring {
     /** @} */
 };
 /** Bytes a split ring of `size` entries occupies from its gpa. */
-VHU_API uint64_t vhu_fe_ring_bytes(unsigned size);
+VHU_API uint64_t vhu_fe_vring_bytes(unsigned size);
 /** Lay a split ring of `size` entries (a power of two) out in m at gpa
  * (16-byte aligned), zeroed, as ring `index`.  -EINVAL for a bad size or
  * alignment, -EFAULT when it does not fit in m. */
-VHU_API int vhu_fe_ring_init(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsigned index,
-                             unsigned size, uint64_t gpa);
+VHU_API int vhu_fe_vring_init(struct vhu_fe_vring *r, struct vhu_guest_mem *m, unsigned index,
+                              unsigned size, uint64_t gpa);
 /** @{ */
 /** The same for a packed ring (gpa 16-byte aligned; every call below then
  * drives the packed layout: `head` arguments are buffer IDs, 0..size-1,
  * and a push takes the next free descriptors, -ENOSPC when too few are
  * free). */
 VHU_API uint64_t vhu_fe_packed_ring_bytes(unsigned size);
-VHU_API int vhu_fe_ring_init_packed(struct vhu_fe_ring *r, struct vhu_guest_mem *m, unsigned index,
-                                    unsigned size, uint64_t gpa);
+VHU_API int vhu_fe_vring_init_packed(struct vhu_fe_vring *r, struct vhu_guest_mem *m,
+                                     unsigned index, unsigned size, uint64_t gpa);
 /** @} */
 /** @{ */
 /** Packed: the base SET_VRING_BASE gives a ring in the state r is in (avail
  * position and wrap counter, used position and wrap counter, QEMU's
  * encoding), and the reverse: set r's positions from such a base (the
  * descriptors the device held are forgotten). */
-VHU_API uint32_t vhu_fe_ring_packed_base(const struct vhu_fe_ring *r);
-VHU_API void vhu_fe_ring_packed_set_base(struct vhu_fe_ring *r, uint32_t base);
+VHU_API uint32_t vhu_fe_vring_packed_base(const struct vhu_fe_vring *r);
+VHU_API void vhu_fe_vring_packed_set_base(struct vhu_fe_vring *r, uint32_t base);
 /** @} */
 /** Packed: the AVAIL/USED flag bits a descriptor `ahead` positions after
  * the next one the driver writes must carry to be available (for tests
  * that write descriptors by hand). */
-VHU_API uint16_t vhu_fe_ring_packed_avail_flags(const struct vhu_fe_ring *r, unsigned ahead);
+VHU_API uint16_t vhu_fe_vring_packed_avail_flags(const struct vhu_fe_vring *r, unsigned ahead);
 /** Packed: the driver event suppression area (flags 0 enable, 1 disable,
  * 2 at the descriptor off_wrap, which needs EVENT_IDX). */
-VHU_API void vhu_fe_ring_packed_set_event(struct vhu_fe_ring *r, uint16_t flags, uint16_t off_wrap);
+VHU_API void vhu_fe_vring_packed_set_event(struct vhu_fe_vring *r, uint16_t flags,
+                                           uint16_t off_wrap);
 /** SET_VRING_ADDR for the ring (addresses as front-end virtual addresses). */
-VHU_API int vhu_fe_ring_set_addr(struct vhu_fe *fe, const struct vhu_fe_ring *r, uint32_t flags);
+VHU_API int vhu_fe_vring_set_addr(struct vhu_fe *fe, const struct vhu_fe_vring *r, uint32_t flags);
 /** Put a one-descriptor chain {addr, len, flags} at head `head` and publish
  * it in the avail ring. */
-VHU_API int vhu_fe_ring_push(struct vhu_fe_ring *r, uint16_t head, uint64_t addr, uint32_t len,
-                             uint16_t flags);
+VHU_API int vhu_fe_vring_push(struct vhu_fe_vring *r, uint16_t head, uint64_t addr, uint32_t len,
+                              uint16_t flags);
 /** The used ring's idx as the device last published it.  Packed: used
  * buffers consumed plus those published and not yet consumed (free-running,
  * like a split ring's). */
-VHU_API uint16_t vhu_fe_ring_used_idx(const struct vhu_fe_ring *r);
+VHU_API uint16_t vhu_fe_vring_used_idx(const struct vhu_fe_vring *r);
 
 /** One buffer of a chain: guest-physical address, length, device-writable. */
 struct vhu_fe_buf {
@@ -243,25 +244,25 @@ struct vhu_fe_buf {
 };
 /** Put a chain of n (1..size) buffers in descriptors head, head+1, ...
  * (modulo the ring size), linked with NEXT, and publish it. */
-VHU_API int vhu_fe_ring_push_chain(struct vhu_fe_ring *r, uint16_t head,
-                                   const struct vhu_fe_buf *bufs, unsigned n);
+VHU_API int vhu_fe_vring_push_chain(struct vhu_fe_vring *r, uint16_t head,
+                                    const struct vhu_fe_buf *bufs, unsigned n);
 /** Write the n buffers as an indirect table of 16 * n bytes at table_gpa
  * (in guest memory), point descriptor `head` at it (flags INDIRECT) and
  * publish it. */
-VHU_API int vhu_fe_ring_push_indirect(struct vhu_fe_ring *r, uint16_t head, uint64_t table_gpa,
-                                      const struct vhu_fe_buf *bufs, unsigned n);
+VHU_API int vhu_fe_vring_push_indirect(struct vhu_fe_vring *r, uint16_t head, uint64_t table_gpa,
+                                       const struct vhu_fe_buf *bufs, unsigned n);
 /** Publish `head` in the avail ring as the descriptors stand (written by the
- * caller, through vhu_fe_ring_desc(), possibly hostile).  Any head value is
+ * caller, through vhu_fe_vring_desc(), possibly hostile).  Any head value is
  * published as given.  Packed rings have nothing to publish (a descriptor
  * is available once its flags say so): no-op. */
-VHU_API void vhu_fe_ring_publish(struct vhu_fe_ring *r, uint16_t head);
+VHU_API void vhu_fe_vring_publish(struct vhu_fe_vring *r, uint16_t head);
 /** The ring's descriptor table in this process: {u64 addr, u32 len, u16
  * flags, u16 next} x size, for tests that write descriptors by hand. */
-VHU_API void *vhu_fe_ring_desc(const struct vhu_fe_ring *r);
+VHU_API void *vhu_fe_vring_desc(const struct vhu_fe_vring *r);
 /** Take the next used element the driver has not consumed yet: 1 with its
  * id and len as the device wrote them, unchecked (either may be NULL), 0
  * when there is none. */
-VHU_API int vhu_fe_ring_pop_used(struct vhu_fe_ring *r, uint32_t *id, uint32_t *len);
+VHU_API int vhu_fe_vring_pop_used(struct vhu_fe_vring *r, uint32_t *id, uint32_t *len);
 
 /* --- Device state (vhu/state.h): move a back-end's state through a pipe --- */
 

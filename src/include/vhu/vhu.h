@@ -8,6 +8,6 @@
 #include <vhu/protocol.h>
 #include <vhu/device.h>
 #include <vhu/backend.h>
-#include <vhu/virtq.h>
+#include <vhu/vring.h>
 #include <vhu/state.h>
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* libFuzzer target: the virtqueue layer (src/virtq) walking descriptor
+/* libFuzzer target: the virtqueue layer (src/vring) walking descriptor
  * chains in hostile guest memory.
  *
  * The input is a guest: a memory region whose bytes (descriptor table,
@@ -36,7 +36,7 @@
  * as SET_VRING_BASE gives them, and "publish" makes descriptors available
  * instead of writing avail entries).
  *
- * With VHU_FUZZ_VIRTQ_PACKED=1 in the environment every input is a packed
+ * With VHU_FUZZ_VRING_PACKED=1 in the environment every input is a packed
  * ring (flag 64 forced on): a long run spends all its executions on
  * packed.c.  A finding of such a run reproduces without the variable once
  * bit 6 of the input's byte 1 is set. */
@@ -49,7 +49,7 @@
 #include <unistd.h>
 
 #include <vhu/vhu.h>
-#include <vhu/virtq.h>
+#include <vhu/vring.h>
 
 #include "backend/backend_internal.h"
 
@@ -70,20 +70,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 static const uint64_t reg_gpa[NREG] = {0, 0x100000, 0xffffffffffffe000ull};
 static const uint64_t reg_uva[NREG] = {UVA0, UVA0 + 0x100000, UVA0 + 0x200000};
 
-static struct vhu_virtq_elem elems[SLOTS], drain;
+static struct vhu_vring_elem elems[SLOTS], drain;
 static int call_fd = -1;
 static bool verbose;
-static bool force_packed; /* VHU_FUZZ_VIRTQ_PACKED=1 */
+static bool force_packed; /* VHU_FUZZ_VRING_PACKED=1 */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     verbose = fuzz_log_init();
-    const char *fp = getenv("VHU_FUZZ_VIRTQ_PACKED");
+    const char *fp = getenv("VHU_FUZZ_VRING_PACKED");
     force_packed = fp && strcmp(fp, "1") == 0;
     if (force_packed)
-        fprintf(stderr, "fuzz_virtq: VHU_FUZZ_VIRTQ_PACKED=1: every input is a packed ring\n");
+        fprintf(stderr, "fuzz_vring: VHU_FUZZ_VRING_PACKED=1: every input is a packed ring\n");
     call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (call_fd < 0)
         abort();
@@ -92,7 +92,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void fail(const char *what)
 {
-    fprintf(stderr, "fuzz_virtq: %s\n", what);
+    fprintf(stderr, "fuzz_vring: %s\n", what);
     abort();
 }
 
@@ -114,12 +114,12 @@ static bool in_region(const struct guest *g, const void *p, size_t len, uint64_t
 }
 
 /* Read every byte the device may read, write every byte it may write. */
-static void walk(const struct guest *g, const struct vhu_virtq_elem *e, unsigned ring_size)
+static void walk(const struct guest *g, const struct vhu_vring_elem *e, unsigned ring_size)
 {
     if (e->head >= ring_size)
         fail("popped head out of range");
     unsigned n = e->n_out + e->n_in;
-    if (n == 0 || n > VHU_VIRTQ_MAX_SEGS)
+    if (n == 0 || n > VHU_VRING_MAX_SEGS)
         fail("popped chain with no or too many buffers");
     uint64_t out = 0, in = 0;
     volatile uint8_t sink = 0;
@@ -223,7 +223,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             .base = inflight, .num_queues = 1, .queue_size = (uint16_t)if_qs, .region = len};
     }
 
-    struct vhu_queue q;
+    struct vhu_vring q;
     vhu_vring_init(&q, &fb, 0);
     q.num = ring_size;
     q.last_avail = last_avail;
@@ -247,18 +247,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     atomic_store(&q.enabled, true); /* as SET_VRING_ENABLE 1 leaves it */
 
     char why[256];
-    struct vhu_virtq *vq = NULL;
+    struct vhu_vring_io *vq = NULL;
     if (vhu_vring_translate(&q, &fb.mem, &q.addr, q.num, q.features, true, why, sizeof(why)) < 0) {
         if (verbose)
-            fprintf(stderr, "fuzz_virtq: %s\n", why);
+            fprintf(stderr, "fuzz_vring: %s\n", why);
         goto out;
     }
     if (vhu_inflight_start(&q, why, sizeof(why)) < 0) {
         if (verbose)
-            fprintf(stderr, "fuzz_virtq: %s\n", why);
+            fprintf(stderr, "fuzz_vring: %s\n", why);
         goto out;
     }
-    if (vhu_virtq_new(&vq, &q) < 0)
+    if (vhu_vring_io_new(&vq, &q) < 0)
         abort();
 
     bool busy[SLOTS] = {false};
@@ -266,14 +266,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *snap = NULL; /* region 0 when the ring broke */
     for (unsigned k = 0; k < n_ops; k++) {
         const uint8_t *o = ops + (size_t)k * OP_SIZE;
-        bool was_broken = vhu_virtq_broken(vq);
+        bool was_broken = vhu_vring_io_broken(vq);
         int r;
         switch (o[0] % 8) {
         case 0: { /* pop into a free slot, walk its buffers */
             unsigned s = o[1] % SLOTS;
             if (busy[s] || pops++ >= POP_BUDGET)
                 break;
-            r = vhu_virtq_pop(vq, &elems[s]);
+            r = vhu_vring_io_pop(vq, &elems[s]);
             if (r == 1 && !atomic_load(&q.enabled))
                 fail("a disabled ring gave a chain");
             if (r == 1) {
@@ -281,7 +281,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 chains++;
                 busy[s] = true;
                 popped++;
-            } else if (r != 0 && !(r == -EIO && vhu_virtq_broken(vq))) {
+            } else if (r != 0 && !(r == -EIO && vhu_vring_io_broken(vq))) {
                 fail("pop: unexpected result");
             }
             break;
@@ -293,19 +293,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             uint32_t w = fuzz_le16(o + 2);
             if (w > elems[s].in_bytes)
                 w = (uint32_t)elems[s].in_bytes;
-            r = vhu_virtq_push(vq, &elems[s], w);
-            if (r < 0 && !(r == -EIO && vhu_virtq_broken(vq)))
+            r = vhu_vring_io_push(vq, &elems[s], w);
+            if (r < 0 && !(r == -EIO && vhu_vring_io_broken(vq)))
                 fail("push of a popped chain failed");
             busy[s] = false;
             popped--;
             break;
         }
         case 2:
-            r = vhu_virtq_flush(vq);
-            if (r < 0 && !vhu_virtq_broken(vq))
+            r = vhu_vring_io_flush(vq);
+            if (r < 0 && !vhu_vring_io_broken(vq))
                 fail("flush failed on a healthy ring");
             break;
-        case 3: vhu_virtq_enable_kick(vq); break;
+        case 3: vhu_vring_io_enable_kick(vq); break;
         case 4: { /* the driver rewrites two bytes anywhere in region 0 */
             if (was_broken)
                 break;
@@ -326,7 +326,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     uint64_t addr;
                     uint32_t len;
                     uint16_t id, flags;
-                } *ring = vhu_queue_desc(&q);
+                } *ring = vhu_vring_desc(&q);
                 unsigned n = 1 + o[3] % 4;
                 for (unsigned j = 0; j < n; j++) {
                     unsigned pos = (fuzz_le16(o + 1) + j) % ring_size;
@@ -339,7 +339,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
                 break;
             }
-            uint16_t *avail = vhu_queue_avail(&q);
+            uint16_t *avail = vhu_vring_avail(&q);
             unsigned n = 1 + o[3] % 4;
             for (unsigned j = 0; j < n; j++) {
                 uint16_t idx = __atomic_load_n(&avail[1], __ATOMIC_RELAXED);
@@ -350,33 +350,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         case 6: /* a device loop: pop, push and flush until empty */
             for (unsigned j = 0; j < 2 * ring_size && pops < POP_BUDGET; j++, pops++) {
-                r = vhu_virtq_pop(vq, &drain);
+                r = vhu_vring_io_pop(vq, &drain);
                 if (r == 0)
                     break;
                 if (r != 1) {
-                    if (!(r == -EIO && vhu_virtq_broken(vq)))
+                    if (!(r == -EIO && vhu_vring_io_broken(vq)))
                         fail("pop: unexpected result");
                     break;
                 }
                 walk(&g, &drain, ring_size);
                 chains++;
-                r = vhu_virtq_push(vq, &drain,
-                                   (uint32_t)(drain.in_bytes > o[2] ? o[2] : drain.in_bytes));
+                r = vhu_vring_io_push(vq, &drain,
+                                      (uint32_t)(drain.in_bytes > o[2] ? o[2] : drain.in_bytes));
                 if (r < 0)
                     fail("push of a popped chain failed");
                 if (o[3] & 1)
-                    vhu_virtq_flush(vq);
+                    vhu_vring_io_flush(vq);
             }
-            vhu_virtq_flush(vq);
+            vhu_vring_io_flush(vq);
             break;
         default:
             if (o[1] == 0xff)
-                vhu_virtq_set_broken(vq, "the device gave up");
+                vhu_vring_io_set_broken(vq, "the device gave up");
             else if (o[1] == 0xfe) /* SET_VRING_ENABLE 0 or 1: a disabled ring gives nothing */
                 atomic_store(&q.enabled, !atomic_load(&q.enabled));
             break;
         }
-        if (vhu_virtq_broken(vq) && !snap) {
+        if (vhu_vring_io_broken(vq) && !snap) {
             snap = malloc(r0_size);
             if (!snap)
                 abort();
@@ -384,9 +384,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     if (verbose)
-        fprintf(stderr, "fuzz_virtq: ring size %u, %u pop calls, %u chains, %u held, %s\n",
-                ring_size, pops, chains, popped, vhu_virtq_broken(vq) ? "broken" : "healthy");
-    if (!vhu_virtq_broken(vq) && vhu_virtq_inflight(vq) != popped)
+        fprintf(stderr, "fuzz_vring: ring size %u, %u pop calls, %u chains, %u held, %s\n",
+                ring_size, pops, chains, popped, vhu_vring_io_broken(vq) ? "broken" : "healthy");
+    if (!vhu_vring_io_broken(vq) && vhu_vring_io_inflight(vq) != popped)
         fail("inflight count differs from chains popped and not pushed");
     if (snap) {
         if (memcmp(snap, g.r[0].host, r0_size))
@@ -395,7 +395,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
 out:
-    vhu_virtq_free(vq);
+    vhu_vring_io_free(vq);
     vhu_inflight_stop(&q);
     q.call_fd = -1;
     pthread_mutex_destroy(&q.sig_lock);

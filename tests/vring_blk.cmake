@@ -1,18 +1,18 @@
 # SPDX-License-Identifier: BSD-3-Clause
-# The virtqueue layer and examples/blk.  test_virtq serves a small
+# The virtqueue layer and examples/blk.  test_vring serves a small
 # device of its own through a real back-end, so it links the harness (the
 # shared library) rather than vhu_static.
 add_library(vhu_test_devserver STATIC devserver.c)
 target_include_directories(vhu_test_devserver PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(vhu_test_devserver PUBLIC vhu-fe PkgConfig::CMOCKA Threads::Threads)
-# The echo device and checks test_virtq and test_virtq_packed share.
+# The echo device and checks test_vring and test_vring_packed share.
 add_library(vhu_test_vqdev STATIC vqdev.c)
 target_include_directories(vhu_test_vqdev PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(vhu_test_vqdev PUBLIC vhu_test_harness)
-add_executable(test_virtq unit/test_virtq.c)
-target_link_libraries(test_virtq PRIVATE vhu_test_harness vhu_test_devserver vhu_test_vqdev)
-add_test(NAME test_virtq COMMAND test_virtq)
-set_tests_properties(test_virtq PROPERTIES TIMEOUT 120 LABELS tsan)
+add_executable(test_vring unit/test_vring.c)
+target_link_libraries(test_vring PRIVATE vhu_test_harness vhu_test_devserver vhu_test_vqdev)
+add_test(NAME test_vring COMMAND test_vring)
+set_tests_properties(test_vring PROPERTIES TIMEOUT 120 LABELS tsan)
 
 # examples/blk through the front-end library's driver.
 add_executable(test_blk integration/test_blk.c)
@@ -73,7 +73,7 @@ add_test(NAME test_qemu_reconnect
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-reconnect.sh $<TARGET_FILE:vhu-blk>
           ${CMAKE_BINARY_DIR}/qemu-guest 2)
 # The same on packed rings (QEMU's packed inflight layout), one kill to keep
-# CI short: most of the time is the boot; test_virtq_packed covers a
+# CI short: most of the time is the boot; test_vring_packed covers a
 # recovery from a region a recovery rebuilt.
 add_test(NAME test_qemu_reconnect_packed
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/qemu/test-qemu-reconnect.sh $<TARGET_FILE:vhu-blk>
@@ -110,7 +110,7 @@ set_tests_properties(test_shmem PROPERTIES TIMEOUT 120 LABELS tsan)
 
 # Packed virtqueues: the virtqueue layer on hand-built packed rings, and the
 # packed SET/GET_VRING_BASE encoding over the socket.
-add_executable(test_virtq_packed unit/test_virtq_packed.c)
-target_link_libraries(test_virtq_packed PRIVATE vhu_test_harness vhu_test_devserver vhu_test_vqdev)
-add_test(NAME test_virtq_packed COMMAND test_virtq_packed)
-set_tests_properties(test_virtq_packed PROPERTIES TIMEOUT 120 LABELS tsan)
+add_executable(test_vring_packed unit/test_vring_packed.c)
+target_link_libraries(test_vring_packed PRIVATE vhu_test_harness vhu_test_devserver vhu_test_vqdev)
+add_test(NAME test_vring_packed COMMAND test_vring_packed)
+set_tests_properties(test_vring_packed PROPERTIES TIMEOUT 120 LABELS tsan)

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "../common/internal.h"
-#include "virtq_internal.h"
+#include "vring_internal.h"
 
 static int trace_fd = -1;
 static pthread_once_t trace_once = PTHREAD_ONCE_INIT;

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Packed virtqueues (virtio 1.1+, 2.8), behind the same vhu_virtq calls as
+/* Packed virtqueues (virtio 1.1+, 2.8), behind the same vhu_vring_io calls as
  * split rings (split.c dispatches here when VIRTIO_F_RING_PACKED was
  * acked).  One descriptor ring holds both directions: the driver marks a
  * descriptor available by setting its AVAIL flag to its wrap counter and
  * USED to the opposite, the device marks it used by setting both to its
- * own.  vhu_queue's last_avail holds the avail position (bits 0-14) and the
+ * own.  vhu_vring's last_avail holds the avail position (bits 0-14) and the
  * avail wrap counter (bit 15); the used position and wrap counter are kept
- * by the back-end (vhu_queue_packed_used), which is where GET_VRING_BASE
+ * by the back-end (vhu_vring_packed_used), which is where GET_VRING_BASE
  * finds them.
  *
  * Guest values are checked where used, as for split rings: a chain is no
@@ -15,7 +15,7 @@
  * and not already held by the device, an indirect table is the buffer's
  * only ring descriptor and holds no indirect descriptor, a descriptor whose
  * flags change between the acquire load and the copy is refused.  Any
- * violation breaks the ring (split.c's vhu_virtq_break).
+ * violation breaks the ring (split.c's vhu_vring_io_break).
  *
  * Kicks with EVENT_IDX: enable_kick asks for one at the next descriptor
  * (DESC), and the first chain popped after it turns kicks off (DISABLE)
@@ -29,10 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <vhu/virtq.h>
+#include <vhu/vring.h>
 
 #include "../common/internal.h"
-#include "virtq_internal.h"
+#include "vring_internal.h"
 
 #define PDESC_F_NEXT 1u
 #define PDESC_F_WRITE 2u
@@ -45,9 +45,9 @@
 #define EVENT_F_DISABLE 1u
 #define EVENT_F_DESC 2u
 
-struct vhu_virtq_packed {
-    struct vhu_virtq *vq;
-    struct vhu_queue *q;
+struct vhu_vring_io_packed {
+    struct vhu_vring_io *vq;
+    struct vhu_vring *q;
     unsigned size;
     bool event_idx, indirect, trace;
     struct vhu_pdesc *ring;
@@ -83,7 +83,7 @@ static inline bool desc_avail(uint16_t flags, bool wrap)
     return !!(flags & PDESC_F_AVAIL) == wrap && !!(flags & PDESC_F_USED) != wrap;
 }
 
-static inline uint16_t load_flags(const struct vhu_virtq_packed *p, unsigned i)
+static inline uint16_t load_flags(const struct vhu_vring_io_packed *p, unsigned i)
 {
     return __atomic_load_n(&p->ring[i].flags, __ATOMIC_ACQUIRE);
 }
@@ -97,15 +97,15 @@ static struct vhu_pdesc read_pdesc(const struct vhu_pdesc *table, unsigned i)
     return d;
 }
 
-int vhu_packed_new(struct vhu_virtq_packed **out, struct vhu_virtq *vq, struct vhu_queue *q)
+int vhu_packed_new(struct vhu_vring_io_packed **out, struct vhu_vring_io *vq, struct vhu_vring *q)
 {
     *out = NULL;
-    unsigned size = vhu_queue_size(q);
-    uint16_t base = vhu_queue_last_avail(q);
-    uint16_t used = vhu_queue_packed_used(q);
+    unsigned size = vhu_vring_size(q);
+    uint16_t base = vhu_vring_last_avail(q);
+    uint16_t used = vhu_vring_packed_used(q);
     if ((base & 0x7fffu) >= size || (used & 0x7fffu) >= size)
         return -EINVAL;
-    struct vhu_virtq_packed *p = calloc(1, sizeof(*p));
+    struct vhu_vring_io_packed *p = calloc(1, sizeof(*p));
     if (p)
         p->ndescs = calloc(size, sizeof(*p->ndescs));
     if (!p || !p->ndescs) {
@@ -114,16 +114,16 @@ int vhu_packed_new(struct vhu_virtq_packed **out, struct vhu_virtq *vq, struct v
         free(p);
         return -ENOMEM;
     }
-    uint64_t f = vhu_queue_features(q);
+    uint64_t f = vhu_vring_features(q);
     p->vq = vq;
     p->q = q;
     p->size = size;
     p->event_idx = f & VHU_BIT(VHU_F_RING_EVENT_IDX);
     p->indirect = f & VHU_BIT(VHU_F_RING_INDIRECT_DESC);
     p->trace = vhu_trace_guest_writes();
-    p->ring = vhu_queue_desc(q);
-    p->drv = vhu_queue_avail(q);
-    p->dev = vhu_queue_used(q);
+    p->ring = vhu_vring_desc(q);
+    p->drv = vhu_vring_avail(q);
+    p->dev = vhu_vring_used(q);
     p->last_avail = base & 0x7fffu;
     p->avail_wrap = base >> 15;
     p->used_idx = used & 0x7fffu;
@@ -132,16 +132,16 @@ int vhu_packed_new(struct vhu_virtq_packed **out, struct vhu_virtq *vq, struct v
     return 0;
 }
 
-void vhu_packed_free(struct vhu_virtq_packed *p)
+void vhu_packed_free(struct vhu_vring_io_packed *p)
 {
     if (p)
         free(p->ndescs);
     free(p);
 }
 
-unsigned vhu_packed_inflight(const struct vhu_virtq_packed *p) { return p->inflight; }
+unsigned vhu_packed_inflight(const struct vhu_vring_io_packed *p) { return p->inflight; }
 
-static void advance(const struct vhu_virtq_packed *p, uint16_t *idx, bool *wrap, unsigned n)
+static void advance(const struct vhu_vring_io_packed *p, uint16_t *idx, bool *wrap, unsigned n)
 {
     unsigned i = *idx + n;
     if (i >= p->size) {
@@ -151,37 +151,37 @@ static void advance(const struct vhu_virtq_packed *p, uint16_t *idx, bool *wrap,
     *idx = (uint16_t)i;
 }
 
-bool vhu_packed_avail_pending(const struct vhu_virtq_packed *p)
+bool vhu_packed_avail_pending(const struct vhu_vring_io_packed *p)
 {
     /* Requests to resubmit, or AVAIL equal to our wrap counter: available,
      * or a descriptor whose USED flag is wrong, which pop refuses. */
-    return vhu_queue_inflight_packed_pending(p->q) ||
+    return vhu_vring_inflight_packed_pending(p->q) ||
            !!(load_flags(p, p->last_avail) & PDESC_F_AVAIL) == p->avail_wrap;
 }
 
 /* How break messages name the chain (its ring position, or the buffer ID
  * of a request resubmitted from the inflight region). */
-static const char *where(const struct vhu_virtq_packed *p)
+static const char *where(const struct vhu_vring_io_packed *p)
 {
     return p->resubmitting ? "resubmitted buffer" : "chain at";
 }
 
 /* Add one buffer to e; false when the ring broke. */
-static bool add_buf(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e, const struct vhu_pdesc *d,
-                    unsigned pos)
+static bool add_buf(struct vhu_vring_io_packed *p, struct vhu_vring_elem *e,
+                    const struct vhu_pdesc *d, unsigned pos)
 {
     if (d->len == 0) {
-        vhu_virtq_break(p->vq, "%s %u: zero-length buffer", where(p), pos);
+        vhu_vring_io_break(p->vq, "%s %u: zero-length buffer", where(p), pos);
         return false;
     }
-    void *h = vhu_queue_gpa_to_host(p->q, d->addr, d->len);
+    void *h = vhu_vring_gpa_to_host(p->q, d->addr, d->len);
     if (!h) {
-        vhu_virtq_break(p->vq, "%s %u: buffer at 0x%llx (+%u) is not inside guest memory", where(p),
-                        pos, (unsigned long long)d->addr, d->len);
+        vhu_vring_io_break(p->vq, "%s %u: buffer at 0x%llx (+%u) is not inside guest memory",
+                           where(p), pos, (unsigned long long)d->addr, d->len);
         return false;
     }
-    if (e->n_out + e->n_in == VHU_VIRTQ_MAX_SEGS) {
-        vhu_virtq_break(p->vq, "%s %u: more than %u buffers", where(p), pos, VHU_VIRTQ_MAX_SEGS);
+    if (e->n_out + e->n_in == VHU_VRING_MAX_SEGS) {
+        vhu_vring_io_break(p->vq, "%s %u: more than %u buffers", where(p), pos, VHU_VRING_MAX_SEGS);
         return false;
     }
     if (d->flags & PDESC_F_WRITE) {
@@ -189,7 +189,8 @@ static bool add_buf(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e, const 
         e->in_bytes += d->len;
     } else {
         if (e->n_in) {
-            vhu_virtq_break(p->vq, "%s %u: a readable buffer after a writable one", where(p), pos);
+            vhu_vring_io_break(p->vq, "%s %u: a readable buffer after a writable one", where(p),
+                               pos);
             return false;
         }
         e->n_out++;
@@ -201,31 +202,31 @@ static bool add_buf(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e, const 
 }
 
 /* The buffer's indirect table (d is its only ring descriptor). */
-static bool add_indirect(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e,
+static bool add_indirect(struct vhu_vring_io_packed *p, struct vhu_vring_elem *e,
                          const struct vhu_pdesc *d, unsigned pos)
 {
     if (!p->indirect) {
-        vhu_virtq_break(p->vq, "%s %u: indirect descriptor without RING_INDIRECT_DESC", where(p),
-                        pos);
+        vhu_vring_io_break(p->vq, "%s %u: indirect descriptor without RING_INDIRECT_DESC", where(p),
+                           pos);
         return false;
     }
     /* At most as many entries as an element holds (not the ring size: a
      * packed ring may be smaller than its indirect tables, and a ring of
      * one descriptor is still usable). */
     if (d->len == 0 || d->len % sizeof(struct vhu_pdesc) ||
-        d->len / sizeof(struct vhu_pdesc) > VHU_VIRTQ_MAX_SEGS) {
-        vhu_virtq_break(p->vq,
-                        "%s %u: indirect table of %u bytes (must be 16..%u, a "
-                        "multiple of 16)",
-                        where(p), pos, d->len, 16u * VHU_VIRTQ_MAX_SEGS);
+        d->len / sizeof(struct vhu_pdesc) > VHU_VRING_MAX_SEGS) {
+        vhu_vring_io_break(p->vq,
+                           "%s %u: indirect table of %u bytes (must be 16..%u, a "
+                           "multiple of 16)",
+                           where(p), pos, d->len, 16u * VHU_VRING_MAX_SEGS);
         return false;
     }
-    const struct vhu_pdesc *table = vhu_queue_gpa_to_host(p->q, d->addr, d->len);
+    const struct vhu_pdesc *table = vhu_vring_gpa_to_host(p->q, d->addr, d->len);
     if (!table) {
-        vhu_virtq_break(p->vq,
-                        "%s %u: indirect table at 0x%llx (+%u) is not inside "
-                        "guest memory",
-                        where(p), pos, (unsigned long long)d->addr, d->len);
+        vhu_vring_io_break(p->vq,
+                           "%s %u: indirect table at 0x%llx (+%u) is not inside "
+                           "guest memory",
+                           where(p), pos, (unsigned long long)d->addr, d->len);
         return false;
     }
     /* Entries follow one another; only WRITE means anything in them (the
@@ -234,8 +235,8 @@ static bool add_indirect(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e,
     for (unsigned k = 0; k < n; k++) {
         struct vhu_pdesc t = read_pdesc(table, k);
         if (t.flags & PDESC_F_INDIRECT) {
-            vhu_virtq_break(p->vq, "%s %u: indirect descriptor inside an indirect table", where(p),
-                            pos);
+            vhu_vring_io_break(p->vq, "%s %u: indirect descriptor inside an indirect table",
+                               where(p), pos);
             return false;
         }
         if (!add_buf(p, e, &t, pos))
@@ -248,7 +249,7 @@ static bool add_indirect(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e,
  * copies of its ring descriptors (its place in the ring may hold used
  * entries by now).  The copies' structure was checked when the ring
  * started; their buffers are checked here like a ring's. */
-static int pop_resubmitted(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e,
+static int pop_resubmitted(struct vhu_vring_io_packed *p, struct vhu_vring_elem *e,
                            const struct vhu_pdesc *d, unsigned n)
 {
     e->n_out = e->n_in = 0;
@@ -257,14 +258,14 @@ static int pop_resubmitted(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e,
     p->resubmitting = true;
     bool ok = true;
     if (id >= p->size || p->ndescs[id]) {
-        vhu_virtq_break(p->vq, "resubmitted buffer %u: %s", id,
-                        id >= p->size ? "out of range" : "already in flight");
+        vhu_vring_io_break(p->vq, "resubmitted buffer %u: %s", id,
+                           id >= p->size ? "out of range" : "already in flight");
         ok = false;
     } else if (p->outstanding + n > p->size) {
-        vhu_virtq_break(p->vq,
-                        "resubmitted buffer %u: more than the ring's %u descriptors "
-                        "outstanding",
-                        id, p->size);
+        vhu_vring_io_break(p->vq,
+                           "resubmitted buffer %u: more than the ring's %u descriptors "
+                           "outstanding",
+                           id, p->size);
         ok = false;
     }
     for (unsigned k = 0; ok && k < n; k++)
@@ -280,11 +281,11 @@ static int pop_resubmitted(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e,
     return 1;
 }
 
-int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
+int vhu_packed_pop(struct vhu_vring_io_packed *p, struct vhu_vring_elem *e)
 {
     const struct vhu_pdesc *rd;
     unsigned rn;
-    if (vhu_queue_inflight_packed_resubmit(p->q, &rd, &rn))
+    if (vhu_vring_inflight_packed_resubmit(p->q, &rd, &rn))
         return pop_resubmitted(p, e, rd, rn);
     uint16_t pos = p->last_avail;
     bool wrap = p->avail_wrap;
@@ -292,10 +293,10 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
     if (!!(first & PDESC_F_AVAIL) != wrap)
         return 0;
     if (!desc_avail(first, wrap)) {
-        vhu_virtq_break(p->vq,
-                        "descriptor %u: flags 0x%x have AVAIL and USED both %u (avail "
-                        "wrap counter %u): neither available nor left by the device",
-                        pos, first, wrap, wrap);
+        vhu_vring_io_break(p->vq,
+                           "descriptor %u: flags 0x%x have AVAIL and USED both %u (avail "
+                           "wrap counter %u): neither available nor left by the device",
+                           pos, first, wrap, wrap);
         return -EIO;
     }
     e->n_out = e->n_in = 0;
@@ -305,44 +306,44 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
     const uint16_t start = pos;
     for (;;) {
         if (n == p->size) {
-            vhu_virtq_break(p->vq, "chain at %u: longer than the ring (%u descriptors)", start,
-                            p->size);
+            vhu_vring_io_break(p->vq, "chain at %u: longer than the ring (%u descriptors)", start,
+                               p->size);
             return -EIO;
         }
         struct vhu_pdesc d = read_pdesc(p->ring, pos);
         if (n == 0 && (d.flags & (PDESC_F_AVAIL | PDESC_F_USED)) !=
                           (first & (PDESC_F_AVAIL | PDESC_F_USED))) {
-            vhu_virtq_break(p->vq, "descriptor %u changed under us (flags 0x%x, then 0x%x)", pos,
-                            first, d.flags);
+            vhu_vring_io_break(p->vq, "descriptor %u changed under us (flags 0x%x, then 0x%x)", pos,
+                               first, d.flags);
             return -EIO;
         }
         if (n > 0 && !desc_avail(d.flags, wrap)) {
-            vhu_virtq_break(p->vq,
-                            "chain at %u: descriptor %u (number %u of the chain) is "
-                            "not available (flags 0x%x, wrap counter %u)",
-                            start, pos, n + 1, d.flags, wrap);
+            vhu_vring_io_break(p->vq,
+                               "chain at %u: descriptor %u (number %u of the chain) is "
+                               "not available (flags 0x%x, wrap counter %u)",
+                               start, pos, n + 1, d.flags, wrap);
             return -EIO;
         }
         if (p->outstanding + n == p->size) {
-            vhu_virtq_break(p->vq,
-                            "chain at %u: more than the ring's %u descriptors outstanding "
-                            "(%u held or not yet flushed)",
-                            start, p->size, p->outstanding);
+            vhu_vring_io_break(p->vq,
+                               "chain at %u: more than the ring's %u descriptors outstanding "
+                               "(%u held or not yet flushed)",
+                               start, p->size, p->outstanding);
             return -EIO;
         }
-        vhu_queue_inflight_packed_record(p->q, n, &d);
+        vhu_vring_inflight_packed_record(p->q, n, &d);
         n++;
         unsigned here = pos;
         advance(p, &pos, &wrap, 1);
         if (d.flags & PDESC_F_INDIRECT) {
             if (n > 1) {
-                vhu_virtq_break(p->vq, "chain at %u: indirect descriptor %u inside a chain", start,
-                                here);
+                vhu_vring_io_break(p->vq, "chain at %u: indirect descriptor %u inside a chain",
+                                   start, here);
                 return -EIO;
             }
             if (d.flags & PDESC_F_NEXT) {
-                vhu_virtq_break(p->vq, "chain at %u: descriptor %u has both INDIRECT and NEXT",
-                                start, here);
+                vhu_vring_io_break(p->vq, "chain at %u: descriptor %u has both INDIRECT and NEXT",
+                                   start, here);
                 return -EIO;
             }
             if (!add_indirect(p, e, &d, start))
@@ -358,16 +359,16 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
         }
     }
     if (id >= p->size) {
-        vhu_virtq_break(p->vq, "chain at %u: buffer id %u out of range (ring size %u)", start, id,
-                        p->size);
+        vhu_vring_io_break(p->vq, "chain at %u: buffer id %u out of range (ring size %u)", start,
+                           id, p->size);
         return -EIO;
     }
     if (p->ndescs[id]) {
-        vhu_virtq_break(p->vq, "chain at %u: buffer id %u is already in flight", start, id);
+        vhu_vring_io_break(p->vq, "chain at %u: buffer id %u is already in flight", start, id);
         return -EIO;
     }
-    if (vhu_queue_inflight_packed_get(p->q, n, id) < 0) {
-        vhu_virtq_break(p->vq, "chain at %u: no room for it in the inflight region", start);
+    if (vhu_vring_inflight_packed_get(p->q, n, id) < 0) {
+        vhu_vring_io_break(p->vq, "chain at %u: no room for it in the inflight region", start);
         return -EIO;
     }
     p->ndescs[id] = (uint16_t)n;
@@ -375,26 +376,26 @@ int vhu_packed_pop(struct vhu_virtq_packed *p, struct vhu_virtq_elem *e)
     if (p->event_idx && !p->kicks_off) {
         /* Serving: no kicks until enable_kick asks for the next one. */
         __atomic_store_n(&p->dev[1], (uint16_t)EVENT_F_DISABLE, __ATOMIC_RELAXED);
-        vhu_queue_log_device_area(p->q, 2, 2);
+        vhu_vring_log_device_area(p->q, 2, 2);
         p->kicks_off = true;
     }
     p->last_avail = pos;
     p->avail_wrap = wrap;
-    vhu_queue_set_last_avail(p->q, (uint16_t)(pos | (unsigned)wrap << 15));
+    vhu_vring_set_last_avail(p->q, (uint16_t)(pos | (unsigned)wrap << 15));
     p->inflight++;
     e->head = id;
     return 1;
 }
 
-int vhu_packed_push(struct vhu_virtq_packed *p, const struct vhu_virtq_elem *e, uint32_t written)
+int vhu_packed_push(struct vhu_vring_io_packed *p, const struct vhu_vring_elem *e, uint32_t written)
 {
     if (p->inflight == 0 || e->head >= p->size || !p->ndescs[e->head] ||
-        e->n_out + e->n_in > VHU_VIRTQ_MAX_SEGS)
+        e->n_out + e->n_in > VHU_VRING_MAX_SEGS)
         return -EINVAL;
     /* Dirty log and trace: every writable buffer (see split.c). */
-    if (vhu_queue_logging(p->q))
+    if (vhu_vring_logging(p->q))
         for (unsigned i = e->n_out; i < e->n_out + e->n_in; i++)
-            vhu_queue_log_write(p->q, e->gpa[i], e->iov[i].iov_len);
+            vhu_vring_log_write(p->q, e->gpa[i], e->iov[i].iov_len);
     if (p->trace)
         for (unsigned i = e->n_out; i < e->n_out + e->n_in; i++)
             vhu_trace_guest_write(e->gpa[i], e->iov[i].iov_len);
@@ -410,13 +411,13 @@ int vhu_packed_push(struct vhu_virtq_packed *p, const struct vhu_virtq_elem *e, 
         /* Invisible to the driver until the batch's first entry is: it
          * reads used entries in ring order. */
         __atomic_store_n(&d->flags, flags, __ATOMIC_RELEASE);
-        vhu_queue_log_desc(p->q, 16ull * slot, 16);
+        vhu_vring_log_desc(p->q, 16ull * slot, 16);
     }
     p->npending++;
     unsigned n = p->ndescs[e->head];
     p->ndescs[e->head] = 0;
     p->pending_descs += n;
-    vhu_queue_inflight_packed_put(p->q, e->head);
+    vhu_vring_inflight_packed_put(p->q, e->head);
     advance(p, &p->used_idx, &p->used_wrap, n);
     p->since += n;
     p->inflight--;
@@ -430,21 +431,21 @@ static bool need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx)
     return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
 }
 
-int vhu_packed_flush(struct vhu_virtq_packed *p)
+int vhu_packed_flush(struct vhu_vring_io_packed *p)
 {
     if (p->npending == 0)
         return 0;
     uint16_t used = (uint16_t)(p->used_idx | (unsigned)p->used_wrap << 15);
-    vhu_queue_inflight_packed_flush_begin(p->q, used);
+    vhu_vring_inflight_packed_flush_begin(p->q, used);
     /* Release: the batch's entries and the buffers' data before the flag
      * that hands the first entry (and so the batch) to the driver. */
     __atomic_store_n(&p->ring[p->first_slot].flags, p->first_flags, __ATOMIC_RELEASE);
-    vhu_queue_log_desc(p->q, 16ull * p->first_slot, 16);
-    vhu_queue_inflight_packed_flush_end(p->q, p->npending);
+    vhu_vring_log_desc(p->q, 16ull * p->first_slot, 16);
+    vhu_vring_inflight_packed_flush_end(p->q, p->npending);
     p->npending = 0;
     p->outstanding -= p->pending_descs;
     p->pending_descs = 0;
-    vhu_queue_set_packed_used(p->q, used);
+    vhu_vring_set_packed_used(p->q, used);
     /* Full barrier between the used entries and reading the driver's
      * event suppression (it writes that, barrier, reads used entries). */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -472,24 +473,24 @@ int vhu_packed_flush(struct vhu_virtq_packed *p)
     }
     if (!notify)
         return 0;
-    vhu_queue_notify(p->q);
+    vhu_vring_notify(p->q);
     return 1;
 }
 
-bool vhu_packed_enable_kick(struct vhu_virtq_packed *p)
+bool vhu_packed_enable_kick(struct vhu_vring_io_packed *p)
 {
     if (p->event_idx) {
         __atomic_store_n(&p->dev[0], (uint16_t)(p->last_avail | (unsigned)p->avail_wrap << 15),
                          __ATOMIC_RELAXED);
         if (!p->kick_area_set || p->kicks_off)
             __atomic_store_n(&p->dev[1], (uint16_t)EVENT_F_DESC, __ATOMIC_RELAXED);
-        vhu_queue_log_device_area(p->q, 0, 4);
+        vhu_vring_log_device_area(p->q, 0, 4);
         p->kick_area_set = true;
         p->kicks_off = false;
     } else if (!p->kick_area_set) {
         /* Kicks stay enabled (this layer never disables them). */
         __atomic_store_n(&p->dev[1], (uint16_t)EVENT_F_ENABLE, __ATOMIC_RELAXED);
-        vhu_queue_log_device_area(p->q, 2, 2);
+        vhu_vring_log_device_area(p->q, 2, 2);
         p->kick_area_set = true;
     }
     /* Full barrier: the event write before the re-read of the ring. */

@@ -3,7 +3,7 @@
  * real shared memory: this test is the driver (the front-end library lays
  * the ring out in a memfd), a real back-end maps it and starts the ring on
  * a small device offering RING_PACKED, and the test takes chains through
- * vhu/virtq.h on the back-end's mapping ("manual" mode) or lets a ring
+ * vhu/vring.h on the back-end's mapping ("manual" mode) or lets a ring
  * worker serve them ("worker" mode).
  *
  * Good chains, indirect tables and out-of-order completion at several ring
@@ -74,7 +74,7 @@ struct session {
     struct devserver ds;
     struct vhu_fe *fe;
     struct vhu_guest_mem mem;
-    struct vhu_fe_ring r;
+    struct vhu_fe_vring r;
     unsigned size;
     int kick, call, err;
     struct pdesc *ring;
@@ -85,7 +85,7 @@ static void activate(struct session *s, struct vhu_fe *fe, uint32_t base)
     struct vhu_mem_region reg = vhu_guest_mem_region(&s->mem);
     assert_int_equal(vhu_fe_set_mem_table(fe, &reg, &s->mem.fd, 1), 0);
     assert_int_equal(vhu_fe_set_vring_num(fe, 0, s->size), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(fe, &s->r, 0), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(fe, &s->r, 0), 0);
     assert_int_equal(vhu_fe_set_vring_base(fe, 0, base), 0);
     assert_int_equal(vhu_fe_set_vring_call(fe, 0, s->call), 0);
     assert_int_equal(vhu_fe_set_vring_err(fe, 0, s->err), 0);
@@ -121,8 +121,8 @@ static void session_connect(struct session *s, bool worker_mode, uint64_t featur
     s->fe = devserver_connect(&s->ds, features & ~VHU_BIT(VHU_F_LOG_ALL));
     s->size = size;
     assert_int_equal(vhu_guest_mem_new(&s->mem, 0, MEM_SIZE), 0);
-    assert_int_equal(vhu_fe_ring_init_packed(&s->r, &s->mem, 0, size, RING_GPA), 0);
-    s->ring = vhu_fe_ring_desc(&s->r);
+    assert_int_equal(vhu_fe_vring_init_packed(&s->r, &s->mem, 0, size, RING_GPA), 0);
+    s->ring = vhu_fe_vring_desc(&s->r);
     s->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -133,7 +133,7 @@ static void session_connect(struct session *s, bool worker_mode, uint64_t featur
 static void session_open(struct session *s, bool worker_mode, uint64_t features, unsigned size)
 {
     session_connect(s, worker_mode, features, size);
-    activate(s, s->fe, vhu_fe_ring_packed_base(&s->r));
+    activate(s, s->fe, vhu_fe_vring_packed_base(&s->r));
     assert_int_equal(atomic_load(&s->dev.starts), 1);
 }
 
@@ -151,7 +151,7 @@ static void close_fe(struct session *s)
 static void session_close(struct session *s)
 {
     /* Hand a ring this thread drove back to the server thread (see
-     * test_virtq.c's close_frontend). */
+     * test_vring.c's close_frontend). */
     atomic_store(&s->dev.vq, atomic_load(&s->dev.vq));
     vhu_fe_close(s->fe);
     s->fe = NULL;
@@ -187,7 +187,7 @@ static unsigned get_base(struct session *s)
 
 /* A popped element's segment i is the guest buffer at gpa, len bytes:
  * the back-end's pointer (its own mapping) reaches the driver's bytes. */
-static void assert_seg(struct session *s, const struct vhu_virtq_elem *e, unsigned i, uint64_t gpa,
+static void assert_seg(struct session *s, const struct vhu_vring_elem *e, unsigned i, uint64_t gpa,
                        uint32_t len)
 {
     assert_int_equal(e->gpa[i], gpa);
@@ -195,9 +195,9 @@ static void assert_seg(struct session *s, const struct vhu_virtq_elem *e, unsign
 }
 
 /* Pop that must take a chain; the log tells why when it does not. */
-static void pop_ok(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void pop_ok(struct vhu_vring_io *vq, struct vhu_vring_elem *e)
 {
-    int r = vhu_virtq_pop(vq, e);
+    int r = vhu_vring_io_pop(vq, e);
     if (r != 1) {
         print_error("pop gave %d; log lines:\n", r);
         log_dump();
@@ -208,7 +208,7 @@ static void pop_ok(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
 static void pop_used_expect(struct session *s, uint32_t id, uint32_t len)
 {
     uint32_t gid = 0xffffffffu, glen = 0xffffffffu;
-    assert_int_equal(vhu_fe_ring_pop_used(&s->r, &gid, &glen), 1);
+    assert_int_equal(vhu_fe_vring_pop_used(&s->r, &gid, &glen), 1);
     assert_int_equal(gid, id);
     assert_int_equal(glen, len);
 }
@@ -217,26 +217,26 @@ static void pop_used_expect(struct session *s, uint32_t id, uint32_t len)
 
 static void good_chains(unsigned size)
 {
-    struct vhu_virtq_elem *e = malloc(2 * sizeof(*e));
+    struct vhu_vring_elem *e = malloc(2 * sizeof(*e));
     assert_non_null(e);
-    struct vhu_virtq_elem *e2 = e + 1;
+    struct vhu_vring_elem *e2 = e + 1;
     struct session s;
     session_open(&s, false, ~0ull, size);
-    struct vhu_virtq *vq = vqdev_vq(&s.dev);
-    assert_int_equal(vhu_virtq_pop(vq, e), 0);
+    struct vhu_vring_io *vq = vqdev_vq(&s.dev);
+    assert_int_equal(vhu_vring_io_pop(vq, e), 0);
 
     /* One writable buffer (ID 3) and a chain of two readable and one
      * writable buffer (ID 1): four descriptors. */
-    assert_int_equal(vhu_fe_ring_push(&s.r, 3, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 3, BUF(0), 64, F_WRITE), 0);
     struct vhu_fe_buf c[3] = {{BUF(1), 16, false}, {BUF(2), 100, false}, {BUF(3), 512, true}};
-    assert_int_equal(vhu_fe_ring_push_chain(&s.r, 1, c, 3), 0);
-    assert_int_equal(vhu_virtq_pop(vq, e), 1);
+    assert_int_equal(vhu_fe_vring_push_chain(&s.r, 1, c, 3), 0);
+    assert_int_equal(vhu_vring_io_pop(vq, e), 1);
     assert_int_equal(e->head, 3);
     assert_int_equal(e->n_out, 0);
     assert_int_equal(e->n_in, 1);
     assert_int_equal(e->in_bytes, 64);
     assert_seg(&s, e, 0, BUF(0), 64);
-    assert_int_equal(vhu_virtq_pop(vq, e2), 1);
+    assert_int_equal(vhu_vring_io_pop(vq, e2), 1);
     assert_int_equal(e2->head, 1);
     assert_int_equal(e2->n_out, 2);
     assert_int_equal(e2->n_in, 1);
@@ -245,29 +245,29 @@ static void good_chains(unsigned size)
     assert_seg(&s, e2, 0, BUF(1), 16);
     assert_seg(&s, e2, 1, BUF(2), 100);
     assert_seg(&s, e2, 2, BUF(3), 512);
-    assert_int_equal(vhu_virtq_pop(vq, e), 0);
-    assert_int_equal(vhu_virtq_inflight(vq), 2);
+    assert_int_equal(vhu_vring_io_pop(vq, e), 0);
+    assert_int_equal(vhu_vring_io_inflight(vq), 2);
 
     /* Completed out of order: the chain first.  Nothing is visible before
      * the flush; the first flush signals. */
-    assert_int_equal(vhu_virtq_push(vq, e2, 7), 0);
+    assert_int_equal(vhu_vring_io_push(vq, e2, 7), 0);
     e->head = 3;
-    assert_int_equal(vhu_virtq_push(vq, e, 64), 0);
-    assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 0);
-    assert_int_equal(vhu_virtq_flush(vq), 1);
+    assert_int_equal(vhu_vring_io_push(vq, e, 64), 0);
+    assert_int_equal(vhu_fe_vring_pop_used(&s.r, NULL, NULL), 0);
+    assert_int_equal(vhu_vring_io_flush(vq), 1);
     assert_int_equal(vq_read_eventfd(s.call), 1);
     pop_used_expect(&s, 1, 7);
     pop_used_expect(&s, 3, 64);
-    assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 0);
+    assert_int_equal(vhu_fe_vring_pop_used(&s.r, NULL, NULL), 0);
     assert_int_equal(s.r.in_use, 0);
-    assert_int_equal(vhu_virtq_inflight(vq), 0);
+    assert_int_equal(vhu_vring_io_inflight(vq), 0);
 
     /* An indirect table: two readable, two writable buffers, one ring
      * descriptor (ID 0). */
     struct vhu_fe_buf t[4] = {
         {BUF(4), 8, false}, {BUF(5), 24, false}, {BUF(6), 4096, true}, {BUF(7), 1, true}};
-    assert_int_equal(vhu_fe_ring_push_indirect(&s.r, 0, TABLE_GPA, t, 4), 0);
-    assert_int_equal(vhu_virtq_pop(vq, e), 1);
+    assert_int_equal(vhu_fe_vring_push_indirect(&s.r, 0, TABLE_GPA, t, 4), 0);
+    assert_int_equal(vhu_vring_io_pop(vq, e), 1);
     assert_int_equal(e->head, 0);
     assert_int_equal(e->n_out, 2);
     assert_int_equal(e->n_in, 2);
@@ -275,13 +275,13 @@ static void good_chains(unsigned size)
     assert_seg(&s, e, 1, BUF(5), 24);
     assert_seg(&s, e, 2, BUF(6), 4096);
     assert_seg(&s, e, 3, BUF(7), 1);
-    assert_int_equal(vhu_virtq_push(vq, e, 4097), 0);
-    assert_true(vhu_virtq_flush(vq) >= 0);
+    assert_int_equal(vhu_vring_io_push(vq, e, 4097), 0);
+    assert_true(vhu_vring_io_flush(vq) >= 0);
     pop_used_expect(&s, 0, 4097);
     /* Five descriptors taken and used: both sides are there. */
     unsigned pos = 5 % size, wrap = (5 / size) % 2 ? 0 : 1;
     assert_int_equal(get_base(&s), pos | wrap << 15 | pos << 16 | wrap << 31);
-    assert_int_equal(get_base(&s), vhu_fe_ring_packed_base(&s.r));
+    assert_int_equal(get_base(&s), vhu_fe_vring_packed_base(&s.r));
     assert_int_equal(log_count("broken"), 0);
     session_close(&s);
     free(e);
@@ -289,44 +289,44 @@ static void good_chains(unsigned size)
 
 /* The longest chains allowed: as many descriptors as the ring has (from
  * position 1, so across the end of the ring), and an indirect table of
- * VHU_VIRTQ_MAX_SEGS entries in a ring of 2. */
+ * VHU_VRING_MAX_SEGS entries in a ring of 2. */
 static void longest_chains(void)
 {
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    struct vhu_vring_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     struct session s;
     session_open(&s, false, ~0ull, 16);
-    struct vhu_virtq *vq = vqdev_vq(&s.dev);
-    assert_int_equal(vhu_fe_ring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
+    struct vhu_vring_io *vq = vqdev_vq(&s.dev);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
     pop_ok(vq, e);
-    assert_int_equal(vhu_virtq_push(vq, e, 0), 0);
-    assert_true(vhu_virtq_flush(vq) >= 0);
+    assert_int_equal(vhu_vring_io_push(vq, e, 0), 0);
+    assert_true(vhu_vring_io_flush(vq) >= 0);
     pop_used_expect(&s, 0, 0);
     struct vhu_fe_buf c[16];
     for (unsigned i = 0; i < 16; i++)
         c[i] = (struct vhu_fe_buf){BUF(i), 32, i >= 8};
-    assert_int_equal(vhu_fe_ring_push_chain(&s.r, 9, c, 16), 0);
+    assert_int_equal(vhu_fe_vring_push_chain(&s.r, 9, c, 16), 0);
     pop_ok(vq, e);
     assert_int_equal(e->head, 9);
     assert_int_equal(e->n_out, 8);
     assert_int_equal(e->n_in, 8);
     assert_seg(&s, e, 15, BUF(15), 32);
-    assert_int_equal(vhu_virtq_push(vq, e, 256), 0);
-    assert_true(vhu_virtq_flush(vq) >= 0);
+    assert_int_equal(vhu_vring_io_push(vq, e, 256), 0);
+    assert_true(vhu_vring_io_flush(vq) >= 0);
     pop_used_expect(&s, 9, 256);
     assert_int_equal(get_base(&s), 1u | 1u << 16); /* 17 descriptors: second lap */
     session_close(&s);
 
     session_open(&s, false, ~0ull, 2);
     vq = vqdev_vq(&s.dev);
-    static struct vhu_fe_buf t[VHU_VIRTQ_MAX_SEGS];
-    for (unsigned i = 0; i < VHU_VIRTQ_MAX_SEGS; i++)
+    static struct vhu_fe_buf t[VHU_VRING_MAX_SEGS];
+    for (unsigned i = 0; i < VHU_VRING_MAX_SEGS; i++)
         t[i] = (struct vhu_fe_buf){BUF(i % 64) + 64 * (i / 64), 64, i >= 512};
-    assert_int_equal(vhu_fe_ring_push_indirect(&s.r, 1, TABLE_GPA, t, VHU_VIRTQ_MAX_SEGS), 0);
+    assert_int_equal(vhu_fe_vring_push_indirect(&s.r, 1, TABLE_GPA, t, VHU_VRING_MAX_SEGS), 0);
     pop_ok(vq, e);
     assert_int_equal(e->head, 1);
-    assert_int_equal(e->n_out + e->n_in, VHU_VIRTQ_MAX_SEGS);
-    assert_int_equal(e->n_in, VHU_VIRTQ_MAX_SEGS / 2);
+    assert_int_equal(e->n_out + e->n_in, VHU_VRING_MAX_SEGS);
+    assert_int_equal(e->n_in, VHU_VRING_MAX_SEGS / 2);
     session_close(&s);
     free(e);
 }
@@ -346,26 +346,26 @@ static void test_good_chains(void **state)
 static void test_ids_in_flight(void **state)
 {
     (void)state;
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    struct vhu_vring_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     struct session s;
     session_open(&s, false, ~0ull, 16);
-    struct vhu_virtq *vq = vqdev_vq(&s.dev);
+    struct vhu_vring_io *vq = vqdev_vq(&s.dev);
     e->head = 2;
     e->n_out = e->n_in = 0;
-    assert_int_equal(vhu_virtq_push(vq, e, 0), -EINVAL);
-    assert_int_equal(vhu_fe_ring_push(&s.r, 2, BUF(0), 64, F_WRITE), 0);
-    assert_int_equal(vhu_virtq_pop(vq, e), 1);
+    assert_int_equal(vhu_vring_io_push(vq, e, 0), -EINVAL);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 2, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_vring_io_pop(vq, e), 1);
     e->head = 3;
-    assert_int_equal(vhu_virtq_push(vq, e, 0), -EINVAL);
+    assert_int_equal(vhu_vring_io_push(vq, e, 0), -EINVAL);
     e->head = 16;
-    assert_int_equal(vhu_virtq_push(vq, e, 0), -EINVAL);
+    assert_int_equal(vhu_vring_io_push(vq, e, 0), -EINVAL);
     e->head = 2;
-    assert_int_equal(vhu_virtq_push(vq, e, 0), 0);
-    assert_int_equal(vhu_virtq_push(vq, e, 0), -EINVAL); /* not twice */
-    assert_true(vhu_virtq_flush(vq) >= 0);
+    assert_int_equal(vhu_vring_io_push(vq, e, 0), 0);
+    assert_int_equal(vhu_vring_io_push(vq, e, 0), -EINVAL); /* not twice */
+    assert_true(vhu_vring_io_flush(vq) >= 0);
     pop_used_expect(&s, 2, 0);
-    assert_false(vhu_virtq_broken(vq));
+    assert_false(vhu_vring_io_broken(vq));
     session_close(&s);
     free(e);
 }
@@ -377,11 +377,11 @@ static void test_ids_in_flight(void **state)
  * wrote and the positions both sides reach are checked. */
 static void wrap_around(unsigned size, unsigned rounds)
 {
-    struct vhu_virtq_elem *e = malloc(3 * sizeof(*e));
+    struct vhu_vring_elem *e = malloc(3 * sizeof(*e));
     assert_non_null(e);
     struct session s;
     session_open(&s, false, ~0ull, size);
-    struct vhu_virtq *vq = vqdev_vq(&s.dev);
+    struct vhu_vring_io *vq = vqdev_vq(&s.dev);
     unsigned next_id = 0, descs = 0;
     for (unsigned k = 0; k < rounds; k++) {
         unsigned m = 1 + k % 3, used = 0;
@@ -397,13 +397,13 @@ static void wrap_around(unsigned size, unsigned rounds)
             uint64_t out = BUF(8 + j), in = BUF(j);
             memset(gptr(&s, in, 256), 0, 256);
             if (kind == 0) {
-                assert_int_equal(vhu_fe_ring_push(&s.r, id, in, 256, F_WRITE), 0);
+                assert_int_equal(vhu_fe_vring_push(&s.r, id, in, 256, F_WRITE), 0);
             } else if (kind == 1) {
                 struct vhu_fe_buf c[2] = {{out, 32, false}, {in, 256, true}};
-                assert_int_equal(vhu_fe_ring_push_chain(&s.r, id, c, 2), 0);
+                assert_int_equal(vhu_fe_vring_push_chain(&s.r, id, c, 2), 0);
             } else {
                 struct vhu_fe_buf c[2] = {{out, 32, false}, {in, 256, true}};
-                assert_int_equal(vhu_fe_ring_push_indirect(&s.r, id, TABLE_GPA + 64 * j, c, 2), 0);
+                assert_int_equal(vhu_fe_vring_push_indirect(&s.r, id, TABLE_GPA + 64 * j, c, 2), 0);
             }
             used += need;
         }
@@ -414,24 +414,24 @@ static void wrap_around(unsigned size, unsigned rounds)
             assert_int_equal(e[j].in_bytes, 256);
             memset(e[j].iov[e[j].n_out].iov_base, (int)(ids[j] + 1), 256);
         }
-        assert_int_equal(vhu_virtq_pop(vq, e), 0);
+        assert_int_equal(vhu_vring_io_pop(vq, e), 0);
         for (unsigned j = n_in_round; j-- > 0;)
-            assert_int_equal(vhu_virtq_push(vq, &e[j], 100 + j), 0);
-        assert_true(vhu_virtq_flush(vq) >= 0);
+            assert_int_equal(vhu_vring_io_push(vq, &e[j], 100 + j), 0);
+        assert_true(vhu_vring_io_flush(vq) >= 0);
         for (unsigned j = n_in_round; j-- > 0;) {
             pop_used_expect(&s, ids[j], 100 + j);
             const uint8_t *p = gptr(&s, BUF(j), 256);
             assert_int_equal(p[0], (uint8_t)(ids[j] + 1));
             assert_int_equal(p[255], (uint8_t)(ids[j] + 1));
         }
-        assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 0);
+        assert_int_equal(vhu_fe_vring_pop_used(&s.r, NULL, NULL), 0);
         assert_int_equal(s.r.in_use, 0);
     }
     /* Where both sides are after `descs` descriptors. */
     unsigned pos = descs % size, wrap = (descs / size) % 2 ? 0 : 1;
     assert_true(descs / size >= 3);
-    assert_int_equal(vhu_fe_ring_packed_base(&s.r), pos | wrap << 15 | pos << 16 | wrap << 31);
-    assert_int_equal(get_base(&s), vhu_fe_ring_packed_base(&s.r));
+    assert_int_equal(vhu_fe_vring_packed_base(&s.r), pos | wrap << 15 | pos << 16 | wrap << 31);
+    assert_int_equal(get_base(&s), vhu_fe_vring_packed_base(&s.r));
     assert_int_equal(log_count("broken"), 0);
     session_close(&s);
     free(e);
@@ -451,17 +451,17 @@ static void test_wrap_around(void **state)
 
 /* n single-buffer requests through the device (manual mode); returns
  * flush's result. */
-static int complete_n(struct session *s, struct vhu_virtq_elem *e, unsigned n)
+static int complete_n(struct session *s, struct vhu_vring_elem *e, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         uint16_t id = (uint16_t)i;
-        assert_int_equal(vhu_fe_ring_push(&s->r, id, BUF(i), 64, F_WRITE), 0);
-        assert_int_equal(vhu_virtq_pop(vqdev_vq(&s->dev), e), 1);
-        assert_int_equal(vhu_virtq_push(vqdev_vq(&s->dev), e, 1), 0);
+        assert_int_equal(vhu_fe_vring_push(&s->r, id, BUF(i), 64, F_WRITE), 0);
+        assert_int_equal(vhu_vring_io_pop(vqdev_vq(&s->dev), e), 1);
+        assert_int_equal(vhu_vring_io_push(vqdev_vq(&s->dev), e, 1), 0);
     }
-    int r = vhu_virtq_flush(vqdev_vq(&s->dev));
+    int r = vhu_vring_io_flush(vqdev_vq(&s->dev));
     for (unsigned i = 0; i < n; i++)
-        assert_int_equal(vhu_fe_ring_pop_used(&s->r, NULL, NULL), 1);
+        assert_int_equal(vhu_fe_vring_pop_used(&s->r, NULL, NULL), 1);
     return r;
 }
 
@@ -490,49 +490,49 @@ static bool driver_would_kick(struct session *s, unsigned added)
 static void test_kicks_off_while_serving(void **state)
 {
     (void)state;
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    struct vhu_vring_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     struct session s;
     session_open(&s, false, ~0ull, 16);
-    struct vhu_virtq *vq = vqdev_vq(&s.dev);
+    struct vhu_vring_io *vq = vqdev_vq(&s.dev);
     uint16_t *dev = device_area(&s);
-    assert_false(vhu_virtq_enable_kick(vq));
+    assert_false(vhu_vring_io_enable_kick(vq));
     assert_int_equal(dev[0], 0x8000);
     assert_int_equal(dev[1], 2);
     /* The first request is the event: the driver kicks. */
-    assert_int_equal(vhu_fe_ring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
     assert_true(driver_would_kick(&s, 1));
     /* Four laps of requests served as they come, never enable_kick: no
      * kick asked for after the first pop. */
     unsigned kicks = 0;
     for (unsigned i = 0; i < 4 * 16; i++) {
-        assert_int_equal(vhu_virtq_pop(vq, e), 1);
+        assert_int_equal(vhu_vring_io_pop(vq, e), 1);
         assert_int_equal(dev[1], 1);
-        assert_int_equal(vhu_virtq_push(vq, e, 1), 0);
-        assert_int_equal(vhu_virtq_flush(vq), 1); /* the driver area is zeroed: ENABLE */
-        assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 1);
-        assert_int_equal(vhu_fe_ring_push(&s.r, (uint16_t)((i + 1) % 16), BUF(0), 64, F_WRITE), 0);
+        assert_int_equal(vhu_vring_io_push(vq, e, 1), 0);
+        assert_int_equal(vhu_vring_io_flush(vq), 1); /* the driver area is zeroed: ENABLE */
+        assert_int_equal(vhu_fe_vring_pop_used(&s.r, NULL, NULL), 1);
+        assert_int_equal(vhu_fe_vring_push(&s.r, (uint16_t)((i + 1) % 16), BUF(0), 64, F_WRITE), 0);
         kicks += driver_would_kick(&s, 1);
     }
     assert_int_equal(kicks, 0);
     /* One request is left; the device takes it and then asks for a kick
      * at the next descriptor (position 1 of the fifth lap, wrap 1). */
-    assert_int_equal(vhu_virtq_pop(vq, e), 1);
-    assert_int_equal(vhu_virtq_push(vq, e, 1), 0);
-    assert_int_equal(vhu_virtq_flush(vq), 1);
-    assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 1);
-    assert_false(vhu_virtq_enable_kick(vq));
+    assert_int_equal(vhu_vring_io_pop(vq, e), 1);
+    assert_int_equal(vhu_vring_io_push(vq, e, 1), 0);
+    assert_int_equal(vhu_vring_io_flush(vq), 1);
+    assert_int_equal(vhu_fe_vring_pop_used(&s.r, NULL, NULL), 1);
+    assert_false(vhu_vring_io_enable_kick(vq));
     assert_int_equal(dev[0], 0x8000 | 1);
     assert_int_equal(dev[1], 2);
-    assert_int_equal(vhu_fe_ring_push(&s.r, 3, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 3, BUF(0), 64, F_WRITE), 0);
     assert_true(driver_would_kick(&s, 1));
     /* enable_kick that finds a published descriptor leaves DESC; the pop
      * turns kicks off again. */
-    assert_true(vhu_virtq_enable_kick(vq));
+    assert_true(vhu_vring_io_enable_kick(vq));
     assert_int_equal(dev[1], 2);
-    assert_int_equal(vhu_virtq_pop(vq, e), 1);
+    assert_int_equal(vhu_vring_io_pop(vq, e), 1);
     assert_int_equal(dev[1], 1);
-    assert_int_equal(vhu_virtq_push(vq, e, 1), 0);
+    assert_int_equal(vhu_vring_io_push(vq, e, 1), 0);
     session_close(&s);
 
     /* Without EVENT_IDX the driver kicks every time, as on a split ring:
@@ -540,12 +540,12 @@ static void test_kicks_off_while_serving(void **state)
     session_open(&s, false, ~VHU_BIT(VHU_F_RING_EVENT_IDX), 16);
     vq = vqdev_vq(&s.dev);
     dev = device_area(&s);
-    assert_false(vhu_virtq_enable_kick(vq));
+    assert_false(vhu_vring_io_enable_kick(vq));
     assert_int_equal(dev[1], 0);
-    assert_int_equal(vhu_fe_ring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
-    assert_int_equal(vhu_virtq_pop(vq, e), 1);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_vring_io_pop(vq, e), 1);
     assert_int_equal(dev[1], 0);
-    assert_int_equal(vhu_virtq_push(vq, e, 1), 0);
+    assert_int_equal(vhu_vring_io_push(vq, e, 1), 0);
     session_close(&s);
     free(e);
 }
@@ -553,57 +553,57 @@ static void test_kicks_off_while_serving(void **state)
 static void test_event_suppression(void **state)
 {
     (void)state;
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    struct vhu_vring_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     struct session s;
     session_open(&s, false, ~0ull, 16);
-    struct vhu_virtq *vq = vqdev_vq(&s.dev);
+    struct vhu_vring_io *vq = vqdev_vq(&s.dev);
     uint16_t *dev = device_area(&s);
 
     /* The device asks for a kick at the next descriptor it would take:
      * position and wrap counter, flags DESC (EVENT_IDX). */
-    assert_false(vhu_virtq_enable_kick(vq));
+    assert_false(vhu_vring_io_enable_kick(vq));
     assert_int_equal(dev[0], 0x8000);
     assert_int_equal(dev[1], 2);
-    vhu_fe_ring_packed_set_event(&s.r, 0, 0);
+    vhu_fe_vring_packed_set_event(&s.r, 0, 0);
     assert_int_equal(complete_n(&s, e, 3), 1);
     assert_int_equal(vq_read_eventfd(s.call), 1);
-    assert_false(vhu_virtq_enable_kick(vq));
+    assert_false(vhu_vring_io_enable_kick(vq));
     assert_int_equal(dev[0], 0x8003);
     /* DISABLE: no signal. */
-    vhu_fe_ring_packed_set_event(&s.r, 1, 0);
+    vhu_fe_vring_packed_set_event(&s.r, 1, 0);
     assert_int_equal(complete_n(&s, e, 2), 0);
     assert_int_equal(vq_read_eventfd(s.call), 0);
     /* ENABLE: every flush signals. */
-    vhu_fe_ring_packed_set_event(&s.r, 0, 0);
+    vhu_fe_vring_packed_set_event(&s.r, 0, 0);
     assert_int_equal(complete_n(&s, e, 1), 1);
     assert_int_equal(complete_n(&s, e, 1), 1);
     assert_int_equal(vq_read_eventfd(s.call), 2);
     /* Used position is now 7 (wrap 1).  DESC at 8: not crossed by the
      * entry at 7, crossed by the one at 8. */
-    vhu_fe_ring_packed_set_event(&s.r, 2, 0x8000 | 8);
+    vhu_fe_vring_packed_set_event(&s.r, 2, 0x8000 | 8);
     assert_int_equal(complete_n(&s, e, 1), 0);
     assert_int_equal(complete_n(&s, e, 1), 1);
     assert_int_equal(vq_read_eventfd(s.call), 1);
     /* Used position 9.  DESC at position 1 of the next lap (wrap 0):
      * entries 9-13, then 14-15 (the end of the ring), then 0, then 1:
      * only the entry at 1 is the event. */
-    vhu_fe_ring_packed_set_event(&s.r, 2, 1);
+    vhu_fe_vring_packed_set_event(&s.r, 2, 1);
     assert_int_equal(complete_n(&s, e, 5), 0);
     assert_int_equal(complete_n(&s, e, 2), 0);
     assert_int_equal(complete_n(&s, e, 1), 0);
     assert_int_equal(complete_n(&s, e, 1), 1);
     assert_int_equal(vq_read_eventfd(s.call), 1);
-    assert_int_equal(vhu_fe_ring_packed_base(&s.r), 2u | 0u << 15 | 2u << 16 | 0u << 31);
-    assert_false(vhu_virtq_enable_kick(vq));
+    assert_int_equal(vhu_fe_vring_packed_base(&s.r), 2u | 0u << 15 | 2u << 16 | 0u << 31);
+    assert_false(vhu_vring_io_enable_kick(vq));
     assert_int_equal(dev[0], 2);
     /* A batch that goes past the event in one flush signals once. */
-    vhu_fe_ring_packed_set_event(&s.r, 2, 4);
+    vhu_fe_vring_packed_set_event(&s.r, 2, 4);
     assert_int_equal(complete_n(&s, e, 4), 1);
     assert_int_equal(vq_read_eventfd(s.call), 1);
     /* enable_kick sees a descriptor the driver published. */
-    assert_int_equal(vhu_fe_ring_push(&s.r, 9, BUF(0), 64, F_WRITE), 0);
-    assert_true(vhu_virtq_enable_kick(vq));
+    assert_int_equal(vhu_fe_vring_push(&s.r, 9, BUF(0), 64, F_WRITE), 0);
+    assert_true(vhu_vring_io_enable_kick(vq));
     session_close(&s);
 
     /* Without EVENT_IDX: the device area says ENABLE, and DESC (which the
@@ -611,12 +611,12 @@ static void test_event_suppression(void **state)
     session_open(&s, false, ~VHU_BIT(VHU_F_RING_EVENT_IDX), 16);
     dev = device_area(&s);
     dev[1] = 0xffff;
-    assert_false(vhu_virtq_enable_kick(vqdev_vq(&s.dev)));
+    assert_false(vhu_vring_io_enable_kick(vqdev_vq(&s.dev)));
     assert_int_equal(dev[1], 0);
-    vhu_fe_ring_packed_set_event(&s.r, 2, 0x8005);
+    vhu_fe_vring_packed_set_event(&s.r, 2, 0x8005);
     assert_int_equal(complete_n(&s, e, 1), 1);
     assert_int_equal(complete_n(&s, e, 1), 1);
-    vhu_fe_ring_packed_set_event(&s.r, 1, 0);
+    vhu_fe_vring_packed_set_event(&s.r, 1, 0);
     assert_int_equal(complete_n(&s, e, 1), 0);
     assert_int_equal(vq_read_eventfd(s.call), 2);
     session_close(&s);
@@ -629,7 +629,7 @@ struct hostile {
     const char *name;
     const char *log;
     uint64_t features;
-    void (*build)(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e);
+    void (*build)(struct session *s, struct vhu_vring_io *vq, struct vhu_vring_elem *e);
 };
 
 /* Write descriptor `ahead` positions after the driver's next one, marked
@@ -642,7 +642,7 @@ static void put(struct session *s, unsigned ahead, uint64_t addr, uint32_t len, 
     d->addr = addr;
     d->len = len;
     d->id = id;
-    __atomic_store_n(&d->flags, (uint16_t)(flags | vhu_fe_ring_packed_avail_flags(&s->r, ahead)),
+    __atomic_store_n(&d->flags, (uint16_t)(flags | vhu_fe_vring_packed_avail_flags(&s->r, ahead)),
                      __ATOMIC_RELEASE);
 }
 
@@ -651,42 +651,43 @@ static struct pdesc *table(struct session *s, unsigned n)
     return (struct pdesc *)gptr(s, TABLE_GPA, 16u * n);
 }
 
-static void h_id_out_of_range(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void h_id_out_of_range(struct session *s, struct vhu_vring_io *vq, struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     put(s, 0, BUF(0), 64, 16, F_WRITE);
 }
 
-static void h_id_max(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void h_id_max(struct session *s, struct vhu_vring_io *vq, struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     put(s, 0, BUF(0), 64, 0xffff, F_WRITE);
 }
 
-static void h_last_id_out_of_range(struct session *s, struct vhu_virtq *vq,
-                                   struct vhu_virtq_elem *e)
+static void h_last_id_out_of_range(struct session *s, struct vhu_vring_io *vq,
+                                   struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     put(s, 1, BUF(1), 64, 40, F_WRITE);
     put(s, 0, BUF(0), 64, 0, F_NEXT);
 }
 
-static void h_id_in_flight(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void h_id_in_flight(struct session *s, struct vhu_vring_io *vq, struct vhu_vring_elem *e)
 {
-    assert_int_equal(vhu_fe_ring_push(&s->r, 5, BUF(0), 64, F_WRITE), 0);
-    assert_int_equal(vhu_virtq_pop(vq, e), 1);
+    assert_int_equal(vhu_fe_vring_push(&s->r, 5, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_vring_io_pop(vq, e), 1);
     put(s, 0, BUF(1), 64, 5, F_WRITE);
 }
 
-static void h_chain_longer_than_ring(struct session *s, struct vhu_virtq *vq,
-                                     struct vhu_virtq_elem *e)
+static void h_chain_longer_than_ring(struct session *s, struct vhu_vring_io *vq,
+                                     struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     for (unsigned i = s->size; i-- > 0;)
         put(s, i, BUF(i % 16), 64, 0, F_NEXT);
 }
 
-static void h_next_not_available(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void h_next_not_available(struct session *s, struct vhu_vring_io *vq,
+                                 struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     put(s, 1, BUF(1), 64, 0, F_WRITE);
@@ -695,7 +696,7 @@ static void h_next_not_available(struct session *s, struct vhu_virtq *vq, struct
     put(s, 0, BUF(0), 64, 0, F_NEXT);
 }
 
-static void h_avail_and_used(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void h_avail_and_used(struct session *s, struct vhu_vring_io *vq, struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     put(s, 0, BUF(0), 64, 0, F_WRITE);
@@ -704,7 +705,7 @@ static void h_avail_and_used(struct session *s, struct vhu_virtq *vq, struct vhu
     s->ring[s->r.next_avail].flags &= (uint16_t) ~(F_AVAIL | F_USED);
 }
 
-static void h_nested_indirect(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void h_nested_indirect(struct session *s, struct vhu_vring_io *vq, struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     struct pdesc *t = table(s, 2);
@@ -713,7 +714,8 @@ static void h_nested_indirect(struct session *s, struct vhu_virtq *vq, struct vh
     put(s, 0, TABLE_GPA, 32, 0, F_INDIRECT);
 }
 
-static void h_indirect_with_next(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void h_indirect_with_next(struct session *s, struct vhu_vring_io *vq,
+                                 struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     table(s, 1)[0] = (struct pdesc){BUF(0), 64, 0, F_WRITE};
@@ -721,7 +723,8 @@ static void h_indirect_with_next(struct session *s, struct vhu_virtq *vq, struct
     put(s, 0, TABLE_GPA, 16, 0, F_INDIRECT | F_NEXT);
 }
 
-static void h_indirect_in_chain(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void h_indirect_in_chain(struct session *s, struct vhu_vring_io *vq,
+                                struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     table(s, 1)[0] = (struct pdesc){BUF(0), 64, 0, F_WRITE};
@@ -729,43 +732,44 @@ static void h_indirect_in_chain(struct session *s, struct vhu_virtq *vq, struct 
     put(s, 0, BUF(1), 64, 0, F_NEXT);
 }
 
-static void h_indirect_len_24(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void h_indirect_len_24(struct session *s, struct vhu_vring_io *vq, struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     put(s, 0, TABLE_GPA, 24, 0, F_INDIRECT);
 }
 
-static void h_indirect_too_long(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void h_indirect_too_long(struct session *s, struct vhu_vring_io *vq,
+                                struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
-    put(s, 0, TABLE_GPA, 16u * (VHU_VIRTQ_MAX_SEGS + 1), 0, F_INDIRECT);
+    put(s, 0, TABLE_GPA, 16u * (VHU_VRING_MAX_SEGS + 1), 0, F_INDIRECT);
 }
 
-static void h_indirect_not_negotiated(struct session *s, struct vhu_virtq *vq,
-                                      struct vhu_virtq_elem *e)
+static void h_indirect_not_negotiated(struct session *s, struct vhu_vring_io *vq,
+                                      struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     table(s, 1)[0] = (struct pdesc){BUF(0), 64, 0, F_WRITE};
     put(s, 0, TABLE_GPA, 16, 0, F_INDIRECT);
 }
 
-static void h_indirect_outside_memory(struct session *s, struct vhu_virtq *vq,
-                                      struct vhu_virtq_elem *e)
+static void h_indirect_outside_memory(struct session *s, struct vhu_vring_io *vq,
+                                      struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     put(s, 0, MEM_SIZE - 16, 32, 0, F_INDIRECT);
 }
 
-static void h_buffer_outside_memory(struct session *s, struct vhu_virtq *vq,
-                                    struct vhu_virtq_elem *e)
+static void h_buffer_outside_memory(struct session *s, struct vhu_vring_io *vq,
+                                    struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     put(s, 1, MEM_SIZE - 8, 16, 0, F_WRITE);
     put(s, 0, BUF(0), 64, 0, F_NEXT);
 }
 
-static void h_buffer_in_table_outside(struct session *s, struct vhu_virtq *vq,
-                                      struct vhu_virtq_elem *e)
+static void h_buffer_in_table_outside(struct session *s, struct vhu_vring_io *vq,
+                                      struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     struct pdesc *t = table(s, 2);
@@ -774,14 +778,14 @@ static void h_buffer_in_table_outside(struct session *s, struct vhu_virtq *vq,
     put(s, 0, TABLE_GPA, 32, 0, F_INDIRECT);
 }
 
-static void h_zero_length(struct session *s, struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+static void h_zero_length(struct session *s, struct vhu_vring_io *vq, struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     put(s, 0, BUF(0), 0, 0, F_WRITE);
 }
 
-static void h_readable_after_writable(struct session *s, struct vhu_virtq *vq,
-                                      struct vhu_virtq_elem *e)
+static void h_readable_after_writable(struct session *s, struct vhu_vring_io *vq,
+                                      struct vhu_vring_elem *e)
 {
     (void)vq, (void)e;
     put(s, 1, BUF(1), 64, 0, 0);
@@ -825,21 +829,21 @@ static const struct hostile hostile_cases[] = {
 static void test_hostile_chains(void **state)
 {
     (void)state;
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    struct vhu_vring_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     for (size_t c = 0; c < sizeof(hostile_cases) / sizeof(hostile_cases[0]); c++) {
         const struct hostile *h = &hostile_cases[c];
         struct session s;
         session_open(&s, false, h->features, 16);
-        struct vhu_virtq *vq = vqdev_vq(&s.dev);
+        struct vhu_vring_io *vq = vqdev_vq(&s.dev);
         /* Good requests first, across the end of the ring, so the bad one
          * is in the second lap (wrap counter 0). */
         for (unsigned i = 0; i < 17; i++) {
-            assert_int_equal(vhu_fe_ring_push(&s.r, 1, BUF(0), 64, F_WRITE), 0);
-            assert_int_equal(vhu_virtq_pop(vq, e), 1);
-            assert_int_equal(vhu_virtq_push(vq, e, 1), 0);
-            assert_true(vhu_virtq_flush(vq) >= 0);
-            assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 1);
+            assert_int_equal(vhu_fe_vring_push(&s.r, 1, BUF(0), 64, F_WRITE), 0);
+            assert_int_equal(vhu_vring_io_pop(vq, e), 1);
+            assert_int_equal(vhu_vring_io_push(vq, e, 1), 0);
+            assert_true(vhu_vring_io_flush(vq) >= 0);
+            assert_int_equal(vhu_fe_vring_pop_used(&s.r, NULL, NULL), 1);
         }
         vq_read_eventfd(s.call);
         h->build(&s, vq, e);
@@ -868,7 +872,7 @@ static bool filled(struct session *s, uint64_t gpa, unsigned len)
 static bool wait_used(struct session *s, uint32_t *id, uint32_t *len)
 {
     for (int t = 0; t < 5000; t++) {
-        if (vhu_fe_ring_pop_used(&s->r, id, len) == 1)
+        if (vhu_fe_vring_pop_used(&s->r, id, len) == 1)
             return true;
         sleep_ms(1);
     }
@@ -886,10 +890,10 @@ static void test_worker(void **state)
         uint16_t id = (uint16_t)(k % 16);
         memset(gptr(&s, BUF(id), 256), 0, 256);
         if (k % 2) {
-            assert_int_equal(vhu_fe_ring_push(&s.r, id, BUF(id), 256, F_WRITE), 0);
+            assert_int_equal(vhu_fe_vring_push(&s.r, id, BUF(id), 256, F_WRITE), 0);
         } else {
             struct vhu_fe_buf c[2] = {{BUF(32), 16, false}, {BUF(id), 256, true}};
-            assert_int_equal(vhu_fe_ring_push_chain(&s.r, id, c, 2), 0);
+            assert_int_equal(vhu_fe_vring_push_chain(&s.r, id, c, 2), 0);
         }
         kick(&s);
         uint32_t gid, glen;
@@ -901,7 +905,7 @@ static void test_worker(void **state)
     /* A batch of 8 behind one kick. */
     for (unsigned k = 0; k < 8; k++) {
         memset(gptr(&s, BUF(k), 128), 0, 128);
-        assert_int_equal(vhu_fe_ring_push(&s.r, (uint16_t)k, BUF(k), 128, F_WRITE), 0);
+        assert_int_equal(vhu_fe_vring_push(&s.r, (uint16_t)k, BUF(k), 128, F_WRITE), 0);
     }
     kick(&s);
     for (unsigned k = 0; k < 8; k++) {
@@ -910,8 +914,8 @@ static void test_worker(void **state)
         assert_int_equal(gid, k);
         assert_true(filled(&s, BUF(k), 128));
     }
-    assert_int_equal(vhu_fe_ring_used_idx(&s.r), 61);
-    assert_int_equal(get_base(&s), vhu_fe_ring_packed_base(&s.r));
+    assert_int_equal(vhu_fe_vring_used_idx(&s.r), 61);
+    assert_int_equal(get_base(&s), vhu_fe_vring_packed_base(&s.r));
     assert_int_equal(log_count("broken"), 0);
     session_close(&s);
 }
@@ -932,11 +936,11 @@ static void test_dirty_log(void **state)
     f &= ~VHU_BIT(VHU_F_LOG_ALL); /* what session_open acked */
     int lfd;
     uint8_t *log = vq_log_start(s.fe, f, &lfd);
-    assert_int_equal(vhu_fe_ring_set_addr(s.fe, &s.r, VHU_VRING_F_LOG), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(s.fe, &s.r, VHU_VRING_F_LOG), 0);
     assert_int_equal(s.r.used_gpa / 4096, RING_GPA / 4096 + 1);
 
     struct vhu_fe_buf b[2] = {{BUF(5), 16, false}, {BUF(3), 256, true}};
-    assert_int_equal(vhu_fe_ring_push_indirect(&s.r, 0, TABLE_GPA, b, 2), 0);
+    assert_int_equal(vhu_fe_vring_push_indirect(&s.r, 0, TABLE_GPA, b, 2), 0);
     kick(&s);
     uint32_t id;
     assert_true(wait_used(&s, &id, NULL));
@@ -955,9 +959,9 @@ static void test_dirty_log(void **state)
 
     /* Logging off: nothing marked any more. */
     assert_int_equal(vhu_fe_set_features(s.fe, f), 0);
-    assert_int_equal(vhu_fe_ring_set_addr(s.fe, &s.r, 0), 0);
+    assert_int_equal(vhu_fe_vring_set_addr(s.fe, &s.r, 0), 0);
     memset(log, 0, VQ_LOG_BYTES);
-    assert_int_equal(vhu_fe_ring_push_indirect(&s.r, 1, TABLE_GPA, b, 2), 0);
+    assert_int_equal(vhu_fe_vring_push_indirect(&s.r, 1, TABLE_GPA, b, 2), 0);
     kick(&s);
     assert_true(wait_used(&s, &id, NULL));
     sleep_ms(10);
@@ -997,16 +1001,16 @@ static void test_base_fields(void **state)
     /* A ring started from a base with different positions and wrap
      * counters takes at avail position 14 (wrap 0) and completes at
      * position 15 (wrap 1). */
-    vhu_fe_ring_packed_set_base(&s.r, 0x800f000eu);
+    vhu_fe_vring_packed_set_base(&s.r, 0x800f000eu);
     activate(&s, s.fe, 0x800f000eu);
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    struct vhu_vring_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
-    assert_int_equal(vhu_fe_ring_push(&s.r, 4, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 4, BUF(0), 64, F_WRITE), 0);
     assert_int_equal(s.ring[14].flags & (F_AVAIL | F_USED), F_USED);
-    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 1);
+    assert_int_equal(vhu_vring_io_pop(vqdev_vq(&s.dev), e), 1);
     assert_int_equal(e->head, 4);
-    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), e, 9), 0);
-    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
+    assert_int_equal(vhu_vring_io_push(vqdev_vq(&s.dev), e, 9), 0);
+    assert_true(vhu_vring_io_flush(vqdev_vq(&s.dev)) >= 0);
     assert_int_equal(s.ring[15].id, 4);
     assert_int_equal(s.ring[15].len, 9);
     assert_int_equal(s.ring[15].flags & (F_AVAIL | F_USED), F_AVAIL | F_USED);
@@ -1026,9 +1030,9 @@ static void serve_requests(struct session *s, unsigned n, unsigned seed)
         if ((k + seed) % 3 == 0) {
             struct vhu_fe_buf c[3] = {
                 {BUF(40), 16, false}, {BUF(41), 16, false}, {BUF(id), 128, true}};
-            assert_int_equal(vhu_fe_ring_push_chain(&s->r, id, c, 3), 0);
+            assert_int_equal(vhu_fe_vring_push_chain(&s->r, id, c, 3), 0);
         } else {
-            assert_int_equal(vhu_fe_ring_push(&s->r, id, BUF(id), 128, F_WRITE), 0);
+            assert_int_equal(vhu_fe_vring_push(&s->r, id, BUF(id), 128, F_WRITE), 0);
         }
         kick(s);
         uint32_t gid = 0, glen = 0;
@@ -1054,13 +1058,13 @@ static void test_stop_restart_migrate(void **state)
     serve_requests(&s, 13, 0);
     unsigned base = get_base(&s);
     assert_int_equal(base, 7u | 7u << 16);
-    assert_int_equal(base, vhu_fe_ring_packed_base(&s.r));
+    assert_int_equal(base, vhu_fe_vring_packed_base(&s.r));
     /* Restart on the same back-end (as QEMU after a stop/cont). */
     activate(&s, s.fe, base);
     assert_int_equal(atomic_load(&s.dev.starts), 2);
     serve_requests(&s, 13, 5);
     base = get_base(&s);
-    assert_int_equal(base, vhu_fe_ring_packed_base(&s.r));
+    assert_int_equal(base, vhu_fe_vring_packed_base(&s.r));
 
     /* A destination back-end on the same guest memory. */
     struct vqdev dst;
@@ -1073,7 +1077,7 @@ static void test_stop_restart_migrate(void **state)
     serve_requests(&s, 19, 7);
     unsigned dbase = 0;
     assert_int_equal(vhu_fe_get_vring_base(dfe, 0, &dbase), 0);
-    assert_int_equal(dbase, vhu_fe_ring_packed_base(&s.r));
+    assert_int_equal(dbase, vhu_fe_vring_packed_base(&s.r));
     assert_int_equal(log_count("broken"), 0);
     vhu_fe_close(dfe);
     devserver_stop(&dds);
@@ -1086,29 +1090,29 @@ static void test_stop_restart_migrate(void **state)
 static void test_base_with_requests_held(void **state)
 {
     (void)state;
-    struct vhu_virtq_elem *e = malloc(3 * sizeof(*e));
+    struct vhu_vring_elem *e = malloc(3 * sizeof(*e));
     assert_non_null(e);
     struct session s;
     session_open(&s, false, ~0ull, 16);
     for (unsigned i = 0; i < 3; i++) {
-        assert_int_equal(vhu_fe_ring_push(&s.r, (uint16_t)i, BUF(i), 64, F_WRITE), 0);
-        assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), &e[i]), 1);
+        assert_int_equal(vhu_fe_vring_push(&s.r, (uint16_t)i, BUF(i), 64, F_WRITE), 0);
+        assert_int_equal(vhu_vring_io_pop(vqdev_vq(&s.dev), &e[i]), 1);
     }
-    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[1], 5), 0);
-    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
+    assert_int_equal(vhu_vring_io_push(vqdev_vq(&s.dev), &e[1], 5), 0);
+    assert_true(vhu_vring_io_flush(vqdev_vq(&s.dev)) >= 0);
     pop_used_expect(&s, 1, 5);
     /* Pushed but not flushed: not part of the base. */
-    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[2], 6), 0);
+    assert_int_equal(vhu_vring_io_push(vqdev_vq(&s.dev), &e[2], 6), 0);
     assert_int_equal(get_base(&s), 3u | 1u << 15 | 1u << 16 | 1u << 31);
     /* The driver gives the two lost requests up (no inflight tracking
      * here) and goes on from where the device stopped. */
-    vhu_fe_ring_packed_set_base(&s.r, 3u | 1u << 15 | 1u << 16 | 1u << 31);
-    activate(&s, s.fe, vhu_fe_ring_packed_base(&s.r));
-    assert_int_equal(vhu_fe_ring_push(&s.r, 7, BUF(7), 64, F_WRITE), 0);
-    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 1);
+    vhu_fe_vring_packed_set_base(&s.r, 3u | 1u << 15 | 1u << 16 | 1u << 31);
+    activate(&s, s.fe, vhu_fe_vring_packed_base(&s.r));
+    assert_int_equal(vhu_fe_vring_push(&s.r, 7, BUF(7), 64, F_WRITE), 0);
+    assert_int_equal(vhu_vring_io_pop(vqdev_vq(&s.dev), e), 1);
     assert_int_equal(e->head, 7);
-    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), e, 11), 0);
-    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
+    assert_int_equal(vhu_vring_io_push(vqdev_vq(&s.dev), e, 11), 0);
+    assert_true(vhu_vring_io_flush(vqdev_vq(&s.dev)) >= 0);
     assert_int_equal(s.ring[1].id, 7);
     pop_used_expect(&s, 7, 11);
     assert_int_equal(get_base(&s), 4u | 1u << 15 | 2u << 16 | 1u << 31);
@@ -1184,7 +1188,7 @@ static unsigned region_in_flight(const struct iregion *ir, unsigned n, uint16_t 
     return k;
 }
 
-static void assert_elem(const struct vhu_virtq_elem *e, uint16_t id, unsigned n_out, unsigned n_in,
+static void assert_elem(const struct vhu_vring_elem *e, uint16_t id, unsigned n_out, unsigned n_in,
                         uint64_t in_gpa, uint32_t in_len)
 {
     assert_int_equal(e->head, id);
@@ -1203,14 +1207,14 @@ static void assert_elem(const struct vhu_virtq_elem *e, uint16_t id, unsigned n_
 static void test_inflight_resubmit(void **state)
 {
     (void)state;
-    struct vhu_virtq_elem *e = malloc(6 * sizeof(*e));
+    struct vhu_vring_elem *e = malloc(6 * sizeof(*e));
     assert_non_null(e);
     struct session s;
     session_connect(&s, false, ~0ull, 16);
     struct iregion ir;
     iregion_get(&s, &ir);
     assert_int_equal(inflight_set(s.fe, &ir.in, ir.fd), 0);
-    uint32_t base0 = vhu_fe_ring_packed_base(&s.r);
+    uint32_t base0 = vhu_fe_vring_packed_base(&s.r);
     activate(&s, s.fe, base0);
     assert_int_equal(ir.q->version, 1);
     assert_int_equal(ir.q->desc_num, 16);
@@ -1218,27 +1222,27 @@ static void test_inflight_resubmit(void **state)
     /* ID 0: one buffer (slot 0); ID 1: two readable and one writable
      * (slots 1-3); ID 2: an indirect table of two (slot 4); IDs 3, 4: one
      * each (slots 5, 6). */
-    assert_int_equal(vhu_fe_ring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
     struct vhu_fe_buf c[3] = {{BUF(1), 16, false}, {BUF(2), 100, false}, {BUF(3), 512, true}};
-    assert_int_equal(vhu_fe_ring_push_chain(&s.r, 1, c, 3), 0);
+    assert_int_equal(vhu_fe_vring_push_chain(&s.r, 1, c, 3), 0);
     struct vhu_fe_buf t[2] = {{BUF(4), 32, false}, {BUF(5), 256, true}};
-    assert_int_equal(vhu_fe_ring_push_indirect(&s.r, 2, TABLE_GPA, t, 2), 0);
-    assert_int_equal(vhu_fe_ring_push(&s.r, 3, BUF(6), 64, F_WRITE), 0);
-    assert_int_equal(vhu_fe_ring_push(&s.r, 4, BUF(7), 64, F_WRITE), 0);
+    assert_int_equal(vhu_fe_vring_push_indirect(&s.r, 2, TABLE_GPA, t, 2), 0);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 3, BUF(6), 64, F_WRITE), 0);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 4, BUF(7), 64, F_WRITE), 0);
     for (unsigned i = 0; i < 5; i++)
         pop_ok(vqdev_vq(&s.dev), &e[i]);
     uint16_t ids[16];
     assert_int_equal(region_in_flight(&ir, 16, ids), 5);
     /* ID 3 then ID 0 complete: used entries in slots 0 and 1, over ID 0's
      * and ID 1's first descriptors.  ID 4 is pushed, not flushed. */
-    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[3], 3), 0);
-    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
-    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[0], 4), 0);
-    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
-    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[4], 5), 0);
+    assert_int_equal(vhu_vring_io_push(vqdev_vq(&s.dev), &e[3], 3), 0);
+    assert_true(vhu_vring_io_flush(vqdev_vq(&s.dev)) >= 0);
+    assert_int_equal(vhu_vring_io_push(vqdev_vq(&s.dev), &e[0], 4), 0);
+    assert_true(vhu_vring_io_flush(vqdev_vq(&s.dev)) >= 0);
+    assert_int_equal(vhu_vring_io_push(vqdev_vq(&s.dev), &e[4], 5), 0);
     pop_used_expect(&s, 3, 3);
     pop_used_expect(&s, 0, 4);
-    assert_int_equal(vhu_fe_ring_pop_used(&s.r, NULL, NULL), 0);
+    assert_int_equal(vhu_fe_vring_pop_used(&s.r, NULL, NULL), 0);
     unsigned n = region_in_flight(&ir, 16, ids);
     assert_int_equal(n, 3);
     assert_int_equal(ids[0] + ids[1] + ids[2], 1 + 2 + 4);
@@ -1250,7 +1254,7 @@ static void test_inflight_resubmit(void **state)
      * of the last start. */
     log_clear();
     reconnect(&s, &ir, base0);
-    struct vhu_virtq *vq = vqdev_vq(&s.dev);
+    struct vhu_vring_io *vq = vqdev_vq(&s.dev);
     pop_ok(vq, &e[0]);
     assert_elem(&e[0], 1, 2, 1, BUF(3), 512);
     assert_seg(&s, &e[0], 0, BUF(1), 16);
@@ -1260,30 +1264,30 @@ static void test_inflight_resubmit(void **state)
     assert_seg(&s, &e[1], 0, BUF(4), 32);
     pop_ok(vq, &e[2]);
     assert_elem(&e[2], 4, 0, 1, BUF(7), 64);
-    assert_int_equal(vhu_virtq_pop(vq, &e[3]), 0);
+    assert_int_equal(vhu_vring_io_pop(vq, &e[3]), 0);
     for (unsigned i = 0; i < 3; i++)
-        assert_int_equal(vhu_virtq_push(vq, &e[i], 10 + i), 0);
-    assert_true(vhu_virtq_flush(vq) >= 0);
+        assert_int_equal(vhu_vring_io_push(vq, &e[i], 10 + i), 0);
+    assert_true(vhu_vring_io_flush(vq) >= 0);
     pop_used_expect(&s, 1, 10);
     pop_used_expect(&s, 2, 11);
     pop_used_expect(&s, 4, 12);
     assert_int_equal(region_in_flight(&ir, 16, NULL), 0);
     /* The ring goes on from there. */
-    assert_int_equal(vhu_fe_ring_push(&s.r, 5, BUF(8), 64, F_WRITE), 0);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 5, BUF(8), 64, F_WRITE), 0);
     pop_ok(vq, &e[0]);
     assert_elem(&e[0], 5, 0, 1, BUF(8), 64);
     assert_int_equal(region_in_flight(&ir, 16, ids), 1);
     assert_int_equal(ids[0], 5);
-    assert_int_equal(vhu_virtq_push(vq, &e[0], 1), 0);
-    assert_true(vhu_virtq_flush(vq) >= 0);
+    assert_int_equal(vhu_vring_io_push(vq, &e[0], 1), 0);
+    assert_true(vhu_vring_io_flush(vq) >= 0);
     pop_used_expect(&s, 5, 1);
     uint32_t base = get_base(&s);
-    assert_int_equal(base, vhu_fe_ring_packed_base(&s.r));
+    assert_int_equal(base, vhu_fe_vring_packed_base(&s.r));
 
     /* A clean stop left nothing in flight: nothing resubmitted. */
     log_clear();
     reconnect(&s, &ir, base);
-    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), &e[0]), 0);
+    assert_int_equal(vhu_vring_io_pop(vqdev_vq(&s.dev), &e[0]), 0);
     assert_int_equal(log_count("broken"), 0);
     free(e);
     session_close(&s);
@@ -1298,12 +1302,12 @@ static void three_held(struct session *s, struct iregion *ir, uint8_t *good)
     session_connect(s, false, ~0ull, 16);
     iregion_get(s, ir);
     assert_int_equal(inflight_set(s->fe, &ir->in, ir->fd), 0);
-    activate(s, s->fe, vhu_fe_ring_packed_base(&s->r));
+    activate(s, s->fe, vhu_fe_vring_packed_base(&s->r));
     struct vhu_fe_buf c[2] = {{BUF(0), 16, false}, {BUF(1), 64, true}};
-    assert_int_equal(vhu_fe_ring_push_chain(&s->r, 0, c, 2), 0);
-    assert_int_equal(vhu_fe_ring_push(&s->r, 1, BUF(2), 64, F_WRITE), 0);
-    assert_int_equal(vhu_fe_ring_push(&s->r, 2, BUF(3), 64, F_WRITE), 0);
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    assert_int_equal(vhu_fe_vring_push_chain(&s->r, 0, c, 2), 0);
+    assert_int_equal(vhu_fe_vring_push(&s->r, 1, BUF(2), 64, F_WRITE), 0);
+    assert_int_equal(vhu_fe_vring_push(&s->r, 2, BUF(3), 64, F_WRITE), 0);
+    struct vhu_vring_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     for (unsigned i = 0; i < 3; i++)
         pop_ok(vqdev_vq(&s->dev), e);
@@ -1321,7 +1325,7 @@ static void three_held(struct session *s, struct iregion *ir, uint8_t *good)
  * from before. */
 static void expect_resubmitted(struct session *s, const uint16_t *ids, unsigned n)
 {
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    struct vhu_vring_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
     for (unsigned i = 0; i < n; i++) {
         pop_ok(vqdev_vq(&s->dev), e);
@@ -1366,16 +1370,16 @@ static void test_inflight_crash_windows(void **state)
     __atomic_store_n(&s.ring[0].flags, (uint16_t)(F_AVAIL | F_USED), __ATOMIC_RELEASE);
     log_clear();
     reconnect(&s, &ir, fresh);
-    struct vhu_virtq_elem *e = malloc(2 * sizeof(*e));
+    struct vhu_vring_elem *e = malloc(2 * sizeof(*e));
     assert_non_null(e);
     pop_ok(vqdev_vq(&s.dev), &e[0]);
     assert_elem(&e[0], 0, 1, 1, BUF(1), 64);
     pop_ok(vqdev_vq(&s.dev), &e[1]);
     assert_elem(&e[1], 2, 0, 1, BUF(3), 64);
-    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 0);
-    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[1], 7), 0);
-    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), &e[0], 6), 0);
-    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
+    assert_int_equal(vhu_vring_io_pop(vqdev_vq(&s.dev), e), 0);
+    assert_int_equal(vhu_vring_io_push(vqdev_vq(&s.dev), &e[1], 7), 0);
+    assert_int_equal(vhu_vring_io_push(vqdev_vq(&s.dev), &e[0], 6), 0);
+    assert_true(vhu_vring_io_flush(vqdev_vq(&s.dev)) >= 0);
     pop_used_expect(&s, 1, 9);
     pop_used_expect(&s, 2, 7);
     pop_used_expect(&s, 0, 6);
@@ -1388,7 +1392,7 @@ static void test_inflight_crash_windows(void **state)
      * committed): rolled back; the driver's fourth buffer (ID 3, slot 4)
      * comes from the ring after the three. */
     three_held(&s, &ir, good);
-    assert_int_equal(vhu_fe_ring_push(&s.r, 3, BUF(4), 64, F_WRITE), 0);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 3, BUF(4), 64, F_WRITE), 0);
     ir.q->desc[4] = (struct ipdesc){
         .inflight = 1, .next = 5, .last = 4, .num = 1, .counter = 99, .id = 3, .len = 64};
     ir.q->free_head = 5;
@@ -1476,7 +1480,7 @@ static void test_inflight_hostile(void **state)
         struct vhu_mem_region reg = vhu_guest_mem_region(&s.mem);
         assert_int_equal(vhu_fe_set_mem_table(s.fe, &reg, &s.mem.fd, 1), 0);
         assert_int_equal(vhu_fe_set_vring_num(s.fe, 0, s.size), 0);
-        assert_int_equal(vhu_fe_ring_set_addr(s.fe, &s.r, 0), 0);
+        assert_int_equal(vhu_fe_vring_set_addr(s.fe, &s.r, 0), 0);
         assert_int_equal(vhu_fe_set_vring_base(s.fe, 0, 0x80008000u), 0);
         assert_int_equal(vhu_fe_set_vring_call(s.fe, 0, s.call), 0);
         if (vhu_fe_set_vring_kick(s.fe, 0, s.kick) >= 0 || log_count(cases[c].line) != 1 ||
@@ -1492,11 +1496,11 @@ static void test_inflight_hostile(void **state)
      * from SET_VRING_BASE with nothing resubmitted. */
     memset(ir.q, 0x07, ir.in.mmap_size);
     log_clear();
-    reconnect(&s, &ir, vhu_fe_ring_packed_base(&s.r));
+    reconnect(&s, &ir, vhu_fe_vring_packed_base(&s.r));
     assert_int_equal(log_count("records discarded"), 1);
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    struct vhu_vring_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
-    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 0);
+    assert_int_equal(vhu_vring_io_pop(vqdev_vq(&s.dev), e), 0);
     free(e);
     /* The sound region again: the three come back. */
     memcpy(ir.q, good, ir.in.mmap_size);
@@ -1520,14 +1524,14 @@ static void test_state_of_packed(void **state)
     struct session s;
     session_control = true;
     session_connect(&s, false, ~0ull, 16);
-    activate(&s, s.fe, vhu_fe_ring_packed_base(&s.r));
+    activate(&s, s.fe, vhu_fe_vring_packed_base(&s.r));
     int r;
-    struct vhu_virtq_elem *e = malloc(sizeof(*e));
+    struct vhu_vring_elem *e = malloc(sizeof(*e));
     assert_non_null(e);
-    assert_int_equal(vhu_fe_ring_push(&s.r, 3, BUF(0), 64, F_WRITE), 0);
-    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 1);
-    assert_int_equal(vhu_virtq_push(vqdev_vq(&s.dev), e, 1), 0);
-    assert_true(vhu_virtq_flush(vqdev_vq(&s.dev)) >= 0);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 3, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_vring_io_pop(vqdev_vq(&s.dev), e), 1);
+    assert_int_equal(vhu_vring_io_push(vqdev_vq(&s.dev), e, 1), 0);
+    assert_true(vhu_vring_io_flush(vqdev_vq(&s.dev)) >= 0);
     pop_used_expect(&s, 3, 1);
     /* Stopped (a device-state transfer needs every ring stopped). */
     get_base(&s);
@@ -1543,7 +1547,7 @@ static void test_state_of_packed(void **state)
     close_fe(&s);
     s.fe = devserver_connect(&s.ds, ~VHU_BIT(VHU_F_LOG_ALL));
     /* Served: a ring runs.  A live snapshot of it. */
-    activate(&s, s.fe, vhu_fe_ring_packed_base(&s.r));
+    activate(&s, s.fe, vhu_fe_vring_packed_base(&s.r));
     assert_int_equal(atomic_load(&s.dev.starts), 2);
     struct vhu_fe_control *c;
     assert_int_equal(vhu_fe_control_connect(&c, s.ds.control, 5000), 0);
@@ -1558,8 +1562,8 @@ static void test_state_of_packed(void **state)
     vhu_fe_control_close(c);
     close(snap);
     /* The ring still runs. */
-    assert_int_equal(vhu_fe_ring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
-    assert_int_equal(vhu_virtq_pop(vqdev_vq(&s.dev), e), 1);
+    assert_int_equal(vhu_fe_vring_push(&s.r, 0, BUF(0), 64, F_WRITE), 0);
+    assert_int_equal(vhu_vring_io_pop(vqdev_vq(&s.dev), e), 1);
     free(e);
     session_close(&s);
     assert_int_equal(count_open_fds(), fds);

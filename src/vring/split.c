@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Split virtqueues (virtio 1.x, 2.7): taking descriptor chains from the
  * avail ring, completing them in the used ring, notification with and
- * without VIRTIO_F_EVENT_IDX.  See vhu/virtq.h for the rules enforced on
+ * without VIRTIO_F_EVENT_IDX.  See vhu/vring.h for the rules enforced on
  * the guest's data. */
 #include <errno.h>
 #include <stdarg.h>
@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <vhu/virtq.h>
+#include <vhu/vring.h>
 
 #include "../common/internal.h"
-#include "virtq_internal.h"
+#include "vring_internal.h"
 
 #define DESC_F_NEXT 1
 #define DESC_F_WRITE 2
@@ -30,8 +30,8 @@ struct desc {
     uint16_t flags, next;
 };
 
-struct vhu_virtq {
-    struct vhu_queue *q;
+struct vhu_vring_io {
+    struct vhu_vring *q;
     unsigned size;
     bool event_idx, indirect;
     const struct desc *desc;
@@ -55,25 +55,25 @@ struct vhu_virtq {
     atomic_bool stop; /* set from another thread by a worker's stop */
     /* VIRTIO_F_RING_PACKED: the ring is packed.c's, and the fields above
      * that describe the split layout are unused. */
-    struct vhu_virtq_packed *packed;
+    struct vhu_vring_io_packed *packed;
 };
 
-#define vq_break vhu_virtq_break
+#define vq_break vhu_vring_io_break
 
-static inline uint16_t *avail_idx_ptr(struct vhu_virtq *vq) { return &vq->avail[1]; }
-static inline uint16_t *used_event_ptr(struct vhu_virtq *vq) { return &vq->avail[2 + vq->size]; }
-static inline uint16_t *used_idx_ptr(struct vhu_virtq *vq) { return &vq->used[1]; }
-static inline uint32_t *used_elem_ptr(struct vhu_virtq *vq, uint16_t i)
+static inline uint16_t *avail_idx_ptr(struct vhu_vring_io *vq) { return &vq->avail[1]; }
+static inline uint16_t *used_event_ptr(struct vhu_vring_io *vq) { return &vq->avail[2 + vq->size]; }
+static inline uint16_t *used_idx_ptr(struct vhu_vring_io *vq) { return &vq->used[1]; }
+static inline uint32_t *used_elem_ptr(struct vhu_vring_io *vq, uint16_t i)
 {
     return (uint32_t *)(vq->used + 2) + 2u * (i & (vq->size - 1));
 }
-static inline uint16_t *avail_event_ptr(struct vhu_virtq *vq)
+static inline uint16_t *avail_event_ptr(struct vhu_vring_io *vq)
 {
     return (uint16_t *)((uint32_t *)(vq->used + 2) + 2u * vq->size);
 }
 
 /* The one way a ring breaks, for both layouts (packed.c calls it too). */
-void vhu_virtq_break(struct vhu_virtq *vq, const char *fmt, ...)
+void vhu_vring_io_break(struct vhu_vring_io *vq, const char *fmt, ...)
 {
     if (vq->broken)
         return;
@@ -83,36 +83,36 @@ void vhu_virtq_break(struct vhu_virtq *vq, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    vhu_err("ring %u broken: %s", vhu_queue_index(vq->q), why);
-    vhu_queue_signal_error(vq->q);
+    vhu_err("ring %u broken: %s", vhu_vring_index(vq->q), why);
+    vhu_vring_signal_error(vq->q);
 }
 
-void vhu_virtq_set_broken(struct vhu_virtq *vq, const char *why) { vq_break(vq, "%s", why); }
+void vhu_vring_io_set_broken(struct vhu_vring_io *vq, const char *why) { vq_break(vq, "%s", why); }
 
-bool vhu_virtq_broken(const struct vhu_virtq *vq) { return vq->broken; }
+bool vhu_vring_io_broken(const struct vhu_vring_io *vq) { return vq->broken; }
 
-struct vhu_queue *vhu_virtq_queue(const struct vhu_virtq *vq) { return vq->q; }
+struct vhu_vring *vhu_vring_io_vring(const struct vhu_vring_io *vq) { return vq->q; }
 
-void vhu_virtq_request_stop(struct vhu_virtq *vq) { atomic_store(&vq->stop, true); }
+void vhu_vring_io_request_stop(struct vhu_vring_io *vq) { atomic_store(&vq->stop, true); }
 
-bool vhu_virtq_stop_requested(const struct vhu_virtq *vq)
+bool vhu_vring_io_stop_requested(const struct vhu_vring_io *vq)
 {
     return atomic_load_explicit(&vq->stop, memory_order_relaxed);
 }
 
-unsigned vhu_virtq_inflight(const struct vhu_virtq *vq)
+unsigned vhu_vring_io_inflight(const struct vhu_vring_io *vq)
 {
     return vq->packed ? vhu_packed_inflight(vq->packed) : vq->inflight;
 }
 
-int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q)
+int vhu_vring_io_new(struct vhu_vring_io **out, struct vhu_vring *q)
 {
     *out = NULL;
-    unsigned size = vhu_queue_size(q);
-    if (!vhu_queue_desc(q) || !vhu_queue_avail(q) || !vhu_queue_used(q) || !vhu_is_pow2(size))
+    unsigned size = vhu_vring_size(q);
+    if (!vhu_vring_desc(q) || !vhu_vring_avail(q) || !vhu_vring_used(q) || !vhu_is_pow2(size))
         return -EINVAL;
-    uint64_t f = vhu_queue_features(q);
-    struct vhu_virtq *vq = calloc(1, sizeof(*vq));
+    uint64_t f = vhu_vring_features(q);
+    struct vhu_vring_io *vq = calloc(1, sizeof(*vq));
     if (vq && (f & VHU_BIT(VHU_F_RING_PACKED))) {
         vq->q = q;
         vq->size = size;
@@ -141,10 +141,10 @@ int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q)
     vq->trace = vhu_trace_guest_writes();
     vq->event_idx = f & VHU_BIT(VHU_F_RING_EVENT_IDX);
     vq->indirect = f & VHU_BIT(VHU_F_RING_INDIRECT_DESC);
-    vq->desc = vhu_queue_desc(q);
-    vq->avail = vhu_queue_avail(q);
-    vq->used = vhu_queue_used(q);
-    vq->last_avail = vhu_queue_last_avail(q);
+    vq->desc = vhu_vring_desc(q);
+    vq->avail = vhu_vring_avail(q);
+    vq->used = vhu_vring_used(q);
+    vq->last_avail = vhu_vring_last_avail(q);
     /* The used index is not part of SET_VRING_BASE: the ring holds it.
      * Continue from there, as the driver expects after a stop/start. */
     vq->used_idx = vq->published = __atomic_load_n(used_idx_ptr(vq), __ATOMIC_ACQUIRE);
@@ -152,7 +152,7 @@ int vhu_virtq_new(struct vhu_virtq **out, struct vhu_queue *q)
     return 0;
 }
 
-void vhu_virtq_free(struct vhu_virtq *vq)
+void vhu_vring_io_free(struct vhu_vring_io *vq)
 {
     if (vq) {
         free(vq->pending);
@@ -174,7 +174,7 @@ static struct desc read_desc(const struct desc *table, unsigned i)
     return d;
 }
 
-int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
+int vhu_vring_io_pop(struct vhu_vring_io *vq, struct vhu_vring_elem *e)
 {
     if (vq->broken)
         return -EIO;
@@ -182,7 +182,7 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
      * here too, not only by the worker before it calls the device, so a
      * device draining the ring stops taking chains once the disable is
      * answered. */
-    if (vhu_virtq_stop_requested(vq) || !vhu_queue_enabled(vq->q))
+    if (vhu_vring_io_stop_requested(vq) || !vhu_vring_enabled(vq->q))
         return 0;
     if (vq->packed)
         return vhu_packed_pop(vq->packed, e);
@@ -190,7 +190,7 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
      * those heads were taken from the avail ring before, and the queue's
      * last_avail is already past them. */
     uint16_t head;
-    bool resubmitted = vhu_queue_inflight_resubmit(vq->q, &head);
+    bool resubmitted = vhu_vring_inflight_resubmit(vq->q, &head);
     if (!resubmitted) {
         /* Acquire: ring entries and descriptors the driver wrote before
          * publishing this index are visible after it. */
@@ -248,7 +248,7 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
                          head, d.len, 16u * vq->size);
                 return -EIO;
             }
-            table = vhu_queue_gpa_to_host(vq->q, d.addr, d.len);
+            table = vhu_vring_gpa_to_host(vq->q, d.addr, d.len);
             if (!table) {
                 vq_break(vq,
                          "chain %u: indirect table at 0x%llx (+%u) is not inside guest "
@@ -266,14 +266,14 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
             vq_break(vq, "chain %u: zero-length buffer", head);
             return -EIO;
         }
-        void *p = vhu_queue_gpa_to_host(vq->q, d.addr, d.len);
+        void *p = vhu_vring_gpa_to_host(vq->q, d.addr, d.len);
         if (!p) {
             vq_break(vq, "chain %u: buffer at 0x%llx (+%u) is not inside guest memory", head,
                      (unsigned long long)d.addr, d.len);
             return -EIO;
         }
-        if (e->n_out + e->n_in == VHU_VIRTQ_MAX_SEGS) {
-            vq_break(vq, "chain %u: more than %u buffers", head, VHU_VIRTQ_MAX_SEGS);
+        if (e->n_out + e->n_in == VHU_VRING_MAX_SEGS) {
+            vq_break(vq, "chain %u: more than %u buffers", head, VHU_VRING_MAX_SEGS);
             return -EIO;
         }
         if (d.flags & DESC_F_WRITE) {
@@ -305,34 +305,34 @@ int vhu_virtq_pop(struct vhu_virtq *vq, struct vhu_virtq_elem *e)
     }
     if (!resubmitted) {
         vq->last_avail++;
-        vhu_queue_set_last_avail(vq->q, vq->last_avail);
-        vhu_queue_inflight_get(vq->q, head);
+        vhu_vring_set_last_avail(vq->q, vq->last_avail);
+        vhu_vring_inflight_get(vq->q, head);
     }
     vq->taken[head] = 1;
     vq->inflight++;
     return 1;
 }
 
-int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e, uint32_t written)
+int vhu_vring_io_push(struct vhu_vring_io *vq, const struct vhu_vring_elem *e, uint32_t written)
 {
     if (vq->broken)
         return -EIO;
     if (vq->packed)
         return vhu_packed_push(vq->packed, e, written);
     if (vq->inflight == 0 || e->head >= vq->size || !vq->taken[e->head] ||
-        e->n_out + e->n_in > VHU_VIRTQ_MAX_SEGS)
+        e->n_out + e->n_in > VHU_VRING_MAX_SEGS)
         return -EINVAL;
     /* A device that pushes a whole ring's worth without flushing would
      * overwrite entries the driver has not seen: publish them first. */
     if (vq->npending == vq->size)
-        vhu_virtq_flush(vq);
+        vhu_vring_io_flush(vq);
     /* Dirty log (migration): the device wrote the chain's buffers before
      * this call; mark every writable one (not only `written` bytes: the
      * device may have written anywhere in them, e.g. a status byte at the
      * end). */
-    if (vhu_queue_logging(vq->q))
+    if (vhu_vring_logging(vq->q))
         for (unsigned i = e->n_out; i < e->n_out + e->n_in; i++)
-            vhu_queue_log_write(vq->q, e->gpa[i], e->iov[i].iov_len);
+            vhu_vring_log_write(vq->q, e->gpa[i], e->iov[i].iov_len);
     if (vq->trace)
         for (unsigned i = e->n_out; i < e->n_out + e->n_in; i++)
             vhu_trace_guest_write(e->gpa[i], e->iov[i].iov_len);
@@ -340,8 +340,8 @@ int vhu_virtq_push(struct vhu_virtq *vq, const struct vhu_virtq_elem *e, uint32_
     uint32_t *ue = used_elem_ptr(vq, vq->used_idx);
     __atomic_store_n(&ue[0], (uint32_t)e->head, __ATOMIC_RELAXED);
     __atomic_store_n(&ue[1], written, __ATOMIC_RELAXED);
-    vhu_queue_log_used(vq->q, 4 + 8ull * slot, 8);
-    vhu_queue_inflight_put_begin(vq->q, e->head);
+    vhu_vring_log_used(vq->q, 4 + 8ull * slot, 8);
+    vhu_vring_inflight_put_begin(vq->q, e->head);
     vq->taken[e->head] = 0;
     vq->pending[vq->npending++] = e->head;
     vq->used_idx++;
@@ -356,7 +356,7 @@ static bool need_event(uint16_t event_idx, uint16_t new_idx, uint16_t old_idx)
     return (uint16_t)(new_idx - event_idx - 1) < (uint16_t)(new_idx - old_idx);
 }
 
-int vhu_virtq_flush(struct vhu_virtq *vq)
+int vhu_vring_io_flush(struct vhu_vring_io *vq)
 {
     if (vq->broken)
         return -EIO;
@@ -368,10 +368,10 @@ int vhu_virtq_flush(struct vhu_virtq *vq)
      * buffers, are visible before the index that hands them back. */
     __atomic_store_n(used_idx_ptr(vq), vq->used_idx, __ATOMIC_RELEASE);
     vq->published = vq->used_idx;
-    vhu_queue_log_used(vq->q, 2, 2);
+    vhu_vring_log_used(vq->q, 2, 2);
     /* Inflight tracking: these requests are now in the used ring. */
     for (unsigned i = 0; i < vq->npending; i++)
-        vhu_queue_inflight_put_end(vq->q, vq->pending[i], vq->used_idx);
+        vhu_vring_inflight_put_end(vq->q, vq->pending[i], vq->used_idx);
     vq->npending = 0;
     /* Full barrier between publishing the index and reading what the
      * driver asked for: the driver does the mirror image (writes
@@ -394,11 +394,11 @@ int vhu_virtq_flush(struct vhu_virtq *vq)
     }
     if (!notify)
         return 0;
-    vhu_queue_notify(vq->q);
+    vhu_vring_notify(vq->q);
     return 1;
 }
 
-bool vhu_virtq_enable_kick(struct vhu_virtq *vq)
+bool vhu_vring_io_enable_kick(struct vhu_vring_io *vq)
 {
     if (vq->broken)
         return false;
@@ -408,7 +408,7 @@ bool vhu_virtq_enable_kick(struct vhu_virtq *vq)
      * set, which this layer never sets. */
     if (vq->event_idx) {
         __atomic_store_n(avail_event_ptr(vq), vq->last_avail, __ATOMIC_RELAXED);
-        vhu_queue_log_used(vq->q, 4 + 8ull * vq->size, 2);
+        vhu_vring_log_used(vq->q, 4 + 8ull * vq->size, 2);
     }
     /* Full barrier: the avail_event write before the re-read of the avail
      * index (the driver writes its index, barrier, reads avail_event). */
@@ -416,7 +416,7 @@ bool vhu_virtq_enable_kick(struct vhu_virtq *vq)
     return __atomic_load_n(avail_idx_ptr(vq), __ATOMIC_ACQUIRE) != vq->last_avail;
 }
 
-bool vhu_virtq_avail_pending(struct vhu_virtq *vq)
+bool vhu_vring_io_avail_pending(struct vhu_vring_io *vq)
 {
     if (vq->packed)
         return vhu_packed_avail_pending(vq->packed);

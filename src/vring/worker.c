@@ -5,7 +5,7 @@
  * ordered by pthread_create and pthread_join alone.
  *
  * Adaptive polling: when the ring runs empty the worker first watches the
- * avail index for a while (at most VHU_VIRTQ_POLL_US microseconds from the
+ * avail index for a while (at most VHU_VRING_POLL_US microseconds from the
  * environment, default 20; 0 turns polling off) before it asks the driver
  * for a kick and sleeps.  A request that comes while it polls is served
  * without a kick (with EVENT_IDX the driver does not send one: avail_event
@@ -21,15 +21,15 @@
 
 #include <ev.h>
 
-#include <vhu/virtq.h>
+#include <vhu/vring.h>
 
 #include "../common/internal.h"
-#include "virtq_internal.h"
+#include "vring_internal.h"
 
-struct vhu_virtq_worker {
-    struct vhu_queue *q;
-    struct vhu_virtq *vq;
-    vhu_virtq_fn fn;
+struct vhu_vring_worker {
+    struct vhu_vring *q;
+    struct vhu_vring_io *vq;
+    vhu_vring_fn fn;
     void *arg;
     struct ev_loop *loop;
     ev_io kick;
@@ -60,14 +60,15 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static bool keep_serving(struct vhu_virtq_worker *w)
+static bool keep_serving(struct vhu_vring_worker *w)
 {
-    return vhu_queue_enabled(w->q) && !vhu_virtq_broken(w->vq) && !vhu_virtq_stop_requested(w->vq);
+    return vhu_vring_enabled(w->q) && !vhu_vring_io_broken(w->vq) &&
+           !vhu_vring_io_stop_requested(w->vq);
 }
 
 /* Has the driver published a chain the worker has not taken?  (Reads only
  * what tells; pop checks it properly.) */
-static bool avail_pending(struct vhu_virtq_worker *w) { return vhu_virtq_avail_pending(w->vq); }
+static bool avail_pending(struct vhu_vring_worker *w) { return vhu_vring_io_avail_pending(w->vq); }
 
 /* Watch the avail index for up to poll_ns: true when there is work.  The
  * window adapts to how polling fares: it doubles (up to poll_max_ns) when a
@@ -76,7 +77,7 @@ static bool avail_pending(struct vhu_virtq_worker *w) { return vhu_virtq_avail_p
  * with the smallest.  So a driver that answers completions at once (on
  * another CPU) is served without kicks and wake-ups, and one that does not
  * (idle, or sharing this CPU) costs next to no spinning. */
-static bool poll_ring(struct vhu_virtq_worker *w)
+static bool poll_ring(struct vhu_vring_worker *w)
 {
     if (!w->poll_max_ns)
         return false;
@@ -108,7 +109,7 @@ static bool poll_ring(struct vhu_virtq_worker *w)
 
 static uint64_t poll_max_from_env(void)
 {
-    const char *s = getenv("VHU_VIRTQ_POLL_US");
+    const char *s = getenv("VHU_VRING_POLL_US");
     if (!s || !*s)
         return POLL_DEFAULT_US * 1000ull;
     char *end;
@@ -123,14 +124,14 @@ static uint64_t poll_max_from_env(void)
  * again); after the device's function, pushed entries are published, the
  * ring polled for a while, then the driver asked for a kick, and if it
  * published more meanwhile we go on. */
-static void serve(struct vhu_virtq_worker *w)
+static void serve(struct vhu_vring_worker *w)
 {
     while (keep_serving(w)) {
         w->fn(w->vq, w->arg);
-        vhu_virtq_flush(w->vq);
+        vhu_vring_io_flush(w->vq);
         if (poll_ring(w))
             continue;
-        if (!vhu_virtq_enable_kick(w->vq))
+        if (!vhu_vring_io_enable_kick(w->vq))
             break;
     }
 }
@@ -138,7 +139,7 @@ static void serve(struct vhu_virtq_worker *w)
 static void on_kick(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
-    struct vhu_virtq_worker *w = io->data;
+    struct vhu_vring_worker *w = io->data;
     uint64_t n;
     /* The kick fd comes from the front-end and should be an eventfd (8-byte
      * counter, readable when non-zero).  Anything that reports end of file
@@ -146,7 +147,7 @@ static void on_kick(struct ev_loop *loop, ev_io *io, int revents)
     ssize_t r = read(io->fd, &n, sizeof(n));
     if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
         vhu_err("ring %u: kick fd %d is not readable as an eventfd (%s); no longer watched",
-                vhu_queue_index(w->q), io->fd, r == 0 ? "end of file" : vhu_strerror(-errno));
+                vhu_vring_index(w->q), io->fd, r == 0 ? "end of file" : vhu_strerror(-errno));
         ev_io_stop(loop, io);
         return;
     }
@@ -162,29 +163,29 @@ static void on_stop(struct ev_loop *loop, ev_async *a, int revents)
 
 static void *worker_main(void *arg)
 {
-    struct vhu_virtq_worker *w = arg;
+    struct vhu_vring_worker *w = arg;
     char name[16]; /* what top -H and perf show */
-    snprintf(name, sizeof(name), "vhu-ring%u", vhu_queue_index(w->q));
+    snprintf(name, sizeof(name), "vhu-ring%u", vhu_vring_index(w->q));
     (void)pthread_setname_np(pthread_self(), name);
     serve(w); /* chains published before the kick fd was given */
     ev_run(w->loop, 0);
     return NULL;
 }
 
-int vhu_virtq_worker_start(struct vhu_virtq_worker **out, struct vhu_queue *q, vhu_virtq_fn fn,
+int vhu_vring_worker_start(struct vhu_vring_worker **out, struct vhu_vring *q, vhu_vring_fn fn,
                            void *arg)
 {
     *out = NULL;
-    if (!fn || vhu_queue_kick_fd(q) < 0)
+    if (!fn || vhu_vring_kick_fd(q) < 0)
         return -EINVAL;
-    struct vhu_virtq_worker *w = calloc(1, sizeof(*w));
+    struct vhu_vring_worker *w = calloc(1, sizeof(*w));
     if (!w)
         return -ENOMEM;
     w->q = q;
     w->fn = fn;
     w->arg = arg;
     w->poll_max_ns = w->poll_ns = poll_max_from_env();
-    int r = vhu_virtq_new(&w->vq, q);
+    int r = vhu_vring_io_new(&w->vq, q);
     if (r < 0) {
         free(w);
         return r;
@@ -193,21 +194,21 @@ int vhu_virtq_worker_start(struct vhu_virtq_worker **out, struct vhu_queue *q, v
      * (the server's loop handles signals). */
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     if (!w->loop) {
-        vhu_virtq_free(w->vq);
+        vhu_vring_io_free(w->vq);
         free(w);
         return -ENOMEM;
     }
-    ev_io_init(&w->kick, on_kick, vhu_queue_kick_fd(q), EV_READ);
+    ev_io_init(&w->kick, on_kick, vhu_vring_kick_fd(q), EV_READ);
     w->kick.data = w;
     ev_io_start(w->loop, &w->kick);
     ev_async_init(&w->stop, on_stop);
     ev_async_start(w->loop, &w->stop);
     r = pthread_create(&w->thread, NULL, worker_main, w);
     if (r) {
-        vhu_err("ring %u: cannot start its worker thread: %s", vhu_queue_index(q),
+        vhu_err("ring %u: cannot start its worker thread: %s", vhu_vring_index(q),
                 vhu_strerror(-r));
         ev_loop_destroy(w->loop);
-        vhu_virtq_free(w->vq);
+        vhu_vring_io_free(w->vq);
         free(w);
         return -r;
     }
@@ -215,22 +216,22 @@ int vhu_virtq_worker_start(struct vhu_virtq_worker **out, struct vhu_queue *q, v
     return 0;
 }
 
-void vhu_virtq_worker_stop(struct vhu_virtq_worker *w)
+void vhu_vring_worker_stop(struct vhu_vring_worker *w)
 {
     if (!w)
         return;
     /* The flag ends a busy serve() (a driver that keeps publishing); the
      * ev_async ends the loop, and one sent before the thread reaches ev_run
      * stays pending and ends it as soon as it runs. */
-    vhu_virtq_request_stop(w->vq);
+    vhu_vring_io_request_stop(w->vq);
     ev_async_send(w->loop, &w->stop);
     pthread_join(w->thread, NULL);
-    unsigned left = vhu_virtq_inflight(w->vq);
-    if (left && !vhu_virtq_broken(w->vq))
+    unsigned left = vhu_vring_io_inflight(w->vq);
+    if (left && !vhu_vring_io_broken(w->vq))
         vhu_warn("ring %u stopped with %u request(s) taken but not completed (kept only "
                  "in the inflight region, if the front-end gave one)",
-                 vhu_queue_index(w->q), left);
+                 vhu_vring_index(w->q), left);
     ev_loop_destroy(w->loop);
-    vhu_virtq_free(w->vq);
+    vhu_vring_io_free(w->vq);
     free(w);
 }

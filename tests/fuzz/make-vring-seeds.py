@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-3-Clause
-"""Write fuzz_virtq's seed inputs (tests/fuzz/seeds/virtq/): valid rings
+"""Write fuzz_vring's seed inputs (tests/fuzz/seeds/vring/): valid rings
 with good chains (direct, indirect, mixed regions), EVENT_IDX, dirty
 logging, an inflight region to recover, in the target's input format (see
-the comment at the top of fuzz_virtq.c)."""
+the comment at the top of fuzz_vring.c)."""
 import os
 import struct
 import sys
 
-out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "seeds/virtq")
+out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "seeds/vring")
 NEXT, WRITE, INDIRECT = 1, 2, 4
 EVENT_IDX, INDIRECT_F, LOGGING, LOG_USED, INFLIGHT, CALLFD = 1, 2, 4, 8, 16, 32
 POP, PUSH, FLUSH, KICK, POKE, PUBLISH, DRAIN = range(7)
