@@ -30,7 +30,7 @@ int main(int argc, char **argv)
             return c == 'h' ? 0 : 2;
         }
     }
-    if (!path || cfg_len > 256) {
+    if (!path || cfg_len > VHU_MAX_CONFIG_SIZE) {
         fprintf(stderr, "usage: vhu-probe --socket PATH [--config-size N]\n");
         return 2;
     }
@@ -55,7 +55,7 @@ int main(int argc, char **argv)
     if ((pf & VHU_BIT(VHU_PF_MQ)) && vhu_fe_get_queue_num(fe, &nq) == 0)
         printf("queues:            %llu\n", (unsigned long long)nq);
     if (pf & VHU_BIT(VHU_PF_CONFIG)) {
-        unsigned char cfg[256];
+        unsigned char cfg[VHU_MAX_CONFIG_SIZE];
         r = vhu_fe_get_config(fe, 0, cfg, cfg_len);
         if (r < 0) {
             printf("config:            refused (%s)\n", vhu_strerror(r));

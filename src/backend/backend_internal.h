@@ -13,10 +13,6 @@
 #include "../common/internal.h"
 #include "../wire/wire.h"
 
-/* Most queues a device may declare (vhu_device_ops.num_queues); arrays
- * with one entry per queue, such as vhu_backend_pause's, have this many. */
-#define VHU_MAX_QUEUES 256
-
 /* Most memory regions held at once (GET_MAX_MEM_SLOTS). */
 #define VHU_MAX_MEM_SLOTS 509u
 

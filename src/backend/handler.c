@@ -50,6 +50,11 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *user_
         return r;
     const struct vhu_device_ops *ops = &own;
     const char *bad = NULL;
+    /* The limits are constants; the messages name them as numbers. */
+    _Static_assert(VHU_MAX_QUEUES == 256 && VHU_MAX_CONFIG_SIZE == 256 &&
+                       VHU_SNAP_MAX_SECTIONS == 256 && VHU_MAX_QUEUE_SIZE == 32768 &&
+                       VHU_SHMEM_MAX_REGIONS == 8,
+                   "update the messages below");
     if (!ops->features || !ops->start_vring || !ops->stop_vring)
         bad = "features, start_vring and stop_vring are required";
     else if (ops->num_queues < 1 || ops->num_queues > VHU_MAX_QUEUES)

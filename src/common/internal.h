@@ -15,6 +15,11 @@
  * (the `why` a function fills in for its caller's error line). */
 #define VHU_REASON_MAX 256
 
+/* Most queues a device may declare (vhu_device_ops.num_queues); arrays
+ * with one entry per queue, such as vhu_backend_pause's, have this many,
+ * and a control client believes no larger count. */
+#define VHU_MAX_QUEUES 256
+
 #define vhu_err(...) vhu_log(VHU_LOG_ERROR, __VA_ARGS__)
 #define vhu_warn(...) vhu_log(VHU_LOG_WARN, __VA_ARGS__)
 #define vhu_info(...) vhu_log(VHU_LOG_INFO, __VA_ARGS__)

@@ -358,10 +358,10 @@ int vhu_fe_control_info(struct vhu_fe_control *c, struct vhu_fe_control_info *in
             r = want_uint(&v, 255, &u);
             info->status = (uint8_t)u;
         } else if (vhu_ctl_is(&k, "num_queues")) {
-            r = want_uint(&v, 256, &nq);
+            r = want_uint(&v, VHU_MAX_QUEUES, &nq);
         } else if (vhu_ctl_is(&k, "queues")) {
-            /* At most 256 (the most a device has), whatever it claims. */
-            if (v.t != CTL_ARRAY || v.u > 256 || have_queues) {
+            /* At most the most a device has, whatever it claims. */
+            if (v.t != CTL_ARRAY || v.u > VHU_MAX_QUEUES || have_queues) {
                 r = -EPROTO;
                 break;
             }

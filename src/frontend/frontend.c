@@ -135,7 +135,7 @@ int vhu_fe_recv(struct vhu_fe *fe, struct vhu_msg_header *hdr, void *payload, ui
                 int *fds, unsigned *nfds)
 {
     struct vhu_wire_msg *m = &fe->msg;
-    char why[256];
+    char why[VHU_REASON_MAX];
     int r = vhu_wire_recv(fe->sock, m, fe->timeout_ms, why, sizeof(why));
     if (r < 0)
         return r;
@@ -601,7 +601,7 @@ int vhu_fe_serve_backend_request(struct vhu_fe *fe, int timeout_ms)
     if (fe->chan < 0)
         return -ENOTCONN;
     struct vhu_wire_msg *m = &fe->msg;
-    char why[256];
+    char why[VHU_REASON_MAX];
     int r = vhu_wire_recv(fe->chan, m, timeout_ms, why, sizeof(why));
     if (r < 0)
         return r;

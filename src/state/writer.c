@@ -27,7 +27,7 @@ struct vhu_state_writer {
     uint8_t *out;
     size_t out_cap;
     int err;
-    char why[256];
+    char why[VHU_REASON_MAX];
     bool in_section, in_blob;
     unsigned depth;
     uint64_t bytes_out;
