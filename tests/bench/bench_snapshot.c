@@ -23,7 +23,12 @@
  *   snapshot's duration and throughput (disk bytes / duration), and the
  *   guest-visible figures over all windows: requests during, their p99 and
  *   max latency, and the longest gap between two completions;
- *   baseline: p99 and max latency of the requests outside every window;
+ *   baseline: p99 and max latency of the requests outside every window,
+ *   and its longest gap; the gaps over 10 ms (the target) inside the
+ *   windows and outside, with the seconds of each, so that the machine's
+ *   own stalls can be told from the snapshot's (VHU_BENCH_GAPS=MS also
+ *   prints every gap over MS ms with its CLOCK_MONOTONIC start, for
+ *   tests/bench/snapshot-gaps.sh);
  *   stop-the-world: the driver drains, the ring is stopped
  *   (GET_VRING_BASE) and the same state saved over the vhost-user socket
  *   (SET_DEVICE_STATE_FD, CHECK_DEVICE_STATE) into /dev/null: the guest
@@ -424,6 +429,16 @@ static void run_size(uint64_t size, enum mode mode)
         die("memory", -ENOMEM);
     size_t nin = 0, nout = 0;
     uint64_t max_gap = 0, prev_done = 0;
+    /* Gaps over 10 ms (the target) inside the windows and outside, so that
+     * the machine's own stalls, which come with no snapshot too, can be
+     * told from the snapshot's: their rates side by side. */
+    const uint64_t long_gap = 10000000;
+    const char *trace_env = getenv("VHU_BENCH_GAPS");
+    const uint64_t trace_gap = trace_env ? (uint64_t)(strtod(trace_env, NULL) * 1e6) : 0;
+    unsigned long_in = 0, long_out = 0;
+    uint64_t max_gap_out = 0, t_in = 0;
+    for (unsigned k = 0; k < o.repeat; k++)
+        t_in += w[k].end - w[k].start;
     for (size_t i = 0; i < d->nsamples; i++) {
         struct sample s = d->samples[i];
         bool during = false, gap_in = false;
@@ -444,6 +459,16 @@ static void run_size(uint64_t size, enum mode mode)
             out[nout++] = s.done - s.submit;
         if (gap_in && prev_done && s.done - prev_done > max_gap)
             max_gap = s.done - prev_done;
+        if (prev_done && s.done - prev_done > long_gap)
+            *(gap_in ? &long_in : &long_out) += 1;
+        /* VHU_BENCH_GAPS=MS: each gap over MS ms with its CLOCK_MONOTONIC
+         * start, to find it in a `perf sched record -k CLOCK_MONOTONIC`
+         * (tests/bench/snapshot-gaps.sh). */
+        if (prev_done && trace_gap && s.done - prev_done > trace_gap)
+            printf("    gap %.1f ms at %.6f (%s)\n", (double)(s.done - prev_done) / 1e6,
+                   (double)prev_done / 1e9, gap_in ? "during a snapshot" : "outside");
+        if (!gap_in && prev_done && s.done - prev_done > max_gap_out)
+            max_gap_out = s.done - prev_done;
         prev_done = s.done;
     }
     double in_p99, in_max, out_p99, out_max;
@@ -480,8 +505,20 @@ static void run_size(uint64_t size, enum mode mode)
     for (unsigned k = 0; k < o.repeat; k++)
         printf(" %.1f@%.0f", (double)w[k].gap / 1e6, (double)w[k].gap_at / 1e6);
     printf("\n");
-    printf("    guest outside (baseline): %zu requests, p99 %.0f us, max %.0f us\n", nout, out_p99,
-           out_max);
+    if (getenv("VHU_BENCH_GAPS"))
+        for (unsigned k = 0; k < o.repeat; k++)
+            printf("    snapshot %u: %.6f to %.6f\n", k, (double)w[k].start / 1e9,
+                   (double)w[k].end / 1e9);
+    printf("    guest outside (baseline): %zu requests, p99 %.0f us, max %.0f us, "
+           "longest gap between completions %.0f us\n",
+           nout, out_p99, out_max, (double)max_gap_out / 1e3);
+    double s_all =
+        d->nsamples ? (double)(d->samples[d->nsamples - 1].done - d->samples[0].done) / 1e9 : 0.0;
+    double s_in = (double)t_in / 1e9, s_out = s_all > s_in ? s_all - s_in : 0.0;
+    printf(
+        "    gaps over 10 ms: %u in %.1f s of snapshots (%.2f/s), %u in %.1f s outside (%.2f/s)\n",
+        long_in, s_in, s_in > 0 ? long_in / s_in : 0.0, long_out, s_out,
+        s_out > 0 ? long_out / s_out : 0.0);
     printf("  stop-the-world save (GET_VRING_BASE + SET_DEVICE_STATE_FD): ring stopped "
            "%.0f ms, %.0f MB/s of disk\n",
            stw_ms, (double)size / 1e6 / (stw_ms / 1e3));
