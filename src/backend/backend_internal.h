@@ -162,8 +162,8 @@ struct vhu_backend {
     struct vhu_dirty_log log;
     struct vhu_inflight_region inflight;
     int log_fd;
-    atomic_bool logging; /* VHOST_F_LOG_ALL acked (a log may be missing) */
-    struct vhu_vring *queues;
+    atomic_bool logging;      /* VHOST_F_LOG_ALL acked (a log may be missing) */
+    struct vhu_vring *vrings; /* nqueues of them */
     unsigned nqueues;
     unsigned max_queue_size;
 

@@ -213,7 +213,7 @@ static void put_info(struct vhu_control *c, struct vhu_ctl_buf *o, bool has_id, 
     vhu_ctl_put_text(o, "queues");
     vhu_ctl_put_array(o, b->nqueues);
     for (unsigned i = 0; i < b->nqueues; i++) {
-        struct vhu_vring *q = &b->queues[i];
+        struct vhu_vring *q = &b->vrings[i];
         vhu_ctl_put_map(o, 6);
         put_uint_field(o, "index", i);
         put_uint_field(o, "size", q->num);

@@ -78,8 +78,8 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *user_
     struct vhu_backend *b = calloc(1, sizeof(*b));
     if (!b)
         return -ENOMEM;
-    b->queues = calloc(ops->num_queues, sizeof(*b->queues));
-    if (!b->queues) {
+    b->vrings = calloc(ops->num_queues, sizeof(*b->vrings));
+    if (!b->vrings) {
         free(b);
         return -ENOMEM;
     }
@@ -97,7 +97,7 @@ int vhu_backend_new(struct vhu_backend **out, const struct vhu_device_ops *user_
     b->max_queue_size = ops->max_queue_size ? ops->max_queue_size : VHU_MAX_QUEUE_SIZE;
     pthread_mutex_init(&b->chan_lock, NULL);
     for (unsigned i = 0; i < b->nqueues; i++)
-        vhu_vring_init(&b->queues[i], b, i);
+        vhu_vring_init(&b->vrings[i], b, i);
 
     uint64_t f = ops->features(dev);
     if (f & VHU_UNSUPPORTED_FEATURES)
@@ -132,9 +132,9 @@ void vhu_backend_free(struct vhu_backend *b)
     vhu_backend_detach(b);
     vhu_state_worker_free(b);
     for (unsigned i = 0; i < b->nqueues; i++)
-        vhu_vring_destroy(&b->queues[i]);
+        vhu_vring_destroy(&b->vrings[i]);
     pthread_mutex_destroy(&b->chan_lock);
-    free(b->queues);
+    free(b->vrings);
     free(b);
 }
 
@@ -160,8 +160,8 @@ uint64_t vhu_backend_acked_protocol_features(const struct vhu_backend *b) { retu
 void vhu_backend_pause(struct vhu_backend *b, bool *was)
 {
     for (unsigned i = 0; i < b->nqueues; i++) {
-        was[i] = b->queues[i].started;
-        vhu_vring_stop(&b->queues[i]);
+        was[i] = b->vrings[i].started;
+        vhu_vring_stop(&b->vrings[i]);
     }
 }
 
@@ -172,12 +172,12 @@ int vhu_backend_resume(struct vhu_backend *b, const bool *was)
         if (!was[i])
             continue;
         char why[VHU_REASON_MAX];
-        int r = vhu_vring_start(&b->queues[i], why, sizeof(why));
+        int r = vhu_vring_start(&b->vrings[i], why, sizeof(why));
         if (r < 0) {
             /* Callers validate before pausing, so this is the device's own
              * refusal: the ring stays stopped and the guest is told. */
             vhu_err("restarting %s", why);
-            vhu_vring_signal_error(&b->queues[i]);
+            vhu_vring_signal_error(&b->vrings[i]);
             ret = r;
         }
     }
@@ -187,7 +187,7 @@ int vhu_backend_resume(struct vhu_backend *b, const bool *was)
 static bool any_started(const struct vhu_backend *b)
 {
     for (unsigned i = 0; i < b->nqueues; i++)
-        if (b->queues[i].started)
+        if (b->vrings[i].started)
             return true;
     return false;
 }
@@ -196,8 +196,8 @@ void vhu_backend_reset_device(struct vhu_backend *b)
 {
     bool was_running = any_started(b);
     for (unsigned i = 0; i < b->nqueues; i++) {
-        vhu_vring_stop(&b->queues[i]);
-        vhu_vring_reset(&b->queues[i], true);
+        vhu_vring_stop(&b->vrings[i]);
+        vhu_vring_reset(&b->vrings[i], true);
     }
     if (was_running && b->ops->suspend)
         b->ops->suspend(b->dev);
@@ -217,7 +217,7 @@ void vhu_backend_detach(struct vhu_backend *b)
     vhu_transfer_abort(b);
     vhu_backend_reset_device(b);
     for (unsigned i = 0; i < b->nqueues; i++)
-        vhu_vring_reset(&b->queues[i], false);
+        vhu_vring_reset(&b->vrings[i], false);
     vhu_mem_clear(&b->mem);
     vhu_dirty_log_unmap(&b->log);
     vhu_close_fd(&b->log_fd);

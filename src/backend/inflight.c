@@ -120,7 +120,7 @@ static int map_region(struct vhu_req *r, int fd, uint64_t offset, uint64_t size,
 {
     struct vhu_backend *b = r->b;
     for (unsigned i = 0; i < b->nqueues; i++)
-        if (b->queues[i].started)
+        if (b->vrings[i].started)
             return vhu_refuse(r, -EBUSY, "inflight: ring %u is running", i);
     uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
     uint64_t off = offset & ~(page - 1);

@@ -35,13 +35,13 @@ static struct vhu_vring *ring_at(struct vhu_req *r, uint32_t idx)
                    r->b->nqueues);
         return NULL;
     }
-    return &r->b->queues[idx];
+    return &r->b->vrings[idx];
 }
 
 static bool any_started(const struct vhu_backend *b)
 {
     for (unsigned i = 0; i < b->nqueues; i++)
-        if (b->queues[i].started)
+        if (b->vrings[i].started)
             return true;
     return false;
 }
@@ -63,7 +63,7 @@ static int req_set_features(struct vhu_req *r)
                           (unsigned long long)(f & ~b->features_offered),
                           (unsigned long long)b->features_offered);
     for (unsigned i = 0; i < b->nqueues; i++)
-        if (b->queues[i].started && ((f ^ b->acked_features) & ~VHU_BIT(VHU_F_LOG_ALL)))
+        if (b->vrings[i].started && ((f ^ b->acked_features) & ~VHU_BIT(VHU_F_LOG_ALL)))
             return vhu_refuse(r, -EBUSY, "features 0x%llx -> 0x%llx while ring %u runs",
                               (unsigned long long)b->acked_features, (unsigned long long)f, i);
     if (b->ops->ack_features) {
@@ -81,7 +81,7 @@ static int req_set_features(struct vhu_req *r)
      * they wait for SET_VRING_ENABLE. */
     if (!(f & VHU_BIT(VHU_F_PROTOCOL_FEATURES)))
         for (unsigned i = 0; i < b->nqueues; i++)
-            atomic_store(&b->queues[i].enabled, true);
+            atomic_store(&b->vrings[i].enabled, true);
     return 0;
 }
 
@@ -174,7 +174,7 @@ static int rings_fit(struct vhu_req *r, const struct vhu_mem *mem)
 {
     struct vhu_backend *b = r->b;
     for (unsigned i = 0; i < b->nqueues; i++) {
-        struct vhu_vring *q = &b->queues[i];
+        struct vhu_vring *q = &b->vrings[i];
         if (!q->started)
             continue;
         char why[VHU_REASON_MAX];

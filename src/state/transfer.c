@@ -111,7 +111,7 @@ void vhu_state_fill_handler(const struct vhu_backend *b, struct vhu_snap_handler
     h->protocol_features = b->acked_pf;
     h->nqueues = b->nqueues;
     for (unsigned i = 0; i < b->nqueues; i++) {
-        const struct vhu_vring *vq = &b->queues[i];
+        const struct vhu_vring *vq = &b->vrings[i];
         struct vhu_snap_queue *q = &h->queues[i];
         *q = (struct vhu_snap_queue){.index = i,
                                      .size = vq->num,
@@ -525,7 +525,7 @@ int vhu_req_set_device_state_fd(struct vhu_req *r)
     if (b->transfer)
         return vhu_refuse(r, -EBUSY, "a transfer is already active; CHECK_DEVICE_STATE ends it");
     for (unsigned i = 0; i < b->nqueues; i++)
-        if (b->queues[i].started)
+        if (b->vrings[i].started)
             return vhu_refuse(r, -EBUSY, "ring %u is running; stop it with GET_VRING_BASE first",
                               i);
     int fd = r->m->fds[0];
@@ -607,7 +607,7 @@ int vhu_req_check_device_state(struct vhu_req *r)
         b->acked_features = t->handler.features;
         for (unsigned i = 0; i < t->handler.nqueues; i++) {
             const struct vhu_snap_queue *q = &t->handler.queues[i];
-            struct vhu_vring *vq = &b->queues[q->index];
+            struct vhu_vring *vq = &b->vrings[q->index];
             vq->num = q->size;
             vq->last_avail = (uint16_t)q->last_avail;
             if (q->layout == VHU_SNAP_LAYOUT_PACKED) {
